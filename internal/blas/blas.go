@@ -1,0 +1,127 @@
+// Package blas is the thin layer through which every matrix product of rwkv-go runs.
+//
+// Two backends exist: OpenBLAS, loaded at run time from the system's shared library when the
+// binary was built with cgo (Debian: libopenblas0), and gonum's pure-Go BLAS otherwise. Loading at
+// run time keeps `go build` working on a machine that has only Go, and lets one binary use OpenBLAS
+// wherever it is installed. RWKV_BLAS=gonum forces the pure-Go path; RWKV_BLAS=openblas makes a
+// missing OpenBLAS an error reported by Init.
+//
+// All matrices are row-major. Gemm computes C = alpha*op(A)*op(B) + beta*C with op(X) = X or Xᵀ.
+package blas
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	gblas "gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Float is the element type of the products: float32 for training, float64 for checks.
+type Float interface{ ~float32 | ~float64 }
+
+// backend is one implementation of the two products we need.
+type backend interface {
+	name() string
+	sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+	dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int)
+}
+
+var (
+	initOnce sync.Once
+	initErr  error
+	active   backend
+)
+
+// Init selects the backend once, following RWKV_BLAS ("", "openblas" or "gonum"). It is called
+// lazily by Gemm; call it early to report a configuration error before any work starts.
+func Init() error {
+	initOnce.Do(func() {
+		active, initErr = choose(os.Getenv("RWKV_BLAS"))
+	})
+	return initErr
+}
+
+func choose(want string) (backend, error) {
+	switch want {
+	case "gonum":
+		return gonumBackend{}, nil
+	case "", "openblas":
+		b, err := openOpenBLAS()
+		if err == nil {
+			return b, nil
+		}
+		if want == "openblas" {
+			return gonumBackend{}, fmt.Errorf("blas: RWKV_BLAS=openblas but %w; install libopenblas0 or unset RWKV_BLAS", err)
+		}
+		return gonumBackend{}, nil
+	default:
+		return gonumBackend{}, fmt.Errorf("blas: RWKV_BLAS=%q is not a backend; use openblas or gonum", want)
+	}
+}
+
+// Backend names the backend in use, e.g. "openblas (libopenblas.so.0, 2 threads)" or
+// "gonum (pure Go)".
+func Backend() string {
+	Init()
+	return active.name()
+}
+
+// Gemm computes c = alpha*op(a)*op(b) + beta*c for row-major a (m×k, or k×m when tA),
+// b (k×n, or n×k when tB) and c (m×n), with leading dimensions lda, ldb, ldc.
+func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb int, beta F, c []F, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	Init()
+	switch cc := any(c).(type) {
+	case []float32:
+		active.sgemm(tA, tB, m, n, k, float32(alpha), any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), cc, ldc)
+	case []float64:
+		active.dgemm(tA, tB, m, n, k, float64(alpha), any(a).([]float64), lda, any(b).([]float64), ldb, float64(beta), cc, ldc)
+	default:
+		panic(fmt.Sprintf("blas: unsupported element type %T", c))
+	}
+}
+
+type gonumBackend struct{}
+
+func (gonumBackend) name() string { return "gonum (pure Go)" }
+
+func trans(t bool) gblas.Transpose {
+	if t {
+		return gblas.Trans
+	}
+	return gblas.NoTrans
+}
+
+func (gonumBackend) sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gonum.Implementation{}.Sgemm(trans(tA), trans(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+func (gonumBackend) dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	gonum.Implementation{}.Dgemm(trans(tA), trans(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// checkGemm panics, as gonum does, when the slices cannot hold the matrices the dimensions
+// describe; a C BLAS would otherwise read or write out of bounds.
+func checkGemm(tA, tB bool, m, n, k, la, lda, lb, ldb, lc, ldc int) {
+	ar, ac := m, k
+	if tA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if tB {
+		br, bc = n, k
+	}
+	ok := m >= 0 && n >= 0 && k >= 0 &&
+		lda >= max(1, ac) && ldb >= max(1, bc) && ldc >= max(1, n) &&
+		(ar == 0 || la >= (ar-1)*lda+ac) &&
+		(br == 0 || lb >= (br-1)*ldb+bc) &&
+		lc >= (m-1)*ldc+n
+	if !ok {
+		panic(fmt.Sprintf("blas: gemm dimensions m=%d n=%d k=%d (tA=%v tB=%v lda=%d ldb=%d ldc=%d) do not fit slices of %d, %d, %d",
+			m, n, k, tA, tB, lda, ldb, ldc, la, lb, lc))
+	}
+}

@@ -1,0 +1,103 @@
+//go:build cgo && (linux || darwin)
+
+package blas
+
+/*
+#cgo linux LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+typedef void (*dgemm_fn)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*, int);
+typedef int (*nthreads_fn)(void);
+
+static sgemm_fn rw_sgemm;
+static dgemm_fn rw_dgemm;
+static nthreads_fn rw_nthreads;
+
+// rw_open loads the named library and resolves the CBLAS entry points; 0 on success.
+static int rw_open(const char* name) {
+	void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) return 1;
+	rw_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+	rw_dgemm = (dgemm_fn)dlsym(h, "cblas_dgemm");
+	rw_nthreads = (nthreads_fn)dlsym(h, "openblas_get_num_threads");
+	if (rw_sgemm == NULL || rw_dgemm == NULL) return 2;
+	return 0;
+}
+
+static int rw_threads(void) { return rw_nthreads ? rw_nthreads() : 0; }
+
+enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
+
+static void rw_call_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda,
+		const float* b, int ldb, float beta, float* c, int ldc) {
+	rw_sgemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void rw_call_dgemm(int ta, int tb, int m, int n, int k, double alpha, const double* a, int lda,
+		const double* b, int ldb, double beta, double* c, int ldc) {
+	rw_dgemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// libNames are tried in order; the first that loads and exports cblas_sgemm wins.
+var libNames = []string{"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"}
+
+type openBLAS struct {
+	lib     string
+	threads int
+}
+
+func openOpenBLAS() (backend, error) {
+	for _, name := range libNames {
+		cname := C.CString(name)
+		rc := C.rw_open(cname)
+		C.free(unsafe.Pointer(cname))
+		if rc == 0 {
+			return openBLAS{lib: name, threads: int(C.rw_threads())}, nil
+		}
+	}
+	return nil, errors.New("no OpenBLAS shared library (libopenblas.so.0) could be loaded")
+}
+
+func (o openBLAS) name() string {
+	return fmt.Sprintf("openblas (%s, %d threads)", o.lib, o.threads)
+}
+
+func b2i(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (openBLAS) sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	C.rw_call_sgemm(b2i(tA), b2i(tB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+		(*C.float)(unsafe.Pointer(ptr(a))), C.int(lda), (*C.float)(unsafe.Pointer(ptr(b))), C.int(ldb),
+		C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc))
+}
+
+func (openBLAS) dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	checkGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	C.rw_call_dgemm(b2i(tA), b2i(tB), C.int(m), C.int(n), C.int(k), C.double(alpha),
+		(*C.double)(unsafe.Pointer(ptr(a))), C.int(lda), (*C.double)(unsafe.Pointer(ptr(b))), C.int(ldb),
+		C.double(beta), (*C.double)(unsafe.Pointer(&c[0])), C.int(ldc))
+}
+
+// ptr returns the address of the first element, or nil for an empty slice (k == 0).
+func ptr[F Float](s []F) *F {
+	if len(s) == 0 {
+		return nil
+	}
+	return &s[0]
+}
