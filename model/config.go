@@ -1,0 +1,65 @@
+// Package model is RWKV-4: its configuration, parameters with RWKV-LM's names and shapes,
+// RWKV-LM initialisation, the parallel (training) form as a Gorgonia graph built from fused custom
+// ops, and the recurrent (one token at a time) form in plain Go. It knows nothing of training.
+package model
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config is the shape of an RWKV-4 model. Keys follow RWKV-LM's train.py arguments.
+type Config struct {
+	Layers int `mapstructure:"n_layer" yaml:"n_layer" json:"n_layer"`
+	Embd   int `mapstructure:"n_embd" yaml:"n_embd" json:"n_embd"`
+	Vocab  int `mapstructure:"vocab_size" yaml:"vocab_size" json:"vocab_size"`
+	CtxLen int `mapstructure:"ctx_len" yaml:"ctx_len" json:"ctx_len"`
+	// FFN is the channel-mix hidden size; 0 means 4*Embd, as in RWKV-LM.
+	FFN int `mapstructure:"dim_ffn" yaml:"dim_ffn" json:"dim_ffn"`
+}
+
+// ErrConfig is wrapped by every Config validation error.
+var ErrConfig = errors.New("invalid model config")
+
+// DimFFN is the channel-mix hidden size with the default applied.
+func (c Config) DimFFN() int {
+	if c.FFN == 0 {
+		return 4 * c.Embd
+	}
+	return c.FFN
+}
+
+// Validate reports every problem with the configuration, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key string, v int, why string) {
+		errs = append(errs, fmt.Errorf("%w: model.%s = %d: %s", ErrConfig, key, v, why))
+	}
+	if c.Layers <= 0 {
+		bad("n_layer", c.Layers, "must be positive")
+	}
+	if c.Embd <= 0 {
+		bad("n_embd", c.Embd, "must be positive")
+	} else if c.Embd%32 != 0 {
+		bad("n_embd", c.Embd, "must be a multiple of 32, as in RWKV-LM")
+	}
+	if c.Vocab <= 0 {
+		bad("vocab_size", c.Vocab, "must be positive")
+	}
+	if c.CtxLen <= 0 {
+		bad("ctx_len", c.CtxLen, "must be positive")
+	}
+	if c.FFN < 0 {
+		bad("dim_ffn", c.FFN, "must be positive, or 0 for 4*n_embd")
+	}
+	return errors.Join(errs...)
+}
+
+// String is the short form used in logs: "L12-D768-V50277 ctx1024".
+func (c Config) String() string {
+	s := fmt.Sprintf("L%d-D%d-V%d ctx%d", c.Layers, c.Embd, c.Vocab, c.CtxLen)
+	if c.FFN != 0 && c.FFN != 4*c.Embd {
+		s += fmt.Sprintf(" ffn%d", c.FFN)
+	}
+	return s
+}

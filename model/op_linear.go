@@ -1,0 +1,105 @@
+package model
+
+import (
+	"fmt"
+	"hash"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/internal/blas"
+)
+
+// linearOp: (x (N,in), W (out,in)) -> x Wᵀ (N,out). W keeps PyTorch's [out, in] layout, so
+// RWKV-LM weights are used as stored; one BLAS call with a transpose flag does the product.
+type linearOp struct {
+	opBase
+	N, In, Out int
+}
+
+// Linear is a bias-free linear layer y = x Wᵀ.
+func Linear(x, w *G.Node) (*G.Node, error) {
+	xs, ws := x.Shape(), w.Shape()
+	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[1] {
+		return nil, fmt.Errorf("model: Linear shapes x %v, W %v do not fit", xs, ws)
+	}
+	return G.ApplyOp(linearOp{N: xs[0], In: xs[1], Out: ws[0]}, x, w)
+}
+
+func (o linearOp) Arity() int    { return 2 }
+func (o linearOp) Type() hm.Type { return hm.NewFnType(matT, matT, matT) }
+func (o linearOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{o.N, o.Out}, nil
+}
+func (o linearOp) Do(in ...G.Value) (G.Value, error) {
+	out := newDense(dtypeOf(in[0]), o.N, o.Out)
+	switch d := out.Data().(type) {
+	case []float32:
+		blas.Gemm(false, true, o.N, o.Out, o.In, 1, f32(in[0]), o.In, f32(in[1]), o.In, 0, d, o.Out)
+	case []float64:
+		blas.Gemm(false, true, o.N, o.Out, o.In, 1, f64(in[0]), o.In, f64(in[1]), o.In, 0, d, o.Out)
+	}
+	return out, nil
+}
+func (o linearOp) String() string {
+	return fmt.Sprintf("Linear{N=%d,in=%d,out=%d}", o.N, o.In, o.Out)
+}
+func (o linearOp) WriteHash(h hash.Hash) { writeHash(h, o) }
+func (o linearOp) Hashcode() uint32      { return hashcode(o) }
+func (o linearOp) DiffWRT(int) []bool    { return []bool{true, true} }
+
+// SymDiff builds the two gradient products as separate nodes, so that a compiled program that
+// does not need one of them (the gradient of data) never runs it.
+func (o linearOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
+	gx, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: false}, grad, in[1])
+	if err != nil {
+		return nil, err
+	}
+	gw, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: true}, grad, in[0])
+	return G.Nodes{gx, gw}, err
+}
+
+// linearGradOp: (gy (N,out), W) -> gx = gy W (N,in); or (gy, x) -> gW = gyᵀ x (out,in).
+type linearGradOp struct {
+	fwd  linearOp
+	wrtW bool
+}
+
+func (o linearGradOp) Arity() int    { return 2 }
+func (o linearGradOp) Type() hm.Type { return hm.NewFnType(matT, matT, matT) }
+func (o linearGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	if o.wrtW {
+		return tensor.Shape{o.fwd.Out, o.fwd.In}, nil
+	}
+	return tensor.Shape{o.fwd.N, o.fwd.In}, nil
+}
+func (o linearGradOp) Do(in ...G.Value) (G.Value, error) {
+	s, _ := o.InferShape()
+	out := newDense(dtypeOf(in[0]), s...)
+	switch d := out.Data().(type) {
+	case []float32:
+		linearGrad(o.fwd, o.wrtW, f32(in[0]), f32(in[1]), d)
+	case []float64:
+		linearGrad(o.fwd, o.wrtW, f64(in[0]), f64(in[1]), d)
+	}
+	return out, nil
+}
+
+func linearGrad[F Float](o linearOp, wrtW bool, gy, other, out []F) {
+	if wrtW { // gW (out,in) = gyᵀ (out,N) · x (N,in)
+		blas.Gemm(true, false, o.Out, o.In, o.N, 1, gy, o.Out, other, o.In, 0, out, o.In)
+		return
+	}
+	// gx (N,in) = gy (N,out) · W (out,in)
+	blas.Gemm(false, false, o.N, o.In, o.Out, 1, gy, o.Out, other, o.In, 0, out, o.In)
+}
+
+func (o linearGradOp) ReturnsPtr() bool     { return false }
+func (o linearGradOp) CallsExtern() bool    { return false }
+func (o linearGradOp) OverwritesInput() int { return -1 }
+func (o linearGradOp) String() string {
+	return fmt.Sprintf("LinearGrad{wrtW=%v,%v}", o.wrtW, o.fwd)
+}
+func (o linearGradOp) WriteHash(h hash.Hash) { writeHash(h, o) }
+func (o linearGradOp) Hashcode() uint32      { return hashcode(o) }

@@ -1,0 +1,139 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+
+	"gorgonia.org/tensor"
+)
+
+// Param is one weight tensor. Shape is RWKV-LM's (time_mix_* are [1,1,C]); Value holds the same
+// memory in the shape the graph uses (time_mix_* as (C)).
+type Param struct {
+	Name  string
+	Shape []int
+	Value *tensor.Dense
+}
+
+// Len is the number of elements.
+func (p *Param) Len() int { return p.Value.Shape().TotalSize() }
+
+// Model is the set of RWKV-4 parameters of one Config in one dtype (tensor.Float32 or Float64),
+// in RWKV-LM state-dict order.
+type Model struct {
+	Config Config
+	DType  tensor.Dtype
+	Params []*Param
+	index  map[string]*Param
+}
+
+// ParamSpec is the name and RWKV-LM shape of a parameter.
+type ParamSpec struct {
+	Name  string
+	Shape []int
+}
+
+// Specs lists every parameter of cfg with RWKV-LM's names and shapes, in state-dict order:
+// 6 + 18*n_layer tensors.
+func Specs(cfg Config) []ParamSpec {
+	C, F, V := cfg.Embd, cfg.DimFFN(), cfg.Vocab
+	s := []ParamSpec{{"emb.weight", []int{V, C}}}
+	for i := 0; i < cfg.Layers; i++ {
+		p := fmt.Sprintf("blocks.%d.", i)
+		add := func(name string, shape ...int) { s = append(s, ParamSpec{p + name, shape}) }
+		add("ln1.weight", C)
+		add("ln1.bias", C)
+		add("ln2.weight", C)
+		add("ln2.bias", C)
+		if i == 0 {
+			add("ln0.weight", C)
+			add("ln0.bias", C)
+		}
+		add("att.time_decay", C)
+		add("att.time_first", C)
+		add("att.time_mix_k", 1, 1, C)
+		add("att.time_mix_v", 1, 1, C)
+		add("att.time_mix_r", 1, 1, C)
+		add("att.key.weight", C, C)
+		add("att.value.weight", C, C)
+		add("att.receptance.weight", C, C)
+		add("att.output.weight", C, C)
+		add("ffn.time_mix_k", 1, 1, C)
+		add("ffn.time_mix_r", 1, 1, C)
+		add("ffn.key.weight", F, C)
+		add("ffn.receptance.weight", C, C)
+		add("ffn.value.weight", C, F)
+	}
+	s = append(s, ParamSpec{"ln_out.weight", []int{C}}, ParamSpec{"ln_out.bias", []int{C}},
+		ParamSpec{"head.weight", []int{V, C}})
+	return s
+}
+
+// graphShape drops RWKV-LM's leading singleton dims of the time_mix vectors.
+func graphShape(shape []int) []int {
+	for len(shape) > 1 && shape[0] == 1 {
+		shape = shape[1:]
+	}
+	return shape
+}
+
+// New allocates a zero model of cfg in dtype (tensor.Float32 or tensor.Float64).
+func New(cfg Config, dtype tensor.Dtype) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if dtype != tensor.Float32 && dtype != tensor.Float64 {
+		return nil, fmt.Errorf("model: dtype %v not supported; use float32 or float64", dtype)
+	}
+	m := &Model{Config: cfg, DType: dtype, index: map[string]*Param{}}
+	for _, sp := range Specs(cfg) {
+		gs := graphShape(sp.Shape)
+		p := &Param{Name: sp.Name, Shape: slices.Clone(sp.Shape), Value: tensor.New(tensor.Of(dtype), tensor.WithShape(gs...))}
+		m.Params = append(m.Params, p)
+		m.index[sp.Name] = p
+	}
+	return m, nil
+}
+
+// Param returns the named parameter, or nil.
+func (m *Model) Param(name string) *Param { return m.index[name] }
+
+// NumParams is the total number of scalar weights.
+func (m *Model) NumParams() int {
+	n := 0
+	for _, p := range m.Params {
+		n += p.Len()
+	}
+	return n
+}
+
+// Float64s copies a parameter's values out as float64, whatever the model dtype.
+func (p *Param) Float64s() []float64 {
+	switch d := p.Value.Data().(type) {
+	case []float64:
+		return slices.Clone(d)
+	case []float32:
+		out := make([]float64, len(d))
+		for i, v := range d {
+			out[i] = float64(v)
+		}
+		return out
+	}
+	panic("model: parameter of unsupported dtype")
+}
+
+// SetFloat64s overwrites a parameter from float64 values, converting to the model dtype.
+func (p *Param) SetFloat64s(v []float64) error {
+	if len(v) != p.Len() {
+		return fmt.Errorf("model: %s: %d values for a tensor of %d (shape %v)", p.Name, len(v), p.Len(), p.Shape)
+	}
+	switch d := p.Value.Data().(type) {
+	case []float64:
+		copy(d, v)
+	case []float32:
+		for i, x := range v {
+			d[i] = float32(x)
+		}
+	}
+	return nil
+}
