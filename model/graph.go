@@ -1,0 +1,297 @@
+package model
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// GraphOptions fixes what a Graph computes. Shapes are fixed when the graph is built.
+type GraphOptions struct {
+	B, T int
+	// Grads adds the loss, its gradient with respect to every parameter and, with State, with
+	// respect to the initial state.
+	Grads bool
+	// L2Wrap adds RWKV-LM's L2Wrap term to the logits gradient (the loss value is unchanged).
+	L2Wrap bool
+	// State exposes the final state (FinalState) and, with Grads, takes the gradient of the final
+	// state from the next chunk (SetStateGrad) and returns that of the initial state (StateGrad).
+	// Without it the graph still starts from SetState's state but builds none of that.
+	State bool
+}
+
+// Graph is the parallel (training) form of a Model for one (B, T): a Gorgonia expression graph of
+// custom ops over 2-D activations (B*T, C), its gradients and a tape machine to run it. The
+// parameter nodes share memory with the Model, so updating the Model's tensors in place updates
+// the graph.
+type Graph struct {
+	m    *Model
+	opts GraphOptions
+	g    *G.ExprGraph
+	vm   G.VM
+
+	ids, targets []int // backing of the Int input nodes (B*T)
+	params       G.Nodes
+	stateIn      []*G.Node // per layer: att_x (B,C), wkv (3B,C), ffn_x (B,C)
+	stateOut     []*G.Node
+	stateGradIn  []*G.Node
+	logits, loss *G.Node
+	objective    *G.Node // loss, plus Dot(final state, its given gradient) with State && Grads
+	grads        G.Nodes // one per parameter
+	stateGrads   G.Nodes // one per stateIn
+}
+
+// NewGraph builds the graph for opts.
+func (m *Model) NewGraph(opts GraphOptions) (*Graph, error) {
+	if opts.B <= 0 || opts.T <= 0 {
+		return nil, fmt.Errorf("model: graph needs B, T > 0, got B=%d T=%d", opts.B, opts.T)
+	}
+	gr := &Graph{m: m, opts: opts, g: G.NewGraph()}
+	if err := gr.build(); err != nil {
+		return nil, fmt.Errorf("model: build graph %v B=%d T=%d: %w", m.Config, opts.B, opts.T, err)
+	}
+	gr.vm = G.NewTapeMachine(gr.g)
+	gr.SetState(nil)
+	return gr, nil
+}
+
+func (gr *Graph) input(name string, shape ...int) *G.Node {
+	dt := gr.m.DType
+	v := newDense(dt, shape...)
+	if len(shape) == 1 {
+		return G.NewVector(gr.g, dt, G.WithShape(shape...), G.WithName(name), G.WithValue(v))
+	}
+	return G.NewMatrix(gr.g, dt, G.WithShape(shape...), G.WithName(name), G.WithValue(v))
+}
+
+func (gr *Graph) build() error {
+	m, g := gr.m, gr.g
+	B, T, C := gr.opts.B, gr.opts.T, m.Config.Embd
+	N := B * T
+	for _, p := range m.Params {
+		s := p.Value.Shape()
+		var n *G.Node
+		if s.Dims() == 1 {
+			n = G.NewVector(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
+		} else {
+			n = G.NewMatrix(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
+		}
+		gr.params = append(gr.params, n)
+	}
+	gr.ids, gr.targets = make([]int, N), make([]int, N)
+	idsNode := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("tokens"),
+		G.WithValue(tensor.New(tensor.WithShape(N), tensor.WithBacking(gr.ids))))
+	p := func(name string) *G.Node { return gr.params[gr.m.indexOf(name)] }
+
+	b := &builder{B: B, T: T}
+	x := b.do(func() (*G.Node, error) { return Embed(p("emb.weight"), idsNode) })
+	for i := 0; i < m.Config.Layers; i++ {
+		pre := fmt.Sprintf("blocks.%d.", i)
+		lp := func(name string) *G.Node { return p(pre + name) }
+		attX := gr.input(fmt.Sprintf("state.%d.att_x", i), B, C)
+		wkvS := gr.input(fmt.Sprintf("state.%d.wkv", i), 3*B, C)
+		ffnX := gr.input(fmt.Sprintf("state.%d.ffn_x", i), B, C)
+		gr.stateIn = append(gr.stateIn, attX, wkvS, ffnX)
+		if i == 0 {
+			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
+		}
+		xa := b.ln(x, lp("ln1.weight"), lp("ln1.bias"))
+		att, wkvOut := b.timeMix(xa, attX, wkvS, lp)
+		x = b.add(x, att)
+		xf := b.ln(x, lp("ln2.weight"), lp("ln2.bias"))
+		x = b.add(x, b.channelMix(xf, ffnX, lp))
+		if gr.opts.State {
+			gr.stateOut = append(gr.stateOut, b.lastRows(xa), wkvOut, b.lastRows(xf))
+		}
+	}
+	xo := b.ln(x, p("ln_out.weight"), p("ln_out.bias"))
+	gr.logits = b.linear(xo, p("head.weight"))
+	if !gr.opts.Grads {
+		return b.err
+	}
+	targets := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("targets"),
+		G.WithValue(tensor.New(tensor.WithShape(N), tensor.WithBacking(gr.targets))))
+	gr.loss = b.do(func() (*G.Node, error) { return CrossEntropy(gr.logits, targets, gr.opts.L2Wrap) })
+	gr.objective = gr.loss
+	wrt := append(G.Nodes(nil), gr.params...)
+	if gr.opts.State {
+		for j, out := range gr.stateOut {
+			gin := gr.input(fmt.Sprintf("stategrad.%d", j), out.Shape()...)
+			gr.stateGradIn = append(gr.stateGradIn, gin)
+			d := b.do(func() (*G.Node, error) { return Dot(out, gin) })
+			gr.objective = b.do(func() (*G.Node, error) { return G.Add(gr.objective, d) })
+		}
+		wrt = append(wrt, gr.stateIn...)
+	}
+	if b.err != nil {
+		return b.err
+	}
+	grads, err := G.Grad(gr.objective, wrt...)
+	if err != nil {
+		return fmt.Errorf("gradients: %w", err)
+	}
+	gr.grads, gr.stateGrads = grads[:len(gr.params)], grads[len(gr.params):]
+	return nil
+}
+
+// indexOf is the position of a parameter in m.Params.
+func (m *Model) indexOf(name string) int {
+	for i, p := range m.Params {
+		if p.Name == name {
+			return i
+		}
+	}
+	panic("model: no parameter " + name)
+}
+
+// SetTokens copies the inputs and targets (B*T each, row-major (B, T)) into the graph. Targets
+// are ignored by a graph without Grads and may be nil there.
+func (gr *Graph) SetTokens(ids, targets []int) error {
+	V := gr.m.Config.Vocab
+	if len(ids) != len(gr.ids) || (gr.opts.Grads && len(targets) != len(gr.targets)) {
+		return fmt.Errorf("model: graph takes %d tokens and targets, got %d and %d", len(gr.ids), len(ids), len(targets))
+	}
+	for i, id := range ids {
+		if id < 0 || id >= V {
+			return fmt.Errorf("model: token id %d at position %d is outside the vocabulary [0, %d)", id, i, V)
+		}
+	}
+	copy(gr.ids, ids)
+	if gr.opts.Grads {
+		for i, t := range targets {
+			if t < 0 || t >= V {
+				return fmt.Errorf("model: target id %d at position %d is outside the vocabulary [0, %d)", t, i, V)
+			}
+		}
+		copy(gr.targets, targets)
+	}
+	return nil
+}
+
+// SetState sets the state the sequences start from; nil means fresh sequences.
+func (gr *Graph) SetState(s *State) error {
+	if s == nil {
+		s = NewState(gr.m.Config, gr.opts.B)
+	}
+	if s.B != gr.opts.B || s.C != gr.m.Config.Embd || len(s.Layers) != gr.m.Config.Layers {
+		return fmt.Errorf("model: state (B=%d, C=%d, %d layers) does not fit the graph (B=%d)", s.B, s.C, len(s.Layers), gr.opts.B)
+	}
+	for i, l := range s.Layers {
+		putState(gr.stateIn[3*i:3*i+3], l)
+	}
+	return nil
+}
+
+// SetStateGrad sets the gradient of the loss of later chunks with respect to this chunk's final
+// state; nil means none (the last chunk). Needs State and Grads.
+func (gr *Graph) SetStateGrad(s *State) error {
+	if !gr.opts.State || !gr.opts.Grads {
+		return fmt.Errorf("model: SetStateGrad needs a graph built with State and Grads")
+	}
+	if s == nil {
+		for _, n := range gr.stateGradIn {
+			setFloats(n.Value(), nil)
+		}
+		return nil
+	}
+	for i, l := range s.Layers {
+		putState(gr.stateGradIn[3*i:3*i+3], l)
+	}
+	return nil
+}
+
+// putState writes one layer's state into its three graph inputs.
+func putState(n []*G.Node, l LayerState) {
+	setFloats(n[0].Value(), l.AttX)
+	setFloats(n[1].Value(), l.AA, l.BB, l.PP)
+	setFloats(n[2].Value(), l.FFNX)
+}
+
+// getState reads three graph values (att_x, wkv, ffn_x) into one layer's state.
+func getState(v []G.Value, l LayerState) {
+	getFloats(v[0], l.AttX)
+	getFloats(v[1], l.AA, l.BB, l.PP)
+	getFloats(v[2], l.FFNX)
+}
+
+// setFloats fills a tensor with the concatenation of parts; no parts means zeros.
+func setFloats(v G.Value, parts ...[]float64) {
+	switch d := v.Data().(type) {
+	case []float32:
+		clear(d)
+		for _, p := range parts {
+			for i, x := range p {
+				d[i] = float32(x)
+			}
+			d = d[len(p):]
+		}
+	case []float64:
+		clear(d)
+		for _, p := range parts {
+			d = d[copy(d, p):]
+		}
+	}
+}
+
+// getFloats splits a tensor's values into parts.
+func getFloats(v G.Value, parts ...[]float64) {
+	switch d := v.Data().(type) {
+	case []float32:
+		for _, p := range parts {
+			for i := range p {
+				p[i] = float64(d[i])
+			}
+			d = d[len(p):]
+		}
+	case []float64:
+		for _, p := range parts {
+			d = d[copy(p, d):]
+		}
+	}
+}
+
+// Run executes the graph once: forward and, with Grads, backward.
+func (gr *Graph) Run() error {
+	gr.vm.Reset()
+	if err := gr.vm.RunAll(); err != nil {
+		return fmt.Errorf("model: run graph: %w", err)
+	}
+	return nil
+}
+
+// Loss is the mean cross-entropy of the last Run (needs Grads).
+func (gr *Graph) Loss() float64 {
+	v, err := scalarOf(gr.loss.Value())
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// Logits of the last Run: (B*T, V) in the model dtype. Read it before the next Run.
+func (gr *Graph) Logits() *tensor.Dense { return gr.logits.Value().(*tensor.Dense) }
+
+// Grad is the gradient of the last Run for parameter i (Model.Params order), in the shape of
+// Param.Value. It is only valid until the next Run.
+func (gr *Graph) Grad(i int) *tensor.Dense { return gr.grads[i].Value().(*tensor.Dense) }
+
+// FinalState copies the state after the last token of the last Run into dst (needs State).
+func (gr *Graph) FinalState(dst *State) {
+	for i, l := range dst.Layers {
+		getState([]G.Value{gr.stateOut[3*i].Value(), gr.stateOut[3*i+1].Value(), gr.stateOut[3*i+2].Value()}, l)
+	}
+}
+
+// StateGrad copies the gradient with respect to the initial state into dst (needs State, Grads).
+func (gr *Graph) StateGrad(dst *State) {
+	for i, l := range dst.Layers {
+		getState([]G.Value{gr.stateGrads[3*i].Value(), gr.stateGrads[3*i+1].Value(), gr.stateGrads[3*i+2].Value()}, l)
+	}
+}
+
+// Options returns the options the graph was built with.
+func (gr *Graph) Options() GraphOptions { return gr.opts }
+
+// Close releases the tape machine.
+func (gr *Graph) Close() error { return gr.vm.Close() }

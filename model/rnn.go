@@ -1,0 +1,150 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/rwkv-go/rwkv-go/internal/blas"
+)
+
+// RNN runs a Model one token at a time for B sequences, in plain Go with no graph: memory is
+// constant per token and the whole history lives in a State. It reads the Model's tensors
+// directly, so it sees weight updates.
+type RNN struct {
+	m      *Model
+	B      int
+	step   func(s *State, tokens []int, logits []float64)
+	layers int
+}
+
+// NewRNN prepares scratch space for B parallel sequences.
+func (m *Model) NewRNN(B int) *RNN {
+	r := &RNN{m: m, B: B, layers: m.Config.Layers}
+	switch m.DType.String() {
+	case "float32":
+		r.step = newRNNKernel[float32](m, B).step
+	default:
+		r.step = newRNNKernel[float64](m, B).step
+	}
+	return r
+}
+
+// Step feeds one token per sequence (tokens has B ids), advances s and writes the next-token
+// logits (B*V, row-major) into logits.
+func (r *RNN) Step(s *State, tokens []int, logits []float64) error {
+	V := r.m.Config.Vocab
+	if len(tokens) != r.B || len(logits) != r.B*V {
+		return fmt.Errorf("model: RNN step takes %d tokens and %d logits, got %d and %d", r.B, r.B*V, len(tokens), len(logits))
+	}
+	if s.B != r.B || s.C != r.m.Config.Embd || len(s.Layers) != r.layers {
+		return fmt.Errorf("model: state (B=%d, C=%d, %d layers) does not fit the RNN (B=%d)", s.B, s.C, len(s.Layers), r.B)
+	}
+	for i, id := range tokens {
+		if id < 0 || id >= V {
+			return fmt.Errorf("model: token id %d of sequence %d is outside the vocabulary [0, %d)", id, i, V)
+		}
+	}
+	r.step(s, tokens, logits)
+	return nil
+}
+
+// rnnKernel holds typed views of the weights and the scratch activations of one step.
+type rnnKernel[F Float] struct {
+	m                          *Model
+	B, C, F, V                 int
+	x, xa, xf, mixed, prev     []F
+	k, v, r, y, g, att, fk, fv []F
+	out, logits                []F
+}
+
+func newRNNKernel[F Float](m *Model, B int) *rnnKernel[F] {
+	C, Fd, V := m.Config.Embd, m.Config.DimFFN(), m.Config.Vocab
+	n := B * C
+	mk := func(k int) []F { return make([]F, k) }
+	return &rnnKernel[F]{m: m, B: B, C: C, F: Fd, V: V,
+		x: mk(n), xa: mk(n), xf: mk(n), mixed: mk(n), prev: mk(n),
+		k: mk(n), v: mk(n), r: mk(n), y: mk(n), g: mk(n), att: mk(n),
+		fk: mk(B * Fd), fv: mk(n), out: mk(n), logits: mk(B * V)}
+}
+
+func (q *rnnKernel[F]) w(name string) []F { return q.m.index[name].Value.Data().([]F) }
+
+// linear computes out (B, outDim) = in (B, inDim) · Wᵀ.
+func (q *rnnKernel[F]) linear(in []F, name string, out []F, inDim, outDim int) {
+	blas.Gemm(false, true, q.B, outDim, inDim, 1, in, inDim, q.w(name), inDim, 0, out, outDim)
+}
+
+// mix writes x*mix + prev*(1-mix) row by row, prev being the state's last x.
+func (q *rnnKernel[F]) mix(x []F, prev []float64, name string, out []F) {
+	for i, p := range prev {
+		q.prev[i] = F(p)
+	}
+	shiftMixForward(x, q.prev, q.w(name), out, q.B, 1, q.C)
+}
+
+func (q *rnnKernel[F]) step(s *State, tokens []int, logits []float64) {
+	B, C := q.B, q.C
+	gatherRows(q.w("emb.weight"), tokens, q.x, C)
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		p := fmt.Sprintf("blocks.%d.", i)
+		if i == 0 {
+			lnForward(q.x, q.w(p+"ln0.weight"), q.w(p+"ln0.bias"), q.x, B, C)
+		}
+		// Time mix.
+		lnForward(q.x, q.w(p+"ln1.weight"), q.w(p+"ln1.bias"), q.xa, B, C)
+		q.mix(q.xa, l.AttX, p+"att.time_mix_k", q.mixed)
+		q.linear(q.mixed, p+"att.key.weight", q.k, C, C)
+		q.mix(q.xa, l.AttX, p+"att.time_mix_v", q.mixed)
+		q.linear(q.mixed, p+"att.value.weight", q.v, C, C)
+		q.mix(q.xa, l.AttX, p+"att.time_mix_r", q.mixed)
+		q.linear(q.mixed, p+"att.receptance.weight", q.r, C, C)
+		wkvStep(q.w(p+"att.time_decay"), q.w(p+"att.time_first"), q.k, q.v, q.y, l.AA, l.BB, l.PP, C)
+		gateForward(q.r, q.y, q.g)
+		q.linear(q.g, p+"att.output.weight", q.att, C, C)
+		for j := range q.x {
+			q.x[j] += q.att[j]
+			l.AttX[j] = float64(q.xa[j])
+		}
+		// Channel mix.
+		lnForward(q.x, q.w(p+"ln2.weight"), q.w(p+"ln2.bias"), q.xf, B, C)
+		q.mix(q.xf, l.FFNX, p+"ffn.time_mix_k", q.mixed)
+		q.linear(q.mixed, p+"ffn.key.weight", q.fk, C, q.F)
+		for j, v := range q.fk {
+			v = max(v, 0)
+			q.fk[j] = v * v
+		}
+		q.linear(q.fk, p+"ffn.value.weight", q.fv, q.F, C)
+		q.mix(q.xf, l.FFNX, p+"ffn.time_mix_r", q.mixed)
+		q.linear(q.mixed, p+"ffn.receptance.weight", q.r, C, C)
+		gateForward(q.r, q.fv, q.out)
+		for j := range q.x {
+			q.x[j] += q.out[j]
+			l.FFNX[j] = float64(q.xf[j])
+		}
+	}
+	lnForward(q.x, q.w("ln_out.weight"), q.w("ln_out.bias"), q.xa, B, C)
+	q.linear(q.xa, "head.weight", q.logits, C, q.V)
+	for j, v := range q.logits {
+		logits[j] = float64(v)
+	}
+}
+
+// wkvStep is one step of the WKV recurrence for B rows of C channels (k, v, y: (B, C)), with the
+// state (aa, bb, pp: (B, C)) kept in float64 and updated in place.
+func wkvStep[F Float](decay, first, k, v, y []F, aa, bb, pp []float64, C int) {
+	for i := range k {
+		c := i % C
+		kt, vt := float64(k[i]), float64(v[i])
+		ww := float64(first[c]) + kt
+		p := math.Max(pp[i], ww)
+		e1, e2 := math.Exp(pp[i]-p), math.Exp(ww-p)
+		y[i] = F((e1*aa[i] + e2*vt) / (e1*bb[i] + e2))
+		ww = -math.Exp(float64(decay[c])) + pp[i]
+		p = math.Max(ww, kt)
+		e1, e2 = math.Exp(ww-p), math.Exp(kt-p)
+		aa[i] = e1*aa[i] + e2*vt
+		bb[i] = e1*bb[i] + e2
+		pp[i] = p
+	}
+}
