@@ -1,0 +1,283 @@
+package data
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Tokens is a validated, read-only token corpus: the documents of a binidx
+// pair or the array of a .npy file, concatenated in order. It is safe for
+// concurrent use; Close it when done.
+type Tokens struct {
+	path  string // the file holding the tokens (.bin or .npy), for errors
+	data  []byte // token bytes, mapped
+	dt    dtype
+	n     int
+	index *index // nil for .npy
+	close []func() error
+
+	mu      sync.Mutex
+	checked int // smallest vocab size CheckVocab has accepted, 0 if none
+}
+
+// Open opens a token corpus: a binidx prefix (PREFIX.idx and PREFIX.bin; a
+// path ending in .idx or .bin also works) or a .npy file of a 1-D integer
+// array. It validates the files before returning, and rejects an empty corpus.
+func Open(path string) (*Tokens, error) { return OpenFormat(path, "") }
+
+// OpenFormat is Open with the format given: "binidx", "npy", or "" to infer
+// it from the path.
+func OpenFormat(path, format string) (*Tokens, error) {
+	if format == "" {
+		format = "binidx"
+		if strings.HasSuffix(path, ".npy") {
+			format = "npy"
+		}
+	}
+	switch format {
+	case "binidx":
+		return openBinidx(path)
+	case "npy":
+		return openNpy(path)
+	}
+	return nil, fmt.Errorf("data: open %q: %w %q, want binidx or npy", path, ErrUnknownFormat, format)
+}
+
+// binidxPaths returns the .idx and .bin paths for a prefix or either file.
+func binidxPaths(path string) (idx, bin string) {
+	prefix := strings.TrimSuffix(strings.TrimSuffix(path, ".idx"), ".bin")
+	return prefix + ".idx", prefix + ".bin"
+}
+
+// mapPath opens and maps a whole file.
+func mapPath(path string) ([]byte, func() error, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("not a regular file")
+	}
+	return mapFile(f, st.Size())
+}
+
+func openBinidx(path string) (_ *Tokens, err error) {
+	idxPath, binPath := binidxPaths(path)
+	t := &Tokens{path: binPath}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	raw, unmap, err := mapPath(idxPath)
+	if err != nil {
+		return nil, fmt.Errorf("data: open %q: %w", idxPath, err)
+	}
+	t.close = append(t.close, unmap)
+	ix, err := parseIndex(raw)
+	if err != nil {
+		return nil, fmt.Errorf("data: open %q: %w", idxPath, err)
+	}
+	if _, err := os.Stat(binPath); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("data: open %q: %w: %q does not exist", idxPath, ErrMissingBin, binPath)
+	}
+	bin, unmap, err := mapPath(binPath)
+	if err != nil {
+		return nil, fmt.Errorf("data: open %q: %w", binPath, err)
+	}
+	t.close = append(t.close, unmap)
+	total, err := ix.checkBin(int64(len(bin)))
+	if err != nil {
+		if errors.Is(err, ErrBinSize) {
+			return nil, fmt.Errorf("data: open %q: %w", binPath, err)
+		}
+		return nil, fmt.Errorf("data: open %q: %w", idxPath, err)
+	}
+	if total == 0 {
+		return nil, fmt.Errorf("data: open %q: %w: %d sequences, 0 tokens", idxPath, ErrEmpty, ix.n)
+	}
+	if total > math.MaxInt {
+		return nil, fmt.Errorf("data: open %q: %d tokens overflow int", binPath, total)
+	}
+	t.data, t.dt, t.n, t.index = bin, ix.dt, int(total), ix
+	return t, nil
+}
+
+func openNpy(path string) (_ *Tokens, err error) {
+	t := &Tokens{path: path}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	raw, unmap, err := mapPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: open %q: %w", path, err)
+	}
+	t.close = append(t.close, unmap)
+	h, err := parseNpyHeader(raw)
+	if err != nil {
+		return nil, fmt.Errorf("data: open %q: %w", path, err)
+	}
+	es := int64(h.dt.size())
+	if h.n > (int64(len(raw))-h.offset)/es || h.n*es != int64(len(raw))-h.offset {
+		return nil, fmt.Errorf("data: open %q: %w: %d bytes of data, want %d elements of %s", path,
+			ErrBinSize, int64(len(raw))-h.offset, h.n, h.dt)
+	}
+	if h.n == 0 {
+		return nil, fmt.Errorf("data: open %q: %w: shape (0,)", path, ErrEmpty)
+	}
+	t.data, t.dt, t.n = raw[h.offset:], h.dt, int(h.n)
+	return t, nil
+}
+
+// Close unmaps the files. Slices returned earlier stay valid; Slice must not
+// be called after Close.
+func (t *Tokens) Close() error {
+	var errs []error
+	for _, c := range t.close {
+		errs = append(errs, c())
+	}
+	t.close, t.data = nil, nil
+	return errors.Join(errs...)
+}
+
+// Path is the file holding the tokens (.bin or .npy).
+func (t *Tokens) Path() string { return t.path }
+
+// Len is the number of tokens.
+func (t *Tokens) Len() int { return t.n }
+
+// Docs returns the token offset at which each document starts, in order. A
+// .npy array is one document.
+func (t *Tokens) Docs() []int {
+	if t.index == nil {
+		return []int{0}
+	}
+	return t.index.docStarts()
+}
+
+// At returns token i.
+func (t *Tokens) At(i int) int {
+	var v [1]int
+	t.Slice(i, 1, v[:0])
+	return v[0]
+}
+
+// Slice writes tokens [off, off+n) to dst, reusing its storage when it has
+// room, and returns it. It panics if the range is outside [0, Len()).
+func (t *Tokens) Slice(off, n int, dst []int) []int {
+	if off < 0 || n < 0 || off > t.n-n {
+		panic(fmt.Sprintf("data: Slice(%d, %d) out of range for %d tokens", off, n, t.n))
+	}
+	if cap(dst) < n {
+		dst = make([]int, n)
+	}
+	dst = dst[:n]
+	es := t.dt.size()
+	t.dt.decode(dst, t.data[off*es:(off+n)*es])
+	return dst
+}
+
+// CheckLen reports ErrTooShort if the corpus has no window of ctxLen+1 tokens.
+func (t *Tokens) CheckLen(ctxLen int) error {
+	if ctxLen < 1 {
+		return fmt.Errorf("data: %q: ctx_len %d, want >= 1", t.path, ctxLen)
+	}
+	if t.n < ctxLen+1 {
+		return fmt.Errorf("data: %q: %w: %d tokens, ctx_len %d", t.path, ErrTooShort, t.n, ctxLen)
+	}
+	return nil
+}
+
+// CheckVocab reports ErrTokenRange, naming the first offending position, if
+// a token id is negative, not an integer, or >= vocab. It scans the corpus in
+// parallel once; later calls with a vocab at least as large return at once.
+func (t *Tokens) CheckVocab(vocab int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.checked > 0 && vocab >= t.checked {
+		return nil
+	}
+	if !t.dt.signed() && !t.dt.float() && int64(vocab) > t.dt.maxValue() {
+		t.checked = vocab
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), max(1, t.n/(1<<20)))
+	bad := make([]int, workers) // first bad position per worker, -1 if none
+	var wg sync.WaitGroup
+	per := (t.n + workers - 1) / workers
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bad[w] = t.scan(w*per, min(t.n, (w+1)*per), vocab)
+		}()
+	}
+	wg.Wait()
+	for _, pos := range bad {
+		if pos >= 0 {
+			return fmt.Errorf("data: %q: %w: token %s at position %d, want an integer in [0, %d)",
+				t.path, ErrTokenRange, t.tokenString(pos), pos, vocab)
+		}
+	}
+	t.checked = vocab
+	return nil
+}
+
+// scan returns the first position in [lo, hi) whose token is out of range, or -1.
+func (t *Tokens) scan(lo, hi, vocab int) int {
+	buf := make([]int, 1<<14)
+	es := t.dt.size()
+	for off := lo; off < hi; off += len(buf) {
+		n := min(len(buf), hi-off)
+		b := t.data[off*es : (off+n)*es]
+		if t.dt.float() {
+			for i := range n {
+				if f := t.float(b, i); f != math.Trunc(f) || f < 0 || f >= float64(vocab) {
+					return off + i
+				}
+			}
+			continue
+		}
+		t.dt.decode(buf[:n], b)
+		for i, v := range buf[:n] {
+			if uint(v) >= uint(vocab) { // negative wraps to large
+				return off + i
+			}
+		}
+	}
+	return -1
+}
+
+func (t *Tokens) float(b []byte, i int) float64 {
+	if t.dt == dtF32 {
+		return float64(math.Float32frombits(leUint32(b[4*i:])))
+	}
+	return math.Float64frombits(leUint64(b[8*i:]))
+}
+
+// tokenString formats the token at pos as stored, for error messages.
+func (t *Tokens) tokenString(pos int) string {
+	es := t.dt.size()
+	if t.dt.float() {
+		return fmt.Sprint(t.float(t.data[pos*es:], 0))
+	}
+	if t.dt == dtU64 || t.dt == dtU64BE {
+		var v [1]int
+		t.dt.decode(v[:], t.data[pos*es:])
+		return fmt.Sprint(uint64(v[0]))
+	}
+	return fmt.Sprint(t.At(pos))
+}
