@@ -1,0 +1,180 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// exportTensors checks that ts is a complete RWKV-4 model, puts it in
+// RWKV-LM order and converts every tensor to dt, refusing values that are
+// not finite after conversion (an F16 overflow, say).
+func exportTensors(ts []Tensor, dt DType) (Dims, []Tensor, error) {
+	if dt != F32 && dt != F16 && dt != BF16 {
+		return Dims{}, nil, fmt.Errorf("export dtype %q (want F32, F16 or BF16): %w", dt, ErrDType)
+	}
+	d, ordered, err := CheckRWKV4(ts)
+	if err != nil {
+		return d, nil, err
+	}
+	out := make([]Tensor, len(ordered))
+	for i, t := range ordered {
+		c, err := t.Convert(dt)
+		if err != nil {
+			return d, nil, err
+		}
+		if err := c.CheckFinite(); err != nil {
+			return d, nil, err
+		}
+		out[i] = c
+	}
+	return d, out, nil
+}
+
+// ExportRWKV writes an RWKV-LM-named safetensors file in dt (F32, F16 or
+// BF16). time_decay and time_first are written raw, ln0 is kept and the
+// head stays untied, as every RWKV-4 runtime expects.
+func ExportRWKV(w io.Writer, ts []Tensor, dt DType) error {
+	_, out, err := exportTensors(ts, dt)
+	if err != nil {
+		return fmt.Errorf("export rwkv: %w", err)
+	}
+	if err := WriteSafetensors(w, out, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("export rwkv: %w", err)
+	}
+	return nil
+}
+
+// ExportWebRWKV writes the web-rwkv layout: RWKV-LM names, every tensor F16.
+func ExportWebRWKV(w io.Writer, ts []Tensor) error {
+	_, out, err := exportTensors(ts, F16)
+	if err != nil {
+		return fmt.Errorf("export web-rwkv: %w", err)
+	}
+	if err := WriteSafetensors(w, out, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("export web-rwkv: %w", err)
+	}
+	return nil
+}
+
+// ExportPTH writes a torch.save-compatible .pth in dt (BF16 like the official
+// RWKV-4 files, F16 or F32) with RWKV-LM names.
+func ExportPTH(w io.Writer, ts []Tensor, dt DType) error {
+	_, out, err := exportTensors(ts, dt)
+	if err != nil {
+		return fmt.Errorf("export pth: %w", err)
+	}
+	if err := WritePTH(w, out); err != nil {
+		return fmt.Errorf("export pth: %w", err)
+	}
+	return nil
+}
+
+// HFConfig holds the config.json fields that the tensors cannot give.
+// Zero sizes are filled in from the tensors; non-zero ones must match them.
+type HFConfig struct {
+	ContextLength   int
+	Vocab           int
+	Hidden          int
+	Layers          int
+	AttentionHidden int
+	Intermediate    int
+}
+
+// hfConfigJSON is config.json for transformers RwkvConfig (REFERENCE §6).
+type hfConfigJSON struct {
+	Architectures       []string `json:"architectures"`
+	ModelType           string   `json:"model_type"`
+	VocabSize           int      `json:"vocab_size"`
+	HiddenSize          int      `json:"hidden_size"`
+	NumHiddenLayers     int      `json:"num_hidden_layers"`
+	AttentionHiddenSize int      `json:"attention_hidden_size"`
+	IntermediateSize    int      `json:"intermediate_size"`
+	ContextLength       int      `json:"context_length"`
+	LayerNormEpsilon    float64  `json:"layer_norm_epsilon"`
+	RescaleEvery        int      `json:"rescale_every"`
+	BOSTokenID          int      `json:"bos_token_id"`
+	EOSTokenID          int      `json:"eos_token_id"`
+	TieWordEmbeddings   bool     `json:"tie_word_embeddings"`
+	TorchDType          string   `json:"torch_dtype"`
+	UseCache            bool     `json:"use_cache"`
+}
+
+func (c HFConfig) resolve(d Dims) (HFConfig, error) {
+	fill := func(field string, v *int, want int) error {
+		if *v == 0 {
+			*v = want
+		} else if *v != want {
+			return fmt.Errorf("config %s %d, tensors give %d: %w", field, *v, want, ErrTensors)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		want int
+	}{
+		{"vocab_size", &c.Vocab, d.Vocab}, {"hidden_size", &c.Hidden, d.Embd},
+		{"num_hidden_layers", &c.Layers, d.Layers}, {"attention_hidden_size", &c.AttentionHidden, d.Embd},
+		{"intermediate_size", &c.Intermediate, d.FFN},
+	} {
+		if err := fill(f.name, f.v, f.want); err != nil {
+			return c, err
+		}
+	}
+	if c.ContextLength <= 0 {
+		return c, fmt.Errorf("config context_length %d must be positive: %w", c.ContextLength, ErrTensors)
+	}
+	return c, nil
+}
+
+// ExportHF writes dir/config.json and dir/model.safetensors so that
+// transformers' RwkvForCausalLM.from_pretrained(dir) loads the model. Each
+// file is written atomically; dir is created if needed.
+func ExportHF(dir string, ts []Tensor, cfg HFConfig, dt DType) error {
+	d, out, err := exportTensors(ts, dt)
+	if err != nil {
+		return fmt.Errorf("export hf %s: %w", dir, err)
+	}
+	cfg, err = cfg.resolve(d)
+	if err != nil {
+		return fmt.Errorf("export hf %s: %w", dir, err)
+	}
+	torchDType, err := dt.torchName()
+	if err != nil {
+		return fmt.Errorf("export hf %s: %w", dir, err)
+	}
+	for i := range out {
+		out[i].Name = HFName(out[i].Name)
+	}
+	conf, err := json.MarshalIndent(hfConfigJSON{
+		Architectures: []string{"RwkvForCausalLM"}, ModelType: "rwkv",
+		VocabSize: cfg.Vocab, HiddenSize: cfg.Hidden, NumHiddenLayers: cfg.Layers,
+		AttentionHiddenSize: cfg.AttentionHidden, IntermediateSize: cfg.Intermediate,
+		ContextLength: cfg.ContextLength, LayerNormEpsilon: 1e-5, RescaleEvery: 6,
+		TieWordEmbeddings: false, TorchDType: torchDType, UseCache: true,
+	}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("export hf %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("export hf: %w", err)
+	}
+	// transformers rejects a safetensors file without format metadata.
+	err = WriteFileAtomic(filepath.Join(dir, "model.safetensors"), func(w io.Writer) error {
+		return WriteSafetensors(w, out, map[string]string{"format": "pt"})
+	})
+	if err != nil {
+		return fmt.Errorf("export hf: %w", err)
+	}
+	err = WriteFileAtomic(filepath.Join(dir, "config.json"), func(w io.Writer) error {
+		_, err := w.Write(append(conf, '\n'))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("export hf: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package checkpoint
+
+import (
+	"math"
+	"os/exec"
+	"testing"
+)
+
+// tinyDims is a model small enough for every test.
+var tinyDims = Dims{Vocab: 11, Embd: 4, FFN: 16, Layers: 2}
+
+// tinyModel returns the RWKV-4 tensors of d, F32, with deterministic values
+// that are exact in bf16 only by accident.
+func tinyModel(d Dims) []Tensor {
+	layout := d.Layout()
+	seed := uint32(1)
+	for i, l := range layout {
+		n := 1
+		for _, s := range l.Shape {
+			n *= s
+		}
+		v := make([]float32, n)
+		for j := range v {
+			seed = seed*1664525 + 1013904223
+			v[j] = float32(int32(seed>>8)-1<<23) / float32(1<<23) * 3
+		}
+		layout[i] = FromFloat32(l.Name, l.Shape, v, F32)
+	}
+	return layout
+}
+
+// python returns the path of a python3 that imports torch, or skips.
+func python(t *testing.T) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		t.Skipf("skipping: %s cannot import torch (%v); the PyTorch cross-checks need it", py, err)
+	}
+	return py
+}
+
+// maxDiff compares two float tensors elementwise.
+func maxDiff(t *testing.T, got, want Tensor) float64 {
+	t.Helper()
+	g, err := got.Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := want.Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g) != len(w) || !equalShape(got.Shape, want.Shape) {
+		t.Fatalf("%s: shape %v, want %v", got.Name, got.Shape, want.Shape)
+	}
+	var m float64
+	for i := range g {
+		m = math.Max(m, math.Abs(g[i]-w[i]))
+	}
+	return m
+}

@@ -1,0 +1,299 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// FormatVersion is the training checkpoint layout this package writes.
+// Load accepts this version and older ones.
+const FormatVersion = 1
+
+// FormatName is the "format" metadata value of a training checkpoint.
+const FormatName = "rwkv-go-checkpoint"
+
+// ErrNoCheckpoint is returned by Latest for a directory without checkpoints.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
+// Tensor name prefixes inside a training checkpoint.
+const (
+	prefixModel  = "model/"
+	prefixOptimM = "optim.m/"
+	prefixOptimV = "optim.v/"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// State is everything besides tensors that resuming needs, stored as JSON in
+// the "state" metadata entry.
+type State struct {
+	FormatVersion int   `json:"format_version"`
+	Step          int64 `json:"step"`       // completed training steps
+	OptimStep     int64 `json:"optim_step"` // AdamW t, for bias correction
+	Tokens        int64 `json:"tokens"`     // tokens consumed: the schedule position
+	// Config is the resolved config as YAML; it is also stored on its own in
+	// the "config" metadata entry for people reading the header.
+	Config string `json:"config"`
+	// Sampler is the data sampler's opaque state: RNG state and position.
+	Sampler []byte            `json:"sampler,omitempty"`
+	Extra   map[string]string `json:"extra,omitempty"`
+}
+
+// Checkpoint is a loaded training checkpoint.
+type Checkpoint struct {
+	Path    string
+	State   State
+	Weights []Tensor // names as given to Save, without the "model/" prefix
+	OptimM  []Tensor // AdamW first moments, same names and shapes; may be empty
+	OptimV  []Tensor // AdamW second moments
+}
+
+// FileName is the checkpoint file name for step.
+func FileName(step int64) string { return fmt.Sprintf("step-%09d.safetensors", step) }
+
+var fileNameRE = regexp.MustCompile(`^step-(\d{9,})\.safetensors$`)
+
+// Save atomically writes dir/step-<step>.safetensors holding the weights,
+// the AdamW moments (both empty, or one per weight with the same name and
+// shape) and st, and returns its path. It refuses non-finite values, naming
+// the tensor, so a diverged run never replaces a good checkpoint.
+func Save(dir string, step int64, weights, optimM, optimV []Tensor, st State) (string, error) {
+	path := filepath.Join(dir, FileName(step))
+	if err := checkSave(step, weights, optimM, optimV); err != nil {
+		return "", fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	st.FormatVersion = FormatVersion
+	st.Step = step
+	ts := make([]Tensor, 0, 3*len(weights))
+	for _, group := range []struct {
+		prefix string
+		ts     []Tensor
+	}{{prefixModel, weights}, {prefixOptimM, optimM}, {prefixOptimV, optimV}} {
+		for _, t := range group.ts {
+			t.Name = group.prefix + t.Name
+			ts = append(ts, t)
+		}
+	}
+	stateJSON, err := json.Marshal(st)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	meta := map[string]string{
+		"format":         FormatName,
+		"format_version": strconv.Itoa(FormatVersion),
+		"state":          string(stateJSON),
+		"config":         st.Config,
+		"data_crc32c":    strconv.FormatUint(uint64(dataCRC(ts)), 10),
+	}
+	err = WriteFileAtomic(path, func(w io.Writer) error { return WriteSafetensors(w, ts, meta) })
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	return path, nil
+}
+
+func checkSave(step int64, weights, optimM, optimV []Tensor) error {
+	if step < 0 {
+		return fmt.Errorf("negative step %d", step)
+	}
+	if len(weights) == 0 {
+		return fmt.Errorf("no weights: %w", ErrTensors)
+	}
+	for _, group := range [][]Tensor{weights, optimM, optimV} {
+		for _, t := range group {
+			if strings.Contains(t.Name, "/") {
+				return fmt.Errorf("tensor %q: name contains '/': %w", t.Name, ErrTensors)
+			}
+			if !t.DType.IsFloat() {
+				return fmt.Errorf("tensor %q: dtype %s: %w", t.Name, t.DType, ErrDType)
+			}
+			if err := t.CheckFinite(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(optimM) == 0 && len(optimV) == 0 {
+		return nil
+	}
+	for _, moments := range [][]Tensor{optimM, optimV} {
+		if len(moments) != len(weights) {
+			return fmt.Errorf("%d weights but %d optimiser moments: %w", len(weights), len(moments), ErrTensors)
+		}
+		for i, w := range weights {
+			if moments[i].Name != w.Name || !equalShape(moments[i].Shape, w.Shape) {
+				return fmt.Errorf("optimiser moment %q%v does not match weight %q%v: %w",
+					moments[i].Name, moments[i].Shape, w.Name, w.Shape, ErrTensors)
+			}
+		}
+	}
+	return nil
+}
+
+func dataCRC(ts []Tensor) uint32 {
+	var c uint32
+	for _, t := range ts {
+		c = crc32.Update(c, castagnoli, t.Data)
+	}
+	return c
+}
+
+// checkMeta verifies the format entries of a checkpoint header.
+func checkMeta(meta map[string]string) (State, error) {
+	if meta["format"] != FormatName {
+		return State{}, fmt.Errorf("format %q, want %q: %w", meta["format"], FormatName, ErrMalformed)
+	}
+	v, err := strconv.Atoi(meta["format_version"])
+	if err != nil || v < 1 || v > FormatVersion {
+		return State{}, fmt.Errorf("format_version %q: this build reads 1..%d: %w", meta["format_version"], FormatVersion, ErrMalformed)
+	}
+	var st State
+	if err := json.Unmarshal([]byte(meta["state"]), &st); err != nil {
+		return State{}, fmt.Errorf("state: %v: %w", err, ErrMalformed)
+	}
+	return st, nil
+}
+
+// Load reads and verifies a training checkpoint written by Save.
+func Load(path string) (*Checkpoint, error) {
+	f, err := OpenSafetensors(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	c, err := fromFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+func fromFile(f *File) (*Checkpoint, error) {
+	st, err := checkMeta(f.Meta)
+	if err != nil {
+		return nil, err
+	}
+	if want := f.Meta["data_crc32c"]; want != strconv.FormatUint(uint64(dataCRC(f.Tensors)), 10) {
+		return nil, fmt.Errorf("tensor data checksum mismatch (corrupt file): %w", ErrMalformed)
+	}
+	c := &Checkpoint{State: st}
+	for _, t := range f.Tensors {
+		var ok bool
+		switch {
+		case strings.HasPrefix(t.Name, prefixModel):
+			t.Name, ok = strings.CutPrefix(t.Name, prefixModel)
+			c.Weights = append(c.Weights, t)
+		case strings.HasPrefix(t.Name, prefixOptimM):
+			t.Name, ok = strings.CutPrefix(t.Name, prefixOptimM)
+			c.OptimM = append(c.OptimM, t)
+		case strings.HasPrefix(t.Name, prefixOptimV):
+			t.Name, ok = strings.CutPrefix(t.Name, prefixOptimV)
+			c.OptimV = append(c.OptimV, t)
+		}
+		if !ok {
+			return nil, fmt.Errorf("unexpected tensor %q: %w", t.Name, ErrTensors)
+		}
+	}
+	if err := checkSave(st.Step, c.Weights, c.OptimM, c.OptimV); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// list returns the checkpoint paths in dir, oldest step first.
+func list(dir string) ([]string, []int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	type ck struct {
+		path string
+		step int64
+	}
+	var cks []ck
+	for _, e := range ents {
+		m := fileNameRE.FindStringSubmatch(e.Name())
+		if m == nil || !e.Type().IsRegular() {
+			continue
+		}
+		step, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			continue // more digits than an int64: not ours
+		}
+		cks = append(cks, ck{filepath.Join(dir, e.Name()), step})
+	}
+	slices.SortFunc(cks, func(a, b ck) int { return cmpInt64(a.step, b.step) })
+	paths, steps := make([]string, len(cks)), make([]int64, len(cks))
+	for i, c := range cks {
+		paths[i], steps[i] = c.path, c.step
+	}
+	return paths, steps, nil
+}
+
+// Latest returns the checkpoint in dir with the highest step, after checking
+// its header and format (Load verifies the data). It fails with
+// ErrNoCheckpoint when there is none, and with an error naming the file when
+// the newest one is corrupt: it never falls back to an older checkpoint.
+func Latest(dir string) (string, error) {
+	paths, _, err := list(dir)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(paths) == 0 {
+		return "", fmt.Errorf("checkpoint: %s: %w", dir, ErrNoCheckpoint)
+	}
+	path := paths[len(paths)-1]
+	if err := checkHeader(path); err != nil {
+		return "", fmt.Errorf("checkpoint: newest %s is unreadable: %w", path, err)
+	}
+	return path, nil
+}
+
+func checkHeader(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	meta, _, _, err := parseHeader(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	_, err = checkMeta(meta)
+	return err
+}
+
+// Prune removes all but the keep newest checkpoints in dir (keep >= 1).
+func Prune(dir string, keep int) error {
+	if keep < 1 {
+		return fmt.Errorf("checkpoint: prune %s: keep %d must be at least 1", dir, keep)
+	}
+	paths, _, err := list(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoint: prune: %w", err)
+	}
+	if len(paths) <= keep {
+		return nil
+	}
+	for _, p := range paths[:len(paths)-keep] {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("checkpoint: prune: %w", err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("checkpoint: prune %s: %w", dir, err)
+	}
+	return nil
+}
