@@ -19,6 +19,7 @@ var (
 	ErrBadHeader     = errors.New("bad header")
 	ErrBadVocab      = errors.New("bad vocabulary")
 	ErrBadState      = errors.New("bad sampler state")
+	ErrBadInput      = errors.New("bad input")
 	ErrBadConfig     = errors.New("bad data config")
 	ErrUnknownFormat = errors.New("unknown format")
 )

@@ -26,8 +26,12 @@ type index struct {
 	raw      []byte
 }
 
-func (ix *index) size(i int) int64    { return int64(int32(binary.LittleEndian.Uint32(ix.raw[idxHeaderSize+4*i:]))) }
-func (ix *index) pointer(i int) int64 { return int64(binary.LittleEndian.Uint64(ix.raw[idxHeaderSize+4*ix.n+8*i:])) }
+func (ix *index) size(i int) int64 {
+	return int64(int32(binary.LittleEndian.Uint32(ix.raw[idxHeaderSize+4*i:])))
+}
+func (ix *index) pointer(i int) int64 {
+	return int64(binary.LittleEndian.Uint64(ix.raw[idxHeaderSize+4*ix.n+8*i:]))
+}
 func (ix *index) doc(i int) int64 {
 	return int64(binary.LittleEndian.Uint64(ix.raw[idxHeaderSize+12*ix.n+8*i:]))
 }

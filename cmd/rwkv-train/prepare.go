@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rwkv-go/rwkv-go/data"
+)
+
+// runPrepare implements `rwkv-train prepare`: it tokenizes the inputs into a
+// binidx corpus and prints tokens, documents and the magic prime.
+func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("prepare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tokSpec := fs.String("tokenizer", "", "byte, world:FILE (rwkv_vocab_v20230424.txt) or neox:FILE (20B_tokenizer.json)")
+	output := fs.String("output", "", "binidx prefix to write: PREFIX.bin and PREFIX.idx")
+	valOutput := fs.String("val-output", "", "binidx prefix of the validation split (default PREFIX_val)")
+	valFraction := fs.Float64("val-fraction", 0, "fraction of documents held out for validation, spread evenly")
+	ctxLen := fs.Int("ctx-len", 1024, "ctx_len for which to print the magic prime")
+	quiet := fs.Bool("quiet", false, "do not show progress")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: rwkv-train prepare --tokenizer byte|world:FILE|neox:FILE --output PREFIX [flags] INPUT...
+
+INPUT is a text file (one document), a directory of them, or a .jsonl file
+(a "text" field per line, one document each). Token 0 ends every document.
+
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	switch {
+	case *tokSpec == "":
+		return usageError(stderr, "--tokenizer is required")
+	case *output == "":
+		return usageError(stderr, "--output is required")
+	case fs.NArg() == 0:
+		return usageError(stderr, "no INPUT given")
+	case *valFraction < 0 || *valFraction >= 1:
+		return usageError(stderr, "--val-fraction must be in [0, 1)")
+	case *ctxLen < 1:
+		return usageError(stderr, "--ctx-len must be at least 1")
+	}
+	tok, err := data.ParseTokenizer(*tokSpec)
+	if err != nil {
+		if errors.Is(err, data.ErrBadConfig) {
+			return usageError(stderr, err.Error())
+		}
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		return exitError
+	}
+	opt := data.PrepareOptions{Inputs: fs.Args(), Output: *output, ValOutput: *valOutput,
+		Tokenizer: tok, ValFraction: *valFraction, CtxLen: *ctxLen}
+	var progress func(done, total int64)
+	if !*quiet {
+		progress = progressPrinter(stderr)
+	}
+	st, err := data.Prepare(ctx, opt, progress)
+	if progress != nil {
+		fmt.Fprintln(stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return exitError
+	}
+	fmt.Fprintf(stdout, "wrote %s.bin and %s.idx: %d tokens, %d documents (tokenizer %s, vocab %d)\n",
+		*output, *output, st.Tokens, st.Docs, tok.Name(), tok.VocabSize())
+	if st.ValDocs > 0 {
+		val := opt.ValOutput
+		if val == "" {
+			val = *output + "_val"
+		}
+		fmt.Fprintf(stdout, "wrote %s.bin and %s.idx: %d tokens, %d documents (validation)\n", val, val, st.ValTokens, st.ValDocs)
+	}
+	if st.MagicPrime > 0 {
+		fmt.Fprintf(stdout, "magic_prime %d for ctx_len %d\n--my_exit_tokens %d --magic_prime %d --ctx_len %d\n",
+			st.MagicPrime, st.CtxLen, st.Tokens, st.MagicPrime, st.CtxLen)
+	} else {
+		fmt.Fprintf(stdout, "no magic prime: %d tokens are too few for ctx_len %d\n", st.Tokens, st.CtxLen)
+	}
+	return exitOK
+}
+
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "rwkv-train prepare: %s\nRun 'rwkv-train prepare -h' for usage.\n", msg)
+	return exitUsage
+}
+
+// progressPrinter shows bytes read, rate and percentage on one updating line.
+func progressPrinter(w io.Writer) func(done, total int64) {
+	start := time.Now()
+	return func(done, total int64) {
+		pct := 100.0
+		if total > 0 {
+			pct = 100 * float64(done) / float64(total)
+		}
+		mb := float64(done) / (1 << 20)
+		rate := mb / max(time.Since(start).Seconds(), 1e-9)
+		fmt.Fprintf(w, "\rprepare: %5.1f%%  %.1f / %.1f MiB  %.1f MiB/s", pct, mb, float64(total)/(1<<20), rate)
+	}
+}

@@ -1,0 +1,39 @@
+package data
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config is the data section of a training config.
+type Config struct {
+	Train     string `mapstructure:"train"`     // corpus to train on (binidx prefix or .npy)
+	Val       string `mapstructure:"val"`       // validation corpus, optional
+	Format    string `mapstructure:"format"`    // "binidx", "npy", or "" to infer from the path
+	Tokenizer string `mapstructure:"tokenizer"` // "byte", "world:FILE", "neox:FILE", or "" if none
+	Sampling  string `mapstructure:"sampling"`  // "random" (also ""), "magic_prime" or "sequential"
+}
+
+// Validate checks the config without touching the files.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Train == "" {
+		errs = append(errs, fmt.Errorf("data: train: %w: path required", ErrBadConfig))
+	}
+	switch c.Format {
+	case "", "binidx", "npy":
+	default:
+		errs = append(errs, fmt.Errorf("data: format %q: %w: want binidx, npy or empty", c.Format, ErrBadConfig))
+	}
+	if c.Tokenizer != "" {
+		if _, _, err := splitTokenizerSpec(c.Tokenizer); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch c.Sampling {
+	case "", SamplingRandom, SamplingMagicPrime, SamplingSequential:
+	default:
+		errs = append(errs, fmt.Errorf("data: sampling %q: %w: want random, magic_prime or sequential", c.Sampling, ErrBadConfig))
+	}
+	return errors.Join(errs...)
+}
