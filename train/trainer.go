@@ -1,0 +1,306 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/optim"
+)
+
+// ErrInterrupted is returned by Run when its context was cancelled; a resumable checkpoint has
+// been written first.
+var ErrInterrupted = errors.New("interrupted")
+
+// ErrDiverged is returned by Run after train.max_bad_steps non-finite steps in a row.
+var ErrDiverged = errors.New("training diverged")
+
+// Options are the parts of a job that are not configuration.
+type Options struct {
+	// ConfigYAML is the resolved config, stored in every checkpoint.
+	ConfigYAML string
+	// Resume is a checkpoint file or directory to continue from ("" to start fresh).
+	Resume string
+	// Progress receives the live progress line or log lines (nil: none).
+	Progress *Progress
+}
+
+// Trainer runs one training job. Build it with New; Run trains.
+type Trainer struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+
+	Model  *model.Model
+	graph  *model.Graph
+	params []optim.Param[float32] // Grad holds the accumulated gradient of a step
+	opt    *optim.AdamW[float32]
+	sched  optim.Schedule
+
+	toks   *data.Tokens
+	loader *data.Loader
+	val    *data.Tokens
+
+	step      int   // completed optimiser steps
+	tokens    int64 // tokens consumed
+	badInRow  int
+	badTotal  int
+	steps     int // total steps of the run
+	metrics   *metricsWriter
+	lastVal   float64
+	history   []Point
+	started   time.Time
+	startStep int
+}
+
+// New builds the model (initialised or loaded), its graph, the optimiser and the data
+// pipeline, and resumes from a checkpoint when asked. Everything that can be checked is
+// checked here, before any training starts.
+func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Trainer{cfg: cfg, opts: opts, log: log, steps: cfg.Steps(), lastVal: math.NaN()}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if err := t.openData(); err != nil {
+		return nil, err
+	}
+	if err := t.buildModel(); err != nil {
+		return nil, err
+	}
+	if err := t.buildOptimizer(); err != nil {
+		return nil, err
+	}
+	if opts.Resume != "" {
+		if err := t.resume(opts.Resume); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (t *Trainer) openData() error {
+	c := t.cfg
+	toks, err := data.OpenFormat(c.Data.Train, c.Data.Format)
+	if err != nil {
+		return err
+	}
+	t.toks = toks
+	if err := toks.CheckVocab(c.Model.Vocab); err != nil {
+		return err
+	}
+	sampler, err := data.NewSampler(c.Data.Sampling, toks, c.Model.CtxLen, c.Train.Seed)
+	if err != nil {
+		return err
+	}
+	if t.loader, err = data.NewLoader(sampler, c.Train.MicroBsz, c.Model.CtxLen, 4); err != nil {
+		return err
+	}
+	if c.Data.Val != "" {
+		if t.val, err = data.OpenFormat(c.Data.Val, c.Data.Format); err != nil {
+			return err
+		}
+		if err := t.val.CheckVocab(c.Model.Vocab); err != nil {
+			return err
+		}
+		if t.val.Len() < 2 {
+			return fmt.Errorf("data.val %q: %d tokens, need at least 2 to score one", c.Data.Val, t.val.Len())
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) buildModel() error {
+	c := t.cfg
+	if c.Model.Load != "" {
+		m, err := LoadModel(c.Model.Load, c.Model.CtxLen, tensor.Float32)
+		if err != nil {
+			return fmt.Errorf("model.load: %w", err)
+		}
+		if m.Config.Layers != c.Model.Layers || m.Config.Embd != c.Model.Embd || m.Config.Vocab != c.Model.Vocab || m.Config.DimFFN() != c.Model.DimFFN() {
+			return fmt.Errorf("model.load %q holds a %v model but the config says %v; fix model.* or the file", c.Model.Load, m.Config, c.Model.Config)
+		}
+		t.Model = m
+		t.log.Info("loaded weights", "path", c.Model.Load, "model", m.Config.String())
+	} else {
+		m, err := model.New(c.Model.Config, tensor.Float32)
+		if err != nil {
+			return err
+		}
+		m.Init(c.Train.Seed, c.Optim.LRInit)
+		t.Model = m
+	}
+	g, err := t.Model.NewGraph(model.GraphOptions{B: c.Train.MicroBsz, T: c.Model.CtxLen, Grads: true, L2Wrap: c.Train.L2Wrap})
+	if err != nil {
+		return err
+	}
+	t.graph = g
+	return nil
+}
+
+func (t *Trainer) buildOptimizer() error {
+	c := t.cfg
+	sc := c.Optim.ScheduleConfig
+	if sc.TotalSteps == 0 {
+		sc.TotalSteps = t.steps
+	}
+	sched, err := optim.NewSchedule(sc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	t.sched = sched
+	for _, p := range t.Model.Params {
+		w := p.Value.Data().([]float32)
+		t.params = append(t.params, optim.NewParam(p.Name, p.Shape, w, make([]float32, len(w)), c.Optim.LayerwiseLR))
+	}
+	t.opt = optim.NewAdamW(t.params, c.Optim.AdamWConfig)
+	return nil
+}
+
+// Step is the number of completed optimiser steps.
+func (t *Trainer) Step() int { return t.step }
+
+// History is the loss curve so far.
+func (t *Trainer) History() []Point { return t.history }
+
+// Run trains until the configured number of steps, validating, logging and checkpointing on
+// the way. On ctx cancellation it saves a resumable checkpoint and returns ErrInterrupted.
+func (t *Trainer) Run(ctx context.Context) error {
+	if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
+		return fmt.Errorf("out_dir: %w", err)
+	}
+	if _, err := checkpoint.SweepTemp(t.cfg.CheckpointDir()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("checkpoint.dir: %w", err)
+	}
+	mw, err := openMetrics(filepath.Join(t.cfg.OutDir, "metrics.jsonl"), t.step > 0)
+	if err != nil {
+		return err
+	}
+	t.metrics = mw
+	defer mw.Close()
+	t.started, t.startStep = time.Now(), t.step
+	for t.step < t.steps {
+		if ctx.Err() != nil {
+			if _, err := t.Save(); err != nil {
+				return fmt.Errorf("saving on interrupt at step %d: %w", t.step, err)
+			}
+			return ErrInterrupted
+		}
+		lr := t.sched.LR(t.step)
+		res, err := t.TrainStep(lr)
+		if err != nil {
+			return fmt.Errorf("step %d: %w", t.step, err)
+		}
+		if err := t.afterStep(res, lr); err != nil {
+			return err
+		}
+	}
+	return t.finish()
+}
+
+// afterStep logs, validates and checkpoints as configured.
+func (t *Trainer) afterStep(res StepResult, lr float64) error {
+	c := t.cfg
+	pt := Point{Step: t.step, Tokens: t.tokens, Loss: res.Loss, LR: lr, GradNorm: res.GradNorm, Skipped: res.Skipped,
+		TokensPerSec: t.tokensPerSec(), ValLoss: math.NaN()}
+	if c.Train.EvalEvery > 0 && t.step%c.Train.EvalEvery == 0 && t.val != nil && t.step < t.steps {
+		v, err := t.Validate()
+		if err != nil {
+			return fmt.Errorf("validation at step %d: %w", t.step, err)
+		}
+		pt.ValLoss = v.Loss
+	}
+	t.record(pt)
+	if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < t.steps {
+		if _, err := t.Save(); err != nil {
+			return fmt.Errorf("checkpoint at step %d: %w", t.step, err)
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) finish() error {
+	pt := Point{Step: t.step, Tokens: t.tokens, Loss: math.NaN(), ValLoss: math.NaN(), TokensPerSec: t.tokensPerSec()}
+	if len(t.history) > 0 {
+		last := t.history[len(t.history)-1]
+		pt.Loss, pt.LR, pt.GradNorm = last.Loss, last.LR, last.GradNorm
+	}
+	if t.val != nil {
+		v, err := t.Validate()
+		if err != nil {
+			return fmt.Errorf("final validation: %w", err)
+		}
+		pt.ValLoss = v.Loss
+		t.log.Info("validation", "step", t.step, "loss", v.Loss, "ppl", v.PPL, "bits_per_token", v.BitsPerToken)
+	}
+	if t.opts.Progress != nil {
+		t.opts.Progress.Done()
+	}
+	if err := t.metrics.write(pt); err != nil {
+		return err
+	}
+	if _, err := t.Save(); err != nil {
+		return fmt.Errorf("final checkpoint: %w", err)
+	}
+	if err := WriteLossPlot(filepath.Join(t.cfg.OutDir, "loss.svg"), t.history); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (t *Trainer) tokensPerSec() float64 {
+	el := time.Since(t.started).Seconds()
+	if el <= 0 {
+		return 0
+	}
+	return float64(int64(t.step-t.startStep)*t.cfg.TokensPerStep()) / el
+}
+
+// record appends a point to the history, the metrics file and the progress display.
+func (t *Trainer) record(pt Point) {
+	t.history = append(t.history, pt)
+	if !math.IsNaN(pt.ValLoss) {
+		t.lastVal = pt.ValLoss
+	}
+	if err := t.metrics.write(pt); err != nil {
+		t.log.Warn("metrics", "err", err)
+	}
+	if t.opts.Progress != nil {
+		t.opts.Progress.Update(pt, t.steps, t.lastVal, time.Since(t.started), t.step-t.startStep)
+	}
+}
+
+// Close releases the graph and the data files.
+func (t *Trainer) Close() error {
+	var errs []error
+	if t.graph != nil {
+		errs = append(errs, t.graph.Close())
+	}
+	if t.loader != nil {
+		errs = append(errs, t.loader.Close())
+	}
+	if t.toks != nil {
+		errs = append(errs, t.toks.Close())
+	}
+	if t.val != nil {
+		errs = append(errs, t.val.Close())
+	}
+	return errors.Join(errs...)
+}
