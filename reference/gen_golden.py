@@ -24,6 +24,7 @@ import rwkv4  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 SEED = 20241127
+TORCH_PINNED = "1.13.0a0"  # Debian python3-torch 1.13; other versions may change the last bits
 CFG = dict(n_layer=2, n_embd=32, vocab_size=64, dim_ffn=128, B=2, T=16)
 ADAMW = dict(steps=10, lr_init=6e-3, lr_final=1e-3, warmup_steps=3, beta1=0.9, beta2=0.99,
              eps=1e-8, weight_decay=0.1, grad_clip=1.0, lr_mult_time_decay=2.0,
@@ -214,6 +215,9 @@ def adamw_golden(params64, batches_tokens, batches_targets):
 
 
 def main():
+    if torch.__version__ != TORCH_PINNED:
+        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
+              "the files may not be byte-identical", file=sys.stderr)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(SEED)
