@@ -121,10 +121,9 @@ func (o *AdamW[F]) Steps() int64 { return o.step }
 // is the same for any GOMAXPROCS because every element is independent.
 func (o *AdamW[F]) Step(lr float64) {
 	o.step++
-	t := float64(o.step)
 	b1, b2 := o.cfg.Beta1, o.cfg.Beta2
-	bc1 := 1 - math.Pow(b1, t)
-	bc2s := math.Sqrt(1 - math.Pow(b2, t))
+	bc1 := 1 - powInt(b1, o.step)
+	bc2s := math.Sqrt(1 - powInt(b2, o.step))
 
 	workers := runtime.GOMAXPROCS(0)
 	if workers > 1 {
