@@ -1,0 +1,173 @@
+package model
+
+import (
+	"encoding/binary"
+	"math"
+	"strconv"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/checkpoint"
+)
+
+// golden is one file written by reference/gen_golden.py (PyTorch, sequential WKV).
+type golden struct {
+	f *checkpoint.File
+	t *testing.T
+}
+
+func openGolden(t *testing.T, name string) golden {
+	t.Helper()
+	f, err := checkpoint.OpenSafetensors("testdata/" + name)
+	if err != nil {
+		t.Fatalf("%v (regenerate with /usr/bin/python3 reference/gen_golden.py)", err)
+	}
+	return golden{f, t}
+}
+
+func (g golden) meta(key string) int {
+	v, err := strconv.Atoi(g.f.Meta[key])
+	if err != nil {
+		g.t.Fatalf("golden metadata %q: %v", key, err)
+	}
+	return v
+}
+
+func (g golden) floats(name string) []float64 {
+	ten, ok := g.f.Get(name)
+	if !ok {
+		g.t.Fatalf("golden file has no tensor %q", name)
+	}
+	v, err := ten.Float64s()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return v
+}
+
+func (g golden) ints(name string) []int {
+	ten, ok := g.f.Get(name)
+	if !ok || ten.DType != checkpoint.I64 {
+		g.t.Fatalf("golden file has no I64 tensor %q", name)
+	}
+	out := make([]int, len(ten.Data)/8)
+	for i := range out {
+		out[i] = int(int64(binary.LittleEndian.Uint64(ten.Data[8*i:])))
+	}
+	return out
+}
+
+// compare fails when max|got-want| > tol*max|want|, naming the tensor, the difference and where.
+func compare(t *testing.T, name string, got, want []float64, tol float64) float64 {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: %d values, want %d", name, len(got), len(want))
+		return math.Inf(1)
+	}
+	var worst, scale float64
+	at := 0
+	for i := range want {
+		scale = math.Max(scale, math.Abs(want[i]))
+		if d := math.Abs(got[i] - want[i]); d > worst || math.IsNaN(d) {
+			worst, at = d, i
+		}
+	}
+	if !(worst <= tol*math.Max(scale, 1e-30)) {
+		t.Errorf("%s: maxdiff %.3g (relative %.3g) at %d (got %v, want %v)", name, worst, worst/scale, at, got[at], want[at])
+	}
+	return worst / scale
+}
+
+// stateLayers splits golden [L,B,C] state tensors into a State.
+func (g golden) state(prefix string, cfg Config, B int) *State {
+	s := NewState(cfg, B)
+	n := B * cfg.Embd
+	for j, field := range []string{"att_x", "aa", "bb", "pp", "ffn_x"} {
+		v := g.floats(prefix + field)
+		for i := range s.Layers {
+			copy(s.Layers[i].fields()[j], v[i*n:(i+1)*n])
+		}
+	}
+	return s
+}
+
+func flatState(s *State) (out [5][]float64) {
+	for _, l := range s.Layers {
+		for j, f := range l.fields() {
+			out[j] = append(out[j], f...)
+		}
+	}
+	return out
+}
+
+// TestForwardBackwardMatchesPyTorch compares logits, loss, every parameter gradient (with and
+// without L2Wrap), and the carried-state forward and backward with the PyTorch reference.
+func TestForwardBackwardMatchesPyTorch(t *testing.T) {
+	for _, tc := range []struct {
+		file            string
+		dt              tensor.Dtype
+		fwdTol, gradTol float64
+	}{
+		{"golden_f32.safetensors", tensor.Float32, 1e-5, 1e-4},
+		{"golden_f64.safetensors", tensor.Float64, 1e-10, 1e-10},
+	} {
+		t.Run(tc.dt.String(), func(t *testing.T) {
+			g := openGolden(t, tc.file)
+			cfg := Config{Layers: g.meta("n_layer"), Embd: g.meta("n_embd"), Vocab: g.meta("vocab_size"), CtxLen: g.meta("T"), FFN: g.meta("dim_ffn")}
+			B, T := g.meta("B"), g.meta("T")
+			m, err := New(cfg, tc.dt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range m.Params {
+				if err := p.SetFloat64s(g.floats("param/" + p.Name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ids, targets := g.ints("tokens"), g.ints("targets")
+			run := func(l2wrap bool, s *State) *Graph {
+				gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, L2Wrap: l2wrap, State: s != nil})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { gr.Close() })
+				gr.SetTokens(ids, targets)
+				if s != nil {
+					gr.SetState(s)
+				}
+				if err := gr.Run(); err != nil {
+					t.Fatal(err)
+				}
+				return gr
+			}
+			var worstGrad float64
+			grads := func(gr *Graph, prefix string) {
+				for i, p := range m.Params {
+					worstGrad = math.Max(worstGrad, compare(t, prefix+p.Name, toFloat64(gr.Grad(i).Data()), g.floats(prefix+p.Name), tc.gradTol))
+				}
+			}
+
+			gr := run(false, nil)
+			rl := compare(t, "logits", toFloat64(gr.Logits().Data()), g.floats("logits"), tc.fwdTol)
+			t.Cleanup(func() { t.Logf("worst relative difference: logits %.3g, gradients %.3g", rl, worstGrad) })
+			compare(t, "loss", []float64{gr.Loss()}, g.floats("loss"), tc.fwdTol)
+			grads(gr, "grad/")
+
+			grads(run(true, nil), "grad_l2wrap/")
+
+			gs := run(false, g.state("state_in/", cfg, B))
+			compare(t, "logits_state", toFloat64(gs.Logits().Data()), g.floats("logits_state"), tc.fwdTol)
+			compare(t, "loss_state", []float64{gs.Loss()}, g.floats("loss_state"), tc.fwdTol)
+			grads(gs, "grad_state/")
+			final, sg := NewState(cfg, B), NewState(cfg, B)
+			gs.FinalState(final)
+			gs.StateGrad(sg)
+			gotS, gotG := flatState(final), flatState(sg)
+			for j, field := range []string{"att_x", "aa", "bb", "pp", "ffn_x"} {
+				compare(t, "state_out/"+field, gotS[j], g.floats("state_out/"+field), tc.fwdTol)
+				compare(t, "grad_state_in/"+field, gotG[j], g.floats("grad_state_in/"+field), tc.gradTol)
+			}
+		})
+	}
+}
