@@ -129,8 +129,8 @@ func (u *unpickler) uint(n int) (uint64, error) {
 }
 
 func (u *unpickler) text(n uint64) (string, error) {
-	if n > uint64(len(u.data)) {
-		return "", u.errf("string of %d bytes past the end", n)
+	if n > uint64(len(u.data)-u.pos) {
+		return "", u.errf("truncated: string of %d bytes", n)
 	}
 	b, err := u.read(int(n))
 	if err != nil {
@@ -219,8 +219,8 @@ func (u *unpickler) run() (any, error) {
 			size := map[byte]int{opShortBinByte: 1, opBinBytes: 4}[op]
 			var n uint64
 			if n, err = u.uint(size); err == nil {
-				if n > uint64(len(u.data)) {
-					err = u.errf("bytes of %d past the end", n)
+				if n > uint64(len(u.data)-u.pos) {
+					err = u.errf("truncated: bytes of %d", n)
 					break
 				}
 				var b []byte

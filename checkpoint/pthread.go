@@ -235,7 +235,7 @@ func readPTH(r io.ReaderAt, size int64) ([]Tensor, error) {
 		if !ok {
 			zf := entries[prefix+"data/"+s.key]
 			if zf == nil {
-				return nil, fmt.Errorf("pth: tensor %s: no storage entry data/%s: %w", sanitize(e.name), sanitize(s.key), ErrMalformed)
+				return nil, fmt.Errorf("pth: tensor %s: no storage entry %s: %w", sanitize(e.name), sanitize("data/"+s.key), ErrMalformed)
 			}
 			want := s.numel * int64(s.dtype.Size())
 			if zf.UncompressedSize64 != uint64(want) {
