@@ -126,9 +126,6 @@ func (o *AdamW[F]) Step(lr float64) {
 	bc2s := math.Sqrt(1 - powInt(b2, o.step))
 
 	workers := runtime.GOMAXPROCS(0)
-	if workers > 1 {
-		o.pool.grow(workers - 1)
-	}
 	sent := false
 	for pass := 0; pass < 2; pass++ {
 		// Pass 0 hands the large tensors to the pool; pass 1 does the
@@ -157,6 +154,7 @@ func (o *AdamW[F]) Step(lr float64) {
 				row = p.Shape[len(p.Shape)-1]
 			}
 			rows := n / row
+			o.pool.grow(workers - 1) // no-op once started
 			for w := range workers {
 				lo, hi := rows*w/workers*row, rows*(w+1)/workers*row
 				if w == workers-1 {

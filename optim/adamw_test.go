@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // refAdamW is torch.optim.AdamW's _single_tensor_adamw (PyTorch 1.13)
@@ -484,4 +485,37 @@ func BenchmarkAdamWStep(b *testing.B) {
 		o.Step(1e-4)
 	}
 	b.ReportMetric(float64(20_000_000*b.N)/b.Elapsed().Seconds(), "params/s")
+}
+
+// TestPoolWorkersExit checks that an AdamW that is no longer referenced
+// takes its worker goroutines with it.
+func TestPoolWorkersExit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
+	// Let the pools of earlier tests' optimisers wind down first.
+	before := runtime.NumGoroutine()
+	for stable := 0; stable < 3; {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n < before {
+			before, stable = n, 0
+		} else {
+			stable++
+		}
+	}
+	func() {
+		ps := newFixture[float32](10, false)
+		o := NewAdamW(ps, DefaultAdamWConfig())
+		o.Step(1e-3)
+		if n := runtime.NumGoroutine(); n < before+2 {
+			t.Fatalf("%d goroutines after a pooled step, want at least %d", n, before+2)
+		}
+	}()
+	for range 100 {
+		runtime.GC()
+		if runtime.NumGoroutine() <= before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines remain, want %d", runtime.NumGoroutine(), before)
 }
