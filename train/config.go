@@ -37,8 +37,8 @@ type LoopConfig struct {
 	MicroBsz  int `mapstructure:"micro_bsz" yaml:"micro_bsz"`
 	GradAccum int `mapstructure:"grad_accum" yaml:"grad_accum"`
 	// MaxSteps bounds the run in optimiser steps; MaxTokens in tokens (one of them is needed).
-	MaxSteps  int   `mapstructure:"max_steps" yaml:"max_steps"`
-	MaxTokens int64 `mapstructure:"max_tokens" yaml:"max_tokens"`
+	MaxSteps  int    `mapstructure:"max_steps" yaml:"max_steps"`
+	MaxTokens int64  `mapstructure:"max_tokens" yaml:"max_tokens"`
 	Seed      uint64 `mapstructure:"seed" yaml:"seed"`
 	// EvalEvery runs validation every N steps (0: only at the end); EvalTokens bounds it (0: the
 	// whole validation file).
@@ -60,10 +60,10 @@ type CheckpointConfig struct {
 // DefaultConfig holds every default in one place (nanoGPT style); a YAML file overrides a subset.
 func DefaultConfig() Config {
 	return Config{
-		Model: ModelConfig{Config: model.Config{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}},
-		Data:  data.Config{Sampling: "random"},
-		Optim: optim.DefaultConfig(),
-		Train: LoopConfig{MicroBsz: 8, GradAccum: 1, Seed: 42, LogEvery: 10, L2Wrap: true, MaxBadSteps: 5},
+		Model:      ModelConfig{Config: model.Config{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}},
+		Data:       data.Config{Sampling: "random"},
+		Optim:      optim.DefaultConfig(),
+		Train:      LoopConfig{MicroBsz: 8, GradAccum: 1, Seed: 42, LogEvery: 10, L2Wrap: true, MaxBadSteps: 5},
 		Checkpoint: CheckpointConfig{Every: 0, Keep: 3},
 		OutDir:     "out",
 	}
@@ -75,7 +75,9 @@ var ErrConfig = errors.New("invalid config")
 // Validate reports every problem, each naming its key.
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)) }
+	bad := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...))
+	}
 	if err := c.Model.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}

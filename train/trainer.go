@@ -35,6 +35,15 @@ type Options struct {
 	Progress *Progress
 }
 
+// batchSource is what the loop draws micro-batches from: a *data.Loader, or a fixed list of
+// batches in tests.
+type batchSource interface {
+	Next() *data.Batch
+	State() ([]byte, error)
+	SetState([]byte) error
+	Close() error
+}
+
 // Trainer runs one training job. Build it with New; Run trains.
 type Trainer struct {
 	cfg  Config
@@ -48,7 +57,7 @@ type Trainer struct {
 	sched  optim.Schedule
 
 	toks   *data.Tokens
-	loader *data.Loader
+	loader batchSource
 	val    *data.Tokens
 
 	step      int   // completed optimiser steps
