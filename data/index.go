@@ -99,8 +99,8 @@ func (ix *index) checkBin(binSize int64) (int64, error) {
 		ix.dt = dtF32
 	}
 	es := int64(ix.dt.size())
-	if total > math.MaxInt64/es {
-		return 0, fmt.Errorf("%w: %d tokens overflow", ErrBinSize, total)
+	if total > math.MaxInt64/es || total*es != binSize {
+		return 0, fmt.Errorf("%w: %d bytes, want %d tokens of %s", ErrBinSize, binSize, total, ix.dt)
 	}
 	var end int64 // end of the previous sequence, in bytes
 	for i := range ix.n {
@@ -112,9 +112,6 @@ func (ix *index) checkBin(binSize int64) (int64, error) {
 			return 0, fmt.Errorf("%w: sequence %d at byte %d of %d bytes ends past the end of the %d-byte .bin", ErrPointers, i, p, s, binSize)
 		}
 		end = p + s
-	}
-	if total*es != binSize {
-		return 0, fmt.Errorf("%w: %d bytes, want %d (%d tokens of %s)", ErrBinSize, binSize, total*es, total, ix.dt)
 	}
 	// Monotonic, in range and summing to the file: the pointers can only be
 	// contiguous now, so the .bin is the documents concatenated in order.
