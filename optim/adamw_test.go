@@ -464,9 +464,9 @@ func TestDeterministicAcrossGOMAXPROCS(t *testing.T) {
 	}
 }
 
-// BenchmarkAdamWStep updates 20M float32 parameters (20 tensors of
-// 1000x1000, the size class of RWKV-4 L12-D768 blocks).
-func BenchmarkAdamWStep(b *testing.B) {
+// bench20M returns 20M float32 parameters: 20 tensors of 1000x1000, the
+// size class of RWKV-4 L12-D768's matrices (169M params in all).
+func bench20M() []Param[float32] {
 	var ps []Param[float32]
 	for i := range 20 {
 		n := 1000 * 1000
@@ -477,12 +477,28 @@ func BenchmarkAdamWStep(b *testing.B) {
 		}
 		ps = append(ps, Param[float32]{Name: "w", Shape: []int{1000, 1000}, Data: data, Grad: grad, LRScale: 1, Decay: true})
 	}
+	return ps
+}
+
+func BenchmarkAdamWStep(b *testing.B) {
+	ps := bench20M()
 	cfg := DefaultAdamWConfig()
 	cfg.WeightDecay = 0.1
 	o := NewAdamW(ps, cfg)
 	b.ReportAllocs()
 	for b.Loop() {
 		o.Step(1e-4)
+	}
+	b.ReportMetric(float64(20_000_000*b.N)/b.Elapsed().Seconds(), "params/s")
+}
+
+// BenchmarkClipGlobalNorm measures the norm plus an in-place scale
+// (maxNorm below the norm) over 20M float32 gradients.
+func BenchmarkClipGlobalNorm(b *testing.B) {
+	ps := bench20M()
+	maxNorm := 0.9999 * GradNorm(ps) // every call scales, by about 1-1e-6 after the first
+	for b.Loop() {
+		ClipGlobalNorm(ps, maxNorm)
 	}
 	b.ReportMetric(float64(20_000_000*b.N)/b.Elapsed().Seconds(), "params/s")
 }
