@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"unsafe"
 )
 
@@ -175,12 +176,12 @@ func (o *AdamW[F]) Step(lr float64) {
 	}
 }
 
-// State returns the step count and the moments. M and V share memory with
-// the optimiser: they are valid until the next Step changes them, which
-// is what a checkpoint writer called between steps needs. Copy them to
-// keep a snapshot.
+// State returns the step count and the moments. The tensors M[i] and V[i]
+// share memory with the optimiser (the outer slices are fresh): they stay
+// valid and change with every Step, which suits a checkpoint writer
+// called between steps. Copy them to keep a snapshot.
 func (o *AdamW[F]) State() AdamWState[F] {
-	return AdamWState[F]{Step: o.step, M: o.m, V: o.v}
+	return AdamWState[F]{Step: o.step, M: slices.Clone(o.m), V: slices.Clone(o.v)}
 }
 
 // SetState copies s into the optimiser, so that the next Step continues
