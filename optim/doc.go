@@ -12,4 +12,10 @@
 //
 //	norm := optim.ClipGlobalNorm(params, cfg.GradClip)
 //	opt.Step(sched.LR(step))
+//
+// AdamW's kernels replay torch's per-tensor ops in torch's order and
+// rounding, so on the same inputs they give torch 1.13's results bit for
+// bit (float32 and float64; see testdata/gen_torch_adamw.py). Tensors of
+// 64k elements or more are updated by a pool of GOMAXPROCS-1 long-lived
+// goroutines plus the caller; the pool stops when the AdamW is collected.
 package optim

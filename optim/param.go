@@ -110,7 +110,10 @@ func ClipGlobalNorm[F Float](params []Param[F], maxNorm float64) float64 {
 }
 
 // AllFinite reports the name of the first parameter whose gradient holds
-// a NaN or an Inf, and ok false; or "", true when all are finite.
+// a NaN or an Inf, and ok false; or "", true when all are finite. It is a
+// sequential scan; a trainer can test the norm ClipGlobalNorm returns
+// (NaN or Inf exactly when some gradient is, for float32 gradients) and
+// call AllFinite only to name the culprit.
 func AllFinite[F Float](params []Param[F]) (bad string, ok bool) {
 	for i := range params {
 		for _, x := range params[i].Grad {
