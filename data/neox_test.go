@@ -90,7 +90,7 @@ func TestNeoXEncode(t *testing.T) {
 			{"the", cat(b("t"), []int{259})},
 			{" the", []int{260}},
 			{"the thing", cat(b("t"), []int{259, 258}, b("h"), []int{262})},
-			{"a  b", cat(b("a"), []int{264}, b("b"))},     // added token, normalized
+			{"a  b", cat(b("a"), []int{264}, b("b"))},          // added token, normalized
 			{"x<|endoftext|>y", cat(b("x"), []int{0}, b("y"))}, // special token
 			{"<|padding|><|endoftext|>", []int{1, 0}},
 			{"e\u0301", b("é")}, // NFC composes
