@@ -339,4 +339,3 @@ func BenchmarkClipGlobalNorm(b *testing.B) {
 	}
 	b.ReportMetric(float64(20_000_000*b.N)/b.Elapsed().Seconds(), "params/s")
 }
-
