@@ -161,10 +161,10 @@ func (o extractOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	return tensor.New(tensor.WithShape(o.shape...), tensor.WithBacking(back)), nil
 }
-func (o extractOp) String() string           { return fmt.Sprintf("Extract{%d,%v,%v}", o.off, o.shape, o.src) }
-func (o extractOp) WriteHash(h hash.Hash)    { writeHash(h, o) }
-func (o extractOp) Hashcode() uint32         { return hashcode(o) }
-func (o extractOp) DiffWRT(int) []bool       { return []bool{true} }
+func (o extractOp) String() string        { return fmt.Sprintf("Extract{%d,%v,%v}", o.off, o.shape, o.src) }
+func (o extractOp) WriteHash(h hash.Hash) { writeHash(h, o) }
+func (o extractOp) Hashcode() uint32      { return hashcode(o) }
+func (o extractOp) DiffWRT(int) []bool    { return []bool{true} }
 func (o extractOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	g, err := G.ApplyOp(scatterOp{off: o.off, shape: o.shape, dst: o.src}, grad)
 	return G.Nodes{g}, err

@@ -32,7 +32,9 @@ func (o crossEntropyOp) Arity() int { return 2 }
 func (o crossEntropyOp) Type() hm.Type {
 	return hm.NewFnType(matT, idsT, tvFloat)
 }
-func (o crossEntropyOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return tensor.ScalarShape(), nil }
+func (o crossEntropyOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.ScalarShape(), nil
+}
 func (o crossEntropyOp) Do(in ...G.Value) (G.Value, error) {
 	targets := in[1].Data().([]int)
 	for i, t := range targets {

@@ -14,7 +14,7 @@ import (
 type AdamWConfig struct {
 	Beta1       float64 `mapstructure:"beta1"`
 	Beta2       float64 `mapstructure:"beta2"`
-	Eps         float64 `mapstructure:"eps"`
+	Eps         float64 `mapstructure:"adam_eps"`
 	WeightDecay float64 `mapstructure:"weight_decay"`
 }
 
@@ -34,7 +34,7 @@ func (c AdamWConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("optim.beta2 must be in [0, 1), got %v", c.Beta2))
 	}
 	if !(c.Eps >= 0) || math.IsInf(c.Eps, 1) {
-		errs = append(errs, fmt.Errorf("optim.eps must be finite and >= 0, got %v", c.Eps))
+		errs = append(errs, fmt.Errorf("optim.adam_eps must be finite and >= 0, got %v", c.Eps))
 	}
 	if !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 1) {
 		errs = append(errs, fmt.Errorf("optim.weight_decay must be finite and >= 0, got %v", c.WeightDecay))

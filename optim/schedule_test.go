@@ -156,7 +156,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"optim.beta1", func(c *Config) { c.Beta1 = 1 }},
 		{"optim.beta2", func(c *Config) { c.Beta2 = -0.1 }},
-		{"optim.eps", func(c *Config) { c.Eps = math.NaN() }},
+		{"optim.adam_eps", func(c *Config) { c.Eps = math.NaN() }},
 		{"optim.weight_decay", func(c *Config) { c.WeightDecay = -0.1 }},
 		{"optim.grad_clip", func(c *Config) { c.GradClip = -1 }},
 		{"optim.lr_init", func(c *Config) { c.LRInit = -1 }},
