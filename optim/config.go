@@ -9,7 +9,7 @@ import (
 // Config is the optim section of a training recipe: schedule, AdamW
 // hyper-parameters, clipping and parameter groups. Its mapstructure tags
 // give the YAML keys under optim: (schedule, lr_init, lr_final,
-// warmup_steps, total_steps, beta1, beta2, eps, weight_decay, grad_clip,
+// warmup_steps, total_steps, beta1, beta2, adam_eps, weight_decay, grad_clip,
 // layerwise_lr).
 type Config struct {
 	ScheduleConfig `mapstructure:",squash"`
