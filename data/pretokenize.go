@@ -111,7 +111,7 @@ func isSpaceBefore(b []byte) bool {
 // addedSet finds added tokens in text, leftmost first and longest at a
 // position, as HF's added vocabulary does (Aho-Corasick, LeftmostLongest).
 type addedSet struct {
-	byFirst map[byte][]addedToken // longest first
+	byFirst *[256][]addedToken // by first byte, longest first; nil if empty
 }
 
 type addedToken struct {
@@ -121,7 +121,7 @@ type addedToken struct {
 
 func (a *addedSet) add(content string, id int) {
 	if a.byFirst == nil {
-		a.byFirst = map[byte][]addedToken{}
+		a.byFirst = new([256][]addedToken)
 	}
 	list := append(a.byFirst[content[0]], addedToken{content, id})
 	for i := len(list) - 1; i > 0 && len(list[i].content) > len(list[i-1].content); i-- {
@@ -133,6 +133,12 @@ func (a *addedSet) add(content string, id int) {
 // split calls fn for each piece of s in order: id >= 0 for an added token,
 // -1 for text between them.
 func (a *addedSet) split(s string, fn func(piece string, id int)) {
+	if a.byFirst == nil {
+		if s != "" {
+			fn(s, -1)
+		}
+		return
+	}
 	start := 0
 	for i := 0; i < len(s); i++ {
 		for _, tok := range a.byFirst[s[i]] {

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rwkv-go/rwkv-go/checkpoint"
+)
+
+// runExport implements `rwkv-train export`: a checkpoint (or any weights file) to the formats
+// RWKV runtimes load.
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (newest), or weights file")
+	format := fs.String("format", "rwkv", "rwkv (RWKV-LM safetensors), hf (Hugging Face directory), pth (PyTorch zip), web-rwkv (fp16 safetensors)")
+	dtype := fs.String("dtype", "", "fp32, fp16 or bf16 (default: fp32; bf16 for pth; web-rwkv is always fp16)")
+	out := fs.String("out", "", "output file (rwkv, pth, web-rwkv) or directory (hf)")
+	ctxLen := fs.Int("ctx-len", 0, "context_length for hf's config.json (default: the checkpoint's model.ctx_len, else 1024)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: rwkv-train export --checkpoint PATH --format rwkv|hf|pth|web-rwkv [--dtype fp32|fp16|bf16] --out PATH\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *from == "" || *out == "" {
+		return usageError(stderr, "--checkpoint and --out are required")
+	}
+	dts := map[string]checkpoint.DType{"fp32": checkpoint.F32, "fp16": checkpoint.F16, "bf16": checkpoint.BF16}
+	dt := checkpoint.F32
+	if *format == "pth" {
+		dt = checkpoint.BF16
+	}
+	if *dtype != "" {
+		d, ok := dts[*dtype]
+		if !ok {
+			return usageError(stderr, fmt.Sprintf("--dtype %q: want fp32, fp16 or bf16", *dtype))
+		}
+		dt = d
+	}
+	path := *from
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		if latest, err := checkpoint.Latest(path); err == nil {
+			path = latest
+		}
+	}
+	ts, err := checkpoint.ReadWeights(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: export: %v\n", err)
+		return exitError
+	}
+	write := func(f func(io.Writer) error) error { return checkpoint.WriteFileAtomic(*out, f) }
+	switch *format {
+	case "rwkv":
+		err = write(func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, dt) })
+	case "web-rwkv":
+		if *dtype != "" && dt != checkpoint.F16 {
+			return usageError(stderr, "web-rwkv is always fp16")
+		}
+		err = write(func(w io.Writer) error { return checkpoint.ExportWebRWKV(w, ts) })
+	case "pth":
+		err = write(func(w io.Writer) error { return checkpoint.ExportPTH(w, ts, dt) })
+	case "hf":
+		n := *ctxLen
+		if n == 0 {
+			n = checkpointCtxLen(path)
+		}
+		err = checkpoint.ExportHF(*out, ts, checkpoint.HFConfig{ContextLength: n}, dt)
+	default:
+		return usageError(stderr, fmt.Sprintf("--format %q: want rwkv, hf, pth or web-rwkv", *format))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: export: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "exported %s (%d tensors) to %s as %s %s\n", path, len(ts), *out, *format, strings.ToLower(string(dt)))
+	return exitOK
+}
+
+// checkpointCtxLen reads model.ctx_len from a training checkpoint's stored config; 1024 when
+// path is not a training checkpoint.
+func checkpointCtxLen(path string) int {
+	ck, err := checkpoint.Load(path)
+	if err != nil {
+		return 1024
+	}
+	var c struct {
+		Model struct {
+			CtxLen int `yaml:"ctx_len"`
+		} `yaml:"model"`
+	}
+	if yaml.Unmarshal([]byte(ck.State.Config), &c) != nil || c.Model.CtxLen <= 0 {
+		return 1024
+	}
+	return c.Model.CtxLen
+}

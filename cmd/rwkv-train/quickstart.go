@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/train"
+)
+
+// runQuickstart implements `rwkv-train quickstart`: a byte-level model trained on the Go
+// standard library's sources, which every Go installation has.
+func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", filepath.Join("out", "quickstart"), "output directory")
+	goroot := fs.String("goroot", "", "Go installation whose src/ is the corpus (default: this Go's GOROOT)")
+	steps := fs.Int("steps", 0, "optimiser steps (default: the built-in recipe's)")
+	prompt := fs.String("prompt", "func main() {\n", "prompt for the generated sample")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: rwkv-train quickstart [flags]\n\nTrains a small byte-level RWKV-4 on $(go env GOROOT)/src, reports validation\nloss against the unigram baseline, exports it and prints a generated sample.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "quickstart takes no arguments")
+	}
+	root := *goroot
+	if root == "" {
+		root = findGOROOT()
+	}
+	prefix := filepath.Join(*out, "data", "gostd")
+	fmt.Fprintf(stderr, "preparing the corpus from %s ...\n", filepath.Join(root, "src"))
+	st, err := train.GoCorpus(ctx, root, prefix)
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v (set --goroot to a Go installation)\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stderr, "corpus: %d files, %d training bytes, %d validation bytes\n", st.Docs+st.ValDocs, st.Tokens, st.ValTokens)
+	cfg := train.QuickstartConfig(prefix, *out)
+	if *steps > 0 {
+		cfg.Train.MaxSteps = *steps
+		cfg.Train.EvalEvery = max(1, *steps/3)
+	}
+	return trainJob(ctx, cfg, "", stdout, stderr, func(tr *train.Trainer) error {
+		return quickstartReport(ctx, tr, cfg, *prompt, stdout)
+	})
+}
+
+// quickstartReport prints the unigram baseline next to the validation result and a sample.
+func quickstartReport(ctx context.Context, tr *train.Trainer, cfg train.Config, prompt string, stdout io.Writer) error {
+	val, err := data.Open(cfg.Data.Val)
+	if err != nil {
+		return err
+	}
+	defer val.Close()
+	h := train.UnigramEntropy(val, int(cfg.Train.EvalTokens)+1)
+	if v, ok := tr.LastValidation(); ok {
+		fmt.Fprintf(stdout, "bits per byte: %.3f (model) vs %.3f (unigram baseline of the same validation bytes)\n", v.BitsPerToken, h/math.Ln2)
+	}
+	tok := data.NewByteTokenizer()
+	fmt.Fprintf(stdout, "\n--- sample (temperature 0.8, top-p 0.9) ---\n%s", prompt)
+	err = train.Generate(ctx, tr.Model, tok.Encode(prompt), train.SampleOptions{Temperature: 0.8, TopP: 0.9, Seed: 1, MaxTokens: 300, StopToken: 0},
+		func(t int) bool {
+			if t != 0 {
+				stdout.Write([]byte{byte(t)})
+			}
+			return true
+		})
+	fmt.Fprintln(stdout, "\n---")
+	return err
+}
+
+// findGOROOT returns this Go's GOROOT: the one the binary was built with if it still exists,
+// else what `go env GOROOT` says.
+func findGOROOT() string {
+	if r := runtime.GOROOT(); r != "" {
+		if _, err := os.Stat(filepath.Join(r, "src")); err == nil {
+			return r
+		}
+	}
+	if b, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/train"
+)
+
+// runTrain implements `rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]`.
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var path, resume string
+	var overrides []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 >= len(args) {
+				return usageError(stderr, "--config needs a file")
+			}
+			i++
+			path = args[i]
+		case strings.HasPrefix(a, "--config="):
+			path = strings.TrimPrefix(a, "--config=")
+		case a == "--resume":
+			resume = "latest"
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				i++
+				resume = args[i]
+			}
+		case strings.HasPrefix(a, "--resume="):
+			resume = strings.TrimPrefix(a, "--resume=")
+		default:
+			overrides = append(overrides, a)
+		}
+	}
+	if path == "" {
+		return usageError(stderr, "--config FILE is required (see configs/ and 'rwkv-train --help')")
+	}
+	cfg, err := loadConfig(path, overrides, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		return exitUsage
+	}
+	if resume == "latest" {
+		resume = cfg.CheckpointDir()
+	}
+	return trainJob(ctx, cfg, resume, stdout, stderr, nil)
+}
+
+// trainJob runs a resolved config to the end and exports the model; after, if not nil, runs
+// last with the trained model.
+func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stderr io.Writer, after func(*train.Trainer) error) int {
+	yaml, err := marshalConfig(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		return exitError
+	}
+	if err := blas.Init(); err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	fmt.Fprintf(stderr, "# resolved config\n%s", yaml)
+	log.Info("start", "model", cfg.Model.Config.String(), "steps", cfg.Steps(), "tokens_per_step", cfg.TokensPerStep(), "blas", blas.Backend())
+	tr, err := train.New(cfg, log, train.Options{ConfigYAML: yaml, Resume: resume,
+		Progress: train.NewProgress(stderr, isTerminal(stderr), cfg.Train.LogEvery)})
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		if errors.Is(err, train.ErrConfig) {
+			return exitUsage
+		}
+		return exitError
+	}
+	defer tr.Close()
+	log.Info("model", "params", tr.Model.NumParams())
+	if err := tr.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "\nrwkv-train: %v\n", err)
+		if errors.Is(err, train.ErrInterrupted) {
+			fmt.Fprintf(stderr, "rwkv-train: checkpoint saved; continue with --resume\n")
+			return exitInterrupted
+		}
+		return exitError
+	}
+	out := filepath.Join(cfg.OutDir, "model.safetensors")
+	if err := exportRWKV(tr, out); err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: export: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "trained %d steps; model exported to %s (RWKV-LM names, fp32 safetensors)\n", tr.Step(), out)
+	if v, ok := tr.LastValidation(); ok {
+		fmt.Fprintf(stdout, "validation: loss %.4f nats/token, perplexity %.3f, %.4f bits/token (%d tokens)\n", v.Loss, v.PPL, v.BitsPerToken, v.Tokens)
+	}
+	if after != nil {
+		if err := after(tr); err != nil {
+			fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+			return exitError
+		}
+	}
+	return exitOK
+}
+
+func exportRWKV(tr *train.Trainer, path string) error {
+	ts := train.Tensors(tr.Model, checkpoint.F32)
+	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) })
+}
+
+// isTerminal reports whether w is a terminal, for the live progress line.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
