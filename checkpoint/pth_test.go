@@ -243,10 +243,11 @@ var hostilePickles = []struct {
 	{"ordered dict args", pkl("ccollections\nOrderedDict\n]\x85R."), ErrMalformed, "OrderedDict with 1 arguments"},
 	{"bad persistent id", pkl("X\x01\x00\x00\x00aQ."), ErrMalformed, "persistent id"},
 	{"persistent id class", pkl("(X\x07\x00\x00\x00storageccollections\nOrderedDict\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ."), ErrMalformed, "bad storage persistent id"},
-	{"view past storage", pkl(pOrderedDict, "X\x01\x00\x00\x00a", tensorCall("K\x00", "K\x05\x85", "K\x01\x85"), "s."), ErrMalformed, "past a storage of 4 elements"},
+	{"view past storage", pkl(pOrderedDict, "X\x01\x00\x00\x00a", tensorCall("K\x00", "K\x02\x85", "K\x04\x85"), "s."), ErrMalformed, "past a storage of 4 elements"},
 	{"offset past storage", pkl(pOrderedDict, "X\x01\x00\x00\x00a", tensorCall("K\x04", "K\x01\x85", "K\x01\x85"), "s."), ErrMalformed, "past a storage"},
 	{"negative dim", pkl(pOrderedDict, "X\x01\x00\x00\x00a", tensorCall("K\x00", "J\xff\xff\xff\xff\x85", "K\x01\x85"), "s."), ErrMalformed, "bad torch._utils._rebuild_tensor_v2 arguments"},
 	{"stride overflow", pkl(pOrderedDict, "X\x01\x00\x00\x00a", tensorCall("K\x00", "K\x02\x85", "\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x3f\x85"), "s."), ErrMalformed, ""},
+	{"expanded view", pkl(pOrderedDict, "X\x01\x00\x00\x00a", tensorCall("K\x00", "J\x00\x00\x00\x40\x85", "K\x00\x85"), "s."), ErrMalformed, "exceeds its storage of 4"},
 	{"build on tensor", pkl(tensorCall("K\x00", "K\x01\x85", "K\x01\x85"), "}b."), ErrMalformed, "BUILD on"},
 	{"protocol 9", []byte("\x80\x09."), ErrMalformed, "unsupported protocol 9"},
 }
@@ -371,4 +372,25 @@ func pickleSeeds() [][]byte {
 		seeds = append(seeds, h.data)
 	}
 	return seeds
+}
+
+// FuzzPTH: readPTH never panics on a hostile archive.
+func FuzzPTH(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("testdata", "torch_saved.pth")); err == nil {
+		f.Add(b)
+	}
+	var buf bytes.Buffer
+	WritePTH(&buf, []Tensor{FromFloat32("a", []int{2}, []float32{1, 2}, BF16)})
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ts, err := readPTH(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		for _, tn := range ts {
+			if err := tn.Validate(); err != nil {
+				t.Fatalf("accepted an invalid tensor: %v", err)
+			}
+		}
+	})
 }

@@ -134,6 +134,12 @@ func checkView(numel, off int64, shape, stride []int) error {
 	if n == 0 {
 		return nil
 	}
+	// A view larger than its storage (stride 0, expand) never occurs in a
+	// saved state dict, and allowing it would let a tiny file ask for a
+	// huge allocation in gather.
+	if n > numel {
+		return fmt.Errorf("pickle: view %v of %d elements exceeds its storage of %d: %w", shape, n, numel, ErrMalformed)
+	}
 	last := off
 	for i := range shape {
 		step := int64(shape[i]-1) * int64(stride[i])
