@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"gonum.org/v1/gonum/mat"
+	lapackgo "gonum.org/v1/gonum/lapack/gonum"
+
+	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
 // Init sets every parameter as RWKV-LM's generate_init_weight does (REFERENCE §3), from a seed:
@@ -83,29 +85,39 @@ func (m *Model) Init(seed uint64, embScale float64) {
 }
 
 // orthogonal fills dst (rows×cols, row-major) as torch.nn.init.orthogonal_: the Q factor of a
-// Gaussian matrix, sign-corrected by R's diagonal, transposed when rows < cols, times gain.
+// Gaussian matrix, sign-corrected by R's diagonal, transposed when rows < cols, times gain. Only
+// the thin Q (r×c, r >= c) is formed, so a 50277×768 head costs O(r·c²), not O(r²).
 func orthogonal(dst []float64, rows, cols int, gain float64, rng *rand.Rand) {
 	r, c := rows, cols
 	if rows < cols {
 		r, c = cols, rows
 	}
-	a := mat.NewDense(r, c, nil)
-	for i := 0; i < r; i++ {
-		for j := 0; j < c; j++ {
-			a.Set(i, j, rng.NormFloat64())
+	a := make([]float64, r*c) // row-major r×c, lda = c
+	for i := range a {
+		a[i] = rng.NormFloat64()
+	}
+	blas.Init() // gonum's LAPACK then multiplies through OpenBLAS when it is there
+	impl := lapackgo.Implementation{}
+	tau := make([]float64, c)
+	work := make([]float64, 1)
+	impl.Dgeqrf(r, c, a, c, tau, work, -1)
+	work = make([]float64, int(work[0]))
+	impl.Dgeqrf(r, c, a, c, tau, work, len(work))
+	sign := make([]float64, c) // sign of R's diagonal, read before Dorgqr overwrites a
+	for j := 0; j < c; j++ {
+		sign[j] = 1
+		if a[j*c+j] < 0 {
+			sign[j] = -1
 		}
 	}
-	var qr mat.QR
-	qr.Factorize(a)
-	var q, rr mat.Dense
-	qr.QTo(&q)
-	qr.RTo(&rr)
+	impl.Dorgqr(r, c, c, a, c, tau, work, -1)
+	if n := int(work[0]); n > len(work) {
+		work = make([]float64, n)
+	}
+	impl.Dorgqr(r, c, c, a, c, tau, work, len(work))
 	for i := 0; i < r; i++ {
 		for j := 0; j < c; j++ {
-			x := q.At(i, j) * gain
-			if rr.At(j, j) < 0 {
-				x = -x
-			}
+			x := a[i*c+j] * sign[j] * gain
 			if rows < cols {
 				dst[j*cols+i] = x
 			} else {

@@ -39,6 +39,7 @@ var (
 func Init() error {
 	initOnce.Do(func() {
 		active, initErr = choose(os.Getenv("RWKV_BLAS"))
+		installFloat64()
 	})
 	return initErr
 }
