@@ -67,6 +67,7 @@ type Trainer struct {
 	steps     int // total steps of the run
 	metrics   *metricsWriter
 	lastVal   float64
+	finalVal  *EvalResult
 	history   []Point
 	started   time.Time
 	startStep int
@@ -186,6 +187,14 @@ func (t *Trainer) buildOptimizer() error {
 // Step is the number of completed optimiser steps.
 func (t *Trainer) Step() int { return t.step }
 
+// LastValidation is the validation at the end of Run, if there was validation data.
+func (t *Trainer) LastValidation() (EvalResult, bool) {
+	if t.finalVal == nil {
+		return EvalResult{}, false
+	}
+	return *t.finalVal, true
+}
+
 // History is the loss curve so far.
 func (t *Trainer) History() []Point { return t.history }
 
@@ -257,6 +266,7 @@ func (t *Trainer) finish() error {
 			return fmt.Errorf("final validation: %w", err)
 		}
 		pt.ValLoss = v.Loss
+		t.finalVal = &v
 		t.log.Info("validation", "step", t.step, "loss", v.Loss, "ppl", v.PPL, "bits_per_token", v.BitsPerToken)
 	}
 	if t.opts.Progress != nil {
