@@ -71,6 +71,7 @@ type Trainer struct {
 	history   []Point
 	started   time.Time
 	startStep int
+	stepTime  time.Duration // time spent in TrainStep since Run started: the tokens/s denominator
 }
 
 // New builds the model (initialised or loaded), its graph, the optimiser and the data
@@ -222,7 +223,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return ErrInterrupted
 		}
 		lr := t.sched.LR(t.step)
+		t0 := time.Now()
 		res, err := t.TrainStep(lr)
+		t.stepTime += time.Since(t0)
 		if err != nil {
 			return fmt.Errorf("step %d: %w", t.step, err)
 		}
@@ -284,8 +287,9 @@ func (t *Trainer) finish() error {
 	return nil
 }
 
+// tokensPerSec is the training throughput, validation and checkpoint time excluded.
 func (t *Trainer) tokensPerSec() float64 {
-	el := time.Since(t.started).Seconds()
+	el := t.stepTime.Seconds()
 	if el <= 0 {
 		return 0
 	}

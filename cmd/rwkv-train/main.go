@@ -1,6 +1,9 @@
-// Command rwkv-train trains RWKV-4 language models and prepares their data.
+// Command rwkv-train trains RWKV-4 language models, prepares their data and exports them.
 //
+//	rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]
+//	rwkv-train quickstart
 //	rwkv-train prepare --tokenizer byte|world:FILE|neox:FILE --output PREFIX INPUT...
+//	rwkv-train export --checkpoint PATH --format rwkv|hf|pth|web-rwkv [--dtype fp32|fp16|bf16] --out PATH
 package main
 
 import (
@@ -9,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 // Exit codes, set in one place.
@@ -35,9 +39,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "prepare":
 		return runPrepare(ctx, args[1:], stdout, stderr)
+	case "export":
+		return runExport(ctx, args[1:], stdout, stderr)
+	case "quickstart":
+		return runQuickstart(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return runTrain(ctx, args, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "rwkv-train: unknown command %q\n", args[0])
 	usage(stderr)
@@ -45,10 +56,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: rwkv-train <command> [flags]
+	fmt.Fprint(w, `usage: rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]
+       rwkv-train <command> [flags]
+
+Training reads a YAML recipe (see configs/); any key can be overridden as
+--section.key=value or with an RWKV_SECTION_KEY environment variable.
 
 commands:
-  prepare   tokenize text, directories or .jsonl into a binidx corpus
+  quickstart  train a small byte-level model on the Go standard library's sources
+  prepare     tokenize text, directories or .jsonl into a binidx corpus
+  export      convert a checkpoint to rwkv, hf, pth or web-rwkv weights
+
+examples:
+  rwkv-train quickstart
+  rwkv-train prepare --tokenizer byte --output out/tiny/train --val-fraction 0.05 ./docs
+  rwkv-train --config configs/tiny.yaml --train.max_steps=50
+  rwkv-train --config configs/tiny.yaml --resume
+  rwkv-train export --checkpoint out/tiny/checkpoints --format pth --out out/tiny/model.pth
 
 Run 'rwkv-train <command> -h' for the flags of a command.
 `)
