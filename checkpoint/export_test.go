@@ -85,7 +85,7 @@ func TestCheckRWKV4(t *testing.T) {
 		{"extra", append(append([]Tensor{}, model...), FromFloat32("blocks.0.att.extra", []int{1}, []float32{1}, F32)), `unexpected tensor "blocks.0.att.extra"`},
 		{"extra layer part", without("blocks.1.ln1.weight"), `unexpected tensor "blocks.1.ln1.bias"`},
 		{"duplicate", append(append([]Tensor{}, model...), model[0]), `duplicate tensor "emb.weight"`},
-		{"bad shape", badShape, `tensor "blocks.0.ln1.weight": shape [5], want [4]`},
+		{"bad shape", badShape, `tensor "blocks.0.ln2.weight": shape [5], want [4]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,14 +79,14 @@ func (d Dims) Layout() []Tensor {
 	add := func(name string, shape ...int) { out = append(out, Tensor{Name: name, Shape: shape}) }
 	for i := 0; i < d.Layers; i++ {
 		p := fmt.Sprintf("blocks.%d.", i)
-		if i == 0 {
-			add(p+"ln0.weight", C)
-			add(p+"ln0.bias", C)
-		}
 		add(p+"ln1.weight", C)
 		add(p+"ln1.bias", C)
 		add(p+"ln2.weight", C)
 		add(p+"ln2.bias", C)
+		if i == 0 { // RWKV-LM's Block creates ln0 after ln1 and ln2
+			add(p+"ln0.weight", C)
+			add(p+"ln0.bias", C)
+		}
 		add(p+"att.time_decay", C)
 		add(p+"att.time_first", C)
 		add(p+"att.time_mix_k", 1, 1, C)

@@ -285,7 +285,7 @@ func TestDecodeStateDictAcceptsValid(t *testing.T) {
 func zipPTH(t testing.TB, entries map[string][]byte, method uint16) []byte {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
-	for _, name := range []string{"a/data.pkl", "a/data/0", "a/version"} {
+	for _, name := range []string{"a/data.pkl", "a/byteorder", "a/data/0", "a/version"} {
 		data, ok := entries[name]
 		if !ok {
 			continue
@@ -312,6 +312,7 @@ func TestReadPTHRejectsHostileArchives(t *testing.T) {
 		{"missing storage", zipPTH(t, map[string][]byte{"a/data.pkl": good}, zip.Store), `no storage entry "data/0"`},
 		{"short storage", zipPTH(t, map[string][]byte{"a/data.pkl": good, "a/data/0": make([]byte, 15)}, zip.Store), "holds 15 bytes"},
 		{"compressed", zipPTH(t, map[string][]byte{"a/data.pkl": good, "a/data/0": make([]byte, 16)}, zip.Deflate), "is compressed"},
+		{"big endian", zipPTH(t, map[string][]byte{"a/data.pkl": good, "a/byteorder": []byte("big"), "a/data/0": make([]byte, 16)}, zip.Store), `byteorder "big"`},
 		{"forbidden global", zipPTH(t, map[string][]byte{"a/data.pkl": pkl("cos\nsystem\n.")}, zip.Store), "forbidden pickle global"},
 	}
 	for _, tt := range tests {
@@ -393,4 +394,30 @@ func FuzzPTH(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExportPTHLoadsIntoRWKVLMModule: the exported .pth has exactly the keys,
+// in order, and shapes of a module built like RWKV-LM's RWKV-4, and loads
+// with load_state_dict(strict=True) after a plain torch.load.
+func TestExportPTHLoadsIntoRWKVLMModule(t *testing.T) {
+	py := python(t)
+	for _, dt := range []DType{BF16, F16, F32} {
+		t.Run(string(dt), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "RWKV-4-tiny.pth")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ExportPTH(f, reversed(tinyModel(tinyDims)), dt); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			d := tinyDims
+			out, err := exec.Command(py, filepath.Join("testdata", "rwkv4_module.py"), path,
+				fmt.Sprint(d.Vocab), fmt.Sprint(d.Embd), fmt.Sprint(d.FFN), fmt.Sprint(d.Layers)).CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), "ok 42") {
+				t.Fatalf("rwkv4_module.py: %v\n%s", err, out)
+			}
+		})
+	}
 }

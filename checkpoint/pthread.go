@@ -225,6 +225,15 @@ func readPTH(r io.ReaderAt, size int64) ([]Tensor, error) {
 		return nil, fmt.Errorf("pth: no <archive>/data.pkl entry: %w", ErrMalformed)
 	}
 	prefix := strings.TrimSuffix(pklName, "data.pkl")
+	if zf := entries[prefix+"byteorder"]; zf != nil { // written by torch >= 2.1
+		b, err := readEntry(zf, size)
+		if err != nil {
+			return nil, err
+		}
+		if string(b) != "little" {
+			return nil, fmt.Errorf("pth: byteorder %s: only little-endian files are supported: %w", sanitize(string(b)), ErrMalformed)
+		}
+	}
 	pkl, err := readEntry(entries[pklName], size)
 	if err != nil {
 		return nil, err

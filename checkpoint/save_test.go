@@ -78,12 +78,12 @@ func TestSaveRefuses(t *testing.T) {
 		want    string
 		is      error
 	}{
-		{"NaN weight", nan, nil, nil, `tensor "blocks.0.ln2.weight": element 2 is not finite`, ErrNonFinite},
+		{"NaN weight", nan, nil, nil, `tensor "blocks.0.ln0.weight": element 2 is not finite`, ErrNonFinite},
 		{"Inf weight", inf, nil, nil, `tensor "emb.weight": element 1 is not finite`, ErrNonFinite},
-		{"NaN moment", w, w, nan, `tensor "blocks.0.ln2.weight": element 2 is not finite`, ErrNonFinite},
+		{"NaN moment", w, w, nan, `tensor "blocks.0.ln0.weight": element 2 is not finite`, ErrNonFinite},
 		{"no weights", nil, nil, nil, "no weights", ErrTensors},
 		{"m without v", w, w, nil, "but 0 optimiser moments", ErrTensors},
-		{"moments out of order", w, w, append(append([]Tensor{}, w[1:]...), w[0]), `optimiser moment "blocks.0.ln0.weight"`, ErrTensors},
+		{"moments out of order", w, w, append(append([]Tensor{}, w[1:]...), w[0]), `optimiser moment "blocks.0.ln1.weight"`, ErrTensors},
 		{"slash in name", []Tensor{FromFloat32("a/b", []int{1}, []float32{1}, F32)}, nil, nil, `"a/b": name contains '/'`, ErrTensors},
 		{"integer weight", []Tensor{{Name: "i", DType: I32, Shape: []int{1}, Data: make([]byte, 4)}}, nil, nil, "dtype I32", ErrDType},
 	}

@@ -1,0 +1,24 @@
+// Package checkpoint is the file-format layer of rwkv-go. It deals in named
+// tensors (Tensor: name, dtype, shape, little-endian bytes) and never imports
+// the model.
+//
+// Training checkpoints (Save, Load, Latest, Prune) are single safetensors
+// files, step-<step>.safetensors, holding the weights ("model/<name>"), the
+// AdamW moments ("optim.m/<name>", "optim.v/<name>") and, in the header
+// metadata, the format name and version, the resume State as JSON, the
+// resolved config as YAML and a CRC-32C of the tensor data. Every write goes
+// through WriteFileAtomic (temporary file in the same directory, fsync,
+// rename, fsync of the directory); SweepTemp removes what a killed writer
+// left. Non-finite values are refused, naming the tensor.
+//
+// Exports: ExportRWKV (RWKV-LM names in F32, F16 or BF16), ExportWebRWKV
+// (all F16), ExportHF (a transformers RwkvForCausalLM directory) and
+// ExportPTH / WritePTH (a torch.save-compatible zip). Imports: ReadPTH and
+// ReadWeights, which detects the layout and returns RWKV-LM names.
+//
+// Weights files are untrusted input. The safetensors reader checks every
+// size and offset against the file before allocating; the .pth reader is a
+// minimal pickle machine that only knows the opcodes torch.save emits and
+// only the globals collections.OrderedDict, torch._utils._rebuild_tensor*,
+// and the torch storage classes: no code from a file ever runs.
+package checkpoint
