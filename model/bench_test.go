@@ -18,6 +18,7 @@ func BenchmarkTrainStep(b *testing.B) {
 		B, T int
 	}{
 		{"tiny", Config{Layers: 2, Embd: 64, Vocab: 256, CtxLen: 64}, 4, 64},
+		{"quickstart-L4-D128-B16-T128", Config{Layers: 4, Embd: 128, Vocab: 256, CtxLen: 128}, 16, 128},
 		{"L6-D512-V256-B8-T256", Config{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}, 8, 256},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

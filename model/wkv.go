@@ -83,7 +83,11 @@ func wkvBackward[F Float](B, T, C int, decay, first, k, v, s0, gy, gsT, gdecay, 
 	guPart := make([]float64, B*C)
 	runTasks(wkvTasks(B, C), func(ts wkvTask) {
 		W := ts.c1 - ts.c0
+		// Forward again, keeping per step the state before it (aa, bb, pp) and the four
+		// exponentials (e1, e2 of the output, f1, f2 of the state update), so that the reverse
+		// sweep computes no exponential.
 		sa, sb, sp := make([]float64, T*W), make([]float64, T*W), make([]float64, T*W)
+		se1, se2, sf1, sf2 := make([]float64, T*W), make([]float64, T*W), make([]float64, T*W), make([]float64, T*W)
 		w, u := make([]float64, W), make([]float64, W)
 		aa, bb, pp := make([]float64, W), make([]float64, W), make([]float64, W)
 		for j := 0; j < W; j++ {
@@ -91,15 +95,19 @@ func wkvBackward[F Float](B, T, C int, decay, first, k, v, s0, gy, gsT, gdecay, 
 			aa[j], bb[j], pp[j] = float64(s0[ts.b*C+c]), float64(s0[(B+ts.b)*C+c]), float64(s0[(2*B+ts.b)*C+c])
 			w[j], u[j] = -math.Exp(float64(decay[c])), float64(first[c])
 		}
-		// Forward again, keeping the state before every step.
 		for t := 0; t < T; t++ {
 			row := (ts.b*T + t) * C
 			for j := 0; j < W; j++ {
-				sa[t*W+j], sb[t*W+j], sp[t*W+j] = aa[j], bb[j], pp[j]
+				i := t*W + j
+				sa[i], sb[i], sp[i] = aa[j], bb[j], pp[j]
 				kt, vt := float64(k[row+ts.c0+j]), float64(v[row+ts.c0+j])
-				ww := w[j] + pp[j]
-				p := math.Max(ww, kt)
+				ww := u[j] + kt
+				p := math.Max(pp[j], ww)
+				se1[i], se2[i] = math.Exp(pp[j]-p), math.Exp(ww-p)
+				ww = w[j] + pp[j]
+				p = math.Max(ww, kt)
 				e1, e2 := math.Exp(ww-p), math.Exp(kt-p)
+				sf1[i], sf2[i] = e1, e2
 				aa[j] = e1*aa[j] + e2*vt
 				bb[j] = e1*bb[j] + e2
 				pp[j] = p
@@ -118,22 +126,20 @@ func wkvBackward[F Float](B, T, C int, decay, first, k, v, s0, gy, gsT, gdecay, 
 		for t := T - 1; t >= 0; t-- {
 			row := (ts.b*T + t) * C
 			for j := 0; j < W; j++ {
-				i := row + ts.c0 + j
-				a0, b0, p0 := sa[t*W+j], sb[t*W+j], sp[t*W+j]
+				i, s := row+ts.c0+j, t*W+j
+				a0, b0, p0 := sa[s], sb[s], sp[s]
 				kt, vt, gyt := float64(k[i]), float64(v[i]), float64(gy[i])
 				gaa, gbb, gpp := aa[j], bb[j], pp[j]
 
-				// State update: aa' = f1*aa + f2*v, bb' = f1*bb + f2, pp' = p2.
-				ww2 := w[j] + p0
-				p2 := math.Max(ww2, kt)
-				f1, f2 := math.Exp(ww2-p2), math.Exp(kt-p2)
+				// State update: aa' = f1*aa + f2*v, bb' = f1*bb + f2, pp' = p2 = max(w+pp, k).
+				f1, f2 := sf1[s], sf2[s]
 				gf1 := gaa*a0 + gbb*b0
 				gf2 := gaa*vt + gbb
 				ngaa, ngbb := gaa*f1, gbb*f1
 				gvt := gaa * f2
 				gp2 := gpp - (gf1*f1 + gf2*f2)
 				gww2, gkt := gf1*f1, gf2*f2
-				if ww2 >= kt {
+				if w[j]+p0 >= kt {
 					gww2 += gp2
 				} else {
 					gkt += gp2
@@ -143,9 +149,7 @@ func wkvBackward[F Float](B, T, C int, decay, first, k, v, s0, gy, gsT, gdecay, 
 
 				// Output: y = (e1*aa + e2*v) / (e1*bb + e2). The max p1 cancels exactly
 				// (e1*ge1 + e2*ge2 = gy*y - gy*y = 0), so no gradient flows through it.
-				ww := u[j] + kt
-				p1 := math.Max(p0, ww)
-				e1, e2 := math.Exp(p0-p1), math.Exp(ww-p1)
+				e1, e2 := se1[s], se2[s]
 				den := e1*b0 + e2
 				yt := (e1*a0 + e2*vt) / den
 				gnum, gden := gyt/den, -gyt*yt/den
