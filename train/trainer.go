@@ -310,20 +310,24 @@ func (t *Trainer) record(pt Point) {
 	}
 }
 
-// Close releases the graph and the data files.
+// Close releases the graph and the data files. It may be called more than once.
 func (t *Trainer) Close() error {
 	var errs []error
 	if t.graph != nil {
 		errs = append(errs, t.graph.Close())
+		t.graph = nil
 	}
 	if t.loader != nil {
 		errs = append(errs, t.loader.Close())
+		t.loader = nil
 	}
 	if t.toks != nil {
 		errs = append(errs, t.toks.Close())
+		t.toks = nil
 	}
 	if t.val != nil {
 		errs = append(errs, t.val.Close())
+		t.val = nil
 	}
 	return errors.Join(errs...)
 }
