@@ -142,7 +142,8 @@ func (u *unpickler) text(n uint64) (string, error) {
 	return string(b), nil
 }
 
-// run executes the pickle and returns the value at STOP.
+// run executes the pickle and returns the value at STOP. Each opcode group
+// has its own method; each returns the value to push, or nil.
 func (u *unpickler) run() (any, error) {
 	u.memo = map[uint32]any{}
 	for {
@@ -151,16 +152,9 @@ func (u *unpickler) run() (any, error) {
 		}
 		op := u.data[u.pos]
 		u.pos++
-		var err error
 		var push any
+		var err error
 		switch op {
-		case opProto:
-			var v uint64
-			if v, err = u.uint(1); err == nil && v > 5 {
-				err = u.errf("unsupported protocol %d", v)
-			}
-		case opFrame:
-			_, err = u.uint(8) // framing only; the frame contents follow inline
 		case opStop:
 			v, err := u.pop()
 			if err != nil {
@@ -170,80 +164,12 @@ func (u *unpickler) run() (any, error) {
 				return nil, u.errf("%d values left on the stack at STOP", len(u.stack))
 			}
 			return v, nil
-		case opMark:
-			u.marks = append(u.marks, len(u.stack))
-		case opNone:
-			push = pyNone{}
-		case opNewTrue:
-			push = true
-		case opNewFalse:
-			push = false
-		case opBinInt:
-			var v uint64
-			v, err = u.uint(4)
-			push = int64(int32(uint32(v)))
-		case opBinInt1:
-			var v uint64
-			v, err = u.uint(1)
-			push = int64(v)
-		case opBinInt2:
-			var v uint64
-			v, err = u.uint(2)
-			push = int64(v)
-		case opLong1:
-			var n uint64
-			if n, err = u.uint(1); err != nil {
-				break
-			}
-			if n > 8 {
-				err = u.errf("LONG1 of %d bytes does not fit int64", n)
-				break
-			}
-			var v uint64
-			if v, err = u.uint(int(n)); err == nil && n > 0 && n < 8 && v&(1<<(8*n-1)) != 0 {
-				v |= ^uint64(0) << (8 * n) // sign-extend
-			}
-			push = int64(v)
-		case opBinFloat:
-			var b []byte
-			if b, err = u.read(8); err == nil {
-				push = math.Float64frombits(binary.BigEndian.Uint64(b))
-			}
-		case opBinUnicode, opShortBinUni, opBinUnicode8, opBinString, opShortBinStr:
-			size := map[byte]int{opBinUnicode: 4, opShortBinUni: 1, opBinUnicode8: 8, opBinString: 4, opShortBinStr: 1}[op]
-			var n uint64
-			if n, err = u.uint(size); err == nil {
-				push, err = u.text(n)
-			}
-		case opShortBinByte, opBinBytes:
-			size := map[byte]int{opShortBinByte: 1, opBinBytes: 4}[op]
-			var n uint64
-			if n, err = u.uint(size); err == nil {
-				if n > uint64(len(u.data)-u.pos) {
-					err = u.errf("truncated: bytes of %d", n)
-					break
-				}
-				var b []byte
-				b, err = u.read(int(n))
-				push = append([]byte{}, b...)
-			}
-		case opEmptyTuple:
-			push = pyTuple{}
-		case opTuple1, opTuple2, opTuple3:
-			n := int(op-opTuple1) + 1
-			t := make(pyTuple, n)
-			for i := n - 1; i >= 0 && err == nil; i-- {
-				t[i], err = u.pop()
-			}
-			push = t
-		case opTuple:
-			var items []any
-			items, err = u.popMark()
-			push = pyTuple(items)
-		case opEmptyList:
-			push = &pyList{}
-		case opEmptyDict:
-			push = newDict()
+		case opProto, opFrame, opNone, opNewTrue, opNewFalse, opBinInt, opBinInt1, opBinInt2, opLong1, opBinFloat:
+			push, err = u.scalar(op)
+		case opBinUnicode, opShortBinUni, opBinUnicode8, opBinString, opShortBinStr, opShortBinByte, opBinBytes:
+			push, err = u.stringOp(op)
+		case opMark, opEmptyTuple, opTuple1, opTuple2, opTuple3, opTuple, opEmptyList, opEmptyDict:
+			push, err = u.build(op)
 		case opAppend, opAppends:
 			err = u.appendOp(op)
 		case opSetItem, opSetItems:
@@ -251,67 +177,11 @@ func (u *unpickler) run() (any, error) {
 		case opBinPut, opLongBinPut, opMemoize:
 			err = u.putOp(op)
 		case opBinGet, opLongBinGet:
-			var k uint64
-			k, err = u.uint(map[byte]int{opBinGet: 1, opLongBinGet: 4}[op])
-			if err == nil {
-				v, ok := u.memo[uint32(k)]
-				if !ok {
-					err = u.errf("memo key %d not set", k)
-				}
-				push = v
-			}
-		case opGlobal:
-			var mod, name string
-			if mod, err = u.line(); err == nil {
-				if name, err = u.line(); err == nil {
-					push, err = u.global(mod, name)
-				}
-			}
-		case opStackGlobal:
-			var mod, name any
-			if name, err = u.pop(); err == nil {
-				if mod, err = u.pop(); err == nil {
-					ms, ok1 := mod.(string)
-					ns, ok2 := name.(string)
-					if !ok1 || !ok2 {
-						err = u.errf("STACK_GLOBAL of non-strings")
-						break
-					}
-					push, err = u.global(ms, ns)
-				}
-			}
-		case opBinPersID:
-			var pid any
-			if pid, err = u.pop(); err == nil {
-				push, err = u.persistent(pid)
-			}
-		case opReduce:
-			var fn, args any
-			if args, err = u.pop(); err == nil {
-				if fn, err = u.pop(); err == nil {
-					t, ok := args.(pyTuple)
-					if !ok {
-						err = u.errf("REDUCE arguments are %T, not a tuple", args)
-						break
-					}
-					push, err = u.call(fn, t)
-				}
-			}
+			push, err = u.getOp(op)
+		case opGlobal, opStackGlobal, opBinPersID, opReduce:
+			push, err = u.callOp(op)
 		case opBuild:
-			// Only an OrderedDict's attribute dict (state_dict()._metadata)
-			// is accepted, and ignored.
-			var state, obj any
-			if state, err = u.pop(); err == nil {
-				if obj, err = u.top(); err == nil {
-					if _, ok := obj.(*pyDict); !ok {
-						err = u.errf("BUILD on %T", obj)
-					} else if _, ok := state.(*pyDict); !ok {
-						if _, ok := state.(pyNone); !ok {
-							err = u.errf("BUILD with %T state", state)
-						}
-					}
-				}
-			}
+			err = u.buildOp()
 		default:
 			return nil, u.errf("unsupported opcode 0x%02x", op)
 		}
@@ -322,6 +192,190 @@ func (u *unpickler) run() (any, error) {
 			u.stack = append(u.stack, push)
 		}
 	}
+}
+
+// scalar handles protocol framing, None, booleans, integers and floats.
+func (u *unpickler) scalar(op byte) (any, error) {
+	switch op {
+	case opProto:
+		v, err := u.uint(1)
+		if err == nil && v > 5 {
+			err = u.errf("unsupported protocol %d", v)
+		}
+		return nil, err
+	case opFrame:
+		_, err := u.uint(8) // framing only; the frame's contents follow inline
+		return nil, err
+	case opNone:
+		return pyNone{}, nil
+	case opNewTrue:
+		return true, nil
+	case opNewFalse:
+		return false, nil
+	case opBinInt:
+		v, err := u.uint(4)
+		return int64(int32(uint32(v))), err
+	case opBinInt1:
+		v, err := u.uint(1)
+		return int64(v), err
+	case opBinInt2:
+		v, err := u.uint(2)
+		return int64(v), err
+	case opLong1:
+		n, err := u.uint(1)
+		if err != nil {
+			return nil, err
+		}
+		if n > 8 {
+			return nil, u.errf("LONG1 of %d bytes does not fit int64", n)
+		}
+		v, err := u.uint(int(n))
+		if n > 0 && n < 8 && v&(1<<(8*n-1)) != 0 {
+			v |= ^uint64(0) << (8 * n) // sign-extend
+		}
+		return int64(v), err
+	case opBinFloat:
+		b, err := u.read(8)
+		if err != nil {
+			return nil, err
+		}
+		return math.Float64frombits(binary.BigEndian.Uint64(b)), nil
+	}
+	return nil, u.errf("opcode 0x%02x is not a scalar", op)
+}
+
+// stringOp reads a length-prefixed text or bytes value.
+func (u *unpickler) stringOp(op byte) (any, error) {
+	size := map[byte]int{opBinUnicode: 4, opShortBinUni: 1, opBinUnicode8: 8, opBinString: 4,
+		opShortBinStr: 1, opShortBinByte: 1, opBinBytes: 4}[op]
+	n, err := u.uint(size)
+	if err != nil {
+		return nil, err
+	}
+	if op != opShortBinByte && op != opBinBytes {
+		return u.text(n)
+	}
+	if n > uint64(len(u.data)-u.pos) {
+		return nil, u.errf("truncated: bytes of %d", n)
+	}
+	b, err := u.read(int(n))
+	return append([]byte{}, b...), err
+}
+
+// build handles MARK and the opcodes that make tuples, lists and dicts.
+func (u *unpickler) build(op byte) (any, error) {
+	switch op {
+	case opMark:
+		u.marks = append(u.marks, len(u.stack))
+		return nil, nil
+	case opEmptyTuple:
+		return pyTuple{}, nil
+	case opTuple1, opTuple2, opTuple3:
+		n := int(op-opTuple1) + 1
+		t := make(pyTuple, n)
+		for i := n - 1; i >= 0; i-- {
+			v, err := u.pop()
+			if err != nil {
+				return nil, err
+			}
+			t[i] = v
+		}
+		return t, nil
+	case opTuple:
+		items, err := u.popMark()
+		return pyTuple(items), err
+	case opEmptyList:
+		return &pyList{}, nil
+	case opEmptyDict:
+		return newDict(), nil
+	}
+	return nil, u.errf("opcode 0x%02x builds nothing", op)
+}
+
+func (u *unpickler) getOp(op byte) (any, error) {
+	k, err := u.uint(map[byte]int{opBinGet: 1, opLongBinGet: 4}[op])
+	if err != nil {
+		return nil, err
+	}
+	v, ok := u.memo[uint32(k)]
+	if !ok {
+		return nil, u.errf("memo key %d not set", k)
+	}
+	return v, nil
+}
+
+// callOp resolves globals and persistent ids and applies REDUCE, all
+// through the hooks, so what may be named or called is decided there.
+func (u *unpickler) callOp(op byte) (any, error) {
+	switch op {
+	case opGlobal:
+		mod, err := u.line()
+		if err != nil {
+			return nil, err
+		}
+		name, err := u.line()
+		if err != nil {
+			return nil, err
+		}
+		return u.global(mod, name)
+	case opStackGlobal:
+		name, err := u.pop()
+		if err != nil {
+			return nil, err
+		}
+		mod, err := u.pop()
+		if err != nil {
+			return nil, err
+		}
+		ms, ok1 := mod.(string)
+		ns, ok2 := name.(string)
+		if !ok1 || !ok2 {
+			return nil, u.errf("STACK_GLOBAL of non-strings")
+		}
+		return u.global(ms, ns)
+	case opBinPersID:
+		pid, err := u.pop()
+		if err != nil {
+			return nil, err
+		}
+		return u.persistent(pid)
+	case opReduce:
+		args, err := u.pop()
+		if err != nil {
+			return nil, err
+		}
+		fn, err := u.pop()
+		if err != nil {
+			return nil, err
+		}
+		t, ok := args.(pyTuple)
+		if !ok {
+			return nil, u.errf("REDUCE arguments are %T, not a tuple", args)
+		}
+		return u.call(fn, t)
+	}
+	return nil, u.errf("opcode 0x%02x calls nothing", op)
+}
+
+// buildOp accepts only BUILD of a dict's attribute dict (the _metadata of
+// a module's state_dict()), which it ignores.
+func (u *unpickler) buildOp() error {
+	state, err := u.pop()
+	if err != nil {
+		return err
+	}
+	obj, err := u.top()
+	if err != nil {
+		return err
+	}
+	if _, ok := obj.(*pyDict); !ok {
+		return u.errf("BUILD on %T", obj)
+	}
+	switch state.(type) {
+	case *pyDict, pyNone:
+		return nil
+	}
+	return u.errf("BUILD with %T state", state)
 }
 
 func (u *unpickler) appendOp(op byte) error {

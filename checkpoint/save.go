@@ -297,3 +297,20 @@ func Prune(dir string, keep int) error {
 	}
 	return nil
 }
+
+// Resume prepares dir for a run that continues: it sweeps the temporary
+// files of interrupted writes, then loads the newest checkpoint. It returns
+// ErrNoCheckpoint (with the removed files) when there is none to resume
+// from, and an error naming the newest file when that one is corrupt.
+func Resume(dir string) (c *Checkpoint, removed []string, err error) {
+	removed, err = SweepTemp(dir)
+	if err != nil {
+		return nil, removed, fmt.Errorf("checkpoint: %w", err)
+	}
+	path, err := Latest(dir)
+	if err != nil {
+		return nil, removed, err
+	}
+	c, err = Load(path)
+	return c, removed, err
+}

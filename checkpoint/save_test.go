@@ -201,3 +201,28 @@ func ExampleSave() {
 	fmt.Println(filepath.Base(path), c.State.Step, c.State.Tokens, emb)
 	// Output: step-000000123.safetensors 123 4096 [1 2 3 4]
 }
+
+func TestResume(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := Resume(dir); !errors.Is(err, ErrNoCheckpoint) {
+		t.Fatalf("empty dir: %v, want ErrNoCheckpoint", err)
+	}
+	w := tinyModel(tinyDims)
+	for _, step := range []int64{10, 20} {
+		if _, err := Save(dir, step, w, w, w, State{Tokens: step * 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale := filepath.Join(dir, ".step-000000030.safetensors.tmp-42")
+	os.WriteFile(stale, []byte("partial"), 0o644)
+	c, removed, err := Resume(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State.Step != 20 || c.State.Tokens != 2000 || len(c.OptimV) != len(w) {
+		t.Errorf("resumed step %d tokens %d with %d moments", c.State.Step, c.State.Tokens, len(c.OptimV))
+	}
+	if len(removed) != 1 || removed[0] != stale {
+		t.Errorf("removed %v, want [%s]", removed, stale)
+	}
+}
