@@ -62,9 +62,9 @@ func FileName(step int64) string { return fmt.Sprintf("step-%09d.safetensors", s
 
 var fileNameRE = regexp.MustCompile(`^step-(\d{9,})\.safetensors$`)
 
-// Save atomically writes dir/step-<step>.safetensors holding the weights,
-// the AdamW moments (both empty, or one per weight with the same name and
-// shape) and st, and returns its path. It refuses non-finite values, naming
+// Save atomically writes dir/step-<step>.safetensors (creating dir if
+// needed) holding the weights, the AdamW moments (both empty, or one per
+// weight with the same name and shape) and st, and returns its path. It refuses non-finite values, naming
 // the tensor, so a diverged run never replaces a good checkpoint.
 func Save(dir string, step int64, weights, optimM, optimV []Tensor, st State) (string, error) {
 	path := filepath.Join(dir, FileName(step))
@@ -82,6 +82,9 @@ func Save(dir string, step int64, weights, optimM, optimV []Tensor, st State) (s
 			t.Name = group.prefix + t.Name
 			ts = append(ts, t)
 		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	stateJSON, err := json.Marshal(st)
 	if err != nil {
