@@ -20,7 +20,6 @@ func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("mmap: %w", err)
 	}
-	// Samplers read at random offsets; tell the kernel not to read ahead much.
-	_ = syscall.Madvise(b, syscall.MADV_RANDOM)
+	adviseRandom(b)
 	return b, func() error { return syscall.Munmap(b) }, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -28,6 +29,7 @@ type NeoXTokenizer struct {
 	useRegex   bool
 	ignoreMrg  bool
 	addedNL    bool // some added token holds a newline: no safe cut points
+	utf8Only   bool // some byte that is never in UTF-8 has no token
 	wordIDs    map[string]int32
 
 	mu    sync.Mutex
@@ -119,10 +121,15 @@ func parseNeoX(b []byte) (*NeoXTokenizer, error) {
 	}
 	for c := range 256 {
 		id, ok := m.Vocab[string(byteLevelChars[c])]
-		if !ok {
+		switch {
+		case ok:
+			t.byteID[c] = int32(id)
+		case c == 0xc0 || c == 0xc1 || c >= 0xf5:
+			// Never in UTF-8, so 20B_tokenizer.json leaves them out.
+			t.byteID[c], t.utf8Only = -1, true
+		default:
 			return nil, fmt.Errorf("vocab has no token for byte 0x%02x (%q)", c, byteLevelChars[c])
 		}
-		t.byteID[c] = int32(id)
 	}
 	if err := t.setMerges(m.Merges, m.Vocab); err != nil {
 		return nil, err
@@ -250,6 +257,10 @@ func (t *NeoXTokenizer) Encode(s string) []int {
 }
 
 func (t *NeoXTokenizer) encode(dst []int, s string) []int {
+	if t.utf8Only && !utf8.ValidString(s) {
+		// Hugging Face only sees valid UTF-8: read invalid bytes as U+FFFD.
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	t.rawAdded.split(s, func(piece string, id int) {
 		if id >= 0 {
 			dst = append(dst, id)

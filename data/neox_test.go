@@ -197,6 +197,19 @@ func TestLoadNeoXTokenizerErrors(t *testing.T) {
 			}
 		})
 	}
+	// Bytes never found in UTF-8 may lack tokens, as in 20B_tokenizer.json;
+	// invalid UTF-8 input then reads as U+FFFD.
+	tok, err := LoadNeoXTokenizer(testNeoXJSON(t, `{"type": "NFC"}`, func(f map[string]any) {
+		for _, c := range append([]int{0xc0, 0xc1}, seq(0xf5, 11)...) {
+			delete(model(f)["vocab"].(map[string]int), string(byteLevelChars[c]))
+		}
+	}))
+	if err != nil {
+		t.Fatalf("vocab without the non-UTF-8 bytes: %v", err)
+	}
+	if got := tok.Decode(tok.Encode("a\xffb")); got != "a\uFFFDb" {
+		t.Errorf("round trip of invalid UTF-8 = %q, want a\uFFFDb", got)
+	}
 	// A Sequence of supported normalizers loads.
 	if _, err := LoadNeoXTokenizer(testNeoXJSON(t, `{"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "NFC"}]}`, nil)); err != nil {
 		t.Errorf("Sequence normalizer: %v", err)

@@ -157,7 +157,7 @@ func TestCheckVocab(t *testing.T) {
 		{"u16 too large", 8, dtU16, []int{0, 5, 50277, 3}, 50277, 2},
 		{"i16 negative", 3, dtI16, []int{1, -1}, 100, 1},
 		{"i32 at vocab", 4, dtI32, []int{9, 10}, 10, 1},
-		{"i64 huge", 5, dtI64, []int{1, 1 << 40}, 1 << 20, 1},
+		{"i64 huge", 5, dtI64, []int{1, 1 << 30}, 1 << 20, 1},
 		{"u8 fast path", 1, dtU8, []int{255}, 256, -1},
 		{"f64 in range", 7, dtF64, []int{3, 4}, 5, -1},
 		{"f64 too large", 7, dtF64, []int{3, 5}, 5, 1},

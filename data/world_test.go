@@ -243,3 +243,36 @@ func TestByteTokenizer(t *testing.T) {
 		t.Error("VocabSize or Decode of an unknown id")
 	}
 }
+
+// TestParseWorldLineRealFormat parses lines copied verbatim from
+// rwkv_vocab_v20230424.txt, covering each quoting style the file uses.
+func TestParseWorldLineRealFormat(t *testing.T) {
+	tests := []struct {
+		line string
+		id   int
+		want string
+	}{
+		{`1 '\x00' 1`, 1, "\x00"},
+		{`11 '\n' 1`, 11, "\n"},
+		{`33 ' ' 1`, 33, " "},
+		{`35 '"' 1`, 35, `"`},
+		{`40 "'" 1`, 40, "'"},
+		{`93 '\\' 1`, 93, `\`},
+		{`128 '\x7f' 1`, 128, "\x7f"},
+		{`129 b'\x80' 1`, 129, "\x80"},
+		{`263 '\r\n' 2`, 263, "\r\n"},
+		{`274 " '" 2`, 274, " '"},
+		{`379 '"\'' 2`, 379, `"'`},
+		{`435 '\'"' 2`, 435, `'"`},
+		{`454 "'\\" 2`, 454, `'\`},
+		{`48305 ' 조선' 7`, 48305, " 조선"},
+		{`48336 "'était" 7`, 48336, "'était"},
+		{`48338 ',’’' 7`, 48338, ",’’"},
+	}
+	for _, tt := range tests {
+		id, got, err := parseWorldLine(tt.line)
+		if err != nil || id != tt.id || string(got) != tt.want {
+			t.Errorf("parseWorldLine(%s) = %d, %q, %v; want %d, %q", tt.line, id, got, err, tt.id, tt.want)
+		}
+	}
+}
