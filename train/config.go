@@ -48,6 +48,12 @@ type LoopConfig struct {
 	L2Wrap     bool  `mapstructure:"l2wrap" yaml:"l2wrap"`
 	// MaxBadSteps stops the run after this many non-finite steps in a row.
 	MaxBadSteps int `mapstructure:"max_bad_steps" yaml:"max_bad_steps"`
+	// ChunkLen > 0 processes each ctx_len sample in chunks of this many tokens with the
+	// recurrent state carried between them (unbounded-context training); 0 means one pass.
+	ChunkLen int `mapstructure:"chunk_len" yaml:"chunk_len"`
+	// BPTT is "exact" (gradients of one pass over the sample; memory of one chunk) or
+	// "truncated" (no gradient through chunk borders; faster).
+	BPTT string `mapstructure:"bptt" yaml:"bptt"`
 }
 
 // CheckpointConfig is the checkpoint section.
@@ -63,7 +69,7 @@ func DefaultConfig() Config {
 		Model:      ModelConfig{Config: model.Config{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}},
 		Data:       data.Config{Sampling: "random"},
 		Optim:      optim.DefaultConfig(),
-		Train:      LoopConfig{MicroBsz: 8, GradAccum: 1, Seed: 42, LogEvery: 10, L2Wrap: true, MaxBadSteps: 5},
+		Train:      LoopConfig{MicroBsz: 8, GradAccum: 1, Seed: 42, LogEvery: 10, L2Wrap: true, MaxBadSteps: 5, BPTT: BPTTExact},
 		Checkpoint: CheckpointConfig{Every: 0, Keep: 3},
 		OutDir:     "out",
 	}
@@ -109,6 +115,12 @@ func (c Config) Validate() error {
 	}
 	if t.EvalEvery < 0 || t.EvalTokens < 0 || t.LogEvery < 0 {
 		bad("train.eval_every, train.eval_tokens and train.log_every must not be negative")
+	}
+	if t.ChunkLen < 0 || t.ChunkLen > c.Model.CtxLen {
+		bad("train.chunk_len = %d: must be in [0, model.ctx_len = %d]", t.ChunkLen, c.Model.CtxLen)
+	}
+	if t.BPTT != BPTTExact && t.BPTT != BPTTTruncated {
+		bad("train.bptt = %q: want %q or %q", t.BPTT, BPTTExact, BPTTTruncated)
 	}
 	if t.MaxBadSteps <= 0 {
 		bad("train.max_bad_steps = %d: must be positive", t.MaxBadSteps)

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
@@ -23,22 +26,11 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 	}
 	var res StepResult
 	for a := 0; a < accum; a++ {
-		b := t.loader.Next()
-		if err := t.graph.SetTokens(b.X, b.Y); err != nil {
+		loss, err := t.microBatch(t.loader.Next(), 1/float64(accum))
+		if err != nil {
 			return res, err
 		}
-		if err := t.graph.Run(); err != nil {
-			return res, err
-		}
-		res.Loss += t.graph.Loss() / float64(accum)
-		scale := float32(1 / float64(accum))
-		for i := range t.params {
-			g := t.graph.Grad(i).Data().([]float32)
-			acc := t.params[i].Grad
-			for j, v := range g {
-				acc[j] += v * scale
-			}
-		}
+		res.Loss += loss / float64(accum)
 	}
 	t.tokens += t.cfg.TokensPerStep()
 	res.GradNorm = optim.GradNorm(t.params)
@@ -61,4 +53,29 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 	t.opt.Step(lr)
 	t.step++
 	return res, nil
+}
+
+// microBatch adds scale times the gradient of one micro-batch's loss to the parameters'
+// gradient buffers and returns the loss.
+func (t *Trainer) microBatch(b *data.Batch, scale float64) (float64, error) {
+	add := func(i int, g *tensor.Dense, w float64) {
+		s := float32(w * scale)
+		acc := t.params[i].Grad
+		for j, v := range g.Data().([]float32) {
+			acc[j] += v * s
+		}
+	}
+	if t.chunks != nil {
+		return t.chunks.run(b.X, b.Y, add)
+	}
+	if err := t.graph.SetTokens(b.X, b.Y); err != nil {
+		return 0, err
+	}
+	if err := t.graph.Run(); err != nil {
+		return 0, err
+	}
+	for i := range t.params {
+		add(i, t.graph.Grad(i), 1)
+	}
+	return t.graph.Loss(), nil
 }

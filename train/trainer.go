@@ -51,7 +51,8 @@ type Trainer struct {
 	log  *slog.Logger
 
 	Model  *model.Model
-	graph  *model.Graph
+	graph  *model.Graph           // one pass over a whole sample, or nil when chunks is set
+	chunks *chunkRunner           // train.chunk_len: the sample in chunks with the state carried
 	params []optim.Param[float32] // Grad holds the accumulated gradient of a step
 	opt    *optim.AdamW[float32]
 	sched  optim.Schedule
@@ -157,6 +158,14 @@ func (t *Trainer) buildModel() error {
 		}
 		m.Init(c.Train.Seed, c.Optim.LRInit)
 		t.Model = m
+	}
+	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
+		r, err := newChunkRunner(t.Model, c.Train.MicroBsz, c.Model.CtxLen, c.Train.ChunkLen, c.Train.BPTT, c.Train.L2Wrap)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		t.chunks = r
+		return nil
 	}
 	g, err := t.Model.NewGraph(model.GraphOptions{B: c.Train.MicroBsz, T: c.Model.CtxLen, Grads: true, L2Wrap: c.Train.L2Wrap})
 	if err != nil {
@@ -316,6 +325,10 @@ func (t *Trainer) Close() error {
 	if t.graph != nil {
 		errs = append(errs, t.graph.Close())
 		t.graph = nil
+	}
+	if t.chunks != nil {
+		t.chunks.Close()
+		t.chunks = nil
 	}
 	if t.loader != nil {
 		errs = append(errs, t.loader.Close())

@@ -1,0 +1,196 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/model"
+)
+
+// randomModel is a tiny model with non-degenerate random weights (no zero matrices), so that
+// every gradient is non-trivial.
+func randomModel(t *testing.T, dt tensor.Dtype) *model.Model {
+	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(3, 0.5)
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, p := range m.Params {
+		v := p.Float64s()
+		for i := range v {
+			v[i] += 0.2 * rng.NormFloat64()
+		}
+		p.SetFloat64s(v)
+	}
+	return m
+}
+
+// gradsOf runs fn and returns the summed weighted gradients it reports and its loss.
+func gradsOf(t *testing.T, m *model.Model, fn func(add func(int, *tensor.Dense, float64)) (float64, error)) (float64, [][]float64) {
+	sum := make([][]float64, len(m.Params))
+	for i, p := range m.Params {
+		sum[i] = make([]float64, p.Len())
+	}
+	loss, err := fn(func(i int, g *tensor.Dense, w float64) {
+		switch d := g.Data().(type) {
+		case []float32:
+			for j, v := range d {
+				sum[i][j] += w * float64(v)
+			}
+		case []float64:
+			for j, v := range d {
+				sum[i][j] += w * v
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loss, sum
+}
+
+func singlePass(t *testing.T, m *model.Model, B, T int, x, y []int) (float64, [][]float64) {
+	g, err := m.NewGraph(model.GraphOptions{B: B, T: T, Grads: true, L2Wrap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	return gradsOf(t, m, func(add func(int, *tensor.Dense, float64)) (float64, error) {
+		g.SetTokens(x, y)
+		if err := g.Run(); err != nil {
+			return 0, err
+		}
+		for i := range m.Params {
+			add(i, g.Grad(i), 1)
+		}
+		return g.Loss(), nil
+	})
+}
+
+// TestChunkedExactEqualsSinglePass: exact chunked training gives the loss and the gradients of
+// one pass over the whole sample, for chunk sizes that divide T and ones that do not.
+func TestChunkedExactEqualsSinglePass(t *testing.T) {
+	const B, T = 2, 24
+	for _, tc := range []struct {
+		dt  tensor.Dtype
+		tol float64
+	}{{tensor.Float64, 1e-9}, {tensor.Float32, 1e-5}} {
+		m := randomModel(t, tc.dt)
+		rng := rand.New(rand.NewPCG(5, 5))
+		x, y := make([]int, B*T), make([]int, B*T)
+		for i := range x {
+			x[i], y[i] = rng.IntN(48), rng.IntN(48)
+		}
+		wantLoss, want := singlePass(t, m, B, T, x, y)
+		for _, chunk := range []int{1, 5, 8, 12, 24} {
+			t.Run(fmt.Sprintf("%v/chunk=%d", tc.dt, chunk), func(t *testing.T) {
+				r, err := newChunkRunner(m, B, T, chunk, BPTTExact, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				loss, got := gradsOf(t, m, func(add func(int, *tensor.Dense, float64)) (float64, error) { return r.run(x, y, add) })
+				if math.Abs(loss-wantLoss) > tc.tol*wantLoss {
+					t.Fatalf("loss %v, single pass %v", loss, wantLoss)
+				}
+				for i, p := range m.Params {
+					var worst, scale float64
+					for j := range want[i] {
+						worst = math.Max(worst, math.Abs(got[i][j]-want[i][j]))
+						scale = math.Max(scale, math.Abs(want[i][j]))
+					}
+					if worst > tc.tol*scale {
+						t.Fatalf("%s: max diff %.3g, relative %.3g", p.Name, worst, worst/scale)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestChunkedTruncated: the forward (loss) is the single pass's; the gradient of the first
+// chunk is that of an unchunked pass over the first chunk alone; later chunks differ from the
+// exact gradient because the border gradient is cut.
+func TestChunkedTruncated(t *testing.T) {
+	const B, T, chunk = 2, 24, 8
+	m := randomModel(t, tensor.Float64)
+	rng := rand.New(rand.NewPCG(6, 6))
+	x, y := make([]int, B*T), make([]int, B*T)
+	for i := range x {
+		x[i], y[i] = rng.IntN(48), rng.IntN(48)
+	}
+	wantLoss, exact := singlePass(t, m, B, T, x, y)
+	r, err := newChunkRunner(m, B, T, chunk, BPTTTruncated, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	calls := 0
+	first := make([][]float64, len(m.Params))
+	loss, all := gradsOf(t, m, func(add func(int, *tensor.Dense, float64)) (float64, error) {
+		return r.run(x, y, func(i int, g *tensor.Dense, w float64) {
+			if calls < len(m.Params) { // chunk 0 reports first
+				first[i] = append([]float64(nil), g.Data().([]float64)...)
+			}
+			calls++
+			add(i, g, w)
+		})
+	})
+	if math.Abs(loss-wantLoss) > 1e-12*wantLoss {
+		t.Fatalf("truncated loss %v, single pass %v", loss, wantLoss)
+	}
+	x0, y0 := r.slice(nil, x, 0, chunk), r.slice(nil, y, 0, chunk)
+	_, want0 := singlePass(t, m, B, chunk, x0, y0)
+	for i, p := range m.Params {
+		for j := range want0[i] {
+			if d := math.Abs(first[i][j] - want0[i][j]); d > 1e-10*(1+math.Abs(want0[i][j])) {
+				t.Fatalf("first chunk %s[%d]: %v, unchunked %v", p.Name, j, first[i][j], want0[i][j])
+			}
+		}
+	}
+	differs := false
+	for i := range all {
+		for j := range all[i] {
+			differs = differs || math.Abs(all[i][j]-exact[i][j]) > 1e-6
+		}
+	}
+	if !differs {
+		t.Fatal("truncated gradients equal the exact ones: the border gradient was not cut")
+	}
+}
+
+// TestTrainerChunkedStep: the trainer with train.chunk_len in exact mode takes the same steps as
+// without it.
+func TestTrainerChunkedStep(t *testing.T) {
+	c := tinyConfig(t)
+	c.Data.Val, c.Train.EvalEvery = "", 0
+	chunked := c
+	chunked.Train.ChunkLen = 10 // ctx_len 32: chunks of 10, 10, 10, 2
+	a, b := newTrainer(t, c, Options{}), newTrainer(t, chunked, Options{})
+	for s := 0; s < 3; s++ {
+		ra, err := a.TrainStep(1e-3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := b.TrainStep(1e-3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(ra.Loss-rb.Loss) > 1e-5*ra.Loss || math.Abs(ra.GradNorm-rb.GradNorm) > 1e-4*ra.GradNorm {
+			t.Fatalf("step %d: loss %v / %v, grad norm %v / %v (one pass / chunked)", s, ra.Loss, rb.Loss, ra.GradNorm, rb.GradNorm)
+		}
+	}
+	wa, wb := weightsOf(a), weightsOf(b)
+	for i := range wa {
+		for j := range wa[i] {
+			if d := math.Abs(float64(wa[i][j] - wb[i][j])); d > 1e-5 {
+				t.Fatalf("%s[%d]: %v one pass, %v chunked", a.Model.Params[i].Name, j, wa[i][j], wb[i][j])
+			}
+		}
+	}
+}
