@@ -1,6 +1,7 @@
 package data
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -243,6 +244,23 @@ func (t *Tokens) scan(lo, hi, vocab int) int {
 	for off := lo; off < hi; off += len(buf) {
 		n := min(len(buf), hi-off)
 		b := t.data[off*es : (off+n)*es]
+		switch t.dt { // fast paths for what Prepare writes
+		case dtU16:
+			v := uint16(vocab) // vocab <= 65535 here: CheckVocab returns early otherwise
+			for i := range n {
+				if binary.LittleEndian.Uint16(b[2*i:]) >= v {
+					return off + i
+				}
+			}
+			continue
+		case dtI32:
+			for i := range n {
+				if uint32(binary.LittleEndian.Uint32(b[4*i:])) >= uint32(min(vocab, 1<<31)) {
+					return off + i
+				}
+			}
+			continue
+		}
 		if t.dt.float() {
 			for i := range n {
 				if f := t.float(b, i); f != math.Trunc(f) || f < 0 || f >= float64(vocab) {
