@@ -342,10 +342,13 @@ func convert(val any, t reflect.Type, text bool) (reflect.Value, error) {
 	}
 	s, isString := val.(string)
 	if isString && !text && t.Kind() != reflect.String {
-		return bad(wantOf(t) + " (not a quoted string)")
+		return out, fmt.Errorf("want %s, got the string %s", wantOf(t), describe(val))
 	}
 	switch t.Kind() {
 	case reflect.String:
+		if val == nil {
+			return bad("a string")
+		}
 		if !isString {
 			return bad("a string (quote it)")
 		}

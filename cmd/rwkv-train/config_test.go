@@ -72,10 +72,12 @@ func TestLoadConfigRejects(t *testing.T) {
 			want: []string{`config {file}: checkpoint.keep: want an integer, got a list`}},
 		{name: "key without a value", yaml: "checkpoint:\n  keep:\n", kind: errBadValue,
 			want: []string{`config {file}: checkpoint.keep: want an integer, got no value`}},
+		{name: "string key without a value", yaml: "out_dir:\n", kind: errBadValue,
+			want: []string{`config {file}: out_dir: want a string, got no value`}},
 		{name: "quoted number", yaml: "model:\n  n_layer: \"4\"\n", kind: errBadValue,
-			want: []string{`config {file}: model.n_layer: want an integer (not a quoted string), got "4"`}},
+			want: []string{`config {file}: model.n_layer: want an integer, got the string "4"`}},
 		{name: "word for a number", yaml: "optim:\n  lr_init: fast\n", kind: errBadValue,
-			want: []string{`config {file}: optim.lr_init: want a number (not a quoted string), got "fast"`}},
+			want: []string{`config {file}: optim.lr_init: want a number, got the string "fast"`}},
 		{name: "non-integral integer", yaml: "model:\n  n_embd: 2.5\n", kind: errBadValue,
 			want: []string{`config {file}: model.n_embd: want an integer, got 2.5`}},
 		{name: "integer out of range", yaml: "checkpoint:\n  every: 1e30\n", kind: errBadValue,
@@ -83,7 +85,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{name: "negative unsigned", yaml: "  seed: -1\n", kind: errBadValue,
 			want: []string{`config {file}: train.seed: want a non-negative integer, got -1`}},
 		{name: "maybe for a bool", yaml: "optim:\n  layerwise_lr: maybe\n", kind: errBadValue,
-			want: []string{`config {file}: optim.layerwise_lr: want true or false (not a quoted string), got "maybe"`}},
+			want: []string{`config {file}: optim.layerwise_lr: want true or false, got the string "maybe"`}},
 		{name: "yes is not a bool in YAML 1.2", yaml: "optim:\n  layerwise_lr: yes\n", kind: errBadValue,
 			want: []string{`optim.layerwise_lr: want true or false`}},
 		{name: "number for a string", yaml: "out_dir: 2024\n", kind: errBadValue,
@@ -303,14 +305,15 @@ func fullConfig() train.Config {
 	c := train.DefaultConfig()
 	c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Model.FFN = 3, 96, 300, 48, 200
 	c.Model.Load = "weights: a.pth" // needs quoting
-	c.Data.Train, c.Data.Val, c.Data.Format = "true", "", "npy"
+	c.Data.Train, c.Data.Val, c.Data.Format = "true", "null", "npy"
 	c.Data.Tokenizer, c.Data.Sampling = "world:vocab #1.txt", "sequential"
 	c.Optim.Kind, c.Optim.LRInit, c.Optim.LRFinal = "cosine", 3e-4, 1.0000000000000002e-6
 	c.Optim.WarmupSteps, c.Optim.TotalSteps = 5, 123
 	c.Optim.Beta1, c.Optim.Beta2, c.Optim.Eps, c.Optim.WeightDecay = 0.8, 0.999, 1e-10, 0.1
 	c.Optim.GradClip, c.Optim.LayerwiseLR = 0.5, false
 	c.Train = train.LoopConfig{MicroBsz: 3, GradAccum: 2, MaxTokens: 1 << 40, Seed: 1<<64 - 1,
-		EvalEvery: 7, EvalTokens: 4096, LogEvery: 2, L2Wrap: false, MaxBadSteps: 9}
+		EvalEvery: 7, EvalTokens: 4096, LogEvery: 2, L2Wrap: false, MaxBadSteps: 9,
+		ChunkLen: 16, BPTT: train.BPTTTruncated}
 	c.Checkpoint = train.CheckpointConfig{Dir: "ck pts", Every: 11, Keep: 0}
 	c.OutDir = "0x10"
 	return c
@@ -318,6 +321,15 @@ func fullConfig() train.Config {
 
 func TestMarshalConfigRoundTrip(t *testing.T) {
 	t.Parallel()
+	full, def := reflect.ValueOf(fullConfig()), reflect.ValueOf(train.DefaultConfig())
+	for _, f := range configFields() {
+		if f.key == "train.max_steps" { // excludes max_tokens; baseConfig sets it
+			continue
+		}
+		if full.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) {
+			t.Errorf("fullConfig leaves %s at its default; set it so the round trip covers it", f.key)
+		}
+	}
 	for _, c := range []train.Config{fullConfig(), baseConfig()} {
 		text, err := marshalConfig(c)
 		if err != nil {
