@@ -269,35 +269,37 @@ func TestExportRefuses(t *testing.T) {
 func TestReadWeightsTorchSavedRWKV4(t *testing.T) {
 	py := python(t)
 	model := tinyModel(tinyDims)
-	for _, dt := range []DType{BF16, F16, F32} {
-		t.Run(string(dt), func(t *testing.T) {
-			dir := t.TempDir()
-			src := filepath.Join(dir, "src.pth")
-			f, _ := os.Create(src)
-			if err := WritePTH(f, model); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			torchName, _ := dt.torchName()
-			// Re-save through a real nn.Module state_dict, as RWKV-LM's trainer does.
-			script := `
-import sys, collections, torch
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.pth")
+	writePTHFile(t, src, func(f *os.File) error { return WritePTH(f, model) })
+	// Re-save through a real nn.Module state_dict, as RWKV-LM's trainer
+	// does, once per dtype.
+	script := `
+import sys, torch
 sd = torch.load(sys.argv[1], weights_only=True)
 class M(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.p = torch.nn.ParameterDict()
-m = M()
-out = m.state_dict()
-for k, v in sd.items():
-    out[k] = v.to(getattr(torch, sys.argv[3])).clone()
-torch.save(out, sys.argv[2])
+for arg in sys.argv[2:]:
+    dtype, dst = arg.split("=", 1)
+    out = M().state_dict()
+    for k, v in sd.items():
+        out[k] = v.to(getattr(torch, dtype)).clone()
+    torch.save(out, dst)
 `
-			dst := filepath.Join(dir, "RWKV-4-tiny.pth")
-			if out, err := exec.Command(py, "-c", script, src, dst, torchName).CombinedOutput(); err != nil {
-				t.Fatalf("torch.save: %v\n%s", err, out)
-			}
-			got, err := ReadWeights(dst)
+	dtypes := []DType{BF16, F16, F32}
+	args := []string{"-c", script, src}
+	for _, dt := range dtypes {
+		torchName, _ := dt.torchName()
+		args = append(args, torchName+"="+filepath.Join(dir, "RWKV-4-tiny-"+string(dt)+".pth"))
+	}
+	if out, err := exec.Command(py, args...).CombinedOutput(); err != nil {
+		t.Fatalf("torch.save: %v\n%s", err, out)
+	}
+	for _, dt := range dtypes {
+		t.Run(string(dt), func(t *testing.T) {
+			got, err := ReadWeights(filepath.Join(dir, "RWKV-4-tiny-"+string(dt)+".pth"))
 			if err != nil {
 				t.Fatal(err)
 			}

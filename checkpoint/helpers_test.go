@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"math"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -29,12 +30,18 @@ func tinyModel(d Dims) []Tensor {
 	return layout
 }
 
+var (
+	torchOnce sync.Once
+	torchErr  error
+)
+
 // python returns the path of a python3 that imports torch, or skips.
 func python(t *testing.T) string {
 	t.Helper()
 	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		t.Skipf("skipping: %s cannot import torch (%v); the PyTorch cross-checks need it", py, err)
+	torchOnce.Do(func() { torchErr = exec.Command(py, "-c", "import torch").Run() })
+	if torchErr != nil {
+		t.Skipf("skipping: %s cannot import torch (%v); the PyTorch cross-checks need it", py, torchErr)
 	}
 	return py
 }

@@ -78,54 +78,41 @@ func checkTorchSaved(t *testing.T, path string) {
 // file, with the names, dtypes, shapes and values written, for each dtype.
 func TestWritePTHLoadsInTorch(t *testing.T) {
 	py := python(t)
-	for _, dt := range []DType{F32, F16, BF16} {
-		t.Run(string(dt), func(t *testing.T) {
-			model := tinyModel(tinyDims)
-			path := filepath.Join(t.TempDir(), "model.pth")
-			f, err := os.Create(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := ExportPTH(f, model, dt); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Close(); err != nil {
-				t.Fatal(err)
-			}
-			checkAligned(t, path)
-			script := `
+	model := tinyModel(tinyDims)
+	dtypes := []DType{F32, F16, BF16}
+	dir := t.TempDir()
+	var paths []string
+	for _, dt := range dtypes {
+		path := filepath.Join(dir, string(dt)+".pth")
+		writePTHFile(t, path, func(f *os.File) error { return ExportPTH(f, model, dt) })
+		paths = append(paths, path)
+	}
+	script := `
 import json, sys, torch
-sd = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
-assert type(sd).__name__ == "OrderedDict", type(sd)
-json.dump([[k, str(v.dtype), list(v.shape), v.float().flatten().tolist()] for k, v in sd.items()], sys.stdout)
+out = []
+for path in sys.argv[1:]:
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    assert type(sd).__name__ == "OrderedDict", type(sd)
+    out.append([{"name": k, "dtype": str(v.dtype), "shape": list(v.shape), "values": v.float().flatten().tolist()} for k, v in sd.items()])
+json.dump(out, sys.stdout)
 `
-			out, err := exec.Command(py, "-c", script, path).Output()
-			if err != nil {
-				t.Fatalf("torch.load: %v", err)
-			}
-			var got []struct {
-				Name   string
-				DType  string
-				Shape  []int
-				Values []float64
-			}
-			var rows [][]json.RawMessage
-			if err := json.Unmarshal(out, &rows); err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range rows {
-				var g struct {
-					Name   string
-					DType  string
-					Shape  []int
-					Values []float64
-				}
-				json.Unmarshal(r[0], &g.Name)
-				json.Unmarshal(r[1], &g.DType)
-				json.Unmarshal(r[2], &g.Shape)
-				json.Unmarshal(r[3], &g.Values)
-				got = append(got, g)
-			}
+	out, err := exec.Command(py, append([]string{"-c", script}, paths...)...).Output()
+	if err != nil {
+		t.Fatalf("torch.load: %v", err)
+	}
+	var files [][]struct {
+		Name   string
+		DType  string
+		Shape  []int
+		Values []float64
+	}
+	if err := json.Unmarshal(out, &files); err != nil || len(files) != len(dtypes) {
+		t.Fatalf("torch output: %v, %d files", err, len(files))
+	}
+	for k, dt := range dtypes {
+		t.Run(string(dt), func(t *testing.T) {
+			checkAligned(t, paths[k])
+			got := files[k]
 			torchName, _ := dt.torchName()
 			if len(got) != len(model) {
 				t.Fatalf("torch read %d tensors, want %d", len(got), len(model))
@@ -146,6 +133,20 @@ json.dump([[k, str(v.dtype), list(v.shape), v.float().flatten().tolist()] for k,
 				}
 			}
 		})
+	}
+}
+
+func writePTHFile(t *testing.T, path string, write func(*os.File) error) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := write(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -396,28 +397,22 @@ func FuzzPTH(f *testing.F) {
 	})
 }
 
-// TestExportPTHLoadsIntoRWKVLMModule: the exported .pth has exactly the keys,
-// in order, and shapes of a module built like RWKV-LM's RWKV-4, and loads
-// with load_state_dict(strict=True) after a plain torch.load.
+// TestExportPTHLoadsIntoRWKVLMModule: the exported .pth (BF16, F16, F32) has
+// exactly the keys, in order, and shapes of a module built like RWKV-LM's
+// RWKV-4, and loads with load_state_dict(strict=True) after a plain
+// torch.load.
 func TestExportPTHLoadsIntoRWKVLMModule(t *testing.T) {
 	py := python(t)
+	d := tinyDims
+	args := []string{filepath.Join("testdata", "rwkv4_module.py"),
+		fmt.Sprint(d.Vocab), fmt.Sprint(d.Embd), fmt.Sprint(d.FFN), fmt.Sprint(d.Layers)}
 	for _, dt := range []DType{BF16, F16, F32} {
-		t.Run(string(dt), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "RWKV-4-tiny.pth")
-			f, err := os.Create(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := ExportPTH(f, reversed(tinyModel(tinyDims)), dt); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			d := tinyDims
-			out, err := exec.Command(py, filepath.Join("testdata", "rwkv4_module.py"), path,
-				fmt.Sprint(d.Vocab), fmt.Sprint(d.Embd), fmt.Sprint(d.FFN), fmt.Sprint(d.Layers)).CombinedOutput()
-			if err != nil || !strings.HasPrefix(string(out), "ok 42") {
-				t.Fatalf("rwkv4_module.py: %v\n%s", err, out)
-			}
-		})
+		path := filepath.Join(t.TempDir(), "RWKV-4-tiny-"+string(dt)+".pth")
+		writePTHFile(t, path, func(f *os.File) error { return ExportPTH(f, reversed(tinyModel(d)), dt) })
+		args = append(args, path)
+	}
+	out, err := exec.Command(py, args...).CombinedOutput()
+	if err != nil || string(out) != "ok 42\nok 42\nok 42\n" {
+		t.Fatalf("rwkv4_module.py: %v\n%s", err, out)
 	}
 }

@@ -3,7 +3,7 @@ src/model.py: parameters only, no forward) with load_state_dict(strict=True),
 the way RWKV-LM resumes, after a plain torch.load as rwkv.cpp's
 convert_pytorch_to_ggml.py and the rwkv package call it.
 
-usage: python3 testdata/rwkv4_module.py MODEL.pth VOCAB EMBD FFN LAYERS
+usage: python3 testdata/rwkv4_module.py VOCAB EMBD FFN LAYERS MODEL.pth...
 """
 import sys
 
@@ -55,7 +55,7 @@ class RWKV(nn.Module):
         self.head = nn.Linear(C, V, bias=False)
 
 
-def main(path, V, C, F, L):
+def check(path, V, C, F, L):
     sd = torch.load(path, map_location="cpu")  # as rwkv.cpp and the rwkv package do
     for k, v in sd.items():
         v.float().numpy()  # rwkv.cpp's converter path
@@ -67,4 +67,6 @@ def main(path, V, C, F, L):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *map(int, sys.argv[2:6]))
+    dims = list(map(int, sys.argv[1:5]))
+    for path in sys.argv[5:]:
+        check(path, *dims)
