@@ -206,6 +206,9 @@ func (t *Tokens) CheckLen(ctxLen int) error {
 // a token id is negative, not an integer, or >= vocab. It scans the corpus in
 // parallel once; later calls with a vocab at least as large return at once.
 func (t *Tokens) CheckVocab(vocab int) error {
+	if vocab < 1 {
+		return fmt.Errorf("data: %q: vocab size %d, want >= 1", t.path, vocab)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.checked > 0 && vocab >= t.checked {
