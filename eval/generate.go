@@ -1,0 +1,53 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/rwkv-go/rwkv-go/model"
+)
+
+// Generate feeds prompt through the recurrent form and then samples up to o.MaxTokens tokens,
+// calling emit with each as soon as it is drawn. It stops early after o.StopToken, when emit
+// returns false, or when ctx is done (returning ctx's error).
+func Generate(ctx context.Context, m *model.Model, prompt []int, o SampleOptions, emit func(tok int) bool) error {
+	if len(prompt) == 0 {
+		return fmt.Errorf("eval: generate: %w: empty prompt", ErrOptions)
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	rnn := m.NewRNN(1)
+	s := model.NewState(m.Config, 1)
+	logits := make([]float64, m.Config.Vocab)
+	in := make([]int, 1)
+	for i, tok := range prompt {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in[0] = tok
+		if err := rnn.Step(s, in, logits); err != nil {
+			return fmt.Errorf("eval: generate: prompt token %d: %w", i, err)
+		}
+	}
+	sm := newSampler(len(logits), o)
+	for range o.MaxTokens {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in[0] = sm.sample(logits)
+		if !emit(in[0]) || in[0] == o.StopToken {
+			return nil
+		}
+		if err := rnn.Step(s, in, logits); err != nil {
+			return fmt.Errorf("eval: generate: %w", err)
+		}
+	}
+	return nil
+}
+
+// newSampler seeds a sampler for vocab V.
+func newSampler(V int, o SampleOptions) *sampler {
+	return &sampler{o: o, rng: rand.New(rand.NewPCG(o.Seed, 0x5eed)), probs: make([]float64, V), idx: make([]int, V)}
+}

@@ -1,0 +1,213 @@
+package eval
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+
+	"gorgonia.org/tensor"
+)
+
+// TestModesAgreeOnShortDocument: on a document shorter than ctx_len the parallel windows and the
+// recurrent stream see the same context, so they must give the same loss (float64, to 1e-9).
+func TestModesAgreeOnShortDocument(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float64)
+	toks := randomTokens(13, 64, 1) // 12 scored tokens, ctx_len 16
+	want := sum(rnnNLL(t, m, toks)) / 12
+	for _, tt := range []struct {
+		name string
+		o    Options
+	}{
+		{"parallel", Options{Mode: Parallel, CtxLen: 16}},
+		{"parallel stride 4", Options{Mode: Parallel, CtxLen: 16, Stride: 4}},
+		{"parallel batch 3", Options{Mode: Parallel, CtxLen: 16, Batch: 3}},
+		{"rnn", Options{Mode: RNN}},
+		{"rnn chunk 5", Options{Mode: RNN, Chunk: 5}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Perplexity(context.Background(), m, toks, tt.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Tokens != 12 || !near(r.Loss, want, 1e-9) {
+				t.Fatalf("got %d tokens, loss %.15g; want 12, %.15g", r.Tokens, r.Loss, want)
+			}
+		})
+	}
+}
+
+// windowRef is the reference for parallel mode: target j is predicted from a fresh state that
+// has read toks[start(j) : j].
+func windowRef(t *testing.T, o Options, toks Ints) (float64, int) {
+	m := tinyModel(t, 64, tensor.Float64)
+	total := len(toks) - 1
+	L, stride := o.CtxLen, o.Stride
+	if stride == 0 {
+		stride = L
+	}
+	var s float64
+	n := 0
+	for prev := 0; prev < total; {
+		e := min(prev+stride, total)
+		if prev == 0 {
+			e = min(L, total)
+		}
+		start := max(0, e-L)
+		nll := rnnNLL(t, m, toks[start:e+1])
+		for j := prev + 1; j <= e; j++ {
+			s += nll[j-1-start]
+			n++
+		}
+		prev = e
+	}
+	return s / float64(n), n
+}
+
+// TestParallelWindows checks windowing, striding, batching and the clamped last window against
+// the recurrent form run over each window's own context.
+func TestParallelWindows(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float64)
+	toks := randomTokens(42, 64, 3) // 41 targets
+	for _, tt := range []struct {
+		name string
+		o    Options
+	}{
+		{"non-overlapping", Options{CtxLen: 8}},
+		{"batched", Options{CtxLen: 8, Batch: 3}},
+		{"stride 3", Options{CtxLen: 8, Stride: 3, Batch: 2}},
+		{"stride 1", Options{CtxLen: 5, Stride: 1, Batch: 4}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want, n := windowRef(t, tt.o, toks)
+			got, err := Perplexity(context.Background(), m, toks, tt.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Tokens != int64(n) || n != 41 || !near(got.Loss, want, 1e-9) {
+				t.Fatalf("got %d tokens, loss %.15g; want %d (41), %.15g", got.Tokens, got.Loss, n, want)
+			}
+		})
+	}
+}
+
+// TestRNNChunkedEqualsStepwise: feeding the stream through the graph in chunks with the state
+// carried over is the same computation as stepping token by token, far beyond ctx_len.
+func TestRNNChunkedEqualsStepwise(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float64)
+	toks := randomTokens(100, 64, 4)
+	want := sum(rnnNLL(t, m, toks)) / 99
+	for _, chunk := range []int{0, 7, 64} {
+		r, err := Perplexity(context.Background(), m, toks, Options{Mode: RNN, Chunk: chunk, BucketSize: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Tokens != 99 || !near(r.Loss, want, 1e-9) {
+			t.Fatalf("chunk %d: got %d tokens, loss %.15g; want 99, %.15g", chunk, r.Tokens, r.Loss, want)
+		}
+	}
+}
+
+func TestBucketsPartitionTheLoss(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float64)
+	toks := randomTokens(60, 64, 5)
+	ref := rnnNLL(t, m, toks)
+	for _, mode := range []Mode{RNN, Parallel} {
+		r, err := Perplexity(context.Background(), m, toks, Options{Mode: mode, CtxLen: 100, BucketSize: 25, MaxTokens: 55})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Positions 1..55: buckets [0,25) holds 24, [25,50) 25, [50,75) 6.
+		wantN := []int64{24, 25, 6}
+		if len(r.Buckets) != 3 {
+			t.Fatalf("%s: %d buckets, want 3", mode, len(r.Buckets))
+		}
+		for i, b := range r.Buckets {
+			lo := max(1, b.Start)
+			want := sum(ref[lo-1:min(b.Start+25, 56)-1]) / float64(wantN[i])
+			if b.Start != int64(25*i) || b.Tokens != wantN[i] || !near(b.Loss, want, 1e-9) {
+				t.Errorf("%s bucket %d = %+v, want start %d, %d tokens, loss %.12g", mode, i, b, 25*i, wantN[i], want)
+			}
+		}
+	}
+}
+
+func TestPerplexityRejects(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float64)
+	for _, tt := range []struct {
+		name string
+		toks Ints
+		o    Options
+		want error
+	}{
+		{"one token", Ints{1}, Options{CtxLen: 4}, nil},
+		{"no ctx_len", Ints{1, 2, 3}, Options{}, ErrOptions},
+		{"stride above ctx_len", Ints{1, 2, 3}, Options{CtxLen: 2, Stride: 3}, ErrOptions},
+		{"unknown mode", Ints{1, 2, 3}, Options{Mode: "beam", CtxLen: 2}, ErrOptions},
+		{"token outside vocab (rnn)", Ints{1, 2, 99}, Options{Mode: RNN}, nil},
+		{"token outside vocab (parallel)", Ints{1, 99, 2}, Options{CtxLen: 4}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Perplexity(context.Background(), m, tt.toks, tt.o)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPerplexityCancels(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float32)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, mode := range []Mode{RNN, Parallel} {
+		if _, err := Perplexity(ctx, m, randomTokens(100, 64, 1), Options{Mode: mode, CtxLen: 8}); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: err = %v, want context.Canceled", mode, err)
+		}
+	}
+}
+
+// genSource is a long token stream computed on the fly, so that the test measures the
+// evaluation's memory and not the input's.
+type genSource struct{ n, V int }
+
+func (g genSource) Len() int { return g.n }
+
+func (g genSource) Slice(off, n int, dst []int) []int {
+	dst = dst[:0]
+	for i := off; i < off+n; i++ {
+		dst = append(dst, int(uint64(i)*0x9e3779b97f4a7c15>>40)%g.V)
+	}
+	return dst
+}
+
+// TestRNNMemoryFlat: the recurrent mode's heap does not grow with the length of the stream.
+func TestRNNMemoryFlat(t *testing.T) {
+	n := 100_000
+	if testing.Short() {
+		n = 20_000
+	}
+	m := tinyModel(t, 64, tensor.Float32)
+	var heap []uint64
+	var ms runtime.MemStats
+	progress := func(done, total int64) {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		heap = append(heap, ms.HeapAlloc)
+	}
+	r, err := Perplexity(context.Background(), m, genSource{n: n + 1, V: 64},
+		Options{Mode: RNN, BucketSize: 1000, Progress: progress, ProgressEvery: int64(n / 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Tokens != int64(n) {
+		t.Fatalf("scored %d tokens, want %d", r.Tokens, n)
+	}
+	t.Logf("heap at each %d tokens: %v", n/10, heap)
+	// The buckets grow by one small struct per 1000 tokens (about 40 B each); allow 64 KiB.
+	for i, h := range heap[1:] {
+		if h > heap[0]+64<<10 {
+			t.Fatalf("heap grew from %d to %d bytes by token %d", heap[0], h, (i+2)*n/10)
+		}
+	}
+}
