@@ -62,6 +62,9 @@ func WriteFileAtomic(path string, write func(io.Writer) error) (err error) {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	if err := os.Chmod(tmp, 0o644); err != nil { // CreateTemp made it 0600
+		return err
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}

@@ -84,6 +84,9 @@ func TestWriteFileAtomic(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "two" {
 		t.Errorf("content %q, want %q", b, "two")
 	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, %v; want 0644", fi.Mode(), err)
+	}
 	callerErr := errors.New("caller failed")
 	err := WriteFileAtomic(path, func(w io.Writer) error { w.Write([]byte("partial")); return callerErr })
 	if !errors.Is(err, callerErr) || !strings.Contains(err.Error(), path) {
