@@ -43,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runExport(ctx, args[1:], stdout, stderr)
 	case "quickstart":
 		return runQuickstart(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
@@ -66,6 +68,7 @@ commands:
   quickstart  train a small byte-level model on the Go standard library's sources
   prepare     tokenize text, directories or .jsonl into a binidx corpus
   export      convert a checkpoint to rwkv, hf, pth or web-rwkv weights
+  bench       tokens/s, MFU and peak memory of training steps (--torch: against PyTorch)
 
 examples:
   rwkv-train quickstart
@@ -73,6 +76,7 @@ examples:
   rwkv-train --config configs/tiny.yaml --train.max_steps=50
   rwkv-train --config configs/tiny.yaml --resume
   rwkv-train export --checkpoint out/tiny/checkpoints --format pth --out out/tiny/model.pth
+  rwkv-train bench --torch
 
 Run 'rwkv-train <command> -h' for the flags of a command.
 `)

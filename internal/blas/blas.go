@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	gblas "gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -125,4 +126,22 @@ func checkGemm(tA, tB bool, m, n, k, la, lda, lb, ldb, lc, ldc int) {
 		panic(fmt.Sprintf("blas: gemm dimensions m=%d n=%d k=%d (tA=%v tB=%v lda=%d ldb=%d ldc=%d) do not fit slices of %d, %d, %d",
 			m, n, k, tA, tB, lda, ldb, ldc, la, lb, lc))
 	}
+}
+
+// MeasureSgemm returns the float32 GFLOP/s of repeated n×n×n products for about d: the
+// machine's practical peak for the backend in use.
+func MeasureSgemm(n int, d time.Duration) float64 {
+	a := make([]float32, n*n)
+	for i := range a {
+		a[i] = float32(i%13) * 0.01
+	}
+	c := make([]float32, n*n)
+	Gemm(false, false, n, n, n, 1, a, n, a, n, 0, c, n) // warm up threads and caches
+	start := time.Now()
+	reps := 0
+	for time.Since(start) < d {
+		Gemm(false, false, n, n, n, 1, a, n, a, n, 0, c, n)
+		reps++
+	}
+	return 2 * float64(n) * float64(n) * float64(n) * float64(reps) / time.Since(start).Seconds() / 1e9
 }

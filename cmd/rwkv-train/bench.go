@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/train"
+)
+
+// benchReport is one implementation's line of `rwkv-train bench`.
+type benchReport struct {
+	Impl         string  `json:"impl"`
+	TokensPerSec float64 `json:"tokens_per_sec"`
+	StepSeconds  float64 `json:"step_seconds"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	MFU          float64 `json:"mfu,omitempty"`
+}
+
+// runBench implements `rwkv-train bench`: tokens/s, model FLOPs utilisation and peak memory of
+// full training steps, optionally side by side with the PyTorch reference.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	layers := fs.Int("layers", 6, "n_layer")
+	embd := fs.Int("embd", 512, "n_embd")
+	vocab := fs.Int("vocab", 256, "vocab_size")
+	ctxLen := fs.Int("ctx", 256, "ctx_len")
+	batch := fs.Int("batch", 8, "micro_bsz")
+	steps := fs.Int("steps", 5, "measured steps")
+	warmup := fs.Int("warmup", 1, "unmeasured steps first")
+	chunk := fs.Int("chunk", 0, "train.chunk_len (0: one pass)")
+	bptt := fs.String("bptt", "exact", "train.bptt with --chunk: exact or truncated")
+	torch := fs.Bool("torch", false, "also run reference/bench_torch.py (PyTorch, same config, same threads) and print the ratio")
+	threads := fs.Int("threads", 2, "threads for PyTorch (ours: GOMAXPROCS and OpenBLAS's own setting)")
+	peak := fs.Bool("peak", true, "measure the fp32 peak (sgemm 2048³) for the MFU")
+	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: rwkv-train bench [flags]\n\nFull training steps (forward, backward, clipping, AdamW) on random tokens.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	cfg := model.Config{Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen}
+	if err := cfg.Validate(); err != nil {
+		return usageError(stderr, err.Error())
+	}
+	dir, err := os.MkdirTemp("", "rwkv-bench-")
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		return exitError
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(stderr, "bench %v batch %d, %d steps (+%d warm-up), blas %s\n", cfg, *batch, *steps, *warmup, blas.Backend())
+	res, err := train.Bench(ctx, train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
+		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1})
+	if err != nil {
+		fmt.Fprintf(stderr, "rwkv-train: bench: %v\n", err)
+		return exitError
+	}
+	reports := []benchReport{{Impl: "rwkv-go (" + blas.Backend() + ")", TokensPerSec: res.TokensPerSec,
+		StepSeconds: res.StepSeconds, PeakRSSMiB: peakRSSMiB()}}
+	if *torch {
+		r, err := torchBench(ctx, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads)
+		if err != nil {
+			fmt.Fprintf(stderr, "rwkv-train: bench --torch: %v\n", err)
+			return exitError
+		}
+		reports = append(reports, r)
+	}
+	var gflops float64
+	if *peak {
+		gflops = blas.MeasureSgemm(2048, 2*time.Second)
+		for i := range reports {
+			reports[i].MFU = reports[i].TokensPerSec * res.FLOPsPerToken / (gflops * 1e9)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range reports {
+			enc.Encode(r)
+		}
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "%-52s %10s %9s %9s %6s\n", "implementation", "tokens/s", "s/step", "peak RSS", "MFU")
+	for _, r := range reports {
+		fmt.Fprintf(stdout, "%-52s %10.1f %9.3f %7.0fMiB %5.1f%%\n", r.Impl, r.TokensPerSec, r.StepSeconds, r.PeakRSSMiB, 100*r.MFU)
+	}
+	if len(reports) == 2 {
+		fmt.Fprintf(stdout, "ratio rwkv-go / pytorch: %.2fx tokens/s, %.2fx peak RSS\n",
+			reports[0].TokensPerSec/reports[1].TokensPerSec, reports[0].PeakRSSMiB/reports[1].PeakRSSMiB)
+	}
+	if *peak {
+		fmt.Fprintf(stdout, "fp32 peak (sgemm 2048³): %.0f GFLOP/s; model FLOPs %.3g per token\n", gflops, res.FLOPsPerToken)
+	}
+	return exitOK
+}
+
+// peakRSSMiB is this process's peak resident set size.
+func peakRSSMiB() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024 // KiB on Linux
+}
+
+// torchBench runs the PyTorch peer in its own process.
+func torchBench(ctx context.Context, layers, embd, vocab, ctxLen, batch, steps, warmup, threads int) (benchReport, error) {
+	script := filepath.Join("reference", "bench_torch.py")
+	if _, err := os.Stat(script); err != nil {
+		return benchReport{}, fmt.Errorf("%s not found: run from the repository root", script)
+	}
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script, "--layers", fmt.Sprint(layers), "--embd", fmt.Sprint(embd),
+		"--vocab", fmt.Sprint(vocab), "--ctx", fmt.Sprint(ctxLen), "--batch", fmt.Sprint(batch), "--steps", fmt.Sprint(steps),
+		"--warmup", fmt.Sprint(warmup), "--threads", fmt.Sprint(threads))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return benchReport{}, fmt.Errorf("%s: %w", script, err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		return benchReport{}, fmt.Errorf("%s printed %q: %w", script, out, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,65 @@
+"""PyTorch peer of `rwkv-train bench`: full training steps (forward, backward, global-norm
+clipping, AdamW) of the reference RWKV-4 with the fastest WKV we have in PyTorch (rwkv4.WKV, an
+autograd.Function running the sequential recurrence vectorised over (B,C) with a hand-derived
+backward), denormals flushed, a fixed number of threads. Prints one JSON object.
+
+    /usr/bin/python3 reference/bench_torch.py --layers 6 --embd 512 --vocab 256 --ctx 256 --batch 8 --steps 5
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rwkv4  # noqa: E402
+from gen_golden import make_params  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--embd", type=int, default=512)
+    ap.add_argument("--vocab", type=int, default=256)
+    ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    p64 = make_params(a.layers, a.embd, a.vocab, 4 * a.embd, seed=1)
+    params = {k: v.to(torch.float32).requires_grad_(True) for k, v in p64.items()}
+    opt = torch.optim.AdamW(list(params.values()), lr=1e-4, betas=(0.9, 0.99), eps=1e-8, weight_decay=0)
+    g = torch.Generator().manual_seed(2)
+
+    def step():
+        x = torch.randint(0, a.vocab, (a.batch, a.ctx), generator=g)
+        y = torch.randint(0, a.vocab, (a.batch, a.ctx), generator=g)
+        logits, _ = rwkv4.forward(params, x, wkv="fast")
+        loss = rwkv4.loss_fn(logits, y, l2wrap=True)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+        opt.step()
+        return loss.item()
+
+    for _ in range(a.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    el = time.perf_counter() - t0
+    tokens = a.steps * a.batch * a.ctx
+    print(json.dumps({"impl": "pytorch " + torch.__version__, "threads": a.threads,
+                      "tokens_per_sec": tokens / el, "step_seconds": el / a.steps,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+if __name__ == "__main__":
+    main()

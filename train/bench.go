@@ -1,0 +1,101 @@
+package train
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/model"
+)
+
+// BenchConfig describes a throughput measurement of full training steps.
+type BenchConfig struct {
+	Model     model.Config
+	MicroBsz  int
+	ChunkLen  int    // 0: one pass
+	BPTT      string // with ChunkLen
+	Steps     int    // measured steps
+	Warmup    int    // unmeasured steps first
+	Dir       string // scratch directory for the synthetic corpus
+	Seed      uint64
+	GradAccum int
+}
+
+// BenchResult is what Bench measured.
+type BenchResult struct {
+	TokensPerSec float64 `json:"tokens_per_sec"`
+	StepSeconds  float64 `json:"step_seconds"`
+	Params       int     `json:"params"`
+	// FLOPsPerToken counts the matrix products of forward and backward: 6 per weight of every
+	// linear layer and the head (the embedding is a lookup).
+	FLOPsPerToken float64 `json:"flops_per_token"`
+}
+
+// Bench runs full training steps (forward, backward, clipping, AdamW: the trainer's own step)
+// on a synthetic corpus of random tokens and reports their throughput.
+func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
+	path := filepath.Join(bc.Dir, "bench-tokens.npy")
+	n := max(1<<16, 4*bc.Model.CtxLen*bc.MicroBsz)
+	if err := writeRandomNpy(path, n, bc.Model.Vocab, bc.Seed); err != nil {
+		return BenchResult{}, err
+	}
+	defer os.Remove(path)
+	c := DefaultConfig()
+	c.Model.Config = bc.Model
+	c.Data = data.Config{Train: path, Sampling: "random"}
+	c.Train.MicroBsz, c.Train.GradAccum, c.Train.MaxSteps = bc.MicroBsz, max(bc.GradAccum, 1), bc.Steps+bc.Warmup
+	c.Train.ChunkLen = bc.ChunkLen
+	if bc.BPTT != "" {
+		c.Train.BPTT = bc.BPTT
+	}
+	c.Optim.LRInit, c.Optim.LRFinal = 1e-4, 1e-4
+	c.OutDir = bc.Dir
+	tr, err := New(c, nil, Options{})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer tr.Close()
+	for i := 0; i < bc.Warmup; i++ {
+		if _, err := tr.TrainStep(1e-4); err != nil {
+			return BenchResult{}, err
+		}
+	}
+	t0 := time.Now()
+	for i := 0; i < bc.Steps; i++ {
+		if err := ctx.Err(); err != nil {
+			return BenchResult{}, err
+		}
+		if _, err := tr.TrainStep(1e-4); err != nil {
+			return BenchResult{}, err
+		}
+	}
+	el := time.Since(t0).Seconds()
+	C, F, L, V := float64(bc.Model.Embd), float64(bc.Model.DimFFN()), float64(bc.Model.Layers), float64(bc.Model.Vocab)
+	return BenchResult{
+		TokensPerSec:  float64(bc.Steps) * float64(c.TokensPerStep()) / el,
+		StepSeconds:   el / float64(bc.Steps),
+		Params:        tr.Model.NumParams(),
+		FLOPsPerToken: 6 * (L*(5*C*C+2*C*F) + V*C),
+	}, nil
+}
+
+// writeRandomNpy writes n uniform token ids below vocab as a 1-D int32 .npy array.
+func writeRandomNpy(path string, n, vocab int, seed uint64) error {
+	header := fmt.Sprintf("{'descr': '<i4', 'fortran_order': False, 'shape': (%d,), }", n)
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	header += "\n"
+	buf := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
+	buf = append(buf, header...)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for i := 0; i < n; i++ {
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(rng.IntN(vocab)))
+	}
+	return os.WriteFile(path, buf, 0o644)
+}
