@@ -88,11 +88,17 @@ func (l *Loader) State() ([]byte, error) {
 	return l.state, nil
 }
 
-// SetState drops the prefetched batches and continues from state.
+// SetState drops the prefetched batches and continues from state. The batch
+// Next returned last is no longer valid. If state is rejected, the loader
+// continues from where it was.
 func (l *Loader) SetState(state []byte) error {
 	l.halt()
 	defer l.start()
 	if err := l.s.SetState(state); err != nil {
+		// The worker ran ahead: rewind to the last batch handed out.
+		if rerr := l.s.SetState(l.state); rerr != nil {
+			panic(fmt.Sprintf("data: loader cannot restore its own state: %v", rerr))
+		}
 		return err
 	}
 	l.state = append([]byte(nil), state...)

@@ -60,6 +60,17 @@ func TestLoaderMatchesSampler(t *testing.T) {
 			t.Fatalf("batch %d of the resumed loader differs", i)
 		}
 	}
+	// A rejected state leaves the loader where it was, prefetching undone.
+	l.Next()
+	st, _ := l.State()
+	if err := l.SetState([]byte("garbage")); err == nil {
+		t.Fatal("SetState(garbage) succeeded")
+	}
+	ref.SetState(st)
+	ref.NextBatch(x, y, B, T)
+	if b := l.Next(); !slices.Equal(b.X, x) {
+		t.Error("after a rejected SetState the loader skipped batches")
+	}
 	if _, err := NewLoader(s, B, T+1, 2); err == nil {
 		t.Error("NewLoader with T != ctx_len succeeded")
 	}
