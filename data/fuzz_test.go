@@ -122,6 +122,42 @@ func FuzzTokenizerRoundTrip(f *testing.F) {
 	})
 }
 
+// FuzzParseWorldLine checks the vocabulary line parser on any line: what it
+// accepts has an id >= 1 and as many bytes as its length column says.
+func FuzzParseWorldLine(f *testing.F) {
+	for _, s := range []string{`1 '\x00' 1`, `40 "'" 1`, `129 b'\x80' 1`, `48305 ' 조선' 7`, `5 'a b' 3`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		id, tok, err := parseWorldLine(line)
+		if err != nil {
+			return
+		}
+		n := line[strings.LastIndexByte(line, ' ')+1:]
+		if id < 1 || len(tok) == 0 || fmt.Sprint(len(tok)) != strings.TrimLeft(n, "+0") {
+			t.Fatalf("parseWorldLine(%q) = %d, %q", line, id, tok)
+		}
+	})
+}
+
+// FuzzParseNeoX checks the tokenizer.json loader on any bytes, and that a
+// tokenizer it accepts can encode and decode text.
+func FuzzParseNeoX(f *testing.F) {
+	path := testNeoXJSON(f, `{"type": "NFC"}`, nil)
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tok, err := parseNeoX(b)
+		if err != nil {
+			return
+		}
+		tok.Decode(tok.Encode("the thing <|endoftext|>  x"))
+	})
+}
+
 // TestWriteFuzzSeeds writes the seed corpora under testdata/fuzz.
 func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("RWKV_WRITE_FUZZ_SEEDS") == "" {
@@ -168,6 +204,16 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	for i, s := range []string{"Hello world", "don't  stop\n\n", "3.14 ?!", "\xff\xfe a", "I'M x \n y", "  \t\u00a0z"} {
 		write("FuzzNextPreToken", fmt.Sprintf("seed%d", i), s)
 	}
+	for i, s := range []string{`1 '\x00' 1`, `40 "'" 1`, `129 b'\x80' 1`, `48305 ' 조선' 7`, `5 'a b' 3`, `7 'ab' 02`, `0 'a' 1`, `x`} {
+		write("FuzzParseWorldLine", fmt.Sprintf("seed%d", i), s)
+	}
+	neox, err := os.ReadFile(testNeoXJSON(t, `{"type": "NFC"}`, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("FuzzParseNeoX", "tiny_nfc", neox)
+	write("FuzzParseNeoX", "pair_merges", []byte(`{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":[["a","b"]]},"pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"}}`))
+	write("FuzzParseNeoX", "not_json", []byte(`{"model":`))
 	for i, s := range []string{"the thing", "你好 <|endoftext|>", "a  b\n\n", "e\u0301 😀", "====='s\"x\""} {
 		write("FuzzTokenizerRoundTrip", fmt.Sprintf("seed%d", i), s)
 	}
