@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"reflect"
@@ -92,20 +93,30 @@ func resolveConfig(name string, src []byte, overrides, environ []string) (train.
 	if len(errs) > 0 {
 		return train.Config{}, errors.Join(errs...)
 	}
+	cfg, err := decodeLayers(name, fileFlat, envFlat, flagVals)
+	if err != nil {
+		return train.Config{}, fmt.Errorf("%s: %w", where, err) // should not happen: every layer was checked
+	}
+	if err := cfg.Validate(); err != nil {
+		return train.Config{}, fmt.Errorf("%s: %w", where, err)
+	}
+	return cfg, nil
+}
 
-	// Layers, lowest first: defaults are the struct decoded into; the file and then the
-	// environment form viper's config layer; the flags bind above them.
-	// readYAML parsed the file (strictly, and so that errors name their source); viper gets the
-	// checked values. Its AutomaticEnv reads os.Getenv, not environ, so envValues maps those.
+// decodeLayers stacks the checked values in viper and decodes them over the defaults. Lowest
+// first: the defaults are the struct decoded into; the file and then the environment form
+// viper's config layer; the flags bind above them. (readYAML parsed the file, strictly and so
+// that errors name their source; viper's AutomaticEnv would read os.Getenv, not environ.)
+func decodeLayers(name string, fileFlat, envFlat map[string]any, flagVals []override) (train.Config, error) {
 	v := viper.New()
 	if name != "" {
 		v.SetConfigFile(name)
 	}
 	if err := v.MergeConfigMap(nest(fileFlat)); err != nil {
-		return train.Config{}, fmt.Errorf("%s: %w", where, err)
+		return train.Config{}, err
 	}
 	if err := v.MergeConfigMap(nest(envFlat)); err != nil {
-		return train.Config{}, fmt.Errorf("%s: %w", where, err)
+		return train.Config{}, err
 	}
 	fs := pflag.NewFlagSet("overrides", pflag.ContinueOnError)
 	for _, o := range flagVals {
@@ -119,14 +130,10 @@ func resolveConfig(name string, src []byte, overrides, environ []string) (train.
 	if err := v.BindPFlags(fs); err != nil {
 		return train.Config{}, err
 	}
-
 	cfg := train.DefaultConfig()
 	strict := func(dc *mapstructure.DecoderConfig) { dc.WeaklyTypedInput = false }
 	if err := v.UnmarshalExact(&cfg, viper.DecodeHook(strictHook()), strict); err != nil {
-		return train.Config{}, fmt.Errorf("%s: %w", where, err) // should not happen: every layer was checked
-	}
-	if err := cfg.Validate(); err != nil {
-		return train.Config{}, fmt.Errorf("%s: %w", where, err)
+		return train.Config{}, err
 	}
 	return cfg, nil
 }
@@ -153,7 +160,7 @@ func readYAML(src []byte) (map[string]any, error) {
 func flattenFile(m map[string]any, where string, errs *[]error) map[string]any {
 	fields, sections := configSchema()
 	flat := map[string]any{}
-	for _, k := range slices.Sorted(mapKeys(m)) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		val := m[k]
 		if !sections[k] {
 			if _, ok := fields[k]; !ok {
@@ -180,7 +187,7 @@ func flattenFile(m map[string]any, where string, errs *[]error) map[string]any {
 			*errs = append(*errs, &keyError{where, k, errBadValue, "want a section (a mapping of keys), got " + describe(val)})
 			continue
 		}
-		for _, sk := range slices.Sorted(mapKeys(sec)) {
+		for _, sk := range slices.Sorted(maps.Keys(sec)) {
 			key := k + "." + sk
 			if _, ok := fields[key]; !ok {
 				*errs = append(*errs, unknownKey(where, key))
@@ -283,7 +290,7 @@ func unknownKey(source, key string) error {
 func nearestKey(key string, fields map[string]reflect.Type) string {
 	best, bestD := "", 1<<30
 	last := key[strings.LastIndex(key, ".")+1:]
-	for _, k := range slices.Sorted(mapKeys(fields)) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		d := editDistance(key, k)
 		if k[strings.LastIndex(k, ".")+1:] == last {
 			d = min(d, 1)
@@ -571,16 +578,6 @@ func nest(flat map[string]any) map[string]any {
 		m[parts[len(parts)-1]] = v
 	}
 	return out
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // marshalConfig renders the resolved config as YAML with the same keys (printed at start,

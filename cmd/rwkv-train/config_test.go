@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/go-viper/mapstructure/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rwkv-go/rwkv-go/model"
@@ -234,6 +236,50 @@ func TestLoadConfigAccepts(t *testing.T) {
 			}
 			if !tt.check(c) {
 				t.Errorf("got %+v", c)
+			}
+		})
+	}
+}
+
+// TestStrictHook decodes with the hook alone, as UnmarshalExact does, without the per-source
+// checks in front of it.
+func TestStrictHook(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      map[string]any
+		want    train.LoopConfig // checked when ok
+		wantErr bool
+	}{
+		{"string to int", map[string]any{"micro_bsz": "4"}, train.LoopConfig{MicroBsz: 4}, false},
+		{"integral float to int", map[string]any{"max_tokens": 1e3}, train.LoopConfig{MaxTokens: 1000}, false},
+		{"string float to int", map[string]any{"max_steps": "2e2"}, train.LoopConfig{MaxSteps: 200}, false},
+		{"string to uint64", map[string]any{"seed": "18446744073709551615"}, train.LoopConfig{Seed: 1<<64 - 1}, false},
+		{"string to bool", map[string]any{"l2wrap": "true"}, train.LoopConfig{L2Wrap: true}, false},
+		{"non-integral float", map[string]any{"micro_bsz": 2.5}, train.LoopConfig{}, true},
+		{"non-integral string", map[string]any{"micro_bsz": "2.5"}, train.LoopConfig{}, true},
+		{"word", map[string]any{"micro_bsz": "four"}, train.LoopConfig{}, true},
+		{"negative unsigned", map[string]any{"seed": -1}, train.LoopConfig{}, true},
+		{"maybe", map[string]any{"l2wrap": "maybe"}, train.LoopConfig{}, true},
+		{"int to bool", map[string]any{"l2wrap": 1}, train.LoopConfig{}, true},
+		{"int to string", map[string]any{"bptt": 1}, train.LoopConfig{}, true},
+		{"NaN to int", map[string]any{"micro_bsz": math.NaN()}, train.LoopConfig{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got train.LoopConfig
+			dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+				DecodeHook: strictHook(), ErrorUnused: true, Result: &got})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = dec.Decode(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
 	}
