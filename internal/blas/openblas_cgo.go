@@ -46,6 +46,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"unsafe"
 )
 
@@ -58,6 +59,12 @@ type openBLAS struct {
 }
 
 func openOpenBLAS() (backend, error) {
+	// OpenBLAS's worker threads spin for 2^28 cycles after each call by default, taking a core
+	// from our own kernels that run between the products. 2^12 makes them sleep almost at once;
+	// waking them costs microseconds per product. A user's setting wins.
+	if _, ok := os.LookupEnv("OPENBLAS_THREAD_TIMEOUT"); !ok {
+		os.Setenv("OPENBLAS_THREAD_TIMEOUT", "12")
+	}
 	for _, name := range libNames {
 		cname := C.CString(name)
 		rc := C.rw_open(cname)
