@@ -32,7 +32,10 @@ func (r *Result) SetBytes(n int64) {
 		return
 	}
 	r.Bytes = n
-	r.BitsPerByte = r.Loss * float64(r.Tokens) / math.Ln2 / float64(n)
+	r.BitsPerByte = r.BitsPerToken
+	if n != r.Tokens {
+		r.BitsPerByte = r.BitsPerToken * float64(r.Tokens) / float64(n)
+	}
 }
 
 // tally accumulates summed NLL overall and per position bucket.

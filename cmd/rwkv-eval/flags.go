@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/train"
+)
+
+// errFlags marks a flag error the flag package has already printed.
+var errFlags = errors.New("bad flags")
+
+// modelFlags are the flags every command takes to load a model.
+type modelFlags struct {
+	path   string
+	ctxLen int
+	dtype  string
+}
+
+func (f *modelFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.path, "model", "", "weights: RWKV-LM .pth, safetensors, training checkpoint or hf directory (required)")
+	fs.IntVar(&f.ctxLen, "ctx-len", 1024, "context length: the window of parallel mode")
+	fs.StringVar(&f.dtype, "dtype", "fp32", "compute in fp32 or fp64")
+}
+
+// load checks the flags and reads the model.
+func (f *modelFlags) load() (*model.Model, error) {
+	if f.path == "" {
+		return nil, usagef("--model is required")
+	}
+	if f.ctxLen < 1 {
+		return nil, usagef("--ctx-len must be at least 1, got %d", f.ctxLen)
+	}
+	var dt tensor.Dtype
+	switch f.dtype {
+	case "fp32":
+		dt = tensor.Float32
+	case "fp64":
+		dt = tensor.Float64
+	default:
+		return nil, usagef("--dtype %q, want fp32 or fp64", f.dtype)
+	}
+	if err := blas.Init(); err != nil {
+		return nil, err
+	}
+	m, err := train.LoadModel(f.path, f.ctxLen, dt)
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	return m, nil
+}
+
+// parse parses args into fs, which must take no positional arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errFlags
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// tokenizer loads the --tokenizer spec; with none it is the byte tokenizer for a vocab-256
+// model and nil otherwise.
+func tokenizer(spec string, m *model.Model) (data.Tokenizer, error) {
+	if spec == "" {
+		if m.Config.Vocab == 256 {
+			return data.NewByteTokenizer(), nil
+		}
+		return nil, nil
+	}
+	tok, err := data.ParseTokenizer(spec)
+	if err != nil {
+		return nil, err
+	}
+	if tok.VocabSize() > m.Config.Vocab {
+		return nil, usagef("tokenizer %s has %d tokens, the model only %d", tok.Name(), tok.VocabSize(), m.Config.Vocab)
+	}
+	return tok, nil
+}
+
+// isTerminal reports whether w is a terminal, for the live progress line.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

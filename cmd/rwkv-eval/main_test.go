@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/eval"
+	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/train"
+)
+
+// fixture is a tiny byte-level model saved as safetensors and .pth, and a corpus as text,
+// binidx and .npy.
+type fixture struct {
+	st, pth          string // model files
+	text, bin, npy   string // data
+	lambada          string // jsonl
+	textLen, binToks int
+}
+
+var (
+	fixOnce sync.Once
+	fix     fixture
+	fixErr  error
+)
+
+const corpusText = "the quick brown fox jumps over the lazy dog. the dog sleeps; the fox runs away quickly. émigré naïve café."
+
+func setup(t *testing.T) fixture {
+	t.Helper()
+	fixOnce.Do(func() { fix, fixErr = makeFixture() })
+	if fixErr != nil {
+		t.Fatal(fixErr)
+	}
+	return fix
+}
+
+func makeFixture() (fixture, error) {
+	dir, err := os.MkdirTemp("", "rwkv-eval-test")
+	if err != nil {
+		return fixture{}, err
+	}
+	f := fixture{st: filepath.Join(dir, "model.safetensors"), pth: filepath.Join(dir, "model.pth"),
+		text: filepath.Join(dir, "corpus.txt"), bin: filepath.Join(dir, "corpus"), npy: filepath.Join(dir, "corpus.npy"),
+		lambada: filepath.Join(dir, "lambada.jsonl"), textLen: len(corpusText)}
+	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, tensor.Float32)
+	if err != nil {
+		return f, err
+	}
+	m.Init(1, 0.5)
+	ts := train.Tensors(m, checkpoint.F32)
+	var st, pth bytes.Buffer
+	if err := checkpoint.ExportRWKV(&st, ts, checkpoint.F32); err != nil {
+		return f, err
+	}
+	if err := checkpoint.ExportPTH(&pth, ts, checkpoint.F32); err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(f.st, st.Bytes(), 0o644); err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(f.pth, pth.Bytes(), 0o644); err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(f.text, []byte(corpusText), 0o644); err != nil {
+		return f, err
+	}
+	stats, err := data.Prepare(context.Background(), data.PrepareOptions{Inputs: []string{f.text}, Output: f.bin,
+		Tokenizer: data.NewByteTokenizer()}, nil)
+	if err != nil {
+		return f, err
+	}
+	f.binToks = int(stats.Tokens)
+	if err := os.WriteFile(f.npy, npyU16([]byte(corpusText)), 0o644); err != nil {
+		return f, err
+	}
+	jsonl := `{"text": "the quick brown fox jumps over the lazy dog"}
+{"text": "the dog sleeps and the fox runs"}
+{"text": "café au lait"}
+`
+	return f, os.WriteFile(f.lambada, []byte(jsonl), 0o644)
+}
+
+// npyU16 encodes b as a 1-D little-endian uint16 .npy array.
+func npyU16(b []byte) []byte {
+	header := fmt.Sprintf("{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }", len(b))
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	header += "\n"
+	var out bytes.Buffer
+	out.WriteString("\x93NUMPY\x01\x00")
+	binary.Write(&out, binary.LittleEndian, uint16(len(header)))
+	out.WriteString(header)
+	for _, c := range b {
+		binary.Write(&out, binary.LittleEndian, uint16(c))
+	}
+	return out.Bytes()
+}
+
+// cli runs the command and returns its exit code, stdout and stderr.
+func cli(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// pplJSON runs `ppl --json` and decodes the report.
+func pplJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	code, out, errOut := cli(t, context.Background(), append([]string{"ppl", "--json", "--quiet"}, args...)...)
+	if code != exitOK {
+		t.Fatalf("ppl %v: exit %d\n%s", args, code, errOut)
+	}
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out), &r); err != nil || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("ppl %v: stdout is not one JSON object (%v):\n%s", args, err, out)
+	}
+	return r
+}
+
+func num(t *testing.T, r map[string]any, key string) float64 {
+	t.Helper()
+	v, ok := r[key].(float64)
+	if !ok {
+		t.Fatalf("JSON has no number %q: %v", key, r)
+	}
+	return v
+}
+
+// TestPPLModesAgree: every weights format and data format the command reads gives the same loss,
+// and rnn mode equals parallel mode on a document shorter than ctx_len.
+func TestPPLModesAgree(t *testing.T) {
+	f := setup(t)
+	base := pplJSON(t, "--model", f.st, "--data", f.text, "--tokenizer", "byte", "--dtype", "fp64")
+	want := num(t, base, "loss")
+	if got := num(t, base, "tokens"); got != float64(f.textLen-1) {
+		t.Fatalf("tokens = %v, want %d (every token but the first)", got, f.textLen-1)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		tol  float64
+	}{
+		{"rnn fp64", []string{"--model", f.st, "--data", f.text, "--tokenizer", "byte", "--dtype", "fp64", "--mode", "rnn"}, 1e-9},
+		{"rnn chunked fp64", []string{"--model", f.st, "--data", f.text, "--dtype", "fp64", "--mode", "rnn", "--chunk", "16"}, 1e-9},
+		{"parallel fp32", []string{"--model", f.st, "--data", f.text}, 1e-5},
+		{"rnn fp32", []string{"--model", f.st, "--data", f.text, "--mode", "rnn"}, 1e-5},
+		{"pth", []string{"--model", f.pth, "--data", f.text, "--dtype", "fp64"}, 1e-9},
+		{"npy", []string{"--model", f.st, "--data", f.npy, "--dtype", "fp64", "--mode", "rnn"}, 1e-9},
+		{"binidx prefix", []string{"--model", f.st, "--data", f.bin, "--dtype", "fp64", "--max-tokens", fmt.Sprint(f.textLen - 1)}, 1e-9},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := pplJSON(t, tt.args...)
+			if got := num(t, r, "loss"); math.Abs(got-want) > tt.tol {
+				t.Fatalf("loss %.12g, want %.12g (parallel fp64 on the text)", got, want)
+			}
+		})
+	}
+}
+
+func TestPPLReport(t *testing.T) {
+	f := setup(t)
+	r := pplJSON(t, "--model", f.st, "--data", f.bin, "--mode", "rnn", "--bucket", "50")
+	tokens, loss := num(t, r, "tokens"), num(t, r, "loss")
+	if tokens != float64(f.binToks-1) {
+		t.Errorf("tokens = %v, want %d", tokens, f.binToks-1)
+	}
+	if ppl := num(t, r, "ppl"); math.Abs(ppl-math.Exp(loss)) > 1e-9*ppl {
+		t.Errorf("ppl %v != exp(loss %v)", ppl, loss)
+	}
+	bpt := num(t, r, "bits_per_token")
+	if math.Abs(bpt-loss/math.Ln2) > 1e-12 || num(t, r, "bits_per_byte") != bpt {
+		t.Errorf("bits_per_token %v, bits_per_byte %v; want both %v for byte-level data", bpt, r["bits_per_byte"], loss/math.Ln2)
+	}
+	if b, ok := r["buckets"].([]any); !ok || len(b) != (f.binToks-1)/50+1 {
+		t.Errorf("buckets = %v, want %d of 50 positions", r["buckets"], (f.binToks-1)/50+1)
+	}
+}
+
+// TestBitsPerByteCountsUTF8: with a multi-byte tokenizer, bits per byte divides the total bits by
+// the UTF-8 bytes the scored tokens decode to. A vocab-256 model has no such tokenizer, so this
+// checks the counting directly.
+func TestBitsPerByteCountsUTF8(t *testing.T) {
+	tok := runeTokenizer{}
+	ids := tok.Encode("aé€b")
+	if got := scoredBytes(eval.Ints(ids), 3, tok); got != 2+3+1 {
+		t.Fatalf("scoredBytes = %d, want 6 (é, € and b)", got)
+	}
+}
+
+// runeTokenizer makes one token per rune.
+type runeTokenizer struct{}
+
+func (runeTokenizer) Encode(s string) []int {
+	var ids []int
+	for _, r := range s {
+		ids = append(ids, int(r))
+	}
+	return ids
+}
+func (runeTokenizer) Decode(ids []int) string {
+	var b strings.Builder
+	for _, id := range ids {
+		b.WriteRune(rune(id))
+	}
+	return b.String()
+}
+func (runeTokenizer) VocabSize() int { return 1 << 21 }
+func (runeTokenizer) Name() string   { return "rune" }
+
+func TestLambadaCommand(t *testing.T) {
+	f := setup(t)
+	code, out, errOut := cli(t, context.Background(), "lambada", "--model", f.st, "--data", f.lambada, "--json", "--batch", "2")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var r eval.LambadaResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	// Targets " dog", " runs", " lait": 4 + 5 + 5 byte tokens.
+	if r.Count != 3 || r.TargetTokens != 14 || r.Accuracy < 0 || r.Accuracy > 1 || !(r.PPL > 1) {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestGenerateCommand(t *testing.T) {
+	f := setup(t)
+	args := []string{"generate", "--model", f.st, "--prompt", "the ", "--max-tokens", "12", "--stop-token", "-1", "--echo=false"}
+	var outs []string
+	for range 2 {
+		code, out, errOut := cli(t, context.Background(), append(args, "--seed", "7", "--temperature", "0.9", "--top-k", "20")...)
+		if code != exitOK {
+			t.Fatalf("exit %d\n%s", code, errOut)
+		}
+		outs = append(outs, out)
+	}
+	if outs[0] != outs[1] || len(outs[0]) != 13 { // 12 bytes and a newline
+		t.Fatalf("outputs %q and %q: want the same 12 bytes for the same seed", outs[0], outs[1])
+	}
+	_, out, _ := cli(t, context.Background(), "generate", "--model", f.st, "--prompt", "the ", "--max-tokens", "3", "--temperature", "0")
+	if !strings.HasPrefix(out, "the ") {
+		t.Fatalf("echoed output %q does not start with the prompt", out)
+	}
+}
+
+func TestUTF8WriterHoldsSplitCharacters(t *testing.T) {
+	var b bytes.Buffer
+	u := &utf8Writer{w: &b}
+	for i, piece := range []string{"a", "\xe2", "\x82", "\xac", "b"} { // "a€b" one byte at a time
+		u.write(piece)
+		if want := []string{"a", "a", "a", "a€", "a€b"}[i]; b.String() != want {
+			t.Fatalf("after %d writes: %q, want %q", i+1, b.String(), want)
+		}
+	}
+	u.write("\xe2")
+	u.flush()
+	if b.String() != "a€b\xe2" {
+		t.Fatalf("flush left %q", b.String())
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	f := setup(t)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		args []string
+		want int
+	}{
+		{"no command", context.Background(), nil, exitUsage},
+		{"help", context.Background(), []string{"--help"}, exitOK},
+		{"command help", context.Background(), []string{"ppl", "-h"}, exitOK},
+		{"unknown command", context.Background(), []string{"bench"}, exitUsage},
+		{"unknown flag", context.Background(), []string{"ppl", "--nope"}, exitUsage},
+		{"no model", context.Background(), []string{"ppl", "--data", f.bin}, exitUsage},
+		{"no data", context.Background(), []string{"ppl", "--model", f.st}, exitUsage},
+		{"bad mode", context.Background(), []string{"ppl", "--model", f.st, "--data", f.bin, "--mode", "beam"}, exitUsage},
+		{"stride above ctx_len", context.Background(), []string{"ppl", "--model", f.st, "--data", f.bin, "--ctx-len", "8", "--stride", "9"}, exitUsage},
+		{"bad tokenizer", context.Background(), []string{"ppl", "--model", f.st, "--data", f.text, "--tokenizer", "bpe"}, exitUsage},
+		{"missing model file", context.Background(), []string{"ppl", "--model", f.st + ".gone", "--data", f.bin}, exitError},
+		{"missing data file", context.Background(), []string{"ppl", "--model", f.st, "--data", f.bin + "-gone.npy"}, exitError},
+		{"interrupted", canceled, []string{"ppl", "--model", f.st, "--data", f.bin, "--mode", "rnn", "--quiet"}, exitInterrupted},
+		{"no prompt", context.Background(), []string{"generate", "--model", f.st}, exitUsage},
+		{"lambada without data", context.Background(), []string{"lambada", "--model", f.st}, exitUsage},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := cli(t, tt.ctx, tt.args...)
+			if code != tt.want {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.want, errOut)
+			}
+		})
+	}
+}
+
+func TestHelpListsCommandsWithExamples(t *testing.T) {
+	code, out, _ := cli(t, context.Background(), "--help")
+	for _, s := range []string{"ppl", "lambada", "generate", "examples:", "rwkv-eval ppl --model"} {
+		if code != exitOK || !strings.Contains(out, s) {
+			t.Fatalf("--help (exit %d) does not mention %q:\n%s", code, s, out)
+		}
+	}
+}
