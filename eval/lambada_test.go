@@ -39,7 +39,7 @@ func TestReadLambada(t *testing.T) {
 // context and target.
 type mapTokenizer map[string][]int
 
-func (m mapTokenizer) Encode(s string) []int  { return m[s] }
+func (m mapTokenizer) Encode(s string) []int   { return m[s] }
 func (m mapTokenizer) Decode(ids []int) string { return "" }
 func (m mapTokenizer) VocabSize() int          { return 64 }
 func (m mapTokenizer) Name() string            { return "map" }

@@ -25,7 +25,7 @@ import (
 // fixture is a tiny byte-level model saved as safetensors and .pth, and a corpus as text,
 // binidx and .npy.
 type fixture struct {
-	st, pth          string // model files
+	st, pth, hf      string // model files and an hf export directory
 	text, bin, npy   string // data
 	lambada          string // jsonl
 	textLen, binToks int
@@ -53,7 +53,7 @@ func makeFixture() (fixture, error) {
 	if err != nil {
 		return fixture{}, err
 	}
-	f := fixture{st: filepath.Join(dir, "model.safetensors"), pth: filepath.Join(dir, "model.pth"),
+	f := fixture{st: filepath.Join(dir, "model.safetensors"), pth: filepath.Join(dir, "model.pth"), hf: filepath.Join(dir, "hf"),
 		text: filepath.Join(dir, "corpus.txt"), bin: filepath.Join(dir, "corpus"), npy: filepath.Join(dir, "corpus.npy"),
 		lambada: filepath.Join(dir, "lambada.jsonl"), textLen: len(corpusText)}
 	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, tensor.Float32)
@@ -67,6 +67,9 @@ func makeFixture() (fixture, error) {
 		return f, err
 	}
 	if err := checkpoint.ExportPTH(&pth, ts, checkpoint.F32); err != nil {
+		return f, err
+	}
+	if err := checkpoint.ExportHF(f.hf, ts, checkpoint.HFConfig{ContextLength: 64}, checkpoint.F32); err != nil {
 		return f, err
 	}
 	if err := os.WriteFile(f.st, st.Bytes(), 0o644); err != nil {
@@ -161,6 +164,7 @@ func TestPPLModesAgree(t *testing.T) {
 		{"parallel fp32", []string{"--model", f.st, "--data", f.text}, 1e-5},
 		{"rnn fp32", []string{"--model", f.st, "--data", f.text, "--mode", "rnn"}, 1e-5},
 		{"pth", []string{"--model", f.pth, "--data", f.text, "--dtype", "fp64"}, 1e-9},
+		{"hf directory", []string{"--model", f.hf, "--data", f.text, "--dtype", "fp64"}, 1e-9},
 		{"npy", []string{"--model", f.st, "--data", f.npy, "--dtype", "fp64", "--mode", "rnn"}, 1e-9},
 		{"binidx prefix", []string{"--model", f.st, "--data", f.bin, "--dtype", "fp64", "--max-tokens", fmt.Sprint(f.textLen - 1)}, 1e-9},
 	} {

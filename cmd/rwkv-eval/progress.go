@@ -73,5 +73,5 @@ func eta(done, total int64, rate float64) string {
 	if done >= total || rate <= 0 {
 		return ""
 	}
-	return "eta " + time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
+	return "eta " + time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second).String()
 }
