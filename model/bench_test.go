@@ -67,6 +67,24 @@ func BenchmarkWKV(b *testing.B) {
 		InitWKVState(s0, B, C)
 		gd, gf, gk, gv, gs := make([]float32, C), make([]float32, C), make([]float32, B*T*C), make([]float32, B*T*C), make([]float32, 3*B*C)
 		name := fmt.Sprintf("B=%d,T=%d,C=%d", B, T, C)
+		b.Run("forward-avx2/"+name, func(b *testing.B) {
+			if !haveAVX2 {
+				b.Skip("no AVX2 kernels in this build")
+			}
+			for b.Loop() {
+				wkvForwardFast(B, T, C, decay, first, k, v, s0, y, sT)
+			}
+			b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+		b.Run("backward-avx2/"+name, func(b *testing.B) {
+			if !haveAVX2 {
+				b.Skip("no AVX2 kernels in this build")
+			}
+			for b.Loop() {
+				wkvBackwardFast(B, T, C, decay, first, k, v, s0, gy, nil, gd, gf, gk, gv, gs)
+			}
+			b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
 		b.Run("forward/"+name, func(b *testing.B) {
 			b.SetBytes(int64(4 * 3 * B * T * C))
 			for b.Loop() {

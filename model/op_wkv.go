@@ -46,7 +46,9 @@ func (o wkvOp) Do(in ...G.Value) (G.Value, error) {
 	n := o.B * o.T * o.C
 	switch d := out.Data().(type) {
 	case []float32:
-		wkvForward(o.B, o.T, o.C, f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), d[:n], d[n:])
+		if !wkvForwardFast(o.B, o.T, o.C, f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), d[:n], d[n:]) {
+			wkvForward(o.B, o.T, o.C, f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), d[:n], d[n:])
+		}
 	case []float64:
 		wkvForward(o.B, o.T, o.C, f64(in[0]), f64(in[1]), f64(in[2]), f64(in[3]), f64(in[4]), d[:n], d[n:])
 	}
@@ -84,8 +86,11 @@ func (o wkvBackOp) Do(in ...G.Value) (G.Value, error) {
 	switch d := out.Data().(type) {
 	case []float32:
 		g := f32(in[5])
-		wkvBackward(B, T, C, f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), g[:n], g[n:],
-			d[:C], d[C:2*C], d[2*C:2*C+n], d[2*C+n:2*C+2*n], d[2*C+2*n:])
+		if !wkvBackwardFast(B, T, C, f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), g[:n], g[n:],
+			d[:C], d[C:2*C], d[2*C:2*C+n], d[2*C+n:2*C+2*n], d[2*C+2*n:]) {
+			wkvBackward(B, T, C, f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), g[:n], g[n:],
+				d[:C], d[C:2*C], d[2*C:2*C+n], d[2*C+n:2*C+2*n], d[2*C+2*n:])
+		}
 	case []float64:
 		g := f64(in[5])
 		wkvBackward(B, T, C, f64(in[0]), f64(in[1]), f64(in[2]), f64(in[3]), f64(in[4]), g[:n], g[n:],

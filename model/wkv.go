@@ -19,7 +19,7 @@ type wkvTask struct{ b, c0, c1 int }
 
 func wkvTasks(B, C int) []wkvTask {
 	per := max(1, C/max(1, 16/B))
-	per = max(per, 32)
+	per = max((per+7)/8*8, 32) // whole groups of 8 channels for the AVX2 kernels
 	var ts []wkvTask
 	for b := 0; b < B; b++ {
 		for c0 := 0; c0 < C; c0 += per {

@@ -1,0 +1,269 @@
+//go:build cgo && amd64
+
+package model
+
+/*
+#cgo CFLAGS: -O2
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define RW_AVX2 __attribute__((target("avx2,fma")))
+
+// e^x for float32 (Cephes expf: range reduction and a degree-6 polynomial, relative error about
+// 2e-7), 0 below -87.3 (so -1e38, the empty state's log-scale, gives 0).
+static inline float rw_exp1(float x) {
+	if (x < -87.3f) return 0.0f;
+	if (x > 88.0f) x = 88.0f;
+	float fx = x * 1.44269504088896341f + 0.5f;
+	int32_t n = (int32_t)fx;
+	if ((float)n > fx) n--;
+	float fn = (float)n;
+	float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	int32_t bits = (n + 127) << 23;
+	float s;
+	memcpy(&s, &bits, 4);
+	return p * s;
+}
+
+RW_AVX2 static inline __m256 rw_exp8(__m256 x) {
+	__m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
+	x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+	__m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+	fx = _mm256_floor_ps(fx);
+	__m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i n = _mm256_cvtps_epi32(fx);
+	n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+	p = _mm256_mul_ps(p, _mm256_castsi256_ps(n));
+	return _mm256_and_ps(p, tiny);
+}
+
+// rw_wkv_fwd runs the WKV recurrence over T steps for W channels of one sequence. k, v, y
+// point at channel 0 of step 0 and rows are C apart; w = -exp(time_decay), u = time_first;
+// aa, bb, pp hold the initial state on entry and the final state on return.
+RW_AVX2 void rw_wkv_fwd(int T, int C, int W, const float* w, const float* u, const float* k,
+		const float* v, float* y, float* aa, float* bb, float* pp) {
+	int j = 0;
+	for (; j + 8 <= W; j += 8) {
+		__m256 vw = _mm256_loadu_ps(w + j), vu = _mm256_loadu_ps(u + j);
+		__m256 a = _mm256_loadu_ps(aa + j), b = _mm256_loadu_ps(bb + j), q = _mm256_loadu_ps(pp + j);
+		for (int t = 0; t < T; t++) {
+			long o = (long)t * C + j;
+			__m256 kk = _mm256_loadu_ps(k + o), vv = _mm256_loadu_ps(v + o);
+			__m256 ww = _mm256_add_ps(vu, kk);
+			__m256 p = _mm256_max_ps(q, ww);
+			__m256 e1 = rw_exp8(_mm256_sub_ps(q, p)), e2 = rw_exp8(_mm256_sub_ps(ww, p));
+			__m256 num = _mm256_fmadd_ps(e1, a, _mm256_mul_ps(e2, vv));
+			__m256 den = _mm256_fmadd_ps(e1, b, e2);
+			_mm256_storeu_ps(y + o, _mm256_div_ps(num, den));
+			ww = _mm256_add_ps(vw, q);
+			p = _mm256_max_ps(ww, kk);
+			e1 = rw_exp8(_mm256_sub_ps(ww, p));
+			e2 = rw_exp8(_mm256_sub_ps(kk, p));
+			a = _mm256_fmadd_ps(e1, a, _mm256_mul_ps(e2, vv));
+			b = _mm256_fmadd_ps(e1, b, e2);
+			q = p;
+		}
+		_mm256_storeu_ps(aa + j, a);
+		_mm256_storeu_ps(bb + j, b);
+		_mm256_storeu_ps(pp + j, q);
+	}
+	for (; j < W; j++) {
+		float a = aa[j], b = bb[j], q = pp[j];
+		for (int t = 0; t < T; t++) {
+			long o = (long)t * C + j;
+			float kk = k[o], vv = v[o];
+			float ww = u[j] + kk;
+			float p = q > ww ? q : ww;
+			float e1 = rw_exp1(q - p), e2 = rw_exp1(ww - p);
+			y[o] = (e1 * a + e2 * vv) / (e1 * b + e2);
+			ww = w[j] + q;
+			p = ww > kk ? ww : kk;
+			e1 = rw_exp1(ww - p);
+			e2 = rw_exp1(kk - p);
+			a = e1 * a + e2 * vv;
+			b = e1 * b + e2;
+			q = p;
+		}
+		aa[j] = a; bb[j] = b; pp[j] = q;
+	}
+}
+
+// rw_wkv_bwd is reverse-mode differentiation of rw_wkv_fwd for 8 channels at a time (W must be a
+// multiple of 8). aa0, bb0, pp0: the initial state; gaa, gbb, gpp: on entry the gradient of the
+// final state, on return that of the initial state; gw, gu: gradients of w and u (summed over
+// t); gk, gv: rows C apart like k. scratch holds 7*8*T floats.
+RW_AVX2 void rw_wkv_bwd(int T, int C, int W, const float* w, const float* u, const float* k,
+		const float* v, const float* gy, const float* aa0, const float* bb0, const float* pp0,
+		float* gaa, float* gbb, float* gpp, float* gw, float* gu, float* gk, float* gv, float* scratch) {
+	for (int j = 0; j + 8 <= W; j += 8) {
+		__m256 vw = _mm256_loadu_ps(w + j), vu = _mm256_loadu_ps(u + j);
+		__m256 a = _mm256_loadu_ps(aa0 + j), b = _mm256_loadu_ps(bb0 + j), q = _mm256_loadu_ps(pp0 + j);
+		for (int t = 0; t < T; t++) {
+			long o = (long)t * C + j;
+			float* s = scratch + (long)t * 56;
+			__m256 kk = _mm256_loadu_ps(k + o), vv = _mm256_loadu_ps(v + o);
+			__m256 ww = _mm256_add_ps(vu, kk);
+			__m256 p = _mm256_max_ps(q, ww);
+			__m256 e1 = rw_exp8(_mm256_sub_ps(q, p)), e2 = rw_exp8(_mm256_sub_ps(ww, p));
+			__m256 w2 = _mm256_add_ps(vw, q);
+			__m256 p2 = _mm256_max_ps(w2, kk);
+			__m256 f1 = rw_exp8(_mm256_sub_ps(w2, p2)), f2 = rw_exp8(_mm256_sub_ps(kk, p2));
+			_mm256_storeu_ps(s, a);
+			_mm256_storeu_ps(s + 8, b);
+			_mm256_storeu_ps(s + 16, q);
+			_mm256_storeu_ps(s + 24, e1);
+			_mm256_storeu_ps(s + 32, e2);
+			_mm256_storeu_ps(s + 40, f1);
+			_mm256_storeu_ps(s + 48, f2);
+			a = _mm256_fmadd_ps(f1, a, _mm256_mul_ps(f2, vv));
+			b = _mm256_fmadd_ps(f1, b, f2);
+			q = p2;
+		}
+		__m256 ga = _mm256_loadu_ps(gaa + j), gb = _mm256_loadu_ps(gbb + j), gq = _mm256_loadu_ps(gpp + j);
+		__m256 gwa = _mm256_setzero_ps(), gua = _mm256_setzero_ps();
+		__m256 zero = _mm256_setzero_ps();
+		for (int t = T - 1; t >= 0; t--) {
+			long o = (long)t * C + j;
+			const float* s = scratch + (long)t * 56;
+			__m256 a0 = _mm256_loadu_ps(s), b0 = _mm256_loadu_ps(s + 8), p0 = _mm256_loadu_ps(s + 16);
+			__m256 e1 = _mm256_loadu_ps(s + 24), e2 = _mm256_loadu_ps(s + 32);
+			__m256 f1 = _mm256_loadu_ps(s + 40), f2 = _mm256_loadu_ps(s + 48);
+			__m256 kk = _mm256_loadu_ps(k + o), vv = _mm256_loadu_ps(v + o), g = _mm256_loadu_ps(gy + o);
+			// State update: aa' = f1*aa + f2*v, bb' = f1*bb + f2, pp' = max(w+pp, k).
+			__m256 gf1 = _mm256_fmadd_ps(ga, a0, _mm256_mul_ps(gb, b0));
+			__m256 gf2 = _mm256_fmadd_ps(ga, vv, gb);
+			__m256 nga = _mm256_mul_ps(ga, f1), ngb = _mm256_mul_ps(gb, f1);
+			__m256 gvt = _mm256_mul_ps(ga, f2);
+			__m256 t1 = _mm256_mul_ps(gf1, f1), t2 = _mm256_mul_ps(gf2, f2);
+			__m256 gp2 = _mm256_sub_ps(gq, _mm256_add_ps(t1, t2));
+			__m256 toW = _mm256_cmp_ps(_mm256_add_ps(vw, p0), kk, _CMP_GE_OQ);
+			__m256 gww2 = _mm256_add_ps(t1, _mm256_blendv_ps(zero, gp2, toW));
+			__m256 gkt = _mm256_add_ps(t2, _mm256_blendv_ps(gp2, zero, toW));
+			gwa = _mm256_add_ps(gwa, gww2);
+			// Output: y = (e1*aa + e2*v) / (e1*bb + e2); no gradient flows through its max.
+			__m256 den = _mm256_fmadd_ps(e1, b0, e2);
+			__m256 yt = _mm256_div_ps(_mm256_fmadd_ps(e1, a0, _mm256_mul_ps(e2, vv)), den);
+			__m256 gnum = _mm256_div_ps(g, den);
+			__m256 gden = _mm256_sub_ps(zero, _mm256_mul_ps(gnum, yt));
+			__m256 ge1 = _mm256_fmadd_ps(gnum, a0, _mm256_mul_ps(gden, b0));
+			__m256 ge2 = _mm256_fmadd_ps(gnum, vv, gden);
+			nga = _mm256_fmadd_ps(gnum, e1, nga);
+			ngb = _mm256_fmadd_ps(gden, e1, ngb);
+			gvt = _mm256_fmadd_ps(gnum, e2, gvt);
+			__m256 ngq = _mm256_fmadd_ps(ge1, e1, gww2);
+			__m256 gww = _mm256_mul_ps(ge2, e2);
+			gua = _mm256_add_ps(gua, gww);
+			gkt = _mm256_add_ps(gkt, gww);
+			_mm256_storeu_ps(gk + o, gkt);
+			_mm256_storeu_ps(gv + o, gvt);
+			ga = nga; gb = ngb; gq = ngq;
+		}
+		_mm256_storeu_ps(gaa + j, ga);
+		_mm256_storeu_ps(gbb + j, gb);
+		_mm256_storeu_ps(gpp + j, gq);
+		_mm256_storeu_ps(gw + j, gwa);
+		_mm256_storeu_ps(gu + j, gua);
+	}
+}
+
+int rw_have_avx2(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+*/
+import "C"
+
+import (
+	"math"
+	"unsafe"
+)
+
+// The float32 WKV runs in C with AVX2+FMA (8 channels per instruction, a polynomial exp)
+// when the CPU has them; otherwise, and for float64, in Go.
+var haveAVX2 = C.rw_have_avx2() != 0
+
+func fptr(s []float32) *C.float { return (*C.float)(unsafe.Pointer(&s[0])) }
+
+// wkvForwardFast is wkvForward for float32 in C. It reports false when it cannot run.
+func wkvForwardFast(B, T, Cn int, decay, first, k, v, s0, y, sT []float32) bool {
+	if !haveAVX2 || Cn%8 != 0 {
+		return false
+	}
+	runTasks(wkvTasks(B, Cn), func(ts wkvTask) {
+		W := ts.c1 - ts.c0
+		buf := make([]float32, 5*W)
+		w, u, aa, bb, pp := buf[:W], buf[W:2*W], buf[2*W:3*W], buf[3*W:4*W], buf[4*W:]
+		for j := 0; j < W; j++ {
+			c := ts.c0 + j
+			w[j], u[j] = float32(-math.Exp(float64(decay[c]))), first[c]
+			aa[j], bb[j], pp[j] = s0[ts.b*Cn+c], s0[(B+ts.b)*Cn+c], s0[(2*B+ts.b)*Cn+c]
+		}
+		off := ts.b*T*Cn + ts.c0
+		C.rw_wkv_fwd(C.int(T), C.int(Cn), C.int(W), fptr(w), fptr(u), fptr(k[off:]), fptr(v[off:]), fptr(y[off:]),
+			fptr(aa), fptr(bb), fptr(pp))
+		for j := 0; j < W; j++ {
+			c := ts.c0 + j
+			sT[ts.b*Cn+c], sT[(B+ts.b)*Cn+c], sT[(2*B+ts.b)*Cn+c] = aa[j], bb[j], pp[j]
+		}
+	})
+	return true
+}
+
+// wkvBackwardFast is wkvBackward for float32 in C. It reports false when it cannot run.
+func wkvBackwardFast(B, T, Cn int, decay, first, k, v, s0, gy, gsT, gdecay, gfirst, gk, gv, gs0 []float32) bool {
+	if !haveAVX2 || Cn%8 != 0 {
+		return false
+	}
+	gwPart := make([]float32, B*Cn)
+	guPart := make([]float32, B*Cn)
+	runTasks(wkvTasks(B, Cn), func(ts wkvTask) {
+		W := ts.c1 - ts.c0
+		buf := make([]float32, 10*W+56*T)
+		w, u, a0, b0, p0 := buf[:W], buf[W:2*W], buf[2*W:3*W], buf[3*W:4*W], buf[4*W:5*W]
+		ga, gb, gp, gw, gu := buf[5*W:6*W], buf[6*W:7*W], buf[7*W:8*W], buf[8*W:9*W], buf[9*W:10*W]
+		scratch := buf[10*W:]
+		for j := 0; j < W; j++ {
+			c := ts.c0 + j
+			w[j], u[j] = float32(-math.Exp(float64(decay[c]))), first[c]
+			a0[j], b0[j], p0[j] = s0[ts.b*Cn+c], s0[(B+ts.b)*Cn+c], s0[(2*B+ts.b)*Cn+c]
+			if gsT != nil {
+				ga[j], gb[j], gp[j] = gsT[ts.b*Cn+c], gsT[(B+ts.b)*Cn+c], gsT[(2*B+ts.b)*Cn+c]
+			}
+		}
+		off := ts.b*T*Cn + ts.c0
+		C.rw_wkv_bwd(C.int(T), C.int(Cn), C.int(W), fptr(w), fptr(u), fptr(k[off:]), fptr(v[off:]), fptr(gy[off:]),
+			fptr(a0), fptr(b0), fptr(p0), fptr(ga), fptr(gb), fptr(gp), fptr(gw), fptr(gu), fptr(gk[off:]), fptr(gv[off:]), fptr(scratch))
+		for j := 0; j < W; j++ {
+			c := ts.c0 + j
+			gs0[ts.b*Cn+c], gs0[(B+ts.b)*Cn+c], gs0[(2*B+ts.b)*Cn+c] = ga[j], gb[j], gp[j]
+			gwPart[ts.b*Cn+c] = gw[j] * w[j] // chain rule through w = -exp(decay)
+			guPart[ts.b*Cn+c] = gu[j]
+		}
+	})
+	for c := 0; c < Cn; c++ {
+		var sw, su float64
+		for b := 0; b < B; b++ {
+			sw += float64(gwPart[b*Cn+c])
+			su += float64(guPart[b*Cn+c])
+		}
+		gdecay[c], gfirst[c] = float32(sw), float32(su)
+	}
+	return true
+}
