@@ -85,7 +85,7 @@ const lambadaPad = 64
 // graph form, right-padded with token 0 (the form is causal, so padding changes nothing before it).
 func Lambada(ctx context.Context, m *model.Model, tok data.Tokenizer, examples []LambadaExample, o LambadaOptions) (LambadaResult, error) {
 	if len(examples) == 0 {
-		return LambadaResult{}, fmt.Errorf("eval: lambada: %w: no examples", ErrOptions)
+		return LambadaResult{}, fmt.Errorf("eval: lambada: no examples")
 	}
 	B := o.Batch
 	if B <= 0 {

@@ -30,10 +30,8 @@ func rnnScore(ctx context.Context, m *model.Model, src Source, total int64, o Op
 		n := min(streamRead, total-off)
 		buf = src.Slice(int(off), int(n)+1, buf) // inputs off..off+n-1, targets off+1..off+n
 		for i := range n {
-			if i%every == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
+			if err := ctx.Err(); err != nil { // every token: one step of a large model is long
+				return err
 			}
 			in[0] = buf[i]
 			if err := rnn.Step(s, in, logits); err != nil {
