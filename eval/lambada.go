@@ -91,83 +91,100 @@ func Lambada(ctx context.Context, m *model.Model, tok data.Tokenizer, examples [
 	if B <= 0 {
 		B = 8
 	}
-	type encoded struct{ src, dst []int }
-	r := newWindowRunner(m)
-	defer r.close()
-	var res LambadaResult
-	var sum float64
-	batch := make([]encoded, 0, B)
-	flush := func() error {
-		T := 0
-		for _, e := range batch {
-			T = max(T, len(e.src)+len(e.dst)-1)
-		}
-		T = (T + lambadaPad - 1) / lambadaPad * lambadaPad
-		g, err := r.graph(len(batch), T, false)
-		if err != nil {
-			return err
-		}
-		r.x = resize(r.x, len(batch)*T)
-		clear(r.x)
-		for b, e := range batch {
-			n := copy(r.x[b*T:], e.src)
-			copy(r.x[b*T+n:(b+1)*T], e.dst[:len(e.dst)-1])
-		}
-		if err := g.SetTokens(r.x, nil); err != nil {
-			return fmt.Errorf("eval: lambada: %w", err)
-		}
-		if err := g.Run(); err != nil {
-			return fmt.Errorf("eval: lambada: %w", err)
-		}
-		V := m.Config.Vocab
-		for b, e := range batch {
-			nll, ok := 0.0, true
-			for i, target := range e.dst {
-				row := (b*T + len(e.src) - 1 + i) * V
-				l, top := rowScore(g.Logits().Data(), row, V, target)
-				nll += l
-				ok = ok && top
-			}
-			sum += nll
-			res.Count++
-			res.TargetTokens += int64(len(e.dst))
-			if ok {
-				res.Correct++
-			}
-		}
-		batch = batch[:0]
-		if o.Progress != nil {
-			o.Progress(int64(res.Count), int64(len(examples)))
-		}
-		return nil
-	}
+	l := &lambadaRunner{r: newWindowRunner(m)}
+	defer l.r.close()
+	batch := make([]lambadaSeq, 0, B)
 	for i, ex := range examples {
 		if err := ctx.Err(); err != nil {
 			return LambadaResult{}, err
 		}
-		e := encoded{src: tok.Encode(ex.Context), dst: tok.Encode(ex.Target)}
+		e := lambadaSeq{src: tok.Encode(ex.Context), dst: tok.Encode(ex.Target)}
 		if o.BOS >= 0 {
 			e.src = append([]int{o.BOS}, e.src...)
 		}
-		if len(e.src) == 0 || len(e.dst) == 0 {
-			return LambadaResult{}, fmt.Errorf("eval: lambada example %d: context or target encodes to no tokens", i+1)
-		}
-		for _, id := range e.dst {
-			if id < 0 || id >= m.Config.Vocab {
-				return LambadaResult{}, fmt.Errorf("eval: lambada example %d: target token %d is outside the vocabulary [0, %d)", i+1, id, m.Config.Vocab)
-			}
+		if err := e.check(m.Config.Vocab); err != nil {
+			return LambadaResult{}, fmt.Errorf("eval: lambada example %d: %w", i+1, err)
 		}
 		batch = append(batch, e)
 		if len(batch) == B || i == len(examples)-1 {
-			if err := flush(); err != nil {
+			if err := l.run(batch); err != nil {
 				return LambadaResult{}, err
+			}
+			batch = batch[:0]
+			if o.Progress != nil {
+				o.Progress(int64(l.res.Count), int64(len(examples)))
 			}
 		}
 	}
+	res := l.res
 	res.Accuracy = float64(res.Correct) / float64(res.Count)
-	res.Loss = sum / float64(res.Count)
+	res.Loss = l.sum / float64(res.Count)
 	res.PPL = math.Exp(res.Loss)
 	return res, nil
+}
+
+// lambadaSeq is one encoded example: src (BOS and context) then dst (target).
+type lambadaSeq struct{ src, dst []int }
+
+func (e lambadaSeq) check(V int) error {
+	if len(e.src) == 0 || len(e.dst) == 0 {
+		return fmt.Errorf("context or target encodes to no tokens")
+	}
+	for _, id := range e.dst {
+		if id < 0 || id >= V {
+			return fmt.Errorf("target token %d is outside the vocabulary [0, %d)", id, V)
+		}
+	}
+	return nil
+}
+
+// lambadaRunner accumulates LAMBADA scores over batches.
+type lambadaRunner struct {
+	r   *windowRunner
+	res LambadaResult
+	sum float64 // summed target NLL over examples
+}
+
+// run scores one batch, padded to a multiple of lambadaPad tokens.
+func (l *lambadaRunner) run(batch []lambadaSeq) error {
+	T := 0
+	for _, e := range batch {
+		T = max(T, len(e.src)+len(e.dst)-1)
+	}
+	T = (T + lambadaPad - 1) / lambadaPad * lambadaPad
+	g, err := l.r.graph(len(batch), T, false)
+	if err != nil {
+		return err
+	}
+	x := resize(l.r.x, len(batch)*T)
+	l.r.x = x
+	clear(x)
+	for b, e := range batch {
+		n := copy(x[b*T:], e.src)
+		copy(x[b*T+n:(b+1)*T], e.dst[:len(e.dst)-1])
+	}
+	if err := g.SetTokens(x, nil); err != nil {
+		return fmt.Errorf("eval: lambada: %w", err)
+	}
+	if err := g.Run(); err != nil {
+		return fmt.Errorf("eval: lambada: %w", err)
+	}
+	V := l.r.m.Config.Vocab
+	for b, e := range batch {
+		nll, ok := 0.0, true
+		for i, target := range e.dst { // row len(src)-1+i predicts dst[i]
+			v, top := rowScore(g.Logits().Data(), (b*T+len(e.src)-1+i)*V, V, target)
+			nll += v
+			ok = ok && top
+		}
+		l.sum += nll
+		l.res.Count++
+		l.res.TargetTokens += int64(len(e.dst))
+		if ok {
+			l.res.Correct++
+		}
+	}
+	return nil
 }
 
 // rowScore returns the NLL of target under logits[off:off+V] and whether target is its argmax
