@@ -91,8 +91,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	optimCfg := c.Optim
-	if optimCfg.TotalSteps == 0 {
-		optimCfg.TotalSteps = max(c.Train.MaxSteps, 1) // filled in by Resolve when derived from max_tokens
+	if optimCfg.TotalSteps == 0 { // the schedule spans the run unless optim.total_steps says otherwise
+		optimCfg.TotalSteps = 1
+		if c.Train.MicroBsz > 0 && c.Train.GradAccum > 0 && c.Model.CtxLen > 0 && c.Train.MaxTokens >= 0 && c.Train.MaxSteps >= 0 {
+			optimCfg.TotalSteps = max(c.Steps(), 1)
+		}
 	}
 	if err := optimCfg.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))

@@ -206,3 +206,16 @@ func TestValidateRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateMaxTokensWithWarmup(t *testing.T) {
+	c := DefaultConfig()
+	c.Data.Train = "x"
+	c.Train.MaxTokens = 1e9
+	c.Optim.WarmupSteps = 10
+	if err := c.Validate(); err != nil {
+		t.Fatalf("max_tokens with warmup rejected: %v", err)
+	}
+	if got, want := c.Steps(), int((1e9+2047)/2048); got != want {
+		t.Fatalf("Steps() = %d, want %d", got, want)
+	}
+}
