@@ -215,7 +215,7 @@ func TestValidateMaxTokensWithWarmup(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("max_tokens with warmup rejected: %v", err)
 	}
-	if got, want := c.Steps(), int((1e9+2047)/2048); got != want {
+	if got, want := c.Steps(), (1_000_000_000+2047)/2048; got != want {
 		t.Fatalf("Steps() = %d, want %d", got, want)
 	}
 }
