@@ -49,9 +49,39 @@ func tensorType(dims int) hm.Type {
 // Float is the element type of the kernels.
 type Float interface{ ~float32 | ~float64 }
 
-// newLike allocates a zero tensor of dtype dt and the given shape.
+// newDense allocates a zero tensor of dtype dt and the given shape.
 func newDense(dt tensor.Dtype, shape ...int) *tensor.Dense {
 	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+}
+
+// outBuf is an op's output tensor, kept from one run of the graph to the next: every value is
+// recomputed each run, so an op can write into the memory it returned last time instead of
+// allocating (and the runtime zeroing and faulting in) a new tensor. Each op node has its own;
+// a value read after Run (logits, gradients) is valid until the next Run. A nil *outBuf
+// allocates every time.
+type outBuf struct{ t *tensor.Dense }
+
+func newOutBuf() *outBuf { return &outBuf{} }
+
+// get returns a tensor of dtype dt and shape, zeroed only when zero is set: kernels that write
+// every element pass false.
+func (b *outBuf) get(dt tensor.Dtype, zero bool, shape ...int) *tensor.Dense {
+	if b == nil {
+		return newDense(dt, shape...)
+	}
+	if b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(tensor.Shape(shape)) {
+		b.t = newDense(dt, shape...)
+		return b.t
+	}
+	if zero {
+		switch d := b.t.Data().(type) {
+		case []float32:
+			clear(d)
+		case []float64:
+			clear(d)
+		}
+	}
+	return b.t
 }
 
 func dtypeOf(v G.Value) tensor.Dtype { return v.Dtype() }
@@ -166,7 +196,7 @@ func (o extractOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o extractOp) Hashcode() uint32      { return hashcode(o) }
 func (o extractOp) DiffWRT(int) []bool    { return []bool{true} }
 func (o extractOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	g, err := G.ApplyOp(scatterOp{off: o.off, shape: o.shape, dst: o.src}, grad)
+	g, err := G.ApplyOp(scatterOp{off: o.off, shape: o.shape, dst: o.src, buf: newOutBuf()}, grad)
 	return G.Nodes{g}, err
 }
 
@@ -177,6 +207,7 @@ type scatterOp struct {
 	off   int
 	shape tensor.Shape
 	dst   tensor.Shape
+	buf   *outBuf
 }
 
 func (o scatterOp) Arity() int { return 1 }
@@ -185,7 +216,7 @@ func (o scatterOp) Type() hm.Type {
 }
 func (o scatterOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return o.dst.Clone(), nil }
 func (o scatterOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[0]), o.dst...)
+	out := o.buf.get(dtypeOf(in[0]), true, o.dst...)
 	switch d := out.Data().(type) {
 	case []float32:
 		copy(d[o.off:], in[0].Data().([]float32))

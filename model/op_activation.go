@@ -16,12 +16,13 @@ func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 type gateOp struct {
 	opBase
 	N, C int
+	buf  *outBuf
 }
 
 // Gate is sigmoid(r) ⊙ y.
 func Gate(r, y *G.Node) (*G.Node, error) {
 	s := r.Shape()
-	return G.ApplyOp(gateOp{N: s[0], C: s[1]}, r, y)
+	return G.ApplyOp(gateOp{N: s[0], C: s[1], buf: newOutBuf()}, r, y)
 }
 
 func (o gateOp) Arity() int    { return 2 }
@@ -30,7 +31,7 @@ func (o gateOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.N, o.C}, nil
 }
 func (o gateOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[0]), o.N, o.C)
+	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
 		gateForward(f32(in[0]), f32(in[1]), d)
@@ -44,7 +45,7 @@ func (o gateOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o gateOp) Hashcode() uint32      { return hashcode(o) }
 func (o gateOp) DiffWRT(int) []bool    { return []bool{true, true} }
 func (o gateOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	packed, err := G.ApplyOp(gateBackOp{o}, in[0], in[1], grad)
+	packed, err := G.ApplyOp(gateBackOp{fwd: o, buf: newOutBuf()}, in[0], in[1], grad)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +61,10 @@ func gateForward[F Float](r, y, out []F) {
 }
 
 // gateBackOp: (r, y, g) -> packed [gr | gy].
-type gateBackOp struct{ fwd gateOp }
+type gateBackOp struct {
+	fwd gateOp
+	buf *outBuf
+}
 
 func (o gateBackOp) Arity() int    { return 3 }
 func (o gateBackOp) Type() hm.Type { return hm.NewFnType(matT, matT, matT, vecT) }
@@ -69,7 +73,7 @@ func (o gateBackOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (o gateBackOp) Do(in ...G.Value) (G.Value, error) {
 	n := o.fwd.N * o.fwd.C
-	out := newDense(dtypeOf(in[0]), 2*n)
+	out := o.buf.get(dtypeOf(in[0]), false, 2*n)
 	switch d := out.Data().(type) {
 	case []float32:
 		gateBackward(f32(in[0]), f32(in[1]), f32(in[2]), d[:n], d[n:])
@@ -102,12 +106,13 @@ type reluSqOp struct {
 	opBase
 	N, C int
 	back bool // the backward: (k, g) -> 2*relu(k)*g
+	buf  *outBuf
 }
 
 // ReLUSquare is relu(x)².
 func ReLUSquare(x *G.Node) (*G.Node, error) {
 	s := x.Shape()
-	return G.ApplyOp(reluSqOp{N: s[0], C: s[1]}, x)
+	return G.ApplyOp(reluSqOp{N: s[0], C: s[1], buf: newOutBuf()}, x)
 }
 
 func (o reluSqOp) Arity() int {
@@ -126,7 +131,7 @@ func (o reluSqOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.N, o.C}, nil
 }
 func (o reluSqOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[0]), o.N, o.C)
+	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
 		reluSq(o.back, f32(in[0]), in, d)
@@ -161,7 +166,7 @@ func (o reluSqOp) Hashcode() uint32      { return hashcode(o) }
 func (o reluSqOp) DiffWRT(int) []bool    { return []bool{true} }
 func (o reluSqOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	b := o
-	b.back = true
+	b.back, b.buf = true, newOutBuf()
 	g, err := G.ApplyOp(b, in[0], grad)
 	return G.Nodes{g}, err
 }

@@ -13,12 +13,13 @@ import (
 type embedOp struct {
 	opBase
 	N, V, C int
+	buf     *outBuf
 }
 
 // Embed looks up the rows ids of emb.
 func Embed(emb, ids *G.Node) (*G.Node, error) {
 	s := emb.Shape()
-	return G.ApplyOp(embedOp{N: ids.Shape()[0], V: s[0], C: s[1]}, emb, ids)
+	return G.ApplyOp(embedOp{N: ids.Shape()[0], V: s[0], C: s[1], buf: newOutBuf()}, emb, ids)
 }
 
 func (o embedOp) Arity() int    { return 2 }
@@ -33,7 +34,7 @@ func (o embedOp) Do(in ...G.Value) (G.Value, error) {
 			return nil, fmt.Errorf("model: token id %d at position %d is outside the vocabulary [0, %d)", id, i, o.V)
 		}
 	}
-	out := newDense(dtypeOf(in[0]), o.N, o.C)
+	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
 		gatherRows(f32(in[0]), ids, d, o.C)
@@ -54,12 +55,15 @@ func (o embedOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o embedOp) Hashcode() uint32      { return hashcode(o) }
 func (o embedOp) DiffWRT(int) []bool    { return []bool{true, false} }
 func (o embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	g, err := G.ApplyOp(embedBackOp{o}, in[1], grad)
+	g, err := G.ApplyOp(embedBackOp{fwd: o, buf: newOutBuf()}, in[1], grad)
 	return G.Nodes{g, nil}, err
 }
 
 // embedBackOp: (ids, g (N,C)) -> (V,C), each row of g added to row ids[i].
-type embedBackOp struct{ fwd embedOp }
+type embedBackOp struct {
+	fwd embedOp
+	buf *outBuf
+}
 
 func (o embedBackOp) Arity() int    { return 2 }
 func (o embedBackOp) Type() hm.Type { return hm.NewFnType(idsT, matT, matT) }
@@ -68,7 +72,7 @@ func (o embedBackOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (o embedBackOp) Do(in ...G.Value) (G.Value, error) {
 	ids := in[0].Data().([]int)
-	out := newDense(dtypeOf(in[1]), o.fwd.V, o.fwd.C)
+	out := o.buf.get(dtypeOf(in[1]), true, o.fwd.V, o.fwd.C)
 	switch d := out.Data().(type) {
 	case []float32:
 		scatterAddRows(f32(in[1]), ids, d, o.fwd.C)
@@ -103,11 +107,12 @@ type lastRowsOp struct {
 	opBase
 	B, T, C int
 	back    bool // the backward: g (B,C) -> (B*T,C) with g in the last rows
+	buf     *outBuf
 }
 
 // LastRows takes row T-1 of every sequence of x.
 func LastRows(x *G.Node, B, T int) (*G.Node, error) {
-	return G.ApplyOp(lastRowsOp{B: B, T: T, C: x.Shape()[1]}, x)
+	return G.ApplyOp(lastRowsOp{B: B, T: T, C: x.Shape()[1], buf: newOutBuf()}, x)
 }
 
 func (o lastRowsOp) Arity() int    { return 1 }
@@ -120,7 +125,7 @@ func (o lastRowsOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (o lastRowsOp) Do(in ...G.Value) (G.Value, error) {
 	s, _ := o.InferShape()
-	out := newDense(dtypeOf(in[0]), s...)
+	out := o.buf.get(dtypeOf(in[0]), o.back, s...)
 	switch d := out.Data().(type) {
 	case []float32:
 		lastRows(o, f32(in[0]), d)
@@ -150,7 +155,7 @@ func (o lastRowsOp) Hashcode() uint32      { return hashcode(o) }
 func (o lastRowsOp) DiffWRT(int) []bool    { return []bool{true} }
 func (o lastRowsOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	b := o
-	b.back = true
+	b.back, b.buf = true, newOutBuf()
 	g, err := G.ApplyOp(b, grad)
 	return G.Nodes{g}, err
 }

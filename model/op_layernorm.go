@@ -17,12 +17,13 @@ const lnEps = 1e-5
 type layerNormOp struct {
 	opBase
 	N, C int
+	buf  *outBuf
 }
 
 // LayerNorm normalises each row of x (N, C).
 func LayerNorm(x, weight, bias *G.Node) (*G.Node, error) {
 	s := x.Shape()
-	return G.ApplyOp(layerNormOp{N: s[0], C: s[1]}, x, weight, bias)
+	return G.ApplyOp(layerNormOp{N: s[0], C: s[1], buf: newOutBuf()}, x, weight, bias)
 }
 
 func (o layerNormOp) Arity() int    { return 3 }
@@ -31,7 +32,7 @@ func (o layerNormOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.N, o.C}, nil
 }
 func (o layerNormOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[0]), o.N, o.C)
+	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
 		lnForward(f32(in[0]), f32(in[1]), f32(in[2]), d, o.N, o.C)
@@ -45,7 +46,7 @@ func (o layerNormOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o layerNormOp) Hashcode() uint32      { return hashcode(o) }
 func (o layerNormOp) DiffWRT(int) []bool    { return []bool{true, true, true} }
 func (o layerNormOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	packed, err := G.ApplyOp(layerNormBackOp{o}, in[0], in[1], grad)
+	packed, err := G.ApplyOp(layerNormBackOp{fwd: o, buf: newOutBuf()}, in[0], in[1], grad)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +82,10 @@ func lnForward[F Float](x, w, b, y []F, N, C int) {
 
 // layerNormBackOp: (x, weight, gy) -> packed [gx (N*C) | gweight (C) | gbias (C)]. It recomputes
 // the row statistics rather than keeping them from the forward pass.
-type layerNormBackOp struct{ fwd layerNormOp }
+type layerNormBackOp struct {
+	fwd layerNormOp
+	buf *outBuf
+}
 
 func (o layerNormBackOp) Arity() int    { return 3 }
 func (o layerNormBackOp) Type() hm.Type { return hm.NewFnType(matT, vecT, matT, vecT) }
@@ -90,7 +94,7 @@ func (o layerNormBackOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (o layerNormBackOp) Do(in ...G.Value) (G.Value, error) {
 	N, C := o.fwd.N, o.fwd.C
-	out := newDense(dtypeOf(in[0]), N*C+2*C)
+	out := o.buf.get(dtypeOf(in[0]), false, N*C+2*C)
 	switch d := out.Data().(type) {
 	case []float32:
 		lnBackward(f32(in[0]), f32(in[1]), f32(in[2]), d[:N*C], d[N*C:N*C+C], d[N*C+C:], N, C)

@@ -16,6 +16,7 @@ import (
 type linearOp struct {
 	opBase
 	N, In, Out int
+	buf        *outBuf
 }
 
 // Linear is a bias-free linear layer y = x Wᵀ.
@@ -24,7 +25,7 @@ func Linear(x, w *G.Node) (*G.Node, error) {
 	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[1] {
 		return nil, fmt.Errorf("model: Linear shapes x %v, W %v do not fit", xs, ws)
 	}
-	return G.ApplyOp(linearOp{N: xs[0], In: xs[1], Out: ws[0]}, x, w)
+	return G.ApplyOp(linearOp{N: xs[0], In: xs[1], Out: ws[0], buf: newOutBuf()}, x, w)
 }
 
 func (o linearOp) Arity() int    { return 2 }
@@ -33,7 +34,7 @@ func (o linearOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.N, o.Out}, nil
 }
 func (o linearOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[0]), o.N, o.Out)
+	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.Out)
 	switch d := out.Data().(type) {
 	case []float32:
 		blas.Gemm(false, true, o.N, o.Out, o.In, 1, f32(in[0]), o.In, f32(in[1]), o.In, 0, d, o.Out)
@@ -52,11 +53,11 @@ func (o linearOp) DiffWRT(int) []bool    { return []bool{true, true} }
 // SymDiff builds the two gradient products as separate nodes, so that a compiled program that
 // does not need one of them (the gradient of data) never runs it.
 func (o linearOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	gx, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: false}, grad, in[1])
+	gx, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: false, buf: newOutBuf()}, grad, in[1])
 	if err != nil {
 		return nil, err
 	}
-	gw, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: true}, grad, in[0])
+	gw, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: true, buf: newOutBuf()}, grad, in[0])
 	return G.Nodes{gx, gw}, err
 }
 
@@ -64,6 +65,7 @@ func (o linearOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 type linearGradOp struct {
 	fwd  linearOp
 	wrtW bool
+	buf  *outBuf
 }
 
 func (o linearGradOp) Arity() int    { return 2 }
@@ -76,7 +78,7 @@ func (o linearGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (o linearGradOp) Do(in ...G.Value) (G.Value, error) {
 	s, _ := o.InferShape()
-	out := newDense(dtypeOf(in[0]), s...)
+	out := o.buf.get(dtypeOf(in[0]), false, s...)
 	switch d := out.Data().(type) {
 	case []float32:
 		linearGrad(o.fwd, o.wrtW, f32(in[0]), f32(in[1]), d)

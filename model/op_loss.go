@@ -58,7 +58,7 @@ func (o crossEntropyOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o crossEntropyOp) Hashcode() uint32      { return hashcode(o) }
 func (o crossEntropyOp) DiffWRT(int) []bool    { return []bool{true, false} }
 func (o crossEntropyOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	g, err := G.ApplyOp(crossEntropyBackOp{o}, in[0], in[1], grad)
+	g, err := G.ApplyOp(crossEntropyBackOp{fwd: o, buf: newOutBuf()}, in[0], in[1], grad)
 	return G.Nodes{g, nil}, err
 }
 
@@ -94,7 +94,10 @@ func logSumExp[F Float](row []F) float64 {
 }
 
 // crossEntropyBackOp: (logits, targets, g scalar) -> g*(softmax - onehot)/N (+ L2Wrap) (N,V).
-type crossEntropyBackOp struct{ fwd crossEntropyOp }
+type crossEntropyBackOp struct {
+	fwd crossEntropyOp
+	buf *outBuf
+}
 
 func (o crossEntropyBackOp) Arity() int { return 3 }
 func (o crossEntropyBackOp) Type() hm.Type {
@@ -109,7 +112,7 @@ func (o crossEntropyBackOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	targets := in[1].Data().([]int)
-	out := newDense(dtypeOf(in[0]), o.fwd.N, o.fwd.V)
+	out := o.buf.get(dtypeOf(in[0]), false, o.fwd.N, o.fwd.V)
 	switch d := out.Data().(type) {
 	case []float32:
 		ceBackward(f32(in[0]), targets, g, o.fwd.l2wrap, o.fwd.N, o.fwd.V, d)

@@ -18,6 +18,7 @@ import (
 type shiftMixOp struct {
 	opBase
 	B, T, C int
+	buf     *outBuf
 }
 
 // ShiftMix mixes every token of x with the one before it.
@@ -26,7 +27,7 @@ func ShiftMix(x, prev, mix *G.Node, B, T int) (*G.Node, error) {
 	if x.Shape()[0] != B*T || prev.Shape()[0] != B {
 		return nil, fmt.Errorf("model: ShiftMix shapes x %v, prev %v do not fit B=%d T=%d", x.Shape(), prev.Shape(), B, T)
 	}
-	return G.ApplyOp(shiftMixOp{B: B, T: T, C: C}, x, prev, mix)
+	return G.ApplyOp(shiftMixOp{B: B, T: T, C: C, buf: newOutBuf()}, x, prev, mix)
 }
 
 func (o shiftMixOp) Arity() int    { return 3 }
@@ -35,7 +36,7 @@ func (o shiftMixOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.B * o.T, o.C}, nil
 }
 func (o shiftMixOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[0]), o.B*o.T, o.C)
+	out := o.buf.get(dtypeOf(in[0]), false, o.B*o.T, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
 		shiftMixForward(f32(in[0]), f32(in[1]), f32(in[2]), d, o.B, o.T, o.C)
@@ -49,7 +50,7 @@ func (o shiftMixOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o shiftMixOp) Hashcode() uint32      { return hashcode(o) }
 func (o shiftMixOp) DiffWRT(int) []bool    { return []bool{true, true, true} }
 func (o shiftMixOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	packed, err := G.ApplyOp(shiftMixBackOp{o}, in[0], in[1], in[2], grad)
+	packed, err := G.ApplyOp(shiftMixBackOp{fwd: o, buf: newOutBuf()}, in[0], in[1], in[2], grad)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,10 @@ func shiftMixForward[F Float](x, prev, mix, out []F, B, T, C int) {
 }
 
 // shiftMixBackOp: (x, prev, mix, g) -> packed [gx (B*T*C) | gprev (B*C) | gmix (C)].
-type shiftMixBackOp struct{ fwd shiftMixOp }
+type shiftMixBackOp struct {
+	fwd shiftMixOp
+	buf *outBuf
+}
 
 func (o shiftMixBackOp) Arity() int    { return 4 }
 func (o shiftMixBackOp) Type() hm.Type { return hm.NewFnType(matT, matT, vecT, matT, vecT) }
@@ -89,7 +93,7 @@ func (o shiftMixBackOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 func (o shiftMixBackOp) Do(in ...G.Value) (G.Value, error) {
 	B, T, C := o.fwd.B, o.fwd.T, o.fwd.C
 	n := B * T * C
-	out := newDense(dtypeOf(in[0]), n+B*C+C)
+	out := o.buf.get(dtypeOf(in[0]), false, n+B*C+C)
 	switch d := out.Data().(type) {
 	case []float32:
 		shiftMixBackward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)

@@ -14,6 +14,7 @@ import (
 type wkvOp struct {
 	opBase
 	B, T, C int
+	buf     *outBuf
 }
 
 // WKV applies the RWKV-4 WKV recurrence to k, v (B*T, C) from the initial state s0 (3B, C) and
@@ -23,7 +24,7 @@ func WKV(decay, first, k, v, s0 *G.Node, B, T int) (y, sT *G.Node, err error) {
 	if k.Shape()[0] != B*T || s0.Shape()[0] != 3*B || s0.Shape()[1] != C {
 		return nil, nil, fmt.Errorf("model: WKV shapes k %v, s0 %v do not fit B=%d T=%d", k.Shape(), s0.Shape(), B, T)
 	}
-	packed, err := G.ApplyOp(wkvOp{B: B, T: T, C: C}, decay, first, k, v, s0)
+	packed, err := G.ApplyOp(wkvOp{B: B, T: T, C: C, buf: newOutBuf()}, decay, first, k, v, s0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: WKV: %w", err)
 	}
@@ -42,7 +43,7 @@ func (o wkvOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.B*o.T + 3*o.B, o.C}, nil
 }
 func (o wkvOp) Do(in ...G.Value) (G.Value, error) {
-	out := newDense(dtypeOf(in[2]), o.B*o.T+3*o.B, o.C)
+	out := o.buf.get(dtypeOf(in[2]), false, o.B*o.T+3*o.B, o.C)
 	n := o.B * o.T * o.C
 	switch d := out.Data().(type) {
 	case []float32:
@@ -59,7 +60,7 @@ func (o wkvOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o wkvOp) Hashcode() uint32      { return hashcode(o) }
 func (o wkvOp) DiffWRT(int) []bool    { return []bool{true, true, true, true, true} }
 func (o wkvOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	packed, err := G.ApplyOp(wkvBackOp{o}, in[0], in[1], in[2], in[3], in[4], grad)
+	packed, err := G.ApplyOp(wkvBackOp{fwd: o, buf: newOutBuf()}, in[0], in[1], in[2], in[3], in[4], grad)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,10 @@ func (o wkvOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 }
 
 // wkvBackOp: (decay, first, k, v, s0, g (B*T+3B, C)) -> packed [gdecay | gfirst | gk | gv | gs0].
-type wkvBackOp struct{ fwd wkvOp }
+type wkvBackOp struct {
+	fwd wkvOp
+	buf *outBuf
+}
 
 func (o wkvBackOp) Arity() int { return 6 }
 func (o wkvBackOp) Type() hm.Type {
@@ -81,7 +85,7 @@ func (o wkvBackOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 func (o wkvBackOp) Do(in ...G.Value) (G.Value, error) {
 	B, T, C := o.fwd.B, o.fwd.T, o.fwd.C
 	s, _ := o.InferShape()
-	out := newDense(dtypeOf(in[2]), s...)
+	out := o.buf.get(dtypeOf(in[2]), false, s...)
 	n := B * T * C
 	switch d := out.Data().(type) {
 	case []float32:
