@@ -34,7 +34,9 @@ func (o gateOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
-		gateForward(f32(in[0]), f32(in[1]), d)
+		if !gateForwardFast(f32(in[0]), f32(in[1]), d) {
+			gateForward(f32(in[0]), f32(in[1]), d)
+		}
 	case []float64:
 		gateForward(f64(in[0]), f64(in[1]), d)
 	}
@@ -76,7 +78,9 @@ func (o gateBackOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, 2*n)
 	switch d := out.Data().(type) {
 	case []float32:
-		gateBackward(f32(in[0]), f32(in[1]), f32(in[2]), d[:n], d[n:])
+		if !gateBackwardFast(f32(in[0]), f32(in[1]), f32(in[2]), d[:n], d[n:]) {
+			gateBackward(f32(in[0]), f32(in[1]), f32(in[2]), d[:n], d[n:])
+		}
 	case []float64:
 		gateBackward(f64(in[0]), f64(in[1]), f64(in[2]), d[:n], d[n:])
 	}
@@ -134,7 +138,13 @@ func (o reluSqOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
-		reluSq(o.back, f32(in[0]), in, d)
+		var g []float32
+		if o.back {
+			g = f32(in[1])
+		}
+		if !reluSqFast(f32(in[0]), g, d) {
+			reluSq(o.back, f32(in[0]), in, d)
+		}
 	case []float64:
 		reluSq(o.back, f64(in[0]), in, d)
 	}

@@ -39,7 +39,9 @@ func (o shiftMixOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.B*o.T, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
-		shiftMixForward(f32(in[0]), f32(in[1]), f32(in[2]), d, o.B, o.T, o.C)
+		if !shiftMixForwardFast(f32(in[0]), f32(in[1]), f32(in[2]), d, o.B, o.T, o.C) {
+			shiftMixForward(f32(in[0]), f32(in[1]), f32(in[2]), d, o.B, o.T, o.C)
+		}
 	case []float64:
 		shiftMixForward(f64(in[0]), f64(in[1]), f64(in[2]), d, o.B, o.T, o.C)
 	}

@@ -69,3 +69,44 @@ func TestWKVFastMatchesGo(t *testing.T) {
 		})
 	}
 }
+
+// TestElementwiseFastMatchesGo compares the AVX2 gate, relu² and shift-mix kernels with the Go
+// ones, on lengths that are not multiples of 8.
+func TestElementwiseFastMatchesGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
+	}
+	const B, T, C = 2, 5, 37
+	n := B * T * C
+	rng := rand.New(rand.NewPCG(1, 1))
+	r := func(k int, scale float64) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(scale * rng.NormFloat64())
+		}
+		return x
+	}
+	a, b, g, prev, mix := r(n, 6), r(n, 1), r(n, 1), r(B*C, 1), r(C, 0.5)
+	check := func(name string, fast, slow []float32) {
+		t.Helper()
+		for i := range slow {
+			if d := math.Abs(float64(fast[i] - slow[i])); d > 1e-6*(1+math.Abs(float64(slow[i]))) {
+				t.Fatalf("%s[%d]: avx2 %v, go %v", name, i, fast[i], slow[i])
+			}
+		}
+	}
+	f1, s1, f2, s2 := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	gateForwardFast(a, b, f1)
+	gateForward(a, b, s1)
+	check("gate", f1, s1)
+	gateBackwardFast(a, b, g, f1, f2)
+	gateBackward(a, b, g, s1, s2)
+	check("gate gr", f1, s1)
+	check("gate gy", f2, s2)
+	reluSqFast(a, nil, f1)
+	reluSq(false, a, nil, s1)
+	check("relu²", f1, s1)
+	shiftMixForwardFast(a, prev, mix, f1, B, T, C)
+	shiftMixForward(a, prev, mix, s1, B, T, C)
+	check("shift-mix", f1, s1)
+}

@@ -183,6 +183,67 @@ RW_AVX2 void rw_wkv_bwd(int T, int C, int W, const float* w, const float* u, con
 	}
 }
 
+
+// Elementwise float32 kernels over [0, n): the sigmoid gate, relu squared and the token shift
+// + mix, forward and backward.
+RW_AVX2 void rw_gate_fwd(long n, const float* r, const float* y, float* out) {
+	long i = 0;
+	__m256 one = _mm256_set1_ps(1.0f);
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r + i)));
+		_mm256_storeu_ps(out + i, _mm256_div_ps(_mm256_loadu_ps(y + i), _mm256_add_ps(one, e)));
+	}
+	for (; i < n; i++) out[i] = y[i] / (1.0f + rw_exp1(-r[i]));
+}
+
+RW_AVX2 void rw_gate_bwd(long n, const float* r, const float* y, const float* g, float* gr, float* gy) {
+	long i = 0;
+	__m256 one = _mm256_set1_ps(1.0f);
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(r + i)));
+		__m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+		__m256 gg = _mm256_loadu_ps(g + i);
+		__m256 gs = _mm256_mul_ps(gg, s);
+		_mm256_storeu_ps(gy + i, gs);
+		_mm256_storeu_ps(gr + i, _mm256_mul_ps(_mm256_mul_ps(gs, _mm256_loadu_ps(y + i)), _mm256_sub_ps(one, s)));
+	}
+	for (; i < n; i++) {
+		float s = 1.0f / (1.0f + rw_exp1(-r[i]));
+		gy[i] = g[i] * s;
+		gr[i] = g[i] * s * y[i] * (1.0f - s);
+	}
+}
+
+RW_AVX2 void rw_relusq(long n, const float* k, const float* g, float* out) {
+	long i = 0;
+	__m256 zero = _mm256_setzero_ps();
+	if (g == NULL) {
+		for (; i + 8 <= n; i += 8) {
+			__m256 x = _mm256_max_ps(_mm256_loadu_ps(k + i), zero);
+			_mm256_storeu_ps(out + i, _mm256_mul_ps(x, x));
+		}
+		for (; i < n; i++) { float x = k[i] > 0 ? k[i] : 0; out[i] = x * x; }
+		return;
+	}
+	__m256 two = _mm256_set1_ps(2.0f);
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_max_ps(_mm256_loadu_ps(k + i), zero);
+		_mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(two, x), _mm256_loadu_ps(g + i)));
+	}
+	for (; i < n; i++) { float x = k[i] > 0 ? k[i] : 0; out[i] = 2 * x * g[i]; }
+}
+
+// rw_mix_row: out = x*m + xx*(1-m) over C channels.
+RW_AVX2 void rw_mix_row(int C, const float* x, const float* xx, const float* m, float* out) {
+	int c = 0;
+	for (; c + 8 <= C; c += 8) {
+		__m256 vm = _mm256_loadu_ps(m + c), vxx = _mm256_loadu_ps(xx + c);
+		__m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + c), vxx);
+		_mm256_storeu_ps(out + c, _mm256_fmadd_ps(d, vm, vxx));
+	}
+	for (; c < C; c++) out[c] = x[c] * m[c] + xx[c] * (1 - m[c]);
+}
+
 int rw_have_avx2(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -265,5 +326,56 @@ func wkvBackwardFast(B, T, Cn int, decay, first, k, v, s0, gy, gsT, gdecay, gfir
 		}
 		gdecay[c], gfirst[c] = float32(sw), float32(su)
 	}
+	return true
+}
+
+// gateForwardFast is gateForward for float32 in C.
+func gateForwardFast(r, y, out []float32) bool {
+	if !haveAVX2 {
+		return false
+	}
+	parallelFor(len(r), pieces(len(r), 1), func(_, lo, hi int) {
+		C.rw_gate_fwd(C.long(hi-lo), fptr(r[lo:]), fptr(y[lo:]), fptr(out[lo:]))
+	})
+	return true
+}
+
+// gateBackwardFast is gateBackward for float32 in C.
+func gateBackwardFast(r, y, g, gr, gy []float32) bool {
+	if !haveAVX2 {
+		return false
+	}
+	parallelFor(len(r), pieces(len(r), 1), func(_, lo, hi int) {
+		C.rw_gate_bwd(C.long(hi-lo), fptr(r[lo:]), fptr(y[lo:]), fptr(g[lo:]), fptr(gr[lo:]), fptr(gy[lo:]))
+	})
+	return true
+}
+
+// reluSqFast is reluSq for float32 in C; g is nil for the forward.
+func reluSqFast(k, g, out []float32) bool {
+	if !haveAVX2 {
+		return false
+	}
+	parallelFor(len(k), pieces(len(k), 1), func(_, lo, hi int) {
+		var gp *C.float
+		if g != nil {
+			gp = fptr(g[lo:])
+		}
+		C.rw_relusq(C.long(hi-lo), fptr(k[lo:]), gp, fptr(out[lo:]))
+	})
+	return true
+}
+
+// shiftMixForwardFast is shiftMixForward for float32 in C.
+func shiftMixForwardFast(x, prev, mix, out []float32, B, T, Cn int) bool {
+	if !haveAVX2 {
+		return false
+	}
+	parallelFor(B*T, pieces(B*T, Cn), func(_, lo, hi int) {
+		for r := lo; r < hi; r++ {
+			b, t := r/T, r%T
+			C.rw_mix_row(C.int(Cn), fptr(x[r*Cn:]), fptr(prevRow(x, prev, b, t, T, Cn)), fptr(mix), fptr(out[r*Cn:]))
+		}
+	})
 	return true
 }

@@ -1,0 +1,16 @@
+//go:build !(cgo && amd64)
+
+package model
+
+const haveAVX2 = false
+
+func wkvForwardFast(B, T, C int, decay, first, k, v, s0, y, sT []float32) bool { return false }
+
+func wkvBackwardFast(B, T, C int, decay, first, k, v, s0, gy, gsT, gdecay, gfirst, gk, gv, gs0 []float32) bool {
+	return false
+}
+
+func gateForwardFast(r, y, out []float32) bool                          { return false }
+func gateBackwardFast(r, y, g, gr, gy []float32) bool                   { return false }
+func reluSqFast(k, g, out []float32) bool                               { return false }
+func shiftMixForwardFast(x, prev, mix, out []float32, B, T, C int) bool { return false }
