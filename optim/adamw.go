@@ -104,6 +104,16 @@ func NewAdamW[F Float](params []Param[F], cfg AdamWConfig) *AdamW[F] {
 // Params returns the parameters the optimiser updates (shared).
 func (o *AdamW[F]) Params() []Param[F] { return o.params }
 
+// SetGrad points parameter i's gradient at g, which must have one value per element: a
+// trainer can hand over gradient buffers it does not own instead of copying into Grad.
+func (o *AdamW[F]) SetGrad(i int, g []F) error {
+	if i < 0 || i >= len(o.params) || len(g) != len(o.params[i].Data) {
+		return fmt.Errorf("optim: set grad %d: %d values for a parameter of %d", i, len(g), len(o.params[i%max(len(o.params), 1)].Data))
+	}
+	o.params[i].Grad = g
+	return nil
+}
+
 // Steps returns the number of steps taken so far.
 func (o *AdamW[F]) Steps() int64 { return o.step }
 

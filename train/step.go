@@ -21,10 +21,19 @@ type StepResult struct {
 // gradients are averaged, the NaN/Inf guard, global-norm clipping and AdamW.
 func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 	accum := t.cfg.Train.GradAccum
-	for i := range t.params {
-		clear(t.params[i].Grad)
-	}
 	var res StepResult
+	if t.directGrads() {
+		loss, err := t.directBatch(t.loader.Next())
+		if err != nil {
+			return res, err
+		}
+		res.Loss = loss
+		accum = 0
+	} else {
+		for i := range t.params {
+			clear(t.params[i].Grad)
+		}
+	}
 	for a := 0; a < accum; a++ {
 		loss, err := t.microBatch(t.loader.Next(), 1/float64(accum))
 		if err != nil {
@@ -53,6 +62,24 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 	t.opt.Step(lr)
 	t.step++
 	return res, nil
+}
+
+// directBatch runs one micro-batch and points the optimiser's gradients at the graph's.
+func (t *Trainer) directBatch(b *data.Batch) (float64, error) {
+	if err := t.graph.SetTokens(b.X, b.Y); err != nil {
+		return 0, err
+	}
+	if err := t.graph.Run(); err != nil {
+		return 0, err
+	}
+	for i := range t.params {
+		g := t.graph.Grad(i).Data().([]float32)
+		t.params[i].Grad = g
+		if err := t.opt.SetGrad(i, g); err != nil {
+			return 0, err
+		}
+	}
+	return t.graph.Loss(), nil
 }
 
 // microBatch adds scale times the gradient of one micro-batch's loss to the parameters'

@@ -186,13 +186,32 @@ func (t *Trainer) buildOptimizer() error {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	t.sched = sched
+	// With one micro-batch per step and no chunks, the optimiser reads the graph's own gradient
+	// buffers (set each step) and needs none of its own; until then every parameter points at
+	// a prefix of one shared scratch slice.
+	var scratch []float32
+	if t.directGrads() {
+		n := 0
+		for _, p := range t.Model.Params {
+			n = max(n, p.Len())
+		}
+		scratch = make([]float32, n)
+	}
 	for _, p := range t.Model.Params {
 		w := p.Value.Data().([]float32)
-		t.params = append(t.params, optim.NewParam(p.Name, p.Shape, w, make([]float32, len(w)), c.Optim.LayerwiseLR))
+		g := scratch[:min(len(scratch), len(w))]
+		if !t.directGrads() {
+			g = make([]float32, len(w))
+		}
+		t.params = append(t.params, optim.NewParam(p.Name, p.Shape, w, g, c.Optim.LayerwiseLR))
 	}
 	t.opt = optim.NewAdamW(t.params, c.Optim.AdamWConfig)
 	return nil
 }
+
+// directGrads reports whether a step's gradient is exactly one graph run's, so that the
+// optimiser can read the graph's gradient buffers without an accumulation copy.
+func (t *Trainer) directGrads() bool { return t.cfg.Train.GradAccum == 1 && t.chunks == nil }
 
 // Step is the number of completed optimiser steps.
 func (t *Trainer) Step() int { return t.step }
