@@ -235,7 +235,9 @@ func update[F Float](p, g, m, v []F, k *coeffs) {
 		return
 	}
 	if unsafe.Sizeof(p[0]) == 4 { // F's underlying type is float32
-		update32(as32(p), as32(g), as32(m), as32(v), k)
+		if !update32Fast(as32(p), as32(g), as32(m), as32(v), k) {
+			update32(as32(p), as32(g), as32(m), as32(v), k)
+		}
 		return
 	}
 	update64(as64(p), as64(g), as64(m), as64(v), k)
