@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	threads := fs.Int("threads", 2, "threads for PyTorch (ours: GOMAXPROCS and OpenBLAS's own setting)")
 	peak := fs.Bool("peak", true, "measure the fp32 peak (sgemm 2048³) for the MFU")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of rwkv-go's steps to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile (after the steps) to this file")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: rwkv-train bench [flags]\n\nFull training steps (forward, backward, clipping, AdamW) on random tokens.\n\n")
 		fs.PrintDefaults()
@@ -67,11 +70,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(stderr, "bench %v batch %d, %d steps (+%d warm-up), blas %s\n", cfg, *batch, *steps, *warmup, blas.Backend())
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+			return exitError
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+	}
 	res, err := train.Bench(ctx, train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
 		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1})
 	if err != nil {
 		fmt.Fprintf(stderr, "rwkv-train: bench: %v\n", err)
 		return exitError
+	}
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+			return exitError
+		}
 	}
 	reports := []benchReport{{Impl: "rwkv-go (" + blas.Backend() + ")", TokensPerSec: res.TokensPerSec,
 		StepSeconds: res.StepSeconds, PeakRSSMiB: peakRSSMiB()}}
@@ -109,6 +130,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "fp32 peak (sgemm 2048³): %.0f GFLOP/s; model FLOPs %.3g per token\n", gflops, res.FLOPsPerToken)
 	}
 	return exitOK
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // peakRSSMiB is this process's peak resident set size: VmHWM from /proc/self/status, else
