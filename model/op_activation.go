@@ -64,6 +64,7 @@ func gateForward[F Float](r, y, out []F) {
 
 // gateBackOp: (r, y, g) -> packed [gr | gy].
 type gateBackOp struct {
+	opBase
 	fwd gateOp
 	buf *outBuf
 }
@@ -98,9 +99,6 @@ func gateBackward[F Float](r, y, g, gr, gy []F) {
 	})
 }
 
-func (o gateBackOp) ReturnsPtr() bool      { return false }
-func (o gateBackOp) CallsExtern() bool     { return false }
-func (o gateBackOp) OverwritesInput() int  { return -1 }
 func (o gateBackOp) String() string        { return "GateBack" + o.fwd.String()[4:] }
 func (o gateBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o gateBackOp) Hashcode() uint32      { return hashcode(o) }

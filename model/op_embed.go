@@ -61,6 +61,7 @@ func (o embedOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 
 // embedBackOp: (ids, g (N,C)) -> (V,C), each row of g added to row ids[i].
 type embedBackOp struct {
+	opBase
 	fwd embedOp
 	buf *outBuf
 }
@@ -94,9 +95,6 @@ func scatterAddRows[F Float](g []F, ids []int, out []F, C int) {
 	})
 }
 
-func (o embedBackOp) ReturnsPtr() bool      { return false }
-func (o embedBackOp) CallsExtern() bool     { return false }
-func (o embedBackOp) OverwritesInput() int  { return -1 }
 func (o embedBackOp) String() string        { return "EmbedBack" + o.fwd.String()[5:] }
 func (o embedBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o embedBackOp) Hashcode() uint32      { return hashcode(o) }

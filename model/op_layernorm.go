@@ -83,6 +83,7 @@ func lnForward[F Float](x, w, b, y []F, N, C int) {
 // layerNormBackOp: (x, weight, gy) -> packed [gx (N*C) | gweight (C) | gbias (C)]. It recomputes
 // the row statistics rather than keeping them from the forward pass.
 type layerNormBackOp struct {
+	opBase
 	fwd layerNormOp
 	buf *outBuf
 }
@@ -103,9 +104,6 @@ func (o layerNormBackOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	return out, nil
 }
-func (o layerNormBackOp) ReturnsPtr() bool      { return false }
-func (o layerNormBackOp) CallsExtern() bool     { return false }
-func (o layerNormBackOp) OverwritesInput() int  { return -1 }
 func (o layerNormBackOp) String() string        { return "LayerNormBack" + o.fwd.String()[9:] }
 func (o layerNormBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o layerNormBackOp) Hashcode() uint32      { return hashcode(o) }

@@ -63,6 +63,7 @@ func (o linearOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 
 // linearGradOp: (gy (N,out), W) -> gx = gy W (N,in); or (gy, x) -> gW = gyᵀ x (out,in).
 type linearGradOp struct {
+	opBase
 	fwd  linearOp
 	wrtW bool
 	buf  *outBuf
@@ -97,9 +98,6 @@ func linearGrad[F Float](o linearOp, wrtW bool, gy, other, out []F) {
 	blas.Gemm(false, false, o.N, o.In, o.Out, 1, gy, o.Out, other, o.In, 0, out, o.In)
 }
 
-func (o linearGradOp) ReturnsPtr() bool     { return false }
-func (o linearGradOp) CallsExtern() bool    { return false }
-func (o linearGradOp) OverwritesInput() int { return -1 }
 func (o linearGradOp) String() string {
 	return fmt.Sprintf("LinearGrad{wrtW=%v,%v}", o.wrtW, o.fwd)
 }

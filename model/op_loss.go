@@ -95,6 +95,7 @@ func logSumExp[F Float](row []F) float64 {
 
 // crossEntropyBackOp: (logits, targets, g scalar) -> g*(softmax - onehot)/N (+ L2Wrap) (N,V).
 type crossEntropyBackOp struct {
+	opBase
 	fwd crossEntropyOp
 	buf *outBuf
 }
@@ -121,9 +122,6 @@ func (o crossEntropyBackOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	return out, nil
 }
-func (o crossEntropyBackOp) ReturnsPtr() bool      { return false }
-func (o crossEntropyBackOp) CallsExtern() bool     { return false }
-func (o crossEntropyBackOp) OverwritesInput() int  { return -1 }
 func (o crossEntropyBackOp) String() string        { return "CrossEntropyBack" + o.fwd.String()[12:] }
 func (o crossEntropyBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o crossEntropyBackOp) Hashcode() uint32      { return hashcode(o) }

@@ -82,6 +82,7 @@ func shiftMixForward[F Float](x, prev, mix, out []F, B, T, C int) {
 
 // shiftMixBackOp: (x, prev, mix, g) -> packed [gx (B*T*C) | gprev (B*C) | gmix (C)].
 type shiftMixBackOp struct {
+	opBase
 	fwd shiftMixOp
 	buf *outBuf
 }
@@ -104,9 +105,6 @@ func (o shiftMixBackOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	return out, nil
 }
-func (o shiftMixBackOp) ReturnsPtr() bool      { return false }
-func (o shiftMixBackOp) CallsExtern() bool     { return false }
-func (o shiftMixBackOp) OverwritesInput() int  { return -1 }
 func (o shiftMixBackOp) String() string        { return "ShiftMixBack" + o.fwd.String()[8:] }
 func (o shiftMixBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o shiftMixBackOp) Hashcode() uint32      { return hashcode(o) }

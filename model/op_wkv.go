@@ -70,6 +70,7 @@ func (o wkvOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 
 // wkvBackOp: (decay, first, k, v, s0, g (B*T+3B, C)) -> packed [gdecay | gfirst | gk | gv | gs0].
 type wkvBackOp struct {
+	opBase
 	fwd wkvOp
 	buf *outBuf
 }
@@ -102,9 +103,6 @@ func (o wkvBackOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	return out, nil
 }
-func (o wkvBackOp) ReturnsPtr() bool      { return false }
-func (o wkvBackOp) CallsExtern() bool     { return false }
-func (o wkvBackOp) OverwritesInput() int  { return -1 }
 func (o wkvBackOp) String() string        { return "WKVBack" + o.fwd.String()[3:] }
 func (o wkvBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o wkvBackOp) Hashcode() uint32      { return hashcode(o) }
