@@ -4,6 +4,7 @@ package model
 
 /*
 #cgo CFLAGS: -O2
+#cgo LDFLAGS: -lm
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -244,6 +245,88 @@ RW_AVX2 void rw_mix_row(int C, const float* x, const float* xx, const float* m, 
 	for (; c < C; c++) out[c] = x[c] * m[c] + xx[c] * (1 - m[c]);
 }
 
+
+RW_AVX2 static inline float rw_hsum(__m256 v) {
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+	return _mm_cvtss_f32(lo);
+}
+
+// rw_row_stats returns the mean of a row of C (a multiple of 8) and stores 1/sqrt(var+1e-5).
+RW_AVX2 static float rw_row_stats(int C, const float* x, float* rstd) {
+	__m256 s = _mm256_setzero_ps();
+	for (int c = 0; c < C; c += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(x + c));
+	float mean = rw_hsum(s) / C;
+	__m256 vm = _mm256_set1_ps(mean), q = _mm256_setzero_ps();
+	for (int c = 0; c < C; c += 8) {
+		__m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + c), vm);
+		q = _mm256_fmadd_ps(d, d, q);
+	}
+	*rstd = 1.0f / __builtin_sqrtf(rw_hsum(q) / C + 1e-5f);
+	return mean;
+}
+
+// LayerNorm over rows of C channels (C a multiple of 8).
+RW_AVX2 void rw_ln_fwd(long rows, int C, const float* x, const float* w, const float* b, float* y) {
+	for (long r = 0; r < rows; r++) {
+		const float* xr = x + r * C;
+		float* yr = y + r * C;
+		float rstd;
+		float mean = rw_row_stats(C, xr, &rstd);
+		__m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
+		for (int c = 0; c < C; c += 8) {
+			__m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
+			_mm256_storeu_ps(yr + c, _mm256_fmadd_ps(xh, _mm256_loadu_ps(w + c), _mm256_loadu_ps(b + c)));
+		}
+	}
+}
+
+// LayerNorm backward: gx for every row; the weight and bias gradients are added to pw, pb.
+RW_AVX2 void rw_ln_bwd(long rows, int C, const float* x, const float* w, const float* gy, float* gx, float* pw, float* pb) {
+	for (long r = 0; r < rows; r++) {
+		const float* xr = x + r * C;
+		const float* gr = gy + r * C;
+		float* gxr = gx + r * C;
+		float rstd;
+		float mean = rw_row_stats(C, xr, &rstd);
+		__m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
+		__m256 sg = _mm256_setzero_ps(), sgx = _mm256_setzero_ps();
+		for (int c = 0; c < C; c += 8) {
+			__m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
+			__m256 g = _mm256_loadu_ps(gr + c);
+			__m256 gxh = _mm256_mul_ps(g, _mm256_loadu_ps(w + c));
+			sg = _mm256_add_ps(sg, gxh);
+			sgx = _mm256_fmadd_ps(gxh, xh, sgx);
+			_mm256_storeu_ps(pw + c, _mm256_fmadd_ps(g, xh, _mm256_loadu_ps(pw + c)));
+			_mm256_storeu_ps(pb + c, _mm256_add_ps(g, _mm256_loadu_ps(pb + c)));
+		}
+		__m256 msg = _mm256_set1_ps(rw_hsum(sg) / C), msgx = _mm256_set1_ps(rw_hsum(sgx) / C);
+		for (int c = 0; c < C; c += 8) {
+			__m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + c), vm), vr);
+			__m256 gxh = _mm256_mul_ps(_mm256_loadu_ps(gr + c), _mm256_loadu_ps(w + c));
+			__m256 t = _mm256_sub_ps(_mm256_sub_ps(gxh, msg), _mm256_mul_ps(xh, msgx));
+			_mm256_storeu_ps(gxr + c, _mm256_mul_ps(vr, t));
+		}
+	}
+}
+
+// Token shift + mix backward for one row: gx = g*m (+ gnext*(1-m) unless gnext is NULL);
+// pm += g*(x - xx).
+RW_AVX2 void rw_mix_row_bwd(int C, const float* x, const float* xx, const float* g, const float* gnext,
+		const float* m, float* gx, float* pm) {
+	__m256 one = _mm256_set1_ps(1.0f);
+	for (int c = 0; c < C; c += 8) {
+		__m256 vm = _mm256_loadu_ps(m + c), vg = _mm256_loadu_ps(g + c);
+		__m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(xx + c));
+		_mm256_storeu_ps(pm + c, _mm256_fmadd_ps(vg, d, _mm256_loadu_ps(pm + c)));
+		__m256 o = _mm256_mul_ps(vg, vm);
+		if (gnext) o = _mm256_fmadd_ps(_mm256_loadu_ps(gnext + c), _mm256_sub_ps(one, vm), o);
+		_mm256_storeu_ps(gx + c, o);
+	}
+}
+
 int rw_have_avx2(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -377,5 +460,74 @@ func shiftMixForwardFast(x, prev, mix, out []float32, B, T, Cn int) bool {
 			C.rw_mix_row(C.int(Cn), fptr(x[r*Cn:]), fptr(prevRow(x, prev, b, t, T, Cn)), fptr(mix), fptr(out[r*Cn:]))
 		}
 	})
+	return true
+}
+
+// lnForwardFast is lnForward for float32 in C (C a multiple of 8).
+func lnForwardFast(x, w, b, y []float32, N, Cn int) bool {
+	if !haveAVX2 || Cn%8 != 0 {
+		return false
+	}
+	parallelFor(N, pieces(N, Cn), func(_, lo, hi int) {
+		C.rw_ln_fwd(C.long(hi-lo), C.int(Cn), fptr(x[lo*Cn:]), fptr(w), fptr(b), fptr(y[lo*Cn:]))
+	})
+	return true
+}
+
+// lnBackwardFast is lnBackward for float32 in C (C a multiple of 8). The weight and bias
+// gradients are summed per piece in float32 and across pieces, in order, in float64.
+func lnBackwardFast(x, w, gy, gx, gw, gb []float32, N, Cn int) bool {
+	if !haveAVX2 || Cn%8 != 0 {
+		return false
+	}
+	np := pieces(N, Cn)
+	part := make([]float32, 2*np*Cn)
+	parallelFor(N, np, func(p, lo, hi int) {
+		C.rw_ln_bwd(C.long(hi-lo), C.int(Cn), fptr(x[lo*Cn:]), fptr(w), fptr(gy[lo*Cn:]), fptr(gx[lo*Cn:]),
+			fptr(part[2*p*Cn:]), fptr(part[(2*p+1)*Cn:]))
+	})
+	for c := 0; c < Cn; c++ {
+		var sw, sb float64
+		for p := 0; p < np; p++ {
+			sw += float64(part[2*p*Cn+c])
+			sb += float64(part[(2*p+1)*Cn+c])
+		}
+		gw[c], gb[c] = float32(sw), float32(sb)
+	}
+	return true
+}
+
+// shiftMixBackwardFast is shiftMixBackward for float32 in C (C a multiple of 8).
+func shiftMixBackwardFast(x, prev, mix, g, gx, gprev, gmix []float32, B, T, Cn int) bool {
+	if !haveAVX2 || Cn%8 != 0 {
+		return false
+	}
+	np := pieces(B*T, Cn)
+	part := make([]float32, np*Cn)
+	parallelFor(B*T, np, func(p, lo, hi int) {
+		pm := fptr(part[p*Cn:])
+		for r := lo; r < hi; r++ {
+			b, t := r/T, r%T
+			var gnext *C.float
+			if t+1 < T {
+				gnext = fptr(g[(r+1)*Cn:])
+			}
+			C.rw_mix_row_bwd(C.int(Cn), fptr(x[r*Cn:]), fptr(prevRow(x, prev, b, t, T, Cn)), fptr(g[r*Cn:]), gnext,
+				fptr(mix), fptr(gx[r*Cn:]), pm)
+			if t == 0 {
+				gp, gr := gprev[b*Cn:(b+1)*Cn], g[r*Cn:(r+1)*Cn]
+				for c, m := range mix {
+					gp[c] = gr[c] * (1 - m)
+				}
+			}
+		}
+	})
+	for c := 0; c < Cn; c++ {
+		var s float64
+		for p := 0; p < np; p++ {
+			s += float64(part[p*Cn+c])
+		}
+		gmix[c] = float32(s)
+	}
 	return true
 }

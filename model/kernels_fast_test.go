@@ -110,3 +110,49 @@ func TestElementwiseFastMatchesGo(t *testing.T) {
 	shiftMixForward(a, prev, mix, s1, B, T, C)
 	check("shift-mix", f1, s1)
 }
+
+// TestRowKernelsFastMatchGo compares the AVX2 LayerNorm and shift-mix backward with the Go ones.
+func TestRowKernelsFastMatchGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
+	}
+	const B, T, C = 3, 7, 40
+	N := B * T
+	rng := rand.New(rand.NewPCG(2, 2))
+	r := func(k int, scale, shift float64) []float32 {
+		x := make([]float32, k)
+		for i := range x {
+			x[i] = float32(shift + scale*rng.NormFloat64())
+		}
+		return x
+	}
+	x, g, w, b, prev, mix := r(N*C, 2, 0.5), r(N*C, 1, 0), r(C, 0.3, 1), r(C, 0.3, 0), r(B*C, 1, 0), r(C, 0.3, 0.5)
+	near := func(name string, fast, slow []float32, tol float64) {
+		t.Helper()
+		var scale float64
+		for _, v := range slow {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		for i := range slow {
+			if d := math.Abs(float64(fast[i] - slow[i])); d > tol*scale {
+				t.Fatalf("%s[%d]: avx2 %v, go %v", name, i, fast[i], slow[i])
+			}
+		}
+	}
+	yf, ys := make([]float32, N*C), make([]float32, N*C)
+	lnForwardFast(x, w, b, yf, N, C)
+	lnForward(x, w, b, ys, N, C)
+	near("layernorm", yf, ys, 1e-6)
+	gwf, gbf, gws, gbs := make([]float32, C), make([]float32, C), make([]float32, C), make([]float32, C)
+	lnBackwardFast(x, w, g, yf, gwf, gbf, N, C)
+	lnBackward(x, w, g, ys, gws, gbs, N, C)
+	near("layernorm gx", yf, ys, 1e-5)
+	near("layernorm gw", gwf, gws, 1e-5)
+	near("layernorm gb", gbf, gbs, 1e-5)
+	gpf, gps, gmf, gms := make([]float32, B*C), make([]float32, B*C), make([]float32, C), make([]float32, C)
+	shiftMixBackwardFast(x, prev, mix, g, yf, gpf, gmf, B, T, C)
+	shiftMixBackward(x, prev, mix, g, ys, gps, gms, B, T, C)
+	near("shift-mix gx", yf, ys, 1e-6)
+	near("shift-mix gprev", gpf, gps, 1e-6)
+	near("shift-mix gmix", gmf, gms, 1e-5)
+}

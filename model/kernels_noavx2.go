@@ -10,7 +10,10 @@ func wkvBackwardFast(B, T, C int, decay, first, k, v, s0, gy, gsT, gdecay, gfirs
 	return false
 }
 
-func gateForwardFast(r, y, out []float32) bool                          { return false }
-func gateBackwardFast(r, y, g, gr, gy []float32) bool                   { return false }
-func reluSqFast(k, g, out []float32) bool                               { return false }
-func shiftMixForwardFast(x, prev, mix, out []float32, B, T, C int) bool { return false }
+func gateForwardFast(r, y, out []float32) bool                                          { return false }
+func gateBackwardFast(r, y, g, gr, gy []float32) bool                                   { return false }
+func reluSqFast(k, g, out []float32) bool                                               { return false }
+func shiftMixForwardFast(x, prev, mix, out []float32, B, T, C int) bool                 { return false }
+func lnForwardFast(x, w, b, y []float32, N, C int) bool                                 { return false }
+func lnBackwardFast(x, w, gy, gx, gw, gb []float32, N, C int) bool                      { return false }
+func shiftMixBackwardFast(x, prev, mix, g, gx, gprev, gmix []float32, B, T, C int) bool { return false }

@@ -35,7 +35,9 @@ func (o layerNormOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
-		lnForward(f32(in[0]), f32(in[1]), f32(in[2]), d, o.N, o.C)
+		if !lnForwardFast(f32(in[0]), f32(in[1]), f32(in[2]), d, o.N, o.C) {
+			lnForward(f32(in[0]), f32(in[1]), f32(in[2]), d, o.N, o.C)
+		}
 	case []float64:
 		lnForward(f64(in[0]), f64(in[1]), f64(in[2]), d, o.N, o.C)
 	}
@@ -98,7 +100,9 @@ func (o layerNormBackOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, N*C+2*C)
 	switch d := out.Data().(type) {
 	case []float32:
-		lnBackward(f32(in[0]), f32(in[1]), f32(in[2]), d[:N*C], d[N*C:N*C+C], d[N*C+C:], N, C)
+		if !lnBackwardFast(f32(in[0]), f32(in[1]), f32(in[2]), d[:N*C], d[N*C:N*C+C], d[N*C+C:], N, C) {
+			lnBackward(f32(in[0]), f32(in[1]), f32(in[2]), d[:N*C], d[N*C:N*C+C], d[N*C+C:], N, C)
+		}
 	case []float64:
 		lnBackward(f64(in[0]), f64(in[1]), f64(in[2]), d[:N*C], d[N*C:N*C+C], d[N*C+C:], N, C)
 	}

@@ -99,7 +99,9 @@ func (o shiftMixBackOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, n+B*C+C)
 	switch d := out.Data().(type) {
 	case []float32:
-		shiftMixBackward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)
+		if !shiftMixBackwardFast(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C) {
+			shiftMixBackward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)
+		}
 	case []float64:
 		shiftMixBackward(f64(in[0]), f64(in[1]), f64(in[2]), f64(in[3]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)
 	}
