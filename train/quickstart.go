@@ -50,8 +50,10 @@ func QuickstartConfig(prefix, outDir string) Config {
 	c.Model.Config = model.Config{Layers: 4, Embd: 128, Vocab: 256, CtxLen: 128}
 	c.Data = data.Config{Train: prefix, Val: prefix + "_val", Sampling: "random"}
 	c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = 4e-3, 4e-4, 20
-	c.Train.MicroBsz, c.Train.MaxSteps = 16, 600
-	c.Train.EvalEvery, c.Train.EvalTokens, c.Train.LogEvery = 200, 1<<16, 25
+	// 500 steps of 2048 tokens: about 1.5 minutes with OpenBLAS and the AVX2 kernels, about 7
+	// with the pure-Go fallback (measured on 2 cores), and far below the unigram baseline.
+	c.Train.MicroBsz, c.Train.MaxSteps = 16, 500
+	c.Train.EvalEvery, c.Train.EvalTokens, c.Train.LogEvery = 250, 1<<16, 25
 	c.Checkpoint.Keep = 2
 	c.OutDir = outDir
 	return c
