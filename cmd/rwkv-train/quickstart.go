@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/train"
 )
 
@@ -52,6 +53,12 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stderr, "corpus: %d files, %d training bytes, %d validation bytes\n", st.Docs+st.ValDocs, st.Tokens, st.ValTokens)
 	cfg := train.QuickstartConfig(prefix, *out)
+	if !strings.HasPrefix(blas.Backend(), "openblas") && *steps == 0 {
+		// The pure-Go BLAS is about 5x slower here: fewer steps keep the run near 5 minutes.
+		cfg.Train.MaxSteps, cfg.Train.EvalEvery = 300, 150
+		fmt.Fprintf(stderr, "no OpenBLAS (%s): training %d steps instead of 500; install libopenblas0 and build with cgo for the full recipe\n",
+			blas.Backend(), cfg.Train.MaxSteps)
+	}
 	if *steps > 0 {
 		cfg.Train.MaxSteps = *steps
 		cfg.Train.EvalEvery = max(1, *steps/3)
