@@ -42,7 +42,13 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 		res.Loss += loss / float64(accum)
 	}
 	t.tokens += t.cfg.TokensPerStep()
-	res.GradNorm = optim.GradNorm(t.params)
+	// Clipping measures the norm itself; a non-finite norm leaves nothing to update, so scaling
+	// the (about to be discarded) gradient by it does no harm.
+	if t.cfg.Optim.GradClip > 0 {
+		res.GradNorm = optim.ClipGlobalNorm(t.params, t.cfg.Optim.GradClip)
+	} else {
+		res.GradNorm = optim.GradNorm(t.params)
+	}
 	if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) || math.IsInf(res.GradNorm, 0) || math.IsNaN(res.GradNorm) {
 		res.Skipped = true
 		t.badInRow++
@@ -56,9 +62,6 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 		return res, nil
 	}
 	t.badInRow = 0
-	if t.cfg.Optim.GradClip > 0 {
-		optim.ClipGlobalNorm(t.params, t.cfg.Optim.GradClip)
-	}
 	t.opt.Step(lr)
 	t.step++
 	return res, nil
