@@ -51,6 +51,9 @@ func (m *Model) NewGraph(opts GraphOptions) (*Graph, error) {
 	if err := gr.build(); err != nil {
 		return nil, fmt.Errorf("model: build graph %v B=%d T=%d: %w", m.Config, opts.B, opts.T, err)
 	}
+	if err := gr.share(); err != nil {
+		return nil, fmt.Errorf("model: build graph %v B=%d T=%d: %w", m.Config, opts.B, opts.T, err)
+	}
 	gr.vm = G.NewTapeMachine(gr.g)
 	gr.SetState(nil)
 	return gr, nil
@@ -133,6 +136,23 @@ func (gr *Graph) build() error {
 	}
 	gr.grads, gr.stateGrads = grads[:len(gr.params)], grads[len(gr.params):]
 	return nil
+}
+
+// shareOutputs is switched off by a test that checks sharing changes no result.
+var shareOutputs = true
+
+// share lets intermediate values that are never alive together use the same memory; the
+// values read after Run keep their own.
+func (gr *Graph) share() error {
+	if !shareOutputs {
+		return nil
+	}
+	keep := append(G.Nodes{gr.logits}, gr.stateOut...)
+	if gr.loss != nil {
+		keep = append(keep, gr.loss, gr.objective)
+	}
+	keep = append(append(keep, gr.grads...), gr.stateGrads...)
+	return shareBuffers(gr.g, keep)
 }
 
 // indexOf is the position of a parameter in m.Params.

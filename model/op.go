@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -59,7 +60,19 @@ func newDense(dt tensor.Dtype, shape ...int) *tensor.Dense {
 // allocating (and the runtime zeroing and faulting in) a new tensor. Each op node has its own;
 // a value read after Run (logits, gradients) is valid until the next Run. A nil *outBuf
 // allocates every time.
-type outBuf struct{ t *tensor.Dense }
+type outBuf struct {
+	t    *tensor.Dense
+	slot *bufSlot // memory shared with ops whose outputs are never alive at the same time
+}
+
+// bufSlot is memory that several ops' outputs take turns in (see shareBuffers).
+type bufSlot struct {
+	f32 []float32
+	f64 []float64
+}
+
+// bufferedOp is an op that keeps its output in an outBuf.
+type bufferedOp interface{ outBuffer() *outBuf }
 
 func newOutBuf() *outBuf { return &outBuf{} }
 
@@ -68,6 +81,9 @@ func newOutBuf() *outBuf { return &outBuf{} }
 func (b *outBuf) get(dt tensor.Dtype, zero bool, shape ...int) *tensor.Dense {
 	if b == nil {
 		return newDense(dt, shape...)
+	}
+	if b.slot != nil {
+		return b.fromSlot(dt, zero, shape)
 	}
 	if b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(tensor.Shape(shape)) {
 		b.t = newDense(dt, shape...)
@@ -80,6 +96,37 @@ func (b *outBuf) get(dt tensor.Dtype, zero bool, shape ...int) *tensor.Dense {
 		case []float64:
 			clear(d)
 		}
+	}
+	return b.t
+}
+
+// fromSlot returns a tensor over the slot's memory, growing it if needed.
+func (b *outBuf) fromSlot(dt tensor.Dtype, zero bool, shape []int) *tensor.Dense {
+	n := tensor.Shape(shape).TotalSize()
+	var back any
+	var first unsafe.Pointer
+	switch dt {
+	case tensor.Float32:
+		if len(b.slot.f32) < n {
+			b.slot.f32 = make([]float32, n)
+		}
+		d := b.slot.f32[:n:n]
+		if zero {
+			clear(d)
+		}
+		back, first = d, unsafe.Pointer(&d[0])
+	default:
+		if len(b.slot.f64) < n {
+			b.slot.f64 = make([]float64, n)
+		}
+		d := b.slot.f64[:n:n]
+		if zero {
+			clear(d)
+		}
+		back, first = d, unsafe.Pointer(&d[0])
+	}
+	if b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(tensor.Shape(shape)) || b.t.Uintptr() != uintptr(first) {
+		b.t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(back))
 	}
 	return b.t
 }
@@ -243,3 +290,5 @@ func split(packed *G.Node, shapes ...[]int) (G.Nodes, error) {
 	}
 	return out, nil
 }
+
+func (o scatterOp) outBuffer() *outBuf { return o.buf }

@@ -178,3 +178,7 @@ func (o reluSqOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	g, err := G.ApplyOp(b, in[0], grad)
 	return G.Nodes{g}, err
 }
+
+func (o gateOp) outBuffer() *outBuf     { return o.buf }
+func (o gateBackOp) outBuffer() *outBuf { return o.buf }
+func (o reluSqOp) outBuffer() *outBuf   { return o.buf }

@@ -157,3 +157,7 @@ func (o lastRowsOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	g, err := G.ApplyOp(b, grad)
 	return G.Nodes{g}, err
 }
+
+func (o embedOp) outBuffer() *outBuf     { return o.buf }
+func (o embedBackOp) outBuffer() *outBuf { return o.buf }
+func (o lastRowsOp) outBuffer() *outBuf  { return o.buf }

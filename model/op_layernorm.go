@@ -147,3 +147,6 @@ func lnBackward[F Float](x, w, gy, gx, gw, gb []F, N, C int) {
 		gw[c], gb[c] = F(sw), F(sb)
 	}
 }
+
+func (o layerNormOp) outBuffer() *outBuf     { return o.buf }
+func (o layerNormBackOp) outBuffer() *outBuf { return o.buf }

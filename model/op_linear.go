@@ -103,3 +103,6 @@ func (o linearGradOp) String() string {
 }
 func (o linearGradOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o linearGradOp) Hashcode() uint32      { return hashcode(o) }
+
+func (o linearOp) outBuffer() *outBuf     { return o.buf }
+func (o linearGradOp) outBuffer() *outBuf { return o.buf }

@@ -222,3 +222,5 @@ func (o scaleOp) Do(in ...G.Value) (G.Value, error) {
 func (o scaleOp) String() string        { return fmt.Sprintf("Scale{%v}", o.shape) }
 func (o scaleOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o scaleOp) Hashcode() uint32      { return hashcode(o) }
+
+func (o crossEntropyBackOp) outBuffer() *outBuf { return o.buf }

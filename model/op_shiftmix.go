@@ -145,3 +145,6 @@ func shiftMixBackward[F Float](x, prev, mix, g, gx, gprev, gmix []F, B, T, C int
 		gmix[c] = F(s)
 	}
 }
+
+func (o shiftMixOp) outBuffer() *outBuf     { return o.buf }
+func (o shiftMixBackOp) outBuffer() *outBuf { return o.buf }

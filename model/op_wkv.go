@@ -109,3 +109,6 @@ func (o wkvBackOp) Hashcode() uint32      { return hashcode(o) }
 
 func f32(v G.Value) []float32 { return v.Data().([]float32) }
 func f64(v G.Value) []float64 { return v.Data().([]float64) }
+
+func (o wkvOp) outBuffer() *outBuf     { return o.buf }
+func (o wkvBackOp) outBuffer() *outBuf { return o.buf }
