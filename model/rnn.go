@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
@@ -55,76 +56,90 @@ type rnnKernel[F Float] struct {
 	x, xa, xf, mixed, prev     []F
 	k, v, r, y, g, att, fk, fv []F
 	out, logits                []F
+	top                        map[string][]F   // emb, ln_out, head by name
+	layers                     []map[string][]F // per layer, by the name after "blocks.N."
 }
 
 func newRNNKernel[F Float](m *Model, B int) *rnnKernel[F] {
 	C, Fd, V := m.Config.Embd, m.Config.DimFFN(), m.Config.Vocab
 	n := B * C
 	mk := func(k int) []F { return make([]F, k) }
-	return &rnnKernel[F]{m: m, B: B, C: C, F: Fd, V: V,
+	q := &rnnKernel[F]{m: m, B: B, C: C, F: Fd, V: V,
 		x: mk(n), xa: mk(n), xf: mk(n), mixed: mk(n), prev: mk(n),
 		k: mk(n), v: mk(n), r: mk(n), y: mk(n), g: mk(n), att: mk(n),
-		fk: mk(B * Fd), fv: mk(n), out: mk(n), logits: mk(B * V)}
+		fk: mk(B * Fd), fv: mk(n), out: mk(n), logits: mk(B * V),
+		top: map[string][]F{}, layers: make([]map[string][]F, m.Config.Layers)}
+	// The weight slices are looked up once; they share memory with the Model's tensors.
+	for i := range q.layers {
+		q.layers[i] = map[string][]F{}
+	}
+	for _, p := range m.Params {
+		data := p.Value.Data().([]F)
+		if l := layerOf(p.Name); l >= 0 {
+			q.layers[l][strings.SplitN(p.Name, ".", 3)[2]] = data
+		} else {
+			q.top[p.Name] = data
+		}
+	}
+	return q
 }
 
-func (q *rnnKernel[F]) w(name string) []F { return q.m.index[name].Value.Data().([]F) }
-
 // linear computes out (B, outDim) = in (B, inDim) · Wᵀ.
-func (q *rnnKernel[F]) linear(in []F, name string, out []F, inDim, outDim int) {
-	blas.Gemm(false, true, q.B, outDim, inDim, 1, in, inDim, q.w(name), inDim, 0, out, outDim)
+func (q *rnnKernel[F]) linear(in, w, out []F, inDim, outDim int) {
+	blas.Gemm(false, true, q.B, outDim, inDim, 1, in, inDim, w, inDim, 0, out, outDim)
 }
 
 // mix writes x*mix + prev*(1-mix) row by row, prev being the state's last x.
-func (q *rnnKernel[F]) mix(x []F, prev []float64, name string, out []F) {
+func (q *rnnKernel[F]) mix(x []F, prev []float64, mix, out []F) {
 	for i, p := range prev {
 		q.prev[i] = F(p)
 	}
-	shiftMixForward(x, q.prev, q.w(name), out, q.B, 1, q.C)
+	shiftMixForward(x, q.prev, mix, out, q.B, 1, q.C)
 }
 
 func (q *rnnKernel[F]) step(s *State, tokens []int, logits []float64) {
 	B, C := q.B, q.C
-	gatherRows(q.w("emb.weight"), tokens, q.x, C)
+	gatherRows(q.top["emb.weight"], tokens, q.x, C)
 	for i := range s.Layers {
 		l := &s.Layers[i]
-		p := fmt.Sprintf("blocks.%d.", i)
+		w := q.layers[i]
 		if i == 0 {
-			lnForward(q.x, q.w(p+"ln0.weight"), q.w(p+"ln0.bias"), q.x, B, C)
+			lnForward(q.x, w["ln0.weight"], w["ln0.bias"], q.x, B, C)
 		}
 		// Time mix.
-		lnForward(q.x, q.w(p+"ln1.weight"), q.w(p+"ln1.bias"), q.xa, B, C)
-		q.mix(q.xa, l.AttX, p+"att.time_mix_k", q.mixed)
-		q.linear(q.mixed, p+"att.key.weight", q.k, C, C)
-		q.mix(q.xa, l.AttX, p+"att.time_mix_v", q.mixed)
-		q.linear(q.mixed, p+"att.value.weight", q.v, C, C)
-		q.mix(q.xa, l.AttX, p+"att.time_mix_r", q.mixed)
-		q.linear(q.mixed, p+"att.receptance.weight", q.r, C, C)
-		wkvStep(q.w(p+"att.time_decay"), q.w(p+"att.time_first"), q.k, q.v, q.y, l.AA, l.BB, l.PP, C)
+		lnForward(q.x, w["ln1.weight"], w["ln1.bias"], q.xa, B, C)
+		q.mix(q.xa, l.AttX, w["att.time_mix_k"], q.mixed)
+		q.linear(q.mixed, w["att.key.weight"], q.k, C, C)
+		q.mix(q.xa, l.AttX, w["att.time_mix_v"], q.mixed)
+		q.linear(q.mixed, w["att.value.weight"], q.v, C, C)
+		q.mix(q.xa, l.AttX, w["att.time_mix_r"], q.mixed)
+		q.linear(q.mixed, w["att.receptance.weight"], q.r, C, C)
+		wkvStep(w["att.time_decay"], w["att.time_first"], q.k, q.v, q.y, l.AA, l.BB, l.PP, C)
 		gateForward(q.r, q.y, q.g)
-		q.linear(q.g, p+"att.output.weight", q.att, C, C)
+		q.linear(q.g, w["att.output.weight"], q.att, C, C)
 		for j := range q.x {
 			q.x[j] += q.att[j]
 			l.AttX[j] = float64(q.xa[j])
 		}
 		// Channel mix.
-		lnForward(q.x, q.w(p+"ln2.weight"), q.w(p+"ln2.bias"), q.xf, B, C)
-		q.mix(q.xf, l.FFNX, p+"ffn.time_mix_k", q.mixed)
-		q.linear(q.mixed, p+"ffn.key.weight", q.fk, C, q.F)
+		lnForward(q.x, w["ln2.weight"], w["ln2.bias"], q.xf, B, C)
+		q.mix(q.xf, l.FFNX, w["ffn.time_mix_k"], q.mixed)
+		q.linear(q.mixed, w["ffn.key.weight"], q.fk, C, q.F)
 		for j, v := range q.fk {
 			v = max(v, 0)
 			q.fk[j] = v * v
 		}
-		q.linear(q.fk, p+"ffn.value.weight", q.fv, q.F, C)
-		q.mix(q.xf, l.FFNX, p+"ffn.time_mix_r", q.mixed)
-		q.linear(q.mixed, p+"ffn.receptance.weight", q.r, C, C)
+		q.linear(q.fk, w["ffn.value.weight"], q.fv, q.F, C)
+		q.mix(q.xf, l.FFNX, w["ffn.time_mix_r"], q.mixed)
+		q.linear(q.mixed, w["ffn.receptance.weight"], q.r, C, C)
 		gateForward(q.r, q.fv, q.out)
 		for j := range q.x {
 			q.x[j] += q.out[j]
 			l.FFNX[j] = float64(q.xf[j])
 		}
 	}
-	lnForward(q.x, q.w("ln_out.weight"), q.w("ln_out.bias"), q.xa, B, C)
-	q.linear(q.xa, "head.weight", q.logits, C, q.V)
+	lnForward(q.x, q.top["ln_out.weight"], q.top["ln_out.bias"], q.xa, B, C)
+	q.linear(q.xa, q.top["head.weight"], q.logits, C, q.V)
 	for j, v := range q.logits {
 		logits[j] = float64(v)
 	}
