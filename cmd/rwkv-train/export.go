@@ -68,6 +68,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if *dtype != "" && dt != checkpoint.F16 {
 			return usageError(stderr, "web-rwkv is always fp16")
 		}
+		dt = checkpoint.F16
 		err = write(func(w io.Writer) error { return checkpoint.ExportWebRWKV(w, ts) })
 	case "pth":
 		err = write(func(w io.Writer) error { return checkpoint.ExportPTH(w, ts, dt) })
