@@ -92,6 +92,15 @@ func tokenizer(spec string, m *model.Model) (data.Tokenizer, error) {
 	return tok, nil
 }
 
+// requireTokenizer is tokenizer for commands that cannot work without one.
+func requireTokenizer(spec string, m *model.Model) (data.Tokenizer, error) {
+	tok, err := tokenizer(spec, m)
+	if err == nil && tok == nil {
+		err = usagef("--tokenizer is required for a vocab-%d model", m.Config.Vocab)
+	}
+	return tok, err
+}
+
 // isTerminal reports whether w is a terminal, for the live progress line.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

@@ -48,12 +48,9 @@ writing each to stdout as soon as it completes a UTF-8 character.
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer(*tokSpec, m)
+	tok, err := requireTokenizer(*tokSpec, m)
 	if err != nil {
 		return err
-	}
-	if tok == nil {
-		return usagef("--tokenizer is required for a vocab-%d model", m.Config.Vocab)
 	}
 	s := uint64(*seed)
 	if *seed < 0 {

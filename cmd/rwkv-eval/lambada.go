@@ -70,12 +70,9 @@ summed target NLL per example, as RWKV's run_lambada.py reports it.
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer(*tokSpec, m)
+	tok, err := requireTokenizer(*tokSpec, m)
 	if err != nil {
 		return err
-	}
-	if tok == nil {
-		return usagef("--tokenizer is required for a vocab-%d model", m.Config.Vocab)
 	}
 	if *bos >= m.Config.Vocab {
 		return usagef("--bos %d is outside the vocabulary [0, %d)", *bos, m.Config.Vocab)

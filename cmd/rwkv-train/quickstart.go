@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/train"
 )
@@ -81,7 +82,7 @@ func quickstartReport(ctx context.Context, tr *train.Trainer, cfg train.Config, 
 	}
 	tok := data.NewByteTokenizer()
 	fmt.Fprintf(stdout, "\n--- sample (temperature 0.8, top-p 0.9) ---\n%s", prompt)
-	err = train.Generate(ctx, tr.Model, tok.Encode(prompt), train.SampleOptions{Temperature: 0.8, TopP: 0.9, Seed: 1, MaxTokens: 300, StopToken: 0},
+	err = eval.Generate(ctx, tr.Model, tok.Encode(prompt), eval.SampleOptions{Temperature: 0.8, TopP: 0.9, Seed: 1, MaxTokens: 300, StopToken: 0},
 		func(t int) bool {
 			if t != 0 {
 				stdout.Write([]byte{byte(t)})
