@@ -63,6 +63,7 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *steps > 0 {
 		cfg.Train.MaxSteps = *steps
 		cfg.Train.EvalEvery = max(1, *steps/3)
+		cfg.Optim.WarmupSteps = min(cfg.Optim.WarmupSteps, *steps/10)
 	}
 	return trainJob(ctx, cfg, "", stdout, stderr, func(tr *train.Trainer) error {
 		return quickstartReport(ctx, tr, cfg, *prompt, stdout)
