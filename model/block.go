@@ -27,7 +27,7 @@ func (b *builder) linear(x, w *G.Node) *G.Node {
 	return b.do(func() (*G.Node, error) { return Linear(x, w) })
 }
 func (b *builder) add(x, y *G.Node) *G.Node {
-	return b.do(func() (*G.Node, error) { return G.Add(x, y) })
+	return b.do(func() (*G.Node, error) { return Residual(x, y) })
 }
 func (b *builder) gate(r, y *G.Node) *G.Node {
 	return b.do(func() (*G.Node, error) { return Gate(r, y) })

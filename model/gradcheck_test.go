@@ -175,6 +175,12 @@ func TestOpGradients(t *testing.T) {
 			o, err := ReLUSquare(x)
 			return G.Nodes{x}, G.Nodes{o}, err
 		}},
+		{"Residual", func(g *G.ExprGraph) (G.Nodes, G.Nodes, error) {
+			rng := rand.New(rand.NewPCG(9, 1))
+			x, y := randNode(g, rng, "x", 1, 0, N, C), randNode(g, rng, "y", 1, 0, N, C)
+			o, err := Residual(x, y)
+			return G.Nodes{x, y}, G.Nodes{o}, err
+		}},
 		{"Embed", func(g *G.ExprGraph) (G.Nodes, G.Nodes, error) {
 			rng := rand.New(rand.NewPCG(6, 1))
 			emb := randNode(g, rng, "emb", 1, 0, V, C)

@@ -352,7 +352,8 @@ func wkvForwardFast(B, T, Cn int, decay, first, k, v, s0, y, sT []float32) bool 
 	}
 	runTasks(wkvTasks(B, Cn), func(ts wkvTask) {
 		W := ts.c1 - ts.c0
-		buf := make([]float32, 5*W)
+		buf := getScratch(5 * W)
+		defer putScratch(buf)
 		w, u, aa, bb, pp := buf[:W], buf[W:2*W], buf[2*W:3*W], buf[3*W:4*W], buf[4*W:]
 		for j := 0; j < W; j++ {
 			c := ts.c0 + j
@@ -375,11 +376,13 @@ func wkvBackwardFast(B, T, Cn int, decay, first, k, v, s0, gy, gsT, gdecay, gfir
 	if !haveAVX2 || Cn%8 != 0 {
 		return false
 	}
-	gwPart := make([]float32, B*Cn)
-	guPart := make([]float32, B*Cn)
+	gwPart, guPart := getScratchZero(B*Cn), getScratchZero(B*Cn)
+	defer putScratch(gwPart)
+	defer putScratch(guPart)
 	runTasks(wkvTasks(B, Cn), func(ts wkvTask) {
 		W := ts.c1 - ts.c0
-		buf := make([]float32, 10*W+56*T)
+		buf := getScratchZero(10*W + 56*T)
+		defer putScratch(buf)
 		w, u, a0, b0, p0 := buf[:W], buf[W:2*W], buf[2*W:3*W], buf[3*W:4*W], buf[4*W:5*W]
 		ga, gb, gp, gw, gu := buf[5*W:6*W], buf[6*W:7*W], buf[7*W:8*W], buf[8*W:9*W], buf[9*W:10*W]
 		scratch := buf[10*W:]
@@ -481,7 +484,8 @@ func lnBackwardFast(x, w, gy, gx, gw, gb []float32, N, Cn int) bool {
 		return false
 	}
 	np := pieces(N, Cn)
-	part := make([]float32, 2*np*Cn)
+	part := getScratchZero(2 * np * Cn)
+	defer putScratch(part)
 	parallelFor(N, np, func(p, lo, hi int) {
 		C.rw_ln_bwd(C.long(hi-lo), C.int(Cn), fptr(x[lo*Cn:]), fptr(w), fptr(gy[lo*Cn:]), fptr(gx[lo*Cn:]),
 			fptr(part[2*p*Cn:]), fptr(part[(2*p+1)*Cn:]))
@@ -503,7 +507,8 @@ func shiftMixBackwardFast(x, prev, mix, g, gx, gprev, gmix []float32, B, T, Cn i
 		return false
 	}
 	np := pieces(B*T, Cn)
-	part := make([]float32, np*Cn)
+	part := getScratchZero(np * Cn)
+	defer putScratch(part)
 	parallelFor(B*T, np, func(p, lo, hi int) {
 		pm := fptr(part[p*Cn:])
 		for r := lo; r < hi; r++ {
