@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
@@ -34,6 +35,11 @@ type BenchResult struct {
 	// FLOPsPerToken counts the matrix products of forward and backward: 6 per weight of every
 	// linear layer and the head (the embedding is a lookup).
 	FLOPsPerToken float64 `json:"flops_per_token"`
+	// GemmShare is the fraction of the measured wall time spent inside matrix products, and
+	// GemmGFLOPS their own rate: everything else (WKV, elementwise ops, the optimizer, the
+	// graph machinery) took 1-GemmShare.
+	GemmShare  float64 `json:"gemm_share"`
+	GemmGFLOPS float64 `json:"gemm_gflops"`
 }
 
 // Bench runs full training steps (forward, backward, clipping, AdamW: the trainer's own step)
@@ -65,6 +71,7 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 			return BenchResult{}, err
 		}
 	}
+	g0 := blas.ReadStats()
 	t0 := time.Now()
 	for i := 0; i < bc.Steps; i++ {
 		if err := ctx.Err(); err != nil {
@@ -75,12 +82,15 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 		}
 	}
 	el := time.Since(t0).Seconds()
+	gs := blas.ReadStats().Sub(g0)
 	C, F, L, V := float64(bc.Model.Embd), float64(bc.Model.DimFFN()), float64(bc.Model.Layers), float64(bc.Model.Vocab)
 	return BenchResult{
 		TokensPerSec:  float64(bc.Steps) * float64(c.TokensPerStep()) / el,
 		StepSeconds:   el / float64(bc.Steps),
 		Params:        tr.Model.NumParams(),
 		FLOPsPerToken: 6 * (L*(5*C*C+2*C*F) + V*C),
+		GemmShare:     gs.Seconds / el,
+		GemmGFLOPS:    gs.FLOPs / max(gs.Seconds, 1e-9) / 1e9,
 	}, nil
 }
 

@@ -1,16 +1,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +32,8 @@ type benchReport struct {
 	StepSeconds  float64 `json:"step_seconds"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 	MFU          float64 `json:"mfu,omitempty"`
+	GemmShare    float64 `json:"gemm_share,omitempty"`  // rwkv-go: fraction of the step in matrix products
+	GemmGFLOPS   float64 `json:"gemm_gflops,omitempty"` // rwkv-go: their rate
 }
 
 // runBench implements `rwkv-train bench`: tokens/s, model FLOPs utilisation and peak memory of
@@ -44,6 +51,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	chunk := fs.Int("chunk", 0, "train.chunk_len (0: one pass)")
 	bptt := fs.String("bptt", "exact", "train.bptt with --chunk: exact or truncated")
 	torch := fs.Bool("torch", false, "also run reference/bench_torch.py (PyTorch, same config, same threads) and print the ratio")
+	rounds := fs.Int("rounds", 1, "measure each implementation this many times, interleaved, and report the medians")
 	threads := fs.Int("threads", 2, "threads for PyTorch (ours: GOMAXPROCS and OpenBLAS's own setting)")
 	peak := fs.Bool("peak", true, "measure the fp32 peak (sgemm 2048³) for the MFU")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
@@ -63,6 +71,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := cfg.Validate(); err != nil {
 		return usageError(stderr, err.Error())
 	}
+	if *rounds < 1 || *steps < 1 || *warmup < 0 {
+		return usageError(stderr, fmt.Sprintf("bench: --rounds %d, --steps %d, --warmup %d: need rounds and steps >= 1, warmup >= 0", *rounds, *steps, *warmup))
+	}
 	dir, err := os.MkdirTemp("", "rwkv-bench-")
 	if err != nil {
 		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
@@ -79,11 +90,43 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer f.Close()
 		pprof.StartCPUProfile(f)
 	}
-	res, err := train.Bench(ctx, train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
-		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1})
-	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: bench: %v\n", err)
-		return exitError
+	bc := train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
+		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1}
+	var ours, theirs []benchReport
+	var res train.BenchResult // FLOPs per token do not change from round to round
+	for r := 0; r < *rounds; r++ {
+		// Alternate who goes first, so that a slow phase of a shared machine does not always
+		// fall on the same side.
+		torchFirst := *torch && r%2 == 1
+		if torchFirst {
+			if theirs, err = appendTorch(ctx, theirs, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads); err != nil {
+				fmt.Fprintf(stderr, "rwkv-train: bench --torch: %v\n", err)
+				return exitError
+			}
+		}
+		if res, err = train.Bench(ctx, bc); err != nil {
+			fmt.Fprintf(stderr, "rwkv-train: bench: %v\n", err)
+			return exitError
+		}
+		ours = append(ours, benchReport{Impl: "rwkv-go (" + blas.Backend() + ")", TokensPerSec: res.TokensPerSec,
+			StepSeconds: res.StepSeconds, PeakRSSMiB: peakRSSMiB(), GemmShare: res.GemmShare, GemmGFLOPS: res.GemmGFLOPS})
+		if *torch && !torchFirst {
+			if theirs, err = appendTorch(ctx, theirs, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads); err != nil {
+				fmt.Fprintf(stderr, "rwkv-train: bench --torch: %v\n", err)
+				return exitError
+			}
+		}
+		if *rounds > 1 {
+			line := fmt.Sprintf("round %d: rwkv-go %.1f tokens/s", r+1, res.TokensPerSec)
+			if *torch {
+				line += fmt.Sprintf(", pytorch %.1f, ratio %.2fx", theirs[r].TokensPerSec, res.TokensPerSec/theirs[r].TokensPerSec)
+			}
+			fmt.Fprintln(stderr, line)
+		}
+		// Let the finished trainer's memory go before the next round, so that the peak RSS
+		// stays that of one trainer.
+		runtime.GC()
+		debug.FreeOSMemory()
 	}
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -94,15 +137,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitError
 		}
 	}
-	reports := []benchReport{{Impl: "rwkv-go (" + blas.Backend() + ")", TokensPerSec: res.TokensPerSec,
-		StepSeconds: res.StepSeconds, PeakRSSMiB: peakRSSMiB()}}
+	reports := []benchReport{medianReport(ours)}
 	if *torch {
-		r, err := torchBench(ctx, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads)
-		if err != nil {
-			fmt.Fprintf(stderr, "rwkv-train: bench --torch: %v\n", err)
-			return exitError
-		}
-		reports = append(reports, r)
+		reports = append(reports, medianReport(theirs))
 	}
 	var gflops float64
 	if *peak {
@@ -125,7 +162,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(reports) == 2 {
 		fmt.Fprintf(stdout, "ratio rwkv-go / pytorch: %.2fx tokens/s, %.2fx peak RSS\n",
 			reports[0].TokensPerSec/reports[1].TokensPerSec, reports[0].PeakRSSMiB/reports[1].PeakRSSMiB)
+		if *rounds > 1 {
+			lo, hi := roundRatios(ours, theirs)
+			fmt.Fprintf(stdout, "medians of %d interleaved rounds; the ratio within a round ranged %.2fx-%.2fx\n", *rounds, lo, hi)
+		}
 	}
+	fmt.Fprintf(stdout, "rwkv-go: matrix products %.1f%% of the step at %.0f GFLOP/s, everything else %.1f%%\n",
+		100*reports[0].GemmShare, reports[0].GemmGFLOPS, 100*(1-reports[0].GemmShare))
 	if *peak {
 		fmt.Fprintf(stdout, "fp32 peak (sgemm 2048³): %.0f GFLOP/s; model FLOPs %.3g per token\n", gflops, res.FLOPsPerToken)
 	}
@@ -157,6 +200,36 @@ func peakRSSMiB() float64 {
 		return 0
 	}
 	return float64(ru.Maxrss) / 1024 // KiB on Linux
+}
+
+// medianReport is the round with the median tokens/s (the upper median for an even count),
+// with the highest peak RSS of all rounds.
+func medianReport(rs []benchReport) benchReport {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b benchReport) int { return cmp.Compare(a.TokensPerSec, b.TokensPerSec) })
+	m := sorted[len(sorted)/2]
+	for _, r := range rs {
+		m.PeakRSSMiB = max(m.PeakRSSMiB, r.PeakRSSMiB)
+	}
+	return m
+}
+
+// roundRatios is the lowest and highest ours/theirs tokens/s ratio of the rounds.
+func roundRatios(ours, theirs []benchReport) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for i := range min(len(ours), len(theirs)) {
+		q := ours[i].TokensPerSec / theirs[i].TokensPerSec
+		lo, hi = min(lo, q), max(hi, q)
+	}
+	return lo, hi
+}
+
+func appendTorch(ctx context.Context, rs []benchReport, layers, embd, vocab, ctxLen, batch, steps, warmup, threads int) ([]benchReport, error) {
+	r, err := torchBench(ctx, layers, embd, vocab, ctxLen, batch, steps, warmup, threads)
+	if err != nil {
+		return rs, err
+	}
+	return append(rs, r), nil
 }
 
 // torchBench runs the PyTorch peer in its own process.

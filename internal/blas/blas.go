@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gblas "gonum.org/v1/gonum/blas"
@@ -77,6 +78,12 @@ func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb
 		return
 	}
 	Init()
+	t0 := time.Now()
+	defer func() {
+		gemmCalls.Add(1)
+		gemmNanos.Add(int64(time.Since(t0)))
+		gemmFlops.Add(2 * int64(m) * int64(n) * int64(k))
+	}()
 	switch cc := any(c).(type) {
 	case []float32:
 		active.sgemm(tA, tB, m, n, k, float32(alpha), any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), cc, ldc)
@@ -85,6 +92,28 @@ func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb
 	default:
 		panic(fmt.Sprintf("blas: unsupported element type %T", c))
 	}
+}
+
+var gemmCalls, gemmNanos, gemmFlops atomic.Int64
+
+// Stats is what Gemm has done since the process started: calls, wall time inside them and
+// floating-point operations (2mnk each). The difference of two readings around some work
+// tells how much of its time the matrix products took (products called from several
+// goroutines at once count their overlapping time twice).
+type Stats struct {
+	Calls   int64
+	Seconds float64
+	FLOPs   float64
+}
+
+// ReadStats returns the running totals.
+func ReadStats() Stats {
+	return Stats{Calls: gemmCalls.Load(), Seconds: float64(gemmNanos.Load()) / 1e9, FLOPs: float64(gemmFlops.Load())}
+}
+
+// Sub returns the work done between an earlier reading and s.
+func (s Stats) Sub(earlier Stats) Stats {
+	return Stats{Calls: s.Calls - earlier.Calls, Seconds: s.Seconds - earlier.Seconds, FLOPs: s.FLOPs - earlier.FLOPs}
 }
 
 type gonumBackend struct{}
