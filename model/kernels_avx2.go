@@ -6,6 +6,7 @@ package model
 #cgo CFLAGS: -O2
 #cgo LDFLAGS: -lm
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -327,6 +328,55 @@ RW_AVX2 void rw_mix_row_bwd(int C, const float* x, const float* xx, const float*
 	}
 }
 
+// log(sum(exp(row))) of one row of V logits: the row's max is subtracted before the exps and
+// the exps are summed in double. *arg is the index of the row's first maximum.
+RW_AVX2 double rw_lse_row(int V, const float* row, int* arg) {
+	float m = row[0];
+	int j = 0, bad = 0;
+	if (V >= 8) {
+		__m256 vm = _mm256_loadu_ps(row), vbad = _mm256_cmp_ps(vm, vm, _CMP_UNORD_Q);
+		for (j = 8; j + 8 <= V; j += 8) {
+			__m256 x = _mm256_loadu_ps(row + j);
+			vm = _mm256_max_ps(vm, x);
+			vbad = _mm256_or_ps(vbad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+		}
+		bad = _mm256_movemask_ps(vbad);
+		float lanes[8];
+		_mm256_storeu_ps(lanes, vm);
+		for (int l = 0; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+	}
+	for (; j < V; j++) {
+		bad |= row[j] != row[j];
+		m = row[j] > m ? row[j] : m;
+	}
+	*arg = 0;
+	if (bad || m != m || m == INFINITY) return NAN; // as the Go kernel: NaN in, NaN out
+	int a = 0;
+	while (a < V - 1 && row[a] != m) a++;
+	*arg = a;
+	__m256 vm = _mm256_set1_ps(m);
+	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+	for (j = 0; j + 8 <= V; j += 8) {
+		__m256 e = rw_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+		s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+		s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+	}
+	double lanes[4], s = 0;
+	_mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+	for (int l = 0; l < 4; l++) s += lanes[l];
+	for (; j < V; j++) s += rw_exp1(row[j] - m);
+	return (double)m + log(s);
+}
+
+// out = scale*exp(row - lse): one row of the softmax scaled by the loss gradient.
+RW_AVX2 void rw_softmax_row(int V, const float* row, float lse, float scale, float* out) {
+	__m256 vl = _mm256_set1_ps(lse), vs = _mm256_set1_ps(scale);
+	int j = 0;
+	for (; j + 8 <= V; j += 8)
+		_mm256_storeu_ps(out + j, _mm256_mul_ps(vs, rw_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vl))));
+	for (; j < V; j++) out[j] = scale * rw_exp1(row[j] - lse);
+}
+
 int rw_have_avx2(void) {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -534,5 +584,50 @@ func shiftMixBackwardFast(x, prev, mix, g, gx, gprev, gmix []float32, B, T, Cn i
 		}
 		gmix[c] = float32(s)
 	}
+	return true
+}
+
+// ceForwardFast is ceForward for float32 in C: the rows' log-sum-exps with AVX2, reduced per
+// piece in float64 as the Go kernel does.
+func ceForwardFast(logits []float32, targets []int, N, V int) (float64, bool) {
+	if !haveAVX2 {
+		return 0, false
+	}
+	np := pieces(N, V)
+	part := make([]float64, np)
+	parallelFor(N, np, func(p, lo, hi int) {
+		var s float64
+		var arg C.int
+		for r := lo; r < hi; r++ {
+			row := logits[r*V : (r+1)*V]
+			s += float64(C.rw_lse_row(C.int(V), fptr(row), &arg)) - float64(row[targets[r]])
+		}
+		part[p] = s
+	})
+	var s float64
+	for _, x := range part {
+		s += x
+	}
+	return s / float64(N), true
+}
+
+// ceBackwardFast is ceBackward for float32 in C.
+func ceBackwardFast(logits []float32, targets []int, g float64, l2wrap bool, N, V int, out []float32) bool {
+	if !haveAVX2 {
+		return false
+	}
+	scale := g / float64(N)
+	parallelFor(N, pieces(N, V), func(_, lo, hi int) {
+		var arg C.int
+		for r := lo; r < hi; r++ {
+			row, o := logits[r*V:(r+1)*V], out[r*V:(r+1)*V]
+			lse := C.rw_lse_row(C.int(V), fptr(row), &arg)
+			C.rw_softmax_row(C.int(V), fptr(row), C.float(lse), C.float(scale), fptr(o))
+			o[targets[r]] -= float32(scale)
+			if l2wrap {
+				o[arg] += float32(float64(row[arg]) * l2WrapFactor / float64(N))
+			}
+		}
+	})
 	return true
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -103,7 +104,7 @@ func TestElementwiseFastMatchesGo(t *testing.T) {
 	check := func(name string, fast, slow []float32) {
 		t.Helper()
 		for i := range slow {
-			if d := math.Abs(float64(fast[i] - slow[i])); d > 1e-6*(1+math.Abs(float64(slow[i]))) {
+			if d := math.Abs(float64(fast[i] - slow[i])); !(d <= 1e-6*(1+math.Abs(float64(slow[i])))) {
 				t.Fatalf("%s[%d]: avx2 %v, go %v", name, i, fast[i], slow[i])
 			}
 		}
@@ -169,4 +170,59 @@ func TestRowKernelsFastMatchGo(t *testing.T) {
 	near("shift-mix gx", yf, ys, 1e-6)
 	near("shift-mix gprev", gpf, gps, 1e-6)
 	near("shift-mix gmix", gmf, gms, 1e-5)
+}
+
+// TestCrossEntropyFastMatchesGo compares the AVX2 cross-entropy (log-sum-exp and softmax rows)
+// with the Go kernels: vocabularies that are and are not multiples of 8, large logits, tied
+// maxima (the L2Wrap term goes to the first), and NaN logits (NaN loss, as in Go).
+func TestCrossEntropyFastMatchesGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
+	}
+	for _, tc := range []struct {
+		V      int
+		scale  float64
+		l2wrap bool
+		tie    bool
+	}{{1, 1, false, false}, {7, 3, true, false}, {8, 1, true, true}, {37, 30, true, true}, {256, 5, false, false}, {50277, 8, true, true}} {
+		t.Run(fmt.Sprintf("V%d_scale%g_l2wrap=%v", tc.V, tc.scale, tc.l2wrap), func(t *testing.T) {
+			const N = 5
+			rng := rand.New(rand.NewPCG(uint64(tc.V), 3))
+			logits := make([]float32, N*tc.V)
+			for i := range logits {
+				logits[i] = float32(tc.scale * rng.NormFloat64())
+			}
+			targets := make([]int, N)
+			for r := range targets {
+				targets[r] = rng.IntN(tc.V)
+				if tc.tie {
+					row := logits[r*tc.V : (r+1)*tc.V]
+					m := slices.Max(row)
+					row[rng.IntN(tc.V)], row[tc.V-1] = m, m
+				}
+			}
+			fast, ok := ceForwardFast(logits, targets, N, tc.V)
+			if !ok {
+				t.Fatal("fast kernel refused to run")
+			}
+			slow := ceForward(logits, targets, N, tc.V)
+			if d := math.Abs(fast - slow); !(d <= 1e-6*math.Max(1, math.Abs(slow))) {
+				t.Errorf("loss: avx2 %v, go %v", fast, slow)
+			}
+			const g = 0.7
+			gf, gs := make([]float32, N*tc.V), make([]float32, N*tc.V)
+			ceBackwardFast(logits, targets, g, tc.l2wrap, N, tc.V, gf)
+			ceBackward(logits, targets, g, tc.l2wrap, N, tc.V, gs)
+			tol := 1e-6 * g / N
+			for i := range gs {
+				if d := math.Abs(float64(gf[i] - gs[i])); !(d <= tol+1e-6*math.Abs(float64(gs[i]))) {
+					t.Fatalf("gradient[%d]: avx2 %v, go %v", i, gf[i], gs[i])
+				}
+			}
+			logits[tc.V/2] = float32(math.NaN())
+			if l, _ := ceForwardFast(logits, targets, N, tc.V); !math.IsNaN(l) {
+				t.Errorf("loss with a NaN logit: %v, want NaN", l)
+			}
+		})
+	}
 }

@@ -17,3 +17,8 @@ func shiftMixForwardFast(x, prev, mix, out []float32, B, T, C int) bool         
 func lnForwardFast(x, w, b, y []float32, N, C int) bool                                 { return false }
 func lnBackwardFast(x, w, gy, gx, gw, gb []float32, N, C int) bool                      { return false }
 func shiftMixBackwardFast(x, prev, mix, g, gx, gprev, gmix []float32, B, T, C int) bool { return false }
+
+func ceForwardFast(logits []float32, targets []int, N, V int) (float64, bool) { return 0, false }
+func ceBackwardFast(logits []float32, targets []int, g float64, l2wrap bool, N, V int, out []float32) bool {
+	return false
+}

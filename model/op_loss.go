@@ -45,7 +45,10 @@ func (o crossEntropyOp) Do(in ...G.Value) (G.Value, error) {
 	var loss float64
 	switch d := in[0].Data().(type) {
 	case []float32:
-		loss = ceForward(d, targets, o.N, o.V)
+		var ok bool
+		if loss, ok = ceForwardFast(d, targets, o.N, o.V); !ok {
+			loss = ceForward(d, targets, o.N, o.V)
+		}
 	case []float64:
 		loss = ceForward(d, targets, o.N, o.V)
 	}
@@ -116,7 +119,9 @@ func (o crossEntropyBackOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.fwd.N, o.fwd.V)
 	switch d := out.Data().(type) {
 	case []float32:
-		ceBackward(f32(in[0]), targets, g, o.fwd.l2wrap, o.fwd.N, o.fwd.V, d)
+		if !ceBackwardFast(f32(in[0]), targets, g, o.fwd.l2wrap, o.fwd.N, o.fwd.V, d) {
+			ceBackward(f32(in[0]), targets, g, o.fwd.l2wrap, o.fwd.N, o.fwd.V, d)
+		}
 	case []float64:
 		ceBackward(f64(in[0]), targets, g, o.fwd.l2wrap, o.fwd.N, o.fwd.V, d)
 	}
