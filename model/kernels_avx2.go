@@ -12,6 +12,16 @@ package model
 
 #define RW_AVX2 __attribute__((target("avx2,fma")))
 
+// RW_FTZ, first in every kernel, sets flush-to-zero and denormals-are-zero for the kernel's
+// duration and restores the caller's MXCSR on return (Go code expects the default).
+static inline unsigned int rw_ftz_on(void) {
+	unsigned int c = _mm_getcsr();
+	_mm_setcsr(c | 0x8040);
+	return c;
+}
+static inline void rw_csr_restore(unsigned int* c) { _mm_setcsr(*c); }
+#define RW_FTZ unsigned int rw_csr_ __attribute__((cleanup(rw_csr_restore))) = rw_ftz_on()
+
 // e^x for float32 (Cephes expf: range reduction and a degree-6 polynomial, relative error about
 // 2e-7), 0 below -87.3 (so -1e38, the empty state's log-scale, gives 0).
 static inline float rw_exp1(float x) {
@@ -61,6 +71,7 @@ RW_AVX2 static inline __m256 rw_exp8(__m256 x) {
 // aa, bb, pp hold the initial state on entry and the final state on return.
 RW_AVX2 void rw_wkv_fwd(int T, int C, int W, const float* w, const float* u, const float* k,
 		const float* v, float* y, float* aa, float* bb, float* pp) {
+	RW_FTZ;
 	int j = 0;
 	for (; j + 8 <= W; j += 8) {
 		__m256 vw = _mm256_loadu_ps(w + j), vu = _mm256_loadu_ps(u + j);
@@ -114,6 +125,7 @@ RW_AVX2 void rw_wkv_fwd(int T, int C, int W, const float* w, const float* u, con
 RW_AVX2 void rw_wkv_bwd(int T, int C, int W, const float* w, const float* u, const float* k,
 		const float* v, const float* gy, const float* aa0, const float* bb0, const float* pp0,
 		float* gaa, float* gbb, float* gpp, float* gw, float* gu, float* gk, float* gv, float* scratch) {
+	RW_FTZ;
 	for (int j = 0; j + 8 <= W; j += 8) {
 		__m256 vw = _mm256_loadu_ps(w + j), vu = _mm256_loadu_ps(u + j);
 		__m256 a = _mm256_loadu_ps(aa0 + j), b = _mm256_loadu_ps(bb0 + j), q = _mm256_loadu_ps(pp0 + j);
@@ -189,6 +201,7 @@ RW_AVX2 void rw_wkv_bwd(int T, int C, int W, const float* w, const float* u, con
 // Elementwise float32 kernels over [0, n): the sigmoid gate, relu squared and the token shift
 // + mix, forward and backward.
 RW_AVX2 void rw_gate_fwd(long n, const float* r, const float* y, float* out) {
+	RW_FTZ;
 	long i = 0;
 	__m256 one = _mm256_set1_ps(1.0f);
 	for (; i + 8 <= n; i += 8) {
@@ -199,6 +212,7 @@ RW_AVX2 void rw_gate_fwd(long n, const float* r, const float* y, float* out) {
 }
 
 RW_AVX2 void rw_gate_bwd(long n, const float* r, const float* y, const float* g, float* gr, float* gy) {
+	RW_FTZ;
 	long i = 0;
 	__m256 one = _mm256_set1_ps(1.0f);
 	for (; i + 8 <= n; i += 8) {
@@ -217,6 +231,7 @@ RW_AVX2 void rw_gate_bwd(long n, const float* r, const float* y, const float* g,
 }
 
 RW_AVX2 void rw_relusq(long n, const float* k, const float* g, float* out) {
+	RW_FTZ;
 	long i = 0;
 	__m256 zero = _mm256_setzero_ps();
 	if (g == NULL) {
@@ -237,6 +252,7 @@ RW_AVX2 void rw_relusq(long n, const float* k, const float* g, float* out) {
 
 // rw_mix_row: out = x*m + xx*(1-m) over C channels.
 RW_AVX2 void rw_mix_row(int C, const float* x, const float* xx, const float* m, float* out) {
+	RW_FTZ;
 	int c = 0;
 	for (; c + 8 <= C; c += 8) {
 		__m256 vm = _mm256_loadu_ps(m + c), vxx = _mm256_loadu_ps(xx + c);
@@ -271,6 +287,7 @@ RW_AVX2 static float rw_row_stats(int C, const float* x, float* rstd) {
 
 // LayerNorm over rows of C channels (C a multiple of 8).
 RW_AVX2 void rw_ln_fwd(long rows, int C, const float* x, const float* w, const float* b, float* y) {
+	RW_FTZ;
 	for (long r = 0; r < rows; r++) {
 		const float* xr = x + r * C;
 		float* yr = y + r * C;
@@ -286,6 +303,7 @@ RW_AVX2 void rw_ln_fwd(long rows, int C, const float* x, const float* w, const f
 
 // LayerNorm backward: gx for every row; the weight and bias gradients are added to pw, pb.
 RW_AVX2 void rw_ln_bwd(long rows, int C, const float* x, const float* w, const float* gy, float* gx, float* pw, float* pb) {
+	RW_FTZ;
 	for (long r = 0; r < rows; r++) {
 		const float* xr = x + r * C;
 		const float* gr = gy + r * C;
@@ -317,6 +335,7 @@ RW_AVX2 void rw_ln_bwd(long rows, int C, const float* x, const float* w, const f
 // pm += g*(x - xx).
 RW_AVX2 void rw_mix_row_bwd(int C, const float* x, const float* xx, const float* g, const float* gnext,
 		const float* m, float* gx, float* pm) {
+	RW_FTZ;
 	__m256 one = _mm256_set1_ps(1.0f);
 	for (int c = 0; c < C; c += 8) {
 		__m256 vm = _mm256_loadu_ps(m + c), vg = _mm256_loadu_ps(g + c);
@@ -331,6 +350,7 @@ RW_AVX2 void rw_mix_row_bwd(int C, const float* x, const float* xx, const float*
 // log(sum(exp(row))) of one row of V logits: the row's max is subtracted before the exps and
 // the exps are summed in double. *arg is the index of the row's first maximum.
 RW_AVX2 double rw_lse_row(int V, const float* row, int* arg) {
+	RW_FTZ;
 	float m = row[0];
 	int j = 0, bad = 0;
 	if (V >= 8) {
@@ -370,6 +390,7 @@ RW_AVX2 double rw_lse_row(int V, const float* row, int* arg) {
 
 // out = scale*exp(row - lse): one row of the softmax scaled by the loss gradient.
 RW_AVX2 void rw_softmax_row(int V, const float* row, float lse, float scale, float* out) {
+	RW_FTZ;
 	__m256 vl = _mm256_set1_ps(lse), vs = _mm256_set1_ps(scale);
 	int j = 0;
 	for (; j + 8 <= V; j += 8)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -226,3 +227,31 @@ func TestCrossEntropyFastMatchesGo(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelsFlushDenormals: the float32 kernels run with denormals flushed to zero (as
+// PyTorch with set_flush_denormal), and leave the thread's float mode as they found it.
+func TestKernelsFlushDenormals(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
+	}
+	runtime.LockOSThread() // one piece runs on this goroutine, so on this thread
+	defer runtime.UnlockOSThread()
+	const n = 19 // vector body and scalar tail
+	r, y, out := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range y {
+		y[i] = 1e-39 // denormal: with DAZ it reads as zero
+	}
+	gateForwardFast(r, y, out)
+	for i, x := range out {
+		if x != 0 {
+			t.Fatalf("gate[%d] = %g: sigmoid(0)*1e-39 was not flushed", i, x)
+		}
+	}
+	if denormTiny*denormHalf == 0 {
+		t.Error("Go arithmetic flushes denormals after a kernel: MXCSR was not restored")
+	}
+}
+
+// Package variables, so that the compiler cannot fold the product: 1e-39*0.5 is a denormal,
+// zero only where the thread flushes denormals.
+var denormTiny, denormHalf = float32(1e-39), float32(0.5)

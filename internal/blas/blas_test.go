@@ -3,6 +3,7 @@ package blas
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -118,3 +119,41 @@ func BenchmarkSgemm512(b *testing.B) {
 	b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 	b.Logf("backend: %s", Backend())
 }
+
+// TestOpenBLASFlushesDenormals: float32 products flush denormals to zero on every thread
+// OpenBLAS uses (PyTorch's set_flush_denormal), and the calling thread's own float mode is
+// restored afterwards, so Go arithmetic keeps its denormals.
+func TestOpenBLASFlushesDenormals(t *testing.T) {
+	ob, err := openOpenBLAS()
+	if err != nil {
+		t.Skipf("skipping: OpenBLAS not available: %v", err)
+	}
+	if !ftzSupported {
+		t.Skip("skipping: no MXCSR on this architecture")
+	}
+	// Large enough that OpenBLAS splits it across its threads; each product is 1e-42, a
+	// denormal, so a flushing product is exactly zero and a non-flushing one about 6e-41.
+	const m, n, k = 256, 256, 64
+	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	for i := range a {
+		a[i] = 1e-21
+	}
+	for i := range b {
+		b[i] = 1e-21
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ob.sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+	for i, x := range c {
+		if x != 0 {
+			t.Fatalf("c[%d] = %g: a denormal was not flushed", i, x)
+		}
+	}
+	if denormTiny*denormHalf == 0 {
+		t.Error("Go arithmetic flushes denormals after an sgemm: the caller's MXCSR was not restored")
+	}
+}
+
+// Package variables, so that the compiler cannot fold the product: 1e-39*0.5 is a denormal,
+// zero only where the thread flushes denormals.
+var denormTiny, denormHalf = float32(1e-39), float32(0.5)

@@ -5,6 +5,20 @@ package blas
 /*
 #cgo linux LDFLAGS: -ldl
 #include <dlfcn.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+// Flush-to-zero and denormals-are-zero for the float32 products, as PyTorch's
+// set_flush_denormal(True): MXCSR is per thread, so it is set around each call on the calling
+// thread and, by setting it while the library loads, inherited by the worker threads OpenBLAS
+// starts then.
+static unsigned int rw_ftz_on(void) { unsigned int c = _mm_getcsr(); _mm_setcsr(c | 0x8040); return c; }
+static void rw_csr_set(unsigned int c) { _mm_setcsr(c); }
+static int rw_ftz_supported(void) { return 1; }
+#else
+static unsigned int rw_ftz_on(void) { return 0; }
+static void rw_csr_set(unsigned int c) { (void)c; }
+static int rw_ftz_supported(void) { return 0; }
+#endif
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -18,7 +32,9 @@ static nthreads_fn rw_nthreads;
 
 // rw_open loads the named library and resolves the CBLAS entry points; 0 on success.
 static int rw_open(const char* name) {
+	unsigned int csr = rw_ftz_on();
 	void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+	rw_csr_set(csr);
 	if (h == NULL) return 1;
 	rw_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
 	rw_dgemm = (dgemm_fn)dlsym(h, "cblas_dgemm");
@@ -33,7 +49,9 @@ enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
 
 static void rw_call_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda,
 		const float* b, int ldb, float beta, float* c, int ldc) {
+	unsigned int csr = rw_ftz_on();
 	rw_sgemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	rw_csr_set(csr);
 }
 
 static void rw_call_dgemm(int ta, int tb, int m, int n, int k, double alpha, const double* a, int lda,
@@ -49,6 +67,9 @@ import (
 	"os"
 	"unsafe"
 )
+
+// ftzSupported reports whether the float32 products flush denormals (x86-64 only).
+var ftzSupported = C.rw_ftz_supported() != 0
 
 // libNames are tried in order; the first that loads and exports cblas_sgemm wins.
 var libNames = []string{"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"}

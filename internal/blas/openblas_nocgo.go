@@ -7,3 +7,5 @@ import "errors"
 func openOpenBLAS() (backend, error) {
 	return nil, errors.New("this binary was built without cgo, so OpenBLAS cannot be loaded")
 }
+
+const ftzSupported = false
