@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	lapackgo "gonum.org/v1/gonum/lapack/gonum"
-
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
@@ -96,25 +94,10 @@ func orthogonal(dst []float64, rows, cols int, gain float64, rng *rand.Rand) {
 	for i := range a {
 		a[i] = rng.NormFloat64()
 	}
-	blas.Init() // gonum's LAPACK then multiplies through OpenBLAS when it is there
-	impl := lapackgo.Implementation{}
-	tau := make([]float64, c)
-	work := make([]float64, 1)
-	impl.Dgeqrf(r, c, a, c, tau, work, -1)
-	work = make([]float64, int(work[0]))
-	impl.Dgeqrf(r, c, a, c, tau, work, len(work))
-	sign := make([]float64, c) // sign of R's diagonal, read before Dorgqr overwrites a
-	for j := 0; j < c; j++ {
-		sign[j] = 1
-		if a[j*c+j] < 0 {
-			sign[j] = -1
-		}
+	sign, err := blas.ThinQR(r, c, a)
+	if err != nil {
+		panic(err) // r >= c >= 1 by construction; LAPACK fails only on invalid arguments
 	}
-	impl.Dorgqr(r, c, c, a, c, tau, work, -1)
-	if n := int(work[0]); n > len(work) {
-		work = make([]float64, n)
-	}
-	impl.Dorgqr(r, c, c, a, c, tau, work, len(work))
 	for i := 0; i < r; i++ {
 		for j := 0; j < c; j++ {
 			x := a[i*c+j] * sign[j] * gain

@@ -7,6 +7,7 @@
 // missing OpenBLAS an error reported by Init.
 //
 // All matrices are row-major. Gemm computes C = alpha*op(A)*op(B) + beta*C with op(X) = X or Xᵀ.
+// ThinQR (the orthogonal initialisation) uses the LAPACK that OpenBLAS bundles, or gonum's.
 package blas
 
 import (

@@ -26,9 +26,14 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float*, int,
 typedef void (*dgemm_fn)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*, int);
 typedef int (*nthreads_fn)(void);
 
+typedef void (*lapack_qr_fn)(const int*, const int*, double*, const int*, double*, double*, const int*, int*);
+typedef void (*lapack_orgqr_fn)(const int*, const int*, const int*, double*, const int*, const double*, double*, const int*, int*);
+
 static sgemm_fn rw_sgemm;
 static dgemm_fn rw_dgemm;
 static nthreads_fn rw_nthreads;
+static lapack_qr_fn rw_dgeqrf;
+static lapack_orgqr_fn rw_dorgqr;
 
 // rw_open loads the named library and resolves the CBLAS entry points; 0 on success.
 static int rw_open(const char* name) {
@@ -39,8 +44,36 @@ static int rw_open(const char* name) {
 	rw_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
 	rw_dgemm = (dgemm_fn)dlsym(h, "cblas_dgemm");
 	rw_nthreads = (nthreads_fn)dlsym(h, "openblas_get_num_threads");
+	rw_dgeqrf = (lapack_qr_fn)dlsym(h, "dgeqrf_"); // OpenBLAS bundles LAPACK; NULL if not
+	rw_dorgqr = (lapack_orgqr_fn)dlsym(h, "dorgqr_");
 	if (rw_sgemm == NULL || rw_dgemm == NULL) return 2;
 	return 0;
+}
+
+static int rw_have_lapack(void) { return rw_dgeqrf != NULL && rw_dorgqr != NULL; }
+
+// rw_thin_qr: a is column-major m×n (lda = m, m >= n); on return it holds the thin Q and
+// sign[j] the sign of R's diagonal. Returns LAPACK's info (0 on success), or -100 when the
+// workspace cannot be allocated.
+static int rw_thin_qr(int m, int n, double* a, double* sign) {
+	int info = 0, lwork = -1;
+	double q1 = 0, q2 = 0;
+	double* tau = malloc(sizeof(double) * (size_t)n);
+	if (tau == NULL) return -100;
+	rw_dgeqrf(&m, &n, a, &m, tau, &q1, &lwork, &info);
+	rw_dorgqr(&m, &n, &n, a, &m, tau, &q2, &lwork, &info);
+	lwork = (int)(q1 > q2 ? q1 : q2);
+	if (lwork < n) lwork = n;
+	double* work = malloc(sizeof(double) * (size_t)lwork);
+	if (work == NULL) { free(tau); return -100; }
+	rw_dgeqrf(&m, &n, a, &m, tau, work, &lwork, &info);
+	if (info == 0) {
+		for (int j = 0; j < n; j++) sign[j] = a[(size_t)j * m + j] < 0 ? -1.0 : 1.0;
+		rw_dorgqr(&m, &n, &n, a, &m, tau, work, &lwork, &info);
+	}
+	free(work);
+	free(tau);
+	return info;
 }
 
 static int rw_threads(void) { return rw_nthreads ? rw_nthreads() : 0; }
@@ -77,6 +110,7 @@ var libNames = []string{"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib
 type openBLAS struct {
 	lib     string
 	threads int
+	lapack  bool // the library bundles LAPACK's dgeqrf and dorgqr
 }
 
 func openOpenBLAS() (backend, error) {
@@ -91,7 +125,7 @@ func openOpenBLAS() (backend, error) {
 		rc := C.rw_open(cname)
 		C.free(unsafe.Pointer(cname))
 		if rc == 0 {
-			return openBLAS{lib: name, threads: int(C.rw_threads())}, nil
+			return openBLAS{lib: name, threads: int(C.rw_threads()), lapack: C.rw_have_lapack() != 0}, nil
 		}
 	}
 	return nil, errors.New("no OpenBLAS shared library (libopenblas.so.0) could be loaded")
@@ -99,6 +133,12 @@ func openOpenBLAS() (backend, error) {
 
 func (o openBLAS) name() string {
 	return fmt.Sprintf("openblas (%s, %d threads)", o.lib, o.threads)
+}
+
+// hasLAPACK reports whether the active backend factorises with OpenBLAS's own LAPACK.
+func hasLAPACK() bool {
+	o, ok := active.(openBLAS)
+	return ok && o.lapack
 }
 
 func b2i(b bool) C.int {
@@ -128,4 +168,27 @@ func ptr[F Float](s []F) *F {
 		return nil
 	}
 	return &s[0]
+}
+
+// thinQR runs LAPACK's dgeqrf and dorgqr from OpenBLAS on a row-major r×c matrix (through a
+// column-major copy). It reports false when the library has no LAPACK.
+func (o openBLAS) thinQR(r, c int, a, sign []float64) (bool, error) {
+	if !o.lapack {
+		return false, nil
+	}
+	col := make([]float64, r*c)
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			col[j*r+i] = a[i*c+j]
+		}
+	}
+	if info := C.rw_thin_qr(C.int(r), C.int(c), (*C.double)(unsafe.Pointer(&col[0])), (*C.double)(unsafe.Pointer(&sign[0]))); info != 0 {
+		return true, fmt.Errorf("blas: OpenBLAS dgeqrf/dorgqr on %d×%d failed (info %d)", r, c, info)
+	}
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			a[i*c+j] = col[j*r+i]
+		}
+	}
+	return true, nil
 }

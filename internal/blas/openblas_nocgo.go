@@ -9,3 +9,5 @@ func openOpenBLAS() (backend, error) {
 }
 
 const ftzSupported = false
+
+func hasLAPACK() bool { return false }
