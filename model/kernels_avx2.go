@@ -608,47 +608,27 @@ func shiftMixBackwardFast(x, prev, mix, g, gx, gprev, gmix []float32, B, T, Cn i
 	return true
 }
 
-// ceForwardFast is ceForward for float32 in C: the rows' log-sum-exps with AVX2, reduced per
-// piece in float64 as the Go kernel does.
+// ceForwardFast is ceForward for float32 with the rows' log-sum-exps in C.
 func ceForwardFast(logits []float32, targets []int, N, V int) (float64, bool) {
 	if !haveAVX2 {
 		return 0, false
 	}
-	np := pieces(N, V)
-	part := make([]float64, np)
-	parallelFor(N, np, func(p, lo, hi int) {
-		var s float64
+	return meanNLL(logits, targets, N, V, func(row []float32) float64 {
 		var arg C.int
-		for r := lo; r < hi; r++ {
-			row := logits[r*V : (r+1)*V]
-			s += float64(C.rw_lse_row(C.int(V), fptr(row), &arg)) - float64(row[targets[r]])
-		}
-		part[p] = s
-	})
-	var s float64
-	for _, x := range part {
-		s += x
-	}
-	return s / float64(N), true
+		return float64(C.rw_lse_row(C.int(len(row)), fptr(row), &arg))
+	}), true
 }
 
-// ceBackwardFast is ceBackward for float32 in C.
+// ceBackwardFast is ceBackward for float32 with the rows' softmax in C.
 func ceBackwardFast(logits []float32, targets []int, g float64, l2wrap bool, N, V int, out []float32) bool {
 	if !haveAVX2 {
 		return false
 	}
-	scale := g / float64(N)
-	parallelFor(N, pieces(N, V), func(_, lo, hi int) {
+	ceGrad(logits, targets, g, l2wrap, N, V, out, func(row, o []float32, scale float64) int {
 		var arg C.int
-		for r := lo; r < hi; r++ {
-			row, o := logits[r*V:(r+1)*V], out[r*V:(r+1)*V]
-			lse := C.rw_lse_row(C.int(V), fptr(row), &arg)
-			C.rw_softmax_row(C.int(V), fptr(row), C.float(lse), C.float(scale), fptr(o))
-			o[targets[r]] -= float32(scale)
-			if l2wrap {
-				o[arg] += float32(float64(row[arg]) * l2WrapFactor / float64(N))
-			}
-		}
+		lse := C.rw_lse_row(C.int(len(row)), fptr(row), &arg)
+		C.rw_softmax_row(C.int(len(row)), fptr(row), C.float(lse), C.float(scale), fptr(o))
+		return int(arg)
 	})
 	return true
 }

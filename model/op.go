@@ -107,28 +107,28 @@ func (b *outBuf) fromSlot(dt tensor.Dtype, zero bool, shape []int) *tensor.Dense
 	var first unsafe.Pointer
 	switch dt {
 	case tensor.Float32:
-		if len(b.slot.f32) < n {
-			b.slot.f32 = make([]float32, n)
-		}
-		d := b.slot.f32[:n:n]
-		if zero {
-			clear(d)
-		}
+		d := slotSlice(&b.slot.f32, n, zero)
 		back, first = d, unsafe.Pointer(&d[0])
 	default:
-		if len(b.slot.f64) < n {
-			b.slot.f64 = make([]float64, n)
-		}
-		d := b.slot.f64[:n:n]
-		if zero {
-			clear(d)
-		}
+		d := slotSlice(&b.slot.f64, n, zero)
 		back, first = d, unsafe.Pointer(&d[0])
 	}
 	if b.t == nil || b.t.Dtype() != dt || !b.t.Shape().Eq(tensor.Shape(shape)) || b.t.Uintptr() != uintptr(first) {
 		b.t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(back))
 	}
 	return b.t
+}
+
+// slotSlice returns the first n elements of *mem, growing it to n first if it is shorter.
+func slotSlice[F Float](mem *[]F, n int, zero bool) []F {
+	if len(*mem) < n {
+		*mem = make([]F, n)
+	}
+	d := (*mem)[:n:n]
+	if zero {
+		clear(d)
+	}
+	return d
 }
 
 func dtypeOf(v G.Value) tensor.Dtype { return v.Dtype() }

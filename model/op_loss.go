@@ -67,13 +67,18 @@ func (o crossEntropyOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) 
 
 // ceForward returns the mean NLL; rows are reduced in fixed pieces for determinism.
 func ceForward[F Float](logits []F, targets []int, N, V int) float64 {
+	return meanNLL(logits, targets, N, V, logSumExp[F])
+}
+
+// meanNLL is ceForward with the row's log-sum-exp computed by lse.
+func meanNLL[F Float](logits []F, targets []int, N, V int, lse func(row []F) float64) float64 {
 	np := pieces(N, V)
 	part := make([]float64, np)
 	parallelFor(N, np, func(p, lo, hi int) {
 		var s float64
 		for r := lo; r < hi; r++ {
 			row := logits[r*V : (r+1)*V]
-			s += logSumExp(row) - float64(row[targets[r]])
+			s += lse(row) - float64(row[targets[r]])
 		}
 		part[p] = s
 	})
@@ -132,18 +137,30 @@ func (o crossEntropyBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o crossEntropyBackOp) Hashcode() uint32      { return hashcode(o) }
 
 func ceBackward[F Float](logits []F, targets []int, g float64, l2wrap bool, N, V int, out []F) {
+	ceGrad(logits, targets, g, l2wrap, N, V, out, softmaxRow[F])
+}
+
+// softmaxRow sets o = scale*softmax(row) and returns the index of row's first maximum.
+func softmaxRow[F Float](row, o []F, scale float64) int {
+	lse := logSumExp(row)
+	arg := 0
+	for j, x := range row {
+		o[j] = F(scale * math.Exp(float64(x)-lse))
+		if x > row[arg] {
+			arg = j
+		}
+	}
+	return arg
+}
+
+// ceGrad is ceBackward with each row's scaled softmax and argmax computed by softmax.
+func ceGrad[F Float](logits []F, targets []int, g float64, l2wrap bool, N, V int, out []F,
+	softmax func(row, o []F, scale float64) int) {
 	scale := g / float64(N)
 	parallelFor(N, pieces(N, V), func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row, o := logits[r*V:(r+1)*V], out[r*V:(r+1)*V]
-			lse := logSumExp(row)
-			arg := 0
-			for j, x := range row {
-				o[j] = F(scale * math.Exp(float64(x)-lse))
-				if x > row[arg] {
-					arg = j
-				}
-			}
+			arg := softmax(row, o, scale)
 			o[targets[r]] -= F(scale)
 			if l2wrap {
 				// Not scaled by g: RWKV-LM's L2Wrap returns this term unconditionally.

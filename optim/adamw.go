@@ -107,8 +107,11 @@ func (o *AdamW[F]) Params() []Param[F] { return o.params }
 // SetGrad points parameter i's gradient at g, which must have one value per element: a
 // trainer can hand over gradient buffers it does not own instead of copying into Grad.
 func (o *AdamW[F]) SetGrad(i int, g []F) error {
-	if i < 0 || i >= len(o.params) || len(g) != len(o.params[i].Data) {
-		return fmt.Errorf("optim: set grad %d: %d values for a parameter of %d", i, len(g), len(o.params[i%max(len(o.params), 1)].Data))
+	if i < 0 || i >= len(o.params) {
+		return fmt.Errorf("optim: set grad %d: there are %d parameters", i, len(o.params))
+	}
+	if len(g) != len(o.params[i].Data) {
+		return fmt.Errorf("optim: set grad %d: %d values for a parameter of %d", i, len(g), len(o.params[i].Data))
 	}
 	o.params[i].Grad = g
 	return nil

@@ -94,25 +94,36 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1}
 	var ours, theirs []benchReport
 	var res train.BenchResult // FLOPs per token do not change from round to round
-	for r := 0; r < *rounds; r++ {
-		// Alternate who goes first, so that a slow phase of a shared machine does not always
-		// fall on the same side.
-		torchFirst := *torch && r%2 == 1
-		if torchFirst {
-			if theirs, err = appendTorch(ctx, theirs, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads); err != nil {
-				fmt.Fprintf(stderr, "rwkv-train: bench --torch: %v\n", err)
-				return exitError
-			}
-		}
+	runOurs := func() error {
+		var err error
 		if res, err = train.Bench(ctx, bc); err != nil {
-			fmt.Fprintf(stderr, "rwkv-train: bench: %v\n", err)
-			return exitError
+			return fmt.Errorf("bench: %w", err)
 		}
 		ours = append(ours, benchReport{Impl: "rwkv-go (" + blas.Backend() + ")", TokensPerSec: res.TokensPerSec,
 			StepSeconds: res.StepSeconds, PeakRSSMiB: peakRSSMiB(), GemmShare: res.GemmShare, GemmGFLOPS: res.GemmGFLOPS})
-		if *torch && !torchFirst {
-			if theirs, err = appendTorch(ctx, theirs, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads); err != nil {
-				fmt.Fprintf(stderr, "rwkv-train: bench --torch: %v\n", err)
+		return nil
+	}
+	runTorch := func() error {
+		r, err := torchBench(ctx, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads)
+		if err != nil {
+			return fmt.Errorf("bench --torch: %w", err)
+		}
+		theirs = append(theirs, r)
+		return nil
+	}
+	for r := 0; r < *rounds; r++ {
+		order := []func() error{runOurs}
+		if *torch {
+			// Alternate who goes first, so that a slow phase of a shared machine does not
+			// always fall on the same side.
+			order = append(order, runTorch)
+			if r%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+			}
+		}
+		for _, run := range order {
+			if err := run(); err != nil {
+				fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
 				return exitError
 			}
 		}
@@ -222,14 +233,6 @@ func roundRatios(ours, theirs []benchReport) (lo, hi float64) {
 		lo, hi = min(lo, q), max(hi, q)
 	}
 	return lo, hi
-}
-
-func appendTorch(ctx context.Context, rs []benchReport, layers, embd, vocab, ctxLen, batch, steps, warmup, threads int) ([]benchReport, error) {
-	r, err := torchBench(ctx, layers, embd, vocab, ctxLen, batch, steps, warmup, threads)
-	if err != nil {
-		return rs, err
-	}
-	return append(rs, r), nil
 }
 
 // torchBench runs the PyTorch peer in its own process.

@@ -54,7 +54,7 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stderr, "corpus: %d files, %d training bytes, %d validation bytes\n", st.Docs+st.ValDocs, st.Tokens, st.ValTokens)
 	cfg := train.QuickstartConfig(prefix, *out)
-	if !strings.HasPrefix(blas.Backend(), "openblas") && *steps == 0 {
+	if !blas.UsingOpenBLAS() && *steps == 0 {
 		// The pure-Go BLAS is about 5x slower here: fewer steps keep the run near 5 minutes.
 		cfg.Train.MaxSteps, cfg.Train.EvalEvery = 300, 150
 		fmt.Fprintf(stderr, "no OpenBLAS (%s): training %d steps instead of 500; install libopenblas0 and build with cgo for the full recipe\n",

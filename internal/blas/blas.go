@@ -72,6 +72,13 @@ func Backend() string {
 	return active.name()
 }
 
+// UsingOpenBLAS reports whether the products run in OpenBLAS rather than the pure-Go fallback.
+func UsingOpenBLAS() bool {
+	Init()
+	_, pureGo := active.(gonumBackend)
+	return !pureGo
+}
+
 // Gemm computes c = alpha*op(a)*op(b) + beta*c for row-major a (m×k, or k×m when tA),
 // b (k×n, or n×k when tB) and c (m×n), with leading dimensions lda, ldb, ldc.
 func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb int, beta F, c []F, ldc int) {
@@ -80,11 +87,6 @@ func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb
 	}
 	Init()
 	t0 := time.Now()
-	defer func() {
-		gemmCalls.Add(1)
-		gemmNanos.Add(int64(time.Since(t0)))
-		gemmFlops.Add(2 * int64(m) * int64(n) * int64(k))
-	}()
 	switch cc := any(c).(type) {
 	case []float32:
 		active.sgemm(tA, tB, m, n, k, float32(alpha), any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), cc, ldc)
@@ -93,6 +95,9 @@ func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb
 	default:
 		panic(fmt.Sprintf("blas: unsupported element type %T", c))
 	}
+	gemmCalls.Add(1)
+	gemmNanos.Add(int64(time.Since(t0)))
+	gemmFlops.Add(2 * int64(m) * int64(n) * int64(k))
 }
 
 var gemmCalls, gemmNanos, gemmFlops atomic.Int64
