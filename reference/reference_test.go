@@ -1,11 +1,14 @@
 package reference
 
 import (
-	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/checkpoint"
 )
 
 const python = "/usr/bin/python3"
@@ -31,11 +34,13 @@ func TestReferenceSelfTest(t *testing.T) {
 }
 
 // TestGoldenFilesAreCurrent regenerates the golden files into a temporary tree and requires
-// them to be byte-identical to the committed ones.
+// them to equal the committed ones within goldenTolerances: on another CPU PyTorch rounds
+// differently, so the bytes may differ while the values agree to a few ulps of each tensor's
+// scale. The committed files stay the truth for the Go tests.
 func TestGoldenFilesAreCurrent(t *testing.T) {
 	needTorch(t)
 	root := t.TempDir()
-	files := []string{"model/testdata/golden_f32.safetensors", "model/testdata/golden_f64.safetensors", "train/testdata/adamw_golden.safetensors"}
+	files := slices.Sorted(maps.Keys(goldenTolerances))
 	for _, f := range files {
 		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
 			t.Fatal(err)
@@ -47,16 +52,22 @@ func TestGoldenFilesAreCurrent(t *testing.T) {
 		t.Fatalf("gen_golden.py: %v\n%s", err, out)
 	}
 	for _, f := range files {
-		got, err := os.ReadFile(filepath.Join(root, f))
+		got, err := checkpoint.OpenSafetensors(filepath.Join(root, f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := os.ReadFile(filepath.Join("..", f))
+		want, err := checkpoint.OpenSafetensors(filepath.Join("..", f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from what reference/gen_golden.py writes now; regenerate and commit it", f)
+		if g, w := got.Meta["torch_version"], want.Meta["torch_version"]; g != w {
+			t.Logf("%s: regenerated with torch %s, committed with %s", f, g, w)
+		}
+		for _, d := range compareGolden(got, want, goldenTolerances[f]) {
+			t.Errorf("%s: %s", f, d)
+		}
+		if t.Failed() {
+			t.Logf("%s differs from what reference/gen_golden.py writes now beyond the tolerance; if the change is intended, regenerate and commit it", f)
 		}
 	}
 }
