@@ -190,11 +190,11 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 		return exitInterrupted
 	case errors.Is(err, errFlags):
 		return exitUsage // the flag package has said what is wrong
-	case errors.As(err, new(usageErr)), errors.Is(err, data.ErrBadConfig):
-		fmt.Fprintf(stderr, "%s: %v\nRun '%s' for usage.\n", label, err, help)
-		return exitUsage
 	case errors.As(err, new(configError)), errors.Is(err, train.ErrConfig):
 		fmt.Fprintf(stderr, "%s: %v\n", label, err)
+		return exitUsage
+	case errors.As(err, new(usageErr)), errors.Is(err, data.ErrBadConfig):
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s' for usage.\n", label, err, help)
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", label, err)

@@ -78,6 +78,7 @@ func TestCommandsNameThemselves(t *testing.T) {
 		code int
 		want []string // in stderr
 	}{
+		{"invalid config", []string{"--config", cfg}, exitUsage, []string{"rwkv-train: config " + cfg + ": invalid config: data: train"}},
 		{"config without file", []string{"--config"}, exitUsage, []string{"rwkv-train: --config needs a file\n", "Run 'rwkv-train --help' for usage."}},
 		{"config= without file", []string{"--config="}, exitUsage, []string{"rwkv-train: --config needs a file\n"}},
 		{"config then flag", []string{"--config", "--train.max_steps=1"}, exitUsage, []string{"rwkv-train: --config needs a file\n"}},
@@ -108,6 +109,9 @@ func TestCommandsNameThemselves(t *testing.T) {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr does not contain %q:\n%s", w, stderr.String())
 				}
+			}
+			if strings.HasPrefix(tt.name, "invalid config") && strings.Contains(stderr.String(), "Run '") {
+				t.Errorf("a config error points to the flags' help:\n%s", stderr.String())
 			}
 			if tt.args[0] != "prepare" && strings.Contains(stderr.String(), "prepare") {
 				t.Errorf("stderr mentions prepare:\n%s", stderr.String())
