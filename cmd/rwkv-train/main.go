@@ -185,8 +185,11 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 		return exitOK
 	case errors.As(err, &status):
 		return int(status)
-	case errors.Is(err, train.ErrInterrupted), ctx.Err() != nil && errors.Is(err, ctx.Err()):
+	case errors.Is(err, train.ErrInterrupted): // says where the checkpoint is
 		fmt.Fprintf(stderr, "\n%s: %v\n", label, err)
+		return exitInterrupted
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		fmt.Fprintf(stderr, "\n%s: interrupted\n", label)
 		return exitInterrupted
 	case errors.Is(err, errFlags):
 		return exitUsage // the flag package has said what is wrong

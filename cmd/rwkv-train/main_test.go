@@ -372,3 +372,30 @@ func TestIgnoredSignalStaysIgnored(t *testing.T) {
 		t.Errorf("after SIGTERM: %v, want a clean exit", err)
 	}
 }
+
+// TestInterruptedExits130: every training command stopped by its context exits 130 and says
+// so; training writes a checkpoint first.
+func TestInterruptedExits130(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", cfg}, "rwkv-train: interrupted; checkpoint saved in " + filepath.Join(dir, "ckpt") + ": continue with --resume"},
+		{[]string{"quickstart", "--out", filepath.Join(dir, "qs")}, "rwkv-train quickstart: interrupted"},
+		{[]string{"bench", "--layers", "1", "--embd", "32", "--ctx", "16", "--batch", "1", "--peak=false"}, "rwkv-train bench: interrupted"},
+	} {
+		t.Run(tt.args[0], func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(ctx, tt.args, &stdout, &stderr); code != exitInterrupted || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, exitInterrupted, tt.want, stderr.String())
+			}
+		})
+	}
+	if _, err := checkpoint.Latest(filepath.Join(dir, "ckpt")); err != nil {
+		t.Errorf("no checkpoint after the interrupted training: %v", err)
+	}
+}
