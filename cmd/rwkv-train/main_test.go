@@ -98,6 +98,8 @@ func TestCommandsNameThemselves(t *testing.T) {
 		{"bench model", []string{"bench", "--layers", "0"}, exitUsage, []string{"rwkv-train bench: "}},
 		{"bench unknown flag", []string{"bench", "--nope"}, exitUsage, []string{"flag provided but not defined: -nope"}},
 		{"prepare", []string{"prepare"}, exitUsage, []string{"rwkv-train prepare: --tokenizer is required"}},
+		{"prepare missing input", []string{"prepare", "--quiet", "--tokenizer", "byte", "--output", missing, missing}, exitError, []string{"rwkv-train prepare: "}},
+		{"prepare missing vocab", []string{"prepare", "--tokenizer", "world:" + missing, "--output", missing, missing}, exitError, []string{"rwkv-train prepare: "}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
