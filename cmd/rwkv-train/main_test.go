@@ -338,15 +338,23 @@ func TestSecondSignalKills(t *testing.T) {
 			waitLine(t, lines, "ready", 30*time.Second)
 			cmd.Process.Signal(sigs[0])
 			waitLine(t, lines, "stopping", 10*time.Second)
-			// stop() runs right after ctx.Done: give it a moment before the second signal.
-			time.Sleep(100 * time.Millisecond)
-			cmd.Process.Signal(sigs[1])
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the second signal did not end the process")
+			// stop() runs just after ctx.Done, in another goroutine: repeat the second signal
+			// until the default action has been restored and ends the process.
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			deadline := time.After(10 * time.Second)
+		wait:
+			for {
+				select {
+				case <-done:
+					break wait
+				case <-tick.C:
+					cmd.Process.Signal(sigs[1])
+				case <-deadline:
+					t.Fatal("a second signal did not end the process")
+				}
 			}
 			ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 			if !ok || !ws.Signaled() || ws.Signal() != sigs[1] {
