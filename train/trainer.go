@@ -146,8 +146,8 @@ func (t *Trainer) buildModel() error {
 		if err != nil {
 			return fmt.Errorf("model.load: %w", err)
 		}
-		if m.Config.Layers != c.Model.Layers || m.Config.Embd != c.Model.Embd || m.Config.Vocab != c.Model.Vocab || m.Config.DimFFN() != c.Model.DimFFN() {
-			return fmt.Errorf("model.load %q holds a %v model but the config says %v; fix model.* or the file", c.Model.Load, m.Config, c.Model.Config)
+		if err := checkLoadedShape(c.Model.Load, m.Config, c.Model.Config); err != nil {
+			return err
 		}
 		t.Model = m
 		t.log.Info("loaded weights", "path", c.Model.Load, "model", m.Config.String())

@@ -73,6 +73,24 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// count is an integer flag with its smallest allowed value and what that value means.
+type count struct {
+	flag    string
+	value   int64
+	min     int64
+	meaning string
+}
+
+// checkCounts refuses the first flag below its minimum, naming it.
+func checkCounts(cs ...count) error {
+	for _, c := range cs {
+		if c.value < c.min {
+			return usagef("%s %d: want %d or more (%s)", c.flag, c.value, c.min, c.meaning)
+		}
+	}
+	return nil
+}
+
 // tokenizer loads the --tokenizer spec; with none it is the byte tokenizer for a vocab-256
 // model and nil otherwise.
 func tokenizer(spec string, m *model.Model) (data.Tokenizer, error) {

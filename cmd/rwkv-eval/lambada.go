@@ -48,6 +48,12 @@ summed target NLL per example, as RWKV's run_lambada.py reports it.
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := checkCounts(
+		count{"--batch", int64(*batch), 1, "examples per forward pass"},
+		count{"--max-examples", int64(*limit), 0, "0 means all"},
+	); err != nil {
+		return err
+	}
 	if *dataPath == "" {
 		return usagef("--data is required")
 	}

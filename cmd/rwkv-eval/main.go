@@ -27,13 +27,13 @@ const (
 	exitInterrupted = 130 // stopped by Ctrl-C
 )
 
-// errUsage marks errors in the command line.
-var errUsage = errors.New("usage")
+// usageErr is a mistake on the command line: exit 2, with a pointer to the command's -h.
+type usageErr struct{ error }
+
+func (e usageErr) Unwrap() error { return e.error }
 
 // usagef returns a command-line error.
-func usagef(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
-}
+func usagef(format string, args ...any) error { return usageErr{fmt.Errorf(format, args...)} }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -77,7 +77,7 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 		return exitInterrupted
 	case errors.Is(err, errFlags):
 		return exitUsage // the flag package has said what is wrong
-	case errors.Is(err, errUsage), errors.Is(err, eval.ErrOptions), errors.Is(err, data.ErrBadConfig):
+	case errors.As(err, new(usageErr)), errors.Is(err, eval.ErrOptions), errors.Is(err, data.ErrBadConfig):
 		fmt.Fprintf(stderr, "rwkv-eval %s: %v\nRun 'rwkv-eval %s -h' for usage.\n", name, err, name)
 		return exitUsage
 	}

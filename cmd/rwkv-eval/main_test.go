@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -320,5 +321,38 @@ func TestHelpListsCommandsWithExamples(t *testing.T) {
 		if code != exitOK || !strings.Contains(out, s) {
 			t.Fatalf("--help (exit %d) does not mention %q:\n%s", code, s, out)
 		}
+	}
+}
+
+// TestCountFlagsRefused: integer flags below their meaningful range are usage errors (exit 2)
+// naming the flag, before anything is loaded; 0 stays valid where it has a meaning.
+func TestCountFlagsRefused(t *testing.T) {
+	f := setup(t)
+	ppl := slices.Clip([]string{"ppl", "--quiet", "--model", f.st, "--data", f.bin})
+	lambada := slices.Clip([]string{"lambada", "--quiet", "--model", f.st, "--data", f.lambada})
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{append(ppl, "--batch", "0"), exitUsage, "rwkv-eval ppl: --batch 0: want 1 or more"},
+		{append(ppl, "--batch", "-2"), exitUsage, "rwkv-eval ppl: --batch -2"},
+		{append(ppl, "--stride", "-1"), exitUsage, "rwkv-eval ppl: --stride -1: want 0 or more (0 means --ctx-len)"},
+		{append(ppl, "--chunk", "-1", "--mode", "rnn"), exitUsage, "rwkv-eval ppl: --chunk -1"},
+		{append(ppl, "--max-tokens", "-5"), exitUsage, "rwkv-eval ppl: --max-tokens -5: want 0 or more (0 means the whole file)"},
+		{append(ppl, "--bucket", "-1"), exitUsage, "rwkv-eval ppl: --bucket -1"},
+		{append(ppl, "--ctx-len", "0"), exitUsage, "rwkv-eval ppl: --ctx-len must be at least 1"},
+		{append(ppl, "--stride", "0", "--max-tokens", "0", "--chunk", "0", "--bucket", "0"), exitOK, ""},
+		{append(lambada, "--batch", "0"), exitUsage, "rwkv-eval lambada: --batch 0: want 1 or more"},
+		{append(lambada, "--max-examples", "-1"), exitUsage, "rwkv-eval lambada: --max-examples -1: want 0 or more (0 means all)"},
+		{append(lambada, "--bos", "-2"), exitUsage, "rwkv-eval lambada: --bos -2"},
+		{append(lambada, "--max-examples", "0", "--batch", "1"), exitOK, ""},
+	} {
+		t.Run(tt.args[0]+" "+strings.Join(tt.args[6:], " "), func(t *testing.T) {
+			code, _, errOut := cli(t, context.Background(), tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, tt.code, tt.want, errOut)
+			}
+		})
 	}
 }

@@ -59,6 +59,15 @@ file, so context is unbounded and memory constant; its JSON has the loss per
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := checkCounts(
+		count{"--batch", int64(*batch), 1, "windows per forward pass"},
+		count{"--stride", int64(*stride), 0, "0 means --ctx-len"},
+		count{"--chunk", int64(*chunk), 0, "0 means token by token"},
+		count{"--max-tokens", *maxTokens, 0, "0 means the whole file"},
+		count{"--bucket", *bucket, 0, "0 means off"},
+	); err != nil {
+		return err
+	}
 	mode, err := eval.ParseMode(*modeName)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,7 +37,7 @@ type benchReport struct {
 
 // runBench implements `rwkv-train bench`: tokens/s, model FLOPs utilisation and peak memory of
 // full training steps, optionally side by side with the PyTorch reference.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	layers := fs.Int("layers", 6, "n_layer")
@@ -61,34 +60,35 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, "usage: rwkv-train bench [flags]\n\nFull training steps (forward, backward, clipping, AdamW) on random tokens.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg := model.Config{Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen}
 	if err := cfg.Validate(); err != nil {
-		return usageError(stderr, err.Error())
+		return usagef("%v", err)
 	}
 	if *rounds < 1 || *steps < 1 || *warmup < 0 {
-		return usageError(stderr, fmt.Sprintf("bench: --rounds %d, --steps %d, --warmup %d: need rounds and steps >= 1, warmup >= 0", *rounds, *steps, *warmup))
+		return usagef("--rounds %d, --steps %d, --warmup %d: need rounds and steps >= 1, warmup >= 0", *rounds, *steps, *warmup)
+	}
+	if *batch < 1 || *chunk < 0 || *threads < 1 {
+		return usagef("--batch %d, --chunk %d, --threads %d: need batch and threads >= 1, chunk >= 0", *batch, *chunk, *threads)
 	}
 	dir, err := os.MkdirTemp("", "rwkv-bench-")
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-		return exitError
+		return err
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(stderr, "bench %v batch %d, %d steps (+%d warm-up), blas %s\n", cfg, *batch, *steps, *warmup, blas.Backend())
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
-			fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-			return exitError
+			return err
 		}
 		defer f.Close()
-		pprof.StartCPUProfile(f)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile() // on an early return; stopping twice is harmless
 	}
 	bc := train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
 		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1}
@@ -97,7 +97,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	runOurs := func() error {
 		var err error
 		if res, err = train.Bench(ctx, bc); err != nil {
-			return fmt.Errorf("bench: %w", err)
+			return err
 		}
 		ours = append(ours, benchReport{Impl: "rwkv-go (" + blas.Backend() + ")", TokensPerSec: res.TokensPerSec,
 			StepSeconds: res.StepSeconds, PeakRSSMiB: peakRSSMiB(), GemmShare: res.GemmShare, GemmGFLOPS: res.GemmGFLOPS})
@@ -106,7 +106,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	runTorch := func() error {
 		r, err := torchBench(ctx, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads)
 		if err != nil {
-			return fmt.Errorf("bench --torch: %w", err)
+			return fmt.Errorf("--torch: %w", err)
 		}
 		theirs = append(theirs, r)
 		return nil
@@ -123,8 +123,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		for _, run := range order {
 			if err := run(); err != nil {
-				fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-				return exitError
+				return err
 			}
 		}
 		if *rounds > 1 {
@@ -144,8 +143,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if *memProfile != "" {
 		if err := writeHeapProfile(*memProfile); err != nil {
-			fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-			return exitError
+			return err
 		}
 	}
 	reports := []benchReport{medianReport(ours)}
@@ -162,9 +160,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, r := range reports {
-			enc.Encode(r)
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
 		}
-		return exitOK
+		return nil
 	}
 	fmt.Fprintf(stdout, "%-52s %10s %9s %9s %6s\n", "implementation", "tokens/s", "s/step", "peak RSS", "MFU")
 	for _, r := range reports {
@@ -183,7 +183,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *peak {
 		fmt.Fprintf(stdout, "fp32 peak (sgemm 2048³): %.0f GFLOP/s; model FLOPs %.3g per token\n", gflops, res.FLOPsPerToken)
 	}
-	return exitOK
+	return nil
 }
 
 func writeHeapProfile(path string) error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 
 // runExport implements `rwkv-train export`: a checkpoint (or any weights file) to the formats
 // RWKV runtimes load.
-func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (newest), or weights file")
@@ -28,14 +27,16 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprint(stderr, "usage: rwkv-train export --checkpoint PATH --format rwkv|hf|pth|web-rwkv [--dtype fp32|fp16|bf16] --out PATH\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *from == "" || *out == "" {
-		return usageError(stderr, "--checkpoint and --out are required")
+		return usagef("--checkpoint and --out are required")
+	}
+	switch *format {
+	case "rwkv", "web-rwkv", "pth", "hf":
+	default:
+		return usagef("--format %q: want rwkv, hf, pth or web-rwkv", *format)
 	}
 	dts := map[string]checkpoint.DType{"fp32": checkpoint.F32, "fp16": checkpoint.F16, "bf16": checkpoint.BF16}
 	dt := checkpoint.F32
@@ -45,9 +46,15 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *dtype != "" {
 		d, ok := dts[*dtype]
 		if !ok {
-			return usageError(stderr, fmt.Sprintf("--dtype %q: want fp32, fp16 or bf16", *dtype))
+			return usagef("--dtype %q: want fp32, fp16 or bf16", *dtype)
 		}
 		dt = d
+	}
+	if *format == "web-rwkv" && *dtype != "" && dt != checkpoint.F16 {
+		return usagef("--dtype %s: web-rwkv is always fp16", *dtype)
+	}
+	if *ctxLen < 0 {
+		return usagef("--ctx-len %d: want a positive length, or 0 for the checkpoint's", *ctxLen)
 	}
 	path := *from
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
@@ -57,17 +64,13 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ts, err := checkpoint.ReadWeights(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: export: %v\n", err)
-		return exitError
+		return err
 	}
 	write := func(f func(io.Writer) error) error { return checkpoint.WriteFileAtomic(*out, f) }
 	switch *format {
 	case "rwkv":
 		err = write(func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, dt) })
 	case "web-rwkv":
-		if *dtype != "" && dt != checkpoint.F16 {
-			return usageError(stderr, "web-rwkv is always fp16")
-		}
 		dt = checkpoint.F16
 		err = write(func(w io.Writer) error { return checkpoint.ExportWebRWKV(w, ts) })
 	case "pth":
@@ -78,15 +81,12 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			n = checkpointCtxLen(path)
 		}
 		err = checkpoint.ExportHF(*out, ts, checkpoint.HFConfig{ContextLength: n}, dt)
-	default:
-		return usageError(stderr, fmt.Sprintf("--format %q: want rwkv, hf, pth or web-rwkv", *format))
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: export: %v\n", err)
-		return exitError
+		return err
 	}
 	fmt.Fprintf(stdout, "exported %s (%d tensors) to %s as %s %s\n", path, len(ts), *out, *format, strings.ToLower(string(dt)))
-	return exitOK
+	return nil
 }
 
 // checkpointCtxLen reads model.ctx_len from a training checkpoint's stored config; 1024 when

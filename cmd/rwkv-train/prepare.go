@@ -54,7 +54,7 @@ INPUT is a text file (one document), a directory of them, or a .jsonl file
 		if errors.Is(err, data.ErrBadConfig) {
 			return usageError(stderr, err.Error())
 		}
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		fmt.Fprintf(stderr, "rwkv-train prepare: %v\n", err)
 		return exitError
 	}
 	opt := data.PrepareOptions{Inputs: fs.Args(), Output: *output, ValOutput: *valOutput,
@@ -68,7 +68,7 @@ INPUT is a text file (one document), a directory of them, or a .jsonl file
 		fmt.Fprintln(stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
+		fmt.Fprintf(stderr, "rwkv-train prepare: %v\n", err)
 		if ctx.Err() != nil {
 			return exitInterrupted
 		}

@@ -21,7 +21,7 @@ import (
 
 // runQuickstart implements `rwkv-train quickstart`: a byte-level model trained on the Go
 // standard library's sources, which every Go installation has.
-func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", filepath.Join("out", "quickstart"), "output directory")
@@ -32,14 +32,11 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprint(stderr, "usage: rwkv-train quickstart [flags]\n\nTrains a small byte-level RWKV-4 on $(go env GOROOT)/src, reports validation\nloss against the unigram baseline, exports it and prints a generated sample.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, "quickstart takes no arguments")
+	if *steps < 0 {
+		return usagef("--steps %d: want a positive number, or 0 for the recipe's", *steps)
 	}
 	root := *goroot
 	if root == "" {
@@ -49,8 +46,10 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stderr, "preparing the corpus from %s ...\n", filepath.Join(root, "src"))
 	st, err := train.GoCorpus(ctx, root, prefix)
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v (set --goroot to a Go installation)\n", err)
-		return exitError
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w (set --goroot to a Go installation)", err)
 	}
 	fmt.Fprintf(stderr, "corpus: %d files, %d training bytes, %d validation bytes\n", st.Docs+st.ValDocs, st.Tokens, st.ValTokens)
 	cfg := train.QuickstartConfig(prefix, *out)
@@ -65,9 +64,13 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 		cfg.Train.EvalEvery = max(1, *steps/3)
 		cfg.Optim.WarmupSteps = min(cfg.Optim.WarmupSteps, *steps/10)
 	}
-	return trainJob(ctx, cfg, "", stdout, stderr, func(tr *train.Trainer) error {
+	err = trainJob(ctx, cfg, "", stdout, stderr, func(tr *train.Trainer) error {
 		return quickstartReport(ctx, tr, cfg, *prompt, stdout)
 	})
+	if errors.Is(err, train.ErrInterrupted) {
+		return fmt.Errorf("%w; checkpoint saved in %s", err, cfg.CheckpointDir())
+	}
+	return err
 }
 
 // quickstartReport prints the unigram baseline next to the validation result and a sample.

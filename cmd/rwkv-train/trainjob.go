@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,20 +19,26 @@ import (
 )
 
 // runTrain implements `rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]`.
-func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var path, resume string
 	var overrides []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
+		case a == "-h" || a == "-help" || a == "--help":
+			usage(stdout)
+			return flag.ErrHelp
 		case a == "--config" || a == "-config":
-			if i+1 >= len(args) {
-				return usageError(stderr, "--config needs a file")
+			if i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") {
+				return usagef("--config needs a file")
 			}
 			i++
 			path = args[i]
 		case strings.HasPrefix(a, "--config="):
 			path = strings.TrimPrefix(a, "--config=")
+			if path == "" {
+				return usagef("--config needs a file")
+			}
 		case a == "--resume":
 			resume = "latest"
 			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
@@ -45,30 +52,32 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	if path == "" {
-		return usageError(stderr, "--config FILE is required (see configs/ and 'rwkv-train --help')")
+		return usagef("--config FILE is required (see configs/)")
 	}
 	cfg, err := loadConfig(path, overrides, os.Environ())
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-		return exitUsage
+		return configError{err}
 	}
 	if resume == "latest" {
 		resume = cfg.CheckpointDir()
 	}
-	return trainJob(ctx, cfg, resume, stdout, stderr, nil)
+	err = trainJob(ctx, cfg, resume, stdout, stderr, nil)
+	if errors.Is(err, train.ErrInterrupted) {
+		return fmt.Errorf("%w; checkpoint saved in %s: continue with --resume", err, cfg.CheckpointDir())
+	}
+	return err
 }
 
 // trainJob runs a resolved config to the end and exports the model; after, if not nil, runs
-// last with the trained model.
-func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stderr io.Writer, after func(*train.Trainer) error) int {
+// last with the trained model. An interrupted run returns an error wrapping
+// train.ErrInterrupted, after its checkpoint is written.
+func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stderr io.Writer, after func(*train.Trainer) error) error {
 	yaml, err := marshalConfig(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-		return exitError
+		return err
 	}
 	if err := blas.Init(); err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-		return exitUsage
+		return configError{err}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	fmt.Fprintf(stderr, "# resolved config\n%s", yaml)
@@ -76,38 +85,25 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 	tr, err := train.New(cfg, log, train.Options{ConfigYAML: yaml, Resume: resume,
 		Progress: train.NewProgress(stderr, isTerminal(stderr), cfg.Train.LogEvery)})
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-		if errors.Is(err, train.ErrConfig) {
-			return exitUsage
-		}
-		return exitError
+		return err // train.ErrConfig: exit 2
 	}
 	defer tr.Close()
 	log.Info("model", "params", tr.Model.NumParams())
 	if err := tr.Run(ctx); err != nil {
-		fmt.Fprintf(stderr, "\nrwkv-train: %v\n", err)
-		if errors.Is(err, train.ErrInterrupted) {
-			fmt.Fprintf(stderr, "rwkv-train: checkpoint saved; continue with --resume\n")
-			return exitInterrupted
-		}
-		return exitError
+		return err
 	}
 	out := filepath.Join(cfg.OutDir, "model.safetensors")
 	if err := exportRWKV(tr, out); err != nil {
-		fmt.Fprintf(stderr, "rwkv-train: export: %v\n", err)
-		return exitError
+		return fmt.Errorf("export: %w", err)
 	}
 	fmt.Fprintf(stdout, "trained %d steps; model exported to %s (RWKV-LM names, fp32 safetensors)\n", tr.Step(), out)
 	if v, ok := tr.LastValidation(); ok {
 		fmt.Fprintf(stdout, "validation: loss %.4f nats/token, perplexity %.3f, %.4f bits/token (%d tokens)\n", v.Loss, v.PPL, v.BitsPerToken, v.Tokens)
 	}
 	if after != nil {
-		if err := after(tr); err != nil {
-			fmt.Fprintf(stderr, "rwkv-train: %v\n", err)
-			return exitError
-		}
+		return after(tr)
 	}
-	return exitOK
+	return nil
 }
 
 func exportRWKV(tr *train.Trainer, path string) error {

@@ -1,0 +1,39 @@
+package train
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/rwkv-go/rwkv-go/model"
+)
+
+// checkLoadedShape compares the model read from model.load (got) with the config's model
+// section (want). A mismatch is a config error (ErrConfig) naming the first tensor, in
+// state-dict order, whose shape differs or that only one side has.
+func checkLoadedShape(path string, got, want model.Config) error {
+	if got.Layers == want.Layers && got.Embd == want.Embd && got.Vocab == want.Vocab && got.DimFFN() == want.DimFFN() {
+		return nil
+	}
+	have := map[string][]int{}
+	for _, s := range model.Specs(got) {
+		have[s.Name] = s.Shape
+	}
+	what := ""
+	for _, s := range model.Specs(want) {
+		shape, ok := have[s.Name]
+		switch {
+		case !ok:
+			what = fmt.Sprintf("has no tensor %q", s.Name)
+		case !slices.Equal(shape, s.Shape):
+			what = fmt.Sprintf("has tensor %q of shape %v where the config needs %v", s.Name, shape, s.Shape)
+		default:
+			continue
+		}
+		break
+	}
+	if what == "" { // the config's tensors are a prefix of the file's: it has more layers
+		what = fmt.Sprintf("has tensor %q, which the config has no place for", fmt.Sprintf("blocks.%d.ln1.weight", want.Layers))
+	}
+	return fmt.Errorf("%w: model.load %q %s: it holds a %v model, the model section says %v; fix model.* or the file",
+		ErrConfig, path, what, got, want)
+}
