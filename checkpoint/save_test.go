@@ -213,7 +213,7 @@ func TestResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stale := filepath.Join(dir, ".step-000000030.safetensors.tmp-42")
+	stale := filepath.Join(dir, fmt.Sprintf(".step-000000030.safetensors.tmp-%d-42", deadPid))
 	os.WriteFile(stale, []byte("partial"), 0o644)
 	c, removed, err := Resume(dir)
 	if err != nil {

@@ -28,7 +28,7 @@ func TestValidateAbsurdSizes(t *testing.T) {
 		{"vocab 4e9", func(c *Config) { c.Model.Vocab = 4_000_000_000 }, []string{"model.vocab_size = 4000000000"}},
 		{"micro_bsz 1e12", func(c *Config) { c.Train.MicroBsz = 1e12 }, []string{"the activations", "train.micro_bsz = 1000000000000"}},
 		{"n_layer 1e8", func(c *Config) { c.Model.Layers = 1e8 }, []string{"model.n_layer = 100000000"}},
-		{"logits dominate", func(c *Config) { c.Model.Layers, c.Model.Vocab, c.Train.MicroBsz = 1, 1 << 20, 1 << 10 }, []string{"the logits", "model.vocab_size = 1048576"}},
+		{"logits dominate", func(c *Config) { c.Model.Layers, c.Model.Vocab, c.Train.MicroBsz = 1, 1<<20, 1<<10 }, []string{"the logits", "model.vocab_size = 1048576"}},
 		{"chunk_len bounds the activations", func(c *Config) {
 			c.Model.CtxLen, c.Train.MicroBsz, c.Train.ChunkLen = 1<<20, 1, 256
 		}, nil},
