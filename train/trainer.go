@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"gorgonia.org/tensor"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
@@ -89,6 +90,15 @@ func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.ConfigYAML == "" { // a library caller: store at least the model section, which resume takes
+		b, err := yaml.Marshal(struct {
+			Model ModelConfig `yaml:"model"`
+		}{cfg.Model})
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		opts.ConfigYAML = string(b)
 	}
 	t := &Trainer{cfg: cfg, opts: opts, log: log, lastVal: math.NaN()}
 	defer func() {
