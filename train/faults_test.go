@@ -265,6 +265,17 @@ func TestResumeSkipsCheckpointInStreak(t *testing.T) {
 	if again.Step() != 2 {
 		t.Fatalf("resumed at step %d, want 2 (step 3 was non-finite)", again.Step())
 	}
+	again.Close()
+	// With only such checkpoints left, resume is an error, not a fresh start over them.
+	for _, s := range []int64{1, 2} {
+		os.Remove(filepath.Join(c.CheckpointDir(), checkpoint.FileName(s)))
+	}
+	if tr, err := New(c, nil, Options{Resume: c.CheckpointDir()}); err == nil || !strings.Contains(err.Error(), "non-finite") {
+		if tr != nil {
+			tr.Close()
+		}
+		t.Fatalf("resume with only a non-finite checkpoint: %v, want an error", err)
+	}
 }
 
 func assertCheckpoints(t *testing.T, dir string, steps ...int64) {

@@ -72,6 +72,9 @@ func (t *Trainer) loadResume(from string) (*checkpoint.Checkpoint, error) {
 		for _, p := range passed {
 			t.log.Warn("resume: passing over a checkpoint saved inside a run of non-finite steps", "path", p)
 		}
+		if errors.Is(err, checkpoint.ErrNoCheckpoint) && len(passed) > 0 {
+			return nil, fmt.Errorf("resume: %s holds only checkpoints saved inside a run of non-finite steps (newest %s); to continue from one anyway, name the file", from, passed[0])
+		}
 		if errors.Is(err, checkpoint.ErrNoCheckpoint) && sameDir(from, t.cfg.CheckpointDir()) {
 			t.log.Info("resume: no checkpoint yet, starting fresh", "dir", from)
 			return nil, nil

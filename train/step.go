@@ -103,11 +103,20 @@ func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error)
 // name, when one holds a NaN or an Inf. One read pass: small next to the step's graph.
 func (t *Trainer) nonFiniteWeight() (name string, ok bool) {
 	for _, p := range t.params {
-		var s float32
-		for _, v := range p.Data {
-			s += v - v // 0 for a finite v, NaN for NaN and ±Inf
+		// v - v is 0 for a finite v and NaN for NaN and ±Inf; four sums hide the add latency.
+		var s0, s1, s2, s3 float32
+		d := p.Data
+		i := 0
+		for ; i+4 <= len(d); i += 4 {
+			s0 += d[i] - d[i]
+			s1 += d[i+1] - d[i+1]
+			s2 += d[i+2] - d[i+2]
+			s3 += d[i+3] - d[i+3]
 		}
-		if s != 0 {
+		for ; i < len(d); i++ {
+			s0 += d[i] - d[i]
+		}
+		if s0+s1+s2+s3 != 0 {
 			return p.Name, false
 		}
 	}
