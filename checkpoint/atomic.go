@@ -108,18 +108,36 @@ func isTemp(name string) bool {
 }
 
 // staleTemp reports whether a temporary file can be removed: its writer
-// (the pid in its name) is dead, or, for a name without a pid, it is older
-// than legacyTempAge.
+// (the pid in a ".<base>.tmp-<pid>-<digits>" name) is dead, or, for an older
+// version's ".<base>.tmp-<digits>", it is older than legacyTempAge. Other
+// names, even with ".tmp-" in them, are not ours and stay.
 func staleTemp(e os.DirEntry) bool {
-	_, rest, _ := strings.Cut(e.Name(), tempMarker)
-	if pid, _, ok := strings.Cut(rest, "-"); ok {
+	i := strings.LastIndex(e.Name(), tempMarker)
+	rest := e.Name()[i+len(tempMarker):]
+	if pid, rnd, ok := strings.Cut(rest, "-"); ok {
 		n, err := strconv.Atoi(pid)
-		if err == nil && n > 0 {
-			return n != os.Getpid() && !processAlive(n)
+		if err != nil || n <= 0 || !allDigits(rnd) {
+			return false
 		}
+		return n != os.Getpid() && !processAlive(n)
+	}
+	if !allDigits(rest) {
+		return false
 	}
 	fi, err := e.Info()
 	return err == nil && time.Since(fi.ModTime()) > legacyTempAge
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // SweepTemp removes the temporary files that interrupted WriteFileAtomic

@@ -243,11 +243,14 @@ func TestSweepTemp(t *testing.T) {
 	dead := fmt.Sprintf(".step-000000001.safetensors.tmp-%d-77", deadPid)
 	mine := fmt.Sprintf(".loss.svg.tmp-%d-5", os.Getpid())
 	live := fmt.Sprintf(".model.safetensors.tmp-%d-6", child.Process.Pid)
-	for _, name := range []string{dead, mine, live, ".config.json.tmp-9", ".old.json.tmp-123", "step-000000001.safetensors", "notes.tmp-1", ".hidden"} {
+	notOurs := []string{".vimrc.tmp-backup", fmt.Sprintf(".x.tmp-%d-bak", deadPid), "notes.tmp-1", ".hidden", "step-000000001.safetensors"}
+	for _, name := range append([]string{dead, mine, live, ".config.json.tmp-9", ".old.json.tmp-123"}, notOurs...) {
 		os.WriteFile(filepath.Join(dir, name), nil, 0o644)
 	}
 	old := time.Now().Add(-2 * legacyTempAge)
-	os.Chtimes(filepath.Join(dir, ".old.json.tmp-123"), old, old)
+	for _, name := range append([]string{".old.json.tmp-123"}, notOurs...) {
+		os.Chtimes(filepath.Join(dir, name), old, old)
+	}
 	os.Mkdir(filepath.Join(dir, ".dir.tmp-1"), 0o755)
 	removed, err := SweepTemp(dir)
 	if err != nil {
@@ -270,9 +273,9 @@ func TestSweepTemp(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, dead)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a dead writer's temporary file survived the next write: %v", err)
 	}
-	for _, name := range []string{mine, live, ".config.json.tmp-9"} {
+	for _, name := range append([]string{mine, live, ".config.json.tmp-9"}, notOurs...) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("a live writer's temporary file was removed: %v", err)
+			t.Errorf("a live writer's temporary file, or a file not ours, was removed: %v", err)
 		}
 	}
 }
