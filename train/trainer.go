@@ -19,11 +19,13 @@ import (
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
-// ErrInterrupted is returned by Run when its context was cancelled; a resumable checkpoint has
-// been written first.
+// ErrInterrupted is returned by Run when its context was cancelled; a resumable checkpoint of
+// the last completed step has been written first (unless the run was inside a run of
+// non-finite steps: then the error says so, and resume continues from the last good one).
 var ErrInterrupted = errors.New("interrupted")
 
-// ErrDiverged is returned by Run after train.max_bad_steps non-finite steps in a row.
+// ErrDiverged is returned by Run after train.max_bad_steps non-finite steps in a row, or when an
+// update made the weights non-finite.
 var ErrDiverged = errors.New("training diverged")
 
 // Options are the parts of a job that are not configuration.
@@ -277,7 +279,11 @@ func (t *Trainer) LastValidation() (EvalResult, bool) {
 func (t *Trainer) History() []Point { return t.history }
 
 // Run trains until the configured number of steps, validating, logging and checkpointing on
-// the way. On ctx cancellation it saves a resumable checkpoint and returns ErrInterrupted.
+// the way. On ctx cancellation it stops at the next micro-batch, abandoning the step in
+// progress, saves a resumable checkpoint of the last completed step and returns
+// ErrInterrupted. When the run diverges it returns ErrDiverged naming the step and the last
+// good checkpoint. A failure to write metrics.jsonl or loss.svg never costs the final
+// checkpoint: it is written first.
 func (t *Trainer) Run(ctx context.Context) error {
 	if t.diverged {
 		return fmt.Errorf("%w: the weights are non-finite; %s", ErrDiverged, t.lastGoodNote())
