@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -84,8 +85,8 @@ func TestWriteFileAtomic(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "two" {
 		t.Errorf("content %q, want %q", b, "two")
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
-		t.Errorf("mode %v, %v; want 0644", fi.Mode(), err)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o666&^umask() {
+		t.Errorf("mode %v, %v; want %v", fi.Mode(), err, 0o666&^umask())
 	}
 	callerErr := errors.New("caller failed")
 	err := WriteFileAtomic(path, func(w io.Writer) error { w.Write([]byte("partial")); return callerErr })
@@ -227,10 +228,28 @@ func TestKillDuringWrite(t *testing.T) {
 	}
 }
 
+// deadPid is above Linux's largest pid_max: no process has it.
+const deadPid = 1 << 30
+
+// TestSweepTemp: the temporary files of dead writers go; those of live ones (this process, a
+// live child) stay, and so do recent files of the older pid-less naming.
 func TestSweepTemp(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{".step-000000001.safetensors.tmp-123", ".config.json.tmp-9", "step-000000001.safetensors", "notes.tmp-1", ".hidden"} {
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Skipf("no sleep(1) to stand for a live writer: %v", err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	dead := fmt.Sprintf(".step-000000001.safetensors.tmp-%d-77", deadPid)
+	mine := fmt.Sprintf(".loss.svg.tmp-%d-5", os.Getpid())
+	live := fmt.Sprintf(".model.safetensors.tmp-%d-6", child.Process.Pid)
+	notOurs := []string{".vimrc.tmp-backup", fmt.Sprintf(".x.tmp-%d-bak", deadPid), "notes.tmp-1", ".hidden", "step-000000001.safetensors"}
+	for _, name := range append([]string{dead, mine, live, ".config.json.tmp-9", ".old.json.tmp-123"}, notOurs...) {
 		os.WriteFile(filepath.Join(dir, name), nil, 0o644)
+	}
+	old := time.Now().Add(-2 * legacyTempAge)
+	for _, name := range append([]string{".old.json.tmp-123"}, notOurs...) {
+		os.Chtimes(filepath.Join(dir, name), old, old)
 	}
 	os.Mkdir(filepath.Join(dir, ".dir.tmp-1"), 0o755)
 	removed, err := SweepTemp(dir)
@@ -240,10 +259,50 @@ func TestSweepTemp(t *testing.T) {
 	for i := range removed {
 		removed[i] = filepath.Base(removed[i])
 	}
-	if got, want := strings.Join(removed, " "), ".config.json.tmp-9 .step-000000001.safetensors.tmp-123"; got != want {
+	if got, want := strings.Join(removed, " "), ".old.json.tmp-123 "+dead; got != want {
 		t.Errorf("removed %q, want %q", got, want)
 	}
 	if _, err := SweepTemp(filepath.Join(dir, "missing")); err == nil {
 		t.Error("sweeping a missing directory succeeded")
 	}
+	// The next write into the directory sweeps too.
+	os.WriteFile(filepath.Join(dir, dead), nil, 0o644)
+	if err := WriteFileAtomic(filepath.Join(dir, "x"), writeBytes([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, dead)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead writer's temporary file survived the next write: %v", err)
+	}
+	for _, name := range append([]string{mine, live, ".config.json.tmp-9"}, notOurs...) {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("a live writer's temporary file, or a file not ours, was removed: %v", err)
+		}
+	}
+}
+
+// TestWriteFileAtomicUmask: the file's mode is 0666 less the umask, as for any created file.
+func TestWriteFileAtomicUmask(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		umask int
+		want  os.FileMode
+	}{{0o077, 0o600}, {0o022, 0o644}, {0o002, 0o664}} {
+		old := syscall.Umask(tc.umask)
+		path := filepath.Join(dir, fmt.Sprintf("f%o", tc.umask))
+		err := WriteFileAtomic(path, writeBytes([]byte("x")))
+		syscall.Umask(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != tc.want {
+			t.Errorf("umask %03o: mode %v, %v; want %v", tc.umask, fi.Mode().Perm(), err, tc.want)
+		}
+	}
+}
+
+// umask reads the process's umask.
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
 }

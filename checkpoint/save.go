@@ -261,25 +261,59 @@ func Latest(dir string) (string, error) {
 }
 
 func checkHeader(path string) error {
+	_, err := readState(path)
+	return err
+}
+
+// readState reads a checkpoint's state from its header, without the tensor data.
+func readState(path string) (State, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return State{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return State{}, err
 	}
 	meta, _, _, err := parseHeader(f, fi.Size())
 	if err != nil {
-		return err
+		return State{}, err
 	}
-	_, err = checkMeta(meta)
-	return err
+	return checkMeta(meta)
 }
 
-// Prune removes all but the keep newest checkpoints in dir (keep >= 1).
-func Prune(dir string, keep int) error {
+// LatestWhere is Latest for the newest checkpoint whose state satisfies ok (a run's last good
+// one); passed lists the newer ones it passed over. A checkpoint whose header is unreadable
+// is an error naming it, as in Latest: it never falls back past a corrupt file.
+func LatestWhere(dir string, ok func(State) bool) (path string, passed []string, err error) {
+	paths, _, err := list(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		st, err := readState(paths[i])
+		if err != nil {
+			return "", passed, fmt.Errorf("checkpoint: %s is unreadable: %w", paths[i], err)
+		}
+		if ok(st) {
+			return paths[i], passed, nil
+		}
+		passed = append(passed, paths[i])
+	}
+	return "", passed, fmt.Errorf("checkpoint: %s: %w", dir, ErrNoCheckpoint)
+}
+
+// sameFile reports whether a and b are one file.
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// Prune removes all but the keep newest checkpoints in dir (keep >= 1). The files named in
+// protect (a run's last good checkpoint) are never removed, nor counted among the keep.
+func Prune(dir string, keep int, protect ...string) error {
 	if keep < 1 {
 		return fmt.Errorf("checkpoint: prune %s: keep %d must be at least 1", dir, keep)
 	}
@@ -291,6 +325,9 @@ func Prune(dir string, keep int) error {
 		return nil
 	}
 	for _, p := range paths[:len(paths)-keep] {
+		if slices.ContainsFunc(protect, func(q string) bool { return q != "" && sameFile(p, q) }) {
+			continue
+		}
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("checkpoint: prune: %w", err)
 		}

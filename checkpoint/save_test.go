@@ -133,6 +133,38 @@ func TestLatestAndPrune(t *testing.T) {
 	}
 }
 
+// TestPruneProtectsAndLatestWhere: Prune keeps a protected file (a run's last good
+// checkpoint) however old, and LatestWhere passes over the newer ones its test rejects.
+func TestPruneProtectsAndLatestWhere(t *testing.T) {
+	dir := t.TempDir()
+	w := tinyModel(tinyDims)
+	var good string
+	for _, step := range []int64{1, 2, 3, 4} {
+		bad := fmt.Sprint(step > 2)
+		p, err := Save(dir, step, w, nil, nil, State{Extra: map[string]string{"bad": bad}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if step == 2 {
+			good = p
+		}
+	}
+	if err := Prune(dir, 1, good); err != nil {
+		t.Fatal(err)
+	}
+	paths, _, _ := list(dir)
+	if len(paths) != 2 || paths[0] != good || filepath.Base(paths[1]) != FileName(4) {
+		t.Fatalf("after Prune(1, %s): %v", good, paths)
+	}
+	got, passed, err := LatestWhere(dir, func(s State) bool { return s.Extra["bad"] != "true" })
+	if err != nil || got != good || len(passed) != 1 {
+		t.Fatalf("LatestWhere = %s, passed %v, %v; want %s", got, passed, err, good)
+	}
+	if _, _, err := LatestWhere(dir, func(State) bool { return false }); !errors.Is(err, ErrNoCheckpoint) {
+		t.Fatalf("none accepted: %v, want ErrNoCheckpoint", err)
+	}
+}
+
 // TestLatestNeverFallsBack: a corrupt newest checkpoint is an error naming
 // it, even though an older good one exists.
 func TestLatestNeverFallsBack(t *testing.T) {
@@ -213,7 +245,7 @@ func TestResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stale := filepath.Join(dir, ".step-000000030.safetensors.tmp-42")
+	stale := filepath.Join(dir, fmt.Sprintf(".step-000000030.safetensors.tmp-%d-42", deadPid))
 	os.WriteFile(stale, []byte("partial"), 0o644)
 	c, removed, err := Resume(dir)
 	if err != nil {

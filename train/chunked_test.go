@@ -171,6 +171,7 @@ func TestTrainerChunkedStep(t *testing.T) {
 	c.Data.Val, c.Train.EvalEvery = "", 0
 	chunked := c
 	chunked.Train.ChunkLen = 10 // ctx_len 32: chunks of 10, 10, 10, 2
+	chunked.OutDir = t.TempDir()
 	a, b := newTrainer(t, c, Options{}), newTrainer(t, chunked, Options{})
 	for s := 0; s < 3; s++ {
 		ra, err := a.TrainStep(1e-3)

@@ -87,13 +87,27 @@ func (c Config) Validate() error {
 	if err := c.Model.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	// A dimension of 1 makes a [1, n] weight that the tensor library folds to a vector, so
+	// building the graph fails later; refuse it here, naming the key.
+	if c.Model.FFN == 1 {
+		bad("model.dim_ffn = 1: must be at least 2 (or 0 for 4*n_embd)")
+	}
+	if c.Model.Vocab == 1 {
+		bad("model.vocab_size = 1: must be at least 2")
+	}
+	sizesOK := c.Train.MicroBsz > 0 && c.Train.GradAccum > 0 && c.Model.CtxLen > 0
+	if sizesOK && float64(c.Train.MicroBsz)*float64(c.Train.GradAccum)*float64(c.Model.CtxLen) > maxTokensPerStep {
+		bad("train.micro_bsz × train.grad_accum × model.ctx_len = %d × %d × %d tokens per step: more than %g; lower them",
+			c.Train.MicroBsz, c.Train.GradAccum, c.Model.CtxLen, float64(maxTokensPerStep))
+		sizesOK = false
+	}
 	if err := c.Data.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrConfig, err))
 	}
 	optimCfg := c.Optim
 	if optimCfg.TotalSteps == 0 { // the schedule spans the run unless optim.total_steps says otherwise
 		optimCfg.TotalSteps = 1
-		if c.Train.MicroBsz > 0 && c.Train.GradAccum > 0 && c.Model.CtxLen > 0 && c.Train.MaxTokens >= 0 && c.Train.MaxSteps >= 0 {
+		if sizesOK && c.Train.MaxTokens >= 0 && c.Train.MaxSteps >= 0 {
 			optimCfg.TotalSteps = max(c.Steps(), 1)
 		}
 	}
@@ -134,8 +148,17 @@ func (c Config) Validate() error {
 	if strings.TrimSpace(c.OutDir) == "" {
 		bad("out_dir is empty")
 	}
+	if len(errs) == 0 {
+		if err := c.checkMemory(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// maxTokensPerStep bounds micro_bsz × grad_accum × ctx_len so that token counts stay far from
+// int64 overflow (Steps divides by it).
+const maxTokensPerStep = 1 << 50
 
 // TokensPerStep is micro_bsz * grad_accum * ctx_len.
 func (c Config) TokensPerStep() int64 {
@@ -147,6 +170,9 @@ func (c Config) TokensPerStep() int64 {
 func (c Config) Steps() int {
 	if c.Train.MaxSteps > 0 {
 		return c.Train.MaxSteps
+	}
+	if c.TokensPerStep() <= 0 { // not validated: no step count to give
+		return 0
 	}
 	return int((c.Train.MaxTokens + c.TokensPerStep() - 1) / c.TokensPerStep())
 }

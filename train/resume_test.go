@@ -76,6 +76,7 @@ func TestResumeIsExact(t *testing.T) {
 				}
 			}
 			k := first.Step()
+			first.Close() // it holds the directories' locks
 			second := newTrainer(t, c, Options{Resume: c.CheckpointDir()})
 			if second.Step() != k {
 				t.Fatalf("resumed at step %d, want %d", second.Step(), k)

@@ -6,17 +6,21 @@ import (
 	"os"
 	"path/filepath"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
 // Save writes a resumable checkpoint of the current step into the checkpoint directory and
-// prunes old ones down to checkpoint.keep. It returns the file's path.
+// prunes old ones down to checkpoint.keep, never removing the last good one (the newest written
+// outside a run of non-finite steps). It returns the file's path.
 func (t *Trainer) Save() (string, error) {
-	dir := t.cfg.CheckpointDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+	if t.diverged {
+		return "", fmt.Errorf("%w: the weights are non-finite, nothing to save; %s", ErrDiverged, t.lastGoodNote())
 	}
+	dir := t.cfg.CheckpointDir()
 	st := t.opt.State()
 	var ms, vs []checkpoint.Tensor
 	for i, p := range t.params {
@@ -34,30 +38,105 @@ func (t *Trainer) Save() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if t.badInRow == 0 {
+		t.lastGood = path
+	}
 	t.log.Info("checkpoint", "path", path, "step", t.step)
 	if t.cfg.Checkpoint.Keep > 0 {
-		if err := checkpoint.Prune(dir, t.cfg.Checkpoint.Keep); err != nil {
+		if err := checkpoint.Prune(dir, t.cfg.Checkpoint.Keep, t.lastGood); err != nil {
 			return path, err
 		}
 	}
 	return path, nil
 }
 
-// resume restores weights, optimiser state, step, token count and the sampler from a
-// checkpoint file, or from the newest one in a directory.
-func (t *Trainer) resume(from string) error {
+// goodState reports whether a checkpoint was written outside a run of non-finite steps.
+func goodState(st checkpoint.State) bool {
+	n := st.Extra["bad_steps_in_row"]
+	return n == "" || n == "0"
+}
+
+// loadResume finds and loads the checkpoint to resume from: a file, or the newest good one in
+// a directory (one saved inside a run of non-finite steps is passed over). Where from is the
+// run's own checkpoint.dir and holds no checkpoint yet, it returns nil: the run starts fresh,
+// so a scheduler may always pass --resume. The model section is taken from the checkpoint.
+func (t *Trainer) loadResume(from string) (*checkpoint.Checkpoint, error) {
 	path := from
-	if fi, err := os.Stat(from); err == nil && fi.IsDir() {
-		if path, err = checkpoint.Latest(from); err != nil {
-			return fmt.Errorf("resume: %w", err)
+	fi, err := os.Stat(from)
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	if fi.IsDir() {
+		var passed []string
+		path, passed, err = checkpoint.LatestWhere(from, goodState)
+		for _, p := range passed {
+			t.log.Warn("resume: passing over a checkpoint saved inside a run of non-finite steps", "path", p)
 		}
-	} else if err != nil {
-		return fmt.Errorf("resume: %w", err)
+		if errors.Is(err, checkpoint.ErrNoCheckpoint) && len(passed) > 0 {
+			return nil, fmt.Errorf("resume: %s holds only checkpoints saved inside a run of non-finite steps (newest %s); to continue from one anyway, name the file", from, passed[0])
+		}
+		if errors.Is(err, checkpoint.ErrNoCheckpoint) && sameDir(from, t.cfg.CheckpointDir()) {
+			t.log.Info("resume: no checkpoint yet, starting fresh", "dir", from)
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
 	}
 	ck, err := checkpoint.Load(path)
 	if err != nil {
-		return fmt.Errorf("resume: %w", err)
+		return nil, fmt.Errorf("resume: %w", err)
 	}
+	if err := t.adoptModel(ck); err != nil {
+		return nil, err
+	}
+	return ck, nil
+}
+
+// sameDir reports whether a and b name one directory.
+func sameDir(a, b string) bool {
+	ia, err1 := dirIdentity(a)
+	ib, err2 := dirIdentity(b)
+	return err1 == nil && err2 == nil && ia == ib
+}
+
+// adoptModel makes the model section the checkpoint's (as configs/README documents), warning
+// for each key of the config that says otherwise.
+func (t *Trainer) adoptModel(ck *checkpoint.Checkpoint) error {
+	if ck.State.Config == "" { // written without a config: the shapes are checked when loading
+		return nil
+	}
+	var stored struct {
+		Model model.Config `yaml:"model"`
+	}
+	if err := yaml.Unmarshal([]byte(ck.State.Config), &stored); err != nil {
+		return fmt.Errorf("resume %s: its config: %w", ck.Path, err)
+	}
+	sm, cm := stored.Model, t.cfg.Model.Config
+	if err := sm.Validate(); err != nil {
+		return fmt.Errorf("resume %s: its model section: %w", ck.Path, err)
+	}
+	for _, k := range []struct {
+		key           string
+		config, saved int
+	}{{"n_layer", cm.Layers, sm.Layers}, {"n_embd", cm.Embd, sm.Embd}, {"vocab_size", cm.Vocab, sm.Vocab},
+		{"ctx_len", cm.CtxLen, sm.CtxLen}, {"dim_ffn", cm.DimFFN(), sm.DimFFN()}} {
+		if k.config != k.saved {
+			t.log.Warn(fmt.Sprintf("resume: model.%s = %d in the config but %d in the checkpoint; on resume the model section comes from the checkpoint", k.key, k.config, k.saved),
+				"checkpoint", ck.Path)
+		}
+	}
+	t.cfg.Model.Config = sm
+	if err := t.cfg.Validate(); err != nil {
+		return fmt.Errorf("resume %s: with its model section: %w", ck.Path, err)
+	}
+	return nil
+}
+
+// resume restores weights, optimiser state, step, token count and the sampler from a loaded
+// checkpoint.
+func (t *Trainer) resume(ck *checkpoint.Checkpoint) error {
+	path := ck.Path
 	if err := SetTensors(t.Model, ck.Weights); err != nil {
 		return fmt.Errorf("resume %s: %w", path, err)
 	}
@@ -88,6 +167,9 @@ func (t *Trainer) resume(from string) error {
 	t.step, t.tokens = int(ck.State.Step), ck.State.Tokens
 	fmt.Sscan(ck.State.Extra["bad_steps_total"], &t.badTotal)
 	fmt.Sscan(ck.State.Extra["bad_steps_in_row"], &t.badInRow)
+	if goodState(ck.State) {
+		t.lastGood = path
+	}
 	t.log.Info("resumed", "path", path, "step", t.step, "tokens", t.tokens)
 	return nil
 }

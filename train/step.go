@@ -1,6 +1,8 @@
 package train
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -17,11 +19,29 @@ type StepResult struct {
 	Skipped  bool    // a non-finite loss or gradient: no update was made
 }
 
+// errStepAbandoned is returned by trainStep when its context was cancelled between two
+// micro-batches: no update was made and the data loader is back where the step began.
+var errStepAbandoned = errors.New("step abandoned")
+
 // TrainStep runs one optimiser step at learning rate lr: grad_accum micro-batches whose
 // gradients are averaged, the NaN/Inf guard, global-norm clipping and AdamW.
 func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
+	return t.trainStep(context.Background(), lr)
+}
+
+// trainStep is TrainStep that checks ctx between micro-batches. On cancellation it abandons
+// the step (no update, the sampler rewound to the step's start) and returns errStepAbandoned,
+// so a checkpoint written then is the last completed step's and resume stays exact.
+func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error) {
 	accum := t.cfg.Train.GradAccum
 	var res StepResult
+	var start []byte // the sampler's state before this step's first micro-batch
+	if !t.directGrads() {
+		var err error
+		if start, err = t.loader.State(); err != nil {
+			return res, err
+		}
+	}
 	if t.directGrads() {
 		loss, err := t.directBatch(t.loader.Next())
 		if err != nil {
@@ -35,6 +55,12 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 		}
 	}
 	for a := 0; a < accum; a++ {
+		if a > 0 && ctx.Err() != nil {
+			if err := t.loader.SetState(start); err != nil {
+				return res, fmt.Errorf("rewinding the data to the start of the abandoned step: %w", err)
+			}
+			return StepResult{}, errStepAbandoned
+		}
 		loss, err := t.microBatch(t.loader.Next(), 1/float64(accum))
 		if err != nil {
 			return res, err
@@ -57,14 +83,52 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 		t.log.Warn("non-finite step skipped", "step", t.step, "loss", res.Loss, "grad_norm", res.GradNorm,
 			"in_a_row", t.badInRow, "total", t.badTotal)
 		if t.badInRow >= t.cfg.Train.MaxBadSteps {
-			return res, fmt.Errorf("%w: %d non-finite steps in a row (train.max_bad_steps); lower optim.lr_init or check the data", ErrDiverged, t.badInRow)
+			return res, fmt.Errorf("%w at step %d: %d non-finite steps in a row (train.max_bad_steps); %s; lower optim.lr_init or check the data",
+				ErrDiverged, t.step, t.badInRow, t.lastGoodNote())
 		}
 		return res, nil
 	}
 	t.badInRow = 0
 	t.opt.Step(lr)
 	t.step++
+	if name, ok := t.nonFiniteWeight(); !ok {
+		t.diverged = true
+		return res, fmt.Errorf("%w at step %d: the update made %s non-finite (loss %.4g, gradient norm %.4g, lr %.3g); %s; lower optim.lr_init",
+			ErrDiverged, t.step, name, res.Loss, res.GradNorm, lr, t.lastGoodNote())
+	}
 	return res, nil
+}
+
+// nonFiniteWeight scans the weights after an update; ok is false, with the first tensor's
+// name, when one holds a NaN or an Inf. One read pass: small next to the step's graph.
+func (t *Trainer) nonFiniteWeight() (name string, ok bool) {
+	for _, p := range t.params {
+		// v - v is 0 for a finite v and NaN for NaN and ±Inf; four sums hide the add latency.
+		var s0, s1, s2, s3 float32
+		d := p.Data
+		i := 0
+		for ; i+4 <= len(d); i += 4 {
+			s0 += d[i] - d[i]
+			s1 += d[i+1] - d[i+1]
+			s2 += d[i+2] - d[i+2]
+			s3 += d[i+3] - d[i+3]
+		}
+		for ; i < len(d); i++ {
+			s0 += d[i] - d[i]
+		}
+		if s0+s1+s2+s3 != 0 {
+			return p.Name, false
+		}
+	}
+	return "", true
+}
+
+// lastGoodNote names the last checkpoint with finite weights outside a non-finite streak.
+func (t *Trainer) lastGoodNote() string {
+	if t.lastGood == "" {
+		return "no checkpoint has been written by this run"
+	}
+	return "the last good checkpoint is " + t.lastGood
 }
 
 // directBatch runs one micro-batch and points the optimiser's gradients at the graph's.

@@ -95,6 +95,7 @@ func TestGradAccumEqualsLargerBatch(t *testing.T) {
 	c.Train.MaxSteps, c.Train.EvalEvery, c.Data.Val = 4, 0, ""
 	a := c
 	a.Train.MicroBsz, a.Train.GradAccum = 2, 2
+	a.OutDir = t.TempDir()
 	ta := newTrainer(t, a, Options{})
 	tb := newTrainer(t, c, Options{})
 	for s := 0; s < 4; s++ {

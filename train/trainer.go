@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"gorgonia.org/tensor"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
@@ -18,11 +19,13 @@ import (
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
-// ErrInterrupted is returned by Run when its context was cancelled; a resumable checkpoint has
-// been written first.
+// ErrInterrupted is returned by Run when its context was cancelled; a resumable checkpoint of
+// the last completed step has been written first (unless the run was inside a run of
+// non-finite steps: then the error says so, and resume continues from the last good one).
 var ErrInterrupted = errors.New("interrupted")
 
-// ErrDiverged is returned by Run after train.max_bad_steps non-finite steps in a row.
+// ErrDiverged is returned by Run after train.max_bad_steps non-finite steps in a row, or when an
+// update made the weights non-finite.
 var ErrDiverged = errors.New("training diverged")
 
 // Options are the parts of a job that are not configuration.
@@ -73,6 +76,11 @@ type Trainer struct {
 	started   time.Time
 	startStep int
 	stepTime  time.Duration // time spent in TrainStep since Run started: the tokens/s denominator
+
+	locks    []*os.File // flocks on out_dir and checkpoint.dir, held until Close
+	lastGood string     // the newest checkpoint written or resumed from outside a non-finite streak
+	diverged bool       // an update made the weights non-finite: nothing may be saved
+	prior    []Point    // metrics.jsonl's records before this Run (after a resume), for the plot
 }
 
 // New builds the model (initialised or loaded), its graph, the optimiser and the data
@@ -85,27 +93,67 @@ func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Trainer{cfg: cfg, opts: opts, log: log, steps: cfg.Steps(), lastVal: math.NaN()}
+	if opts.ConfigYAML == "" { // a library caller: store at least the model section, which resume takes
+		b, err := yaml.Marshal(struct {
+			Model ModelConfig `yaml:"model"`
+		}{cfg.Model})
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		opts.ConfigYAML = string(b)
+	}
+	t := &Trainer{cfg: cfg, opts: opts, log: log, lastVal: math.NaN()}
 	defer func() {
 		if err != nil {
 			t.Close()
 		}
 	}()
+	if err := t.prepareDirs(); err != nil {
+		return nil, err
+	}
+	var ck *checkpoint.Checkpoint
+	if opts.Resume != "" {
+		if ck, err = t.loadResume(opts.Resume); err != nil {
+			return nil, err
+		}
+	}
+	t.steps = t.cfg.Steps()
 	if err := t.openData(); err != nil {
 		return nil, err
 	}
-	if err := t.buildModel(); err != nil {
+	if err := t.checkTokenizer(); err != nil {
+		return nil, err
+	}
+	if err := t.buildModel(ck != nil); err != nil {
 		return nil, err
 	}
 	if err := t.buildOptimizer(); err != nil {
 		return nil, err
 	}
-	if opts.Resume != "" {
-		if err := t.resume(opts.Resume); err != nil {
+	if ck != nil {
+		if err := t.resume(ck); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// checkTokenizer opens data.tokenizer, when set, so that a missing or malformed file fails at
+// start, and checks that its ids fit the model's vocabulary.
+func (t *Trainer) checkTokenizer() error {
+	spec := t.cfg.Data.Tokenizer
+	if spec == "" {
+		return nil
+	}
+	tok, err := data.ParseTokenizer(spec)
+	if err != nil {
+		return fmt.Errorf("data.tokenizer %q: %w", spec, err)
+	}
+	if n := tok.VocabSize(); n > t.cfg.Model.Vocab {
+		return fmt.Errorf("%w: data.tokenizer %q has %d tokens but model.vocab_size = %d; raise model.vocab_size or fix data.tokenizer",
+			ErrConfig, spec, n, t.cfg.Model.Vocab)
+	}
+	return nil
 }
 
 func (t *Trainer) openData() error {
@@ -139,9 +187,11 @@ func (t *Trainer) openData() error {
 	return nil
 }
 
-func (t *Trainer) buildModel() error {
+// buildModel builds the model: loaded from model.load, or initialised; resuming, the
+// checkpoint's weights replace either, so model.load is not read.
+func (t *Trainer) buildModel(resuming bool) error {
 	c := t.cfg
-	if c.Model.Load != "" {
+	if c.Model.Load != "" && !resuming {
 		m, err := LoadModel(c.Model.Load, c.Model.CtxLen, tensor.Float32)
 		if err != nil {
 			return fmt.Errorf("model.load: %w", err)
@@ -224,36 +274,47 @@ func (t *Trainer) LastValidation() (EvalResult, bool) {
 	return *t.finalVal, true
 }
 
-// History is the loss curve so far.
+// History is the loss curve of this trainer's steps (after a resume, the earlier steps are in
+// metrics.jsonl).
 func (t *Trainer) History() []Point { return t.history }
 
 // Run trains until the configured number of steps, validating, logging and checkpointing on
-// the way. On ctx cancellation it saves a resumable checkpoint and returns ErrInterrupted.
+// the way. On ctx cancellation it stops at the next micro-batch, abandoning the step in
+// progress, saves a resumable checkpoint of the last completed step and returns
+// ErrInterrupted. When the run diverges it returns ErrDiverged naming the step and the last
+// good checkpoint. A failure to write metrics.jsonl or loss.svg never costs the final
+// checkpoint: it is written first.
 func (t *Trainer) Run(ctx context.Context) error {
-	if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {
-		return fmt.Errorf("out_dir: %w", err)
+	if t.diverged {
+		return fmt.Errorf("%w: the weights are non-finite; %s", ErrDiverged, t.lastGoodNote())
 	}
-	if _, err := checkpoint.SweepTemp(t.cfg.CheckpointDir()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("checkpoint.dir: %w", err)
+	for _, d := range []struct{ key, dir string }{{"out_dir", t.cfg.OutDir}, {"checkpoint.dir", t.cfg.CheckpointDir()}} {
+		if _, err := checkpoint.SweepTemp(d.dir); err != nil {
+			return fmt.Errorf("%s: %w", d.key, err)
+		}
 	}
-	mw, err := openMetrics(filepath.Join(t.cfg.OutDir, "metrics.jsonl"), t.step > 0)
+	mw, prior, err := openMetrics(filepath.Join(t.cfg.OutDir, "metrics.jsonl"), t.step)
 	if err != nil {
 		return err
 	}
-	t.metrics = mw
+	t.metrics, t.prior = mw, prior
 	defer mw.Close()
 	t.started, t.startStep = time.Now(), t.step
 	for t.step < t.steps {
 		if ctx.Err() != nil {
-			if _, err := t.Save(); err != nil {
-				return fmt.Errorf("saving on interrupt at step %d: %w", t.step, err)
-			}
-			return ErrInterrupted
+			return t.interrupted()
 		}
 		lr := t.sched.LR(t.step)
 		t0 := time.Now()
-		res, err := t.TrainStep(lr)
+		res, err := t.trainStep(ctx, lr)
 		t.stepTime += time.Since(t0)
+		if errors.Is(err, errStepAbandoned) {
+			return t.interrupted()
+		}
+		if errors.Is(err, ErrDiverged) {
+			t.record(Point{Step: t.step, Tokens: t.tokens, Loss: res.Loss, LR: lr, GradNorm: res.GradNorm, Skipped: res.Skipped, ValLoss: math.NaN()})
+			return err // it names the step and the last good checkpoint
+		}
 		if err != nil {
 			return fmt.Errorf("step %d: %w", t.step, err)
 		}
@@ -262,6 +323,20 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 	}
 	return t.finish()
+}
+
+// interrupted saves a resumable checkpoint of the last completed step and returns
+// ErrInterrupted. Inside a run of non-finite steps it saves nothing: resume then continues from
+// the last good checkpoint, whose weights are the same.
+func (t *Trainer) interrupted() error {
+	if t.badInRow > 0 {
+		return fmt.Errorf("%w at step %d, inside a run of %d non-finite steps: no checkpoint written; %s",
+			ErrInterrupted, t.step, t.badInRow, t.lastGoodNote())
+	}
+	if _, err := t.Save(); err != nil {
+		return fmt.Errorf("saving on interrupt at step %d: %w", t.step, err)
+	}
+	return ErrInterrupted
 }
 
 // afterStep logs, validates and checkpoints as configured.
@@ -278,6 +353,10 @@ func (t *Trainer) afterStep(res StepResult, lr float64) error {
 	}
 	t.record(pt)
 	if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < t.steps {
+		if t.badInRow > 0 {
+			t.log.Warn("checkpoint skipped: inside a run of non-finite steps", "step", t.step, "in_a_row", t.badInRow, "last_good", t.lastGood)
+			return nil
+		}
 		if _, err := t.Save(); err != nil {
 			return fmt.Errorf("checkpoint at step %d: %w", t.step, err)
 		}
@@ -303,14 +382,23 @@ func (t *Trainer) finish() error {
 	if t.opts.Progress != nil {
 		t.opts.Progress.Done()
 	}
-	if err := t.metrics.write(pt); err != nil {
-		return err
-	}
+	// The checkpoint first: a failed metrics or plot write must never cost it.
 	if _, err := t.Save(); err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
 	}
-	if err := WriteLossPlot(filepath.Join(t.cfg.OutDir, "loss.svg"), t.history); err != nil {
-		return err
+	var errs []error
+	if err := t.metrics.write(pt); err != nil {
+		errs = append(errs, err)
+	}
+	if err := t.metrics.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	all := append(append([]Point(nil), t.prior...), t.history...)
+	if err := WriteLossPlot(filepath.Join(t.cfg.OutDir, "loss.svg"), all); err != nil {
+		errs = append(errs, fmt.Errorf("loss plot: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("the final checkpoint is saved, but: %w", err)
 	}
 	return nil
 }
@@ -361,5 +449,11 @@ func (t *Trainer) Close() error {
 		errs = append(errs, t.val.Close())
 		t.val = nil
 	}
+	for _, f := range t.locks {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	t.locks = nil
 	return errors.Join(errs...)
 }

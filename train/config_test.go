@@ -1,0 +1,68 @@
+package train
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestValidateAbsurdSizes: sizes that overflow or cannot fit in memory get an error naming the
+// key, never a panic (a division by zero in Steps) or an out-of-memory death later.
+func TestValidateAbsurdSizes(t *testing.T) {
+	old := memTotal
+	memTotal = func() (float64, bool) { return 16 << 30, true }
+	t.Cleanup(func() { memTotal = old })
+	base := DefaultConfig()
+	base.Data.Train = "x"
+	base.Train.MaxSteps = 10
+	for _, tt := range []struct {
+		name string
+		mod  func(*Config)
+		want []string
+	}{
+		{"default fits", func(c *Config) {}, nil},
+		{"tokens per step overflow int64", func(c *Config) {
+			c.Train.MaxSteps, c.Train.MaxTokens = 0, 1e9
+			c.Train.MicroBsz, c.Train.GradAccum, c.Model.CtxLen = 1<<31, 1<<31, 4
+		}, []string{"train.micro_bsz × train.grad_accum × model.ctx_len"}},
+		{"n_embd 3.2e9", func(c *Config) { c.Model.Embd = 3_200_000_000 }, []string{"the parameters", "model.n_embd = 3200000000"}},
+		{"vocab 4e9", func(c *Config) { c.Model.Vocab = 4_000_000_000 }, []string{"model.vocab_size = 4000000000"}},
+		{"micro_bsz 1e12", func(c *Config) { c.Train.MicroBsz = 1e12 }, []string{"the activations", "train.micro_bsz = 1000000000000"}},
+		{"n_layer 1e8", func(c *Config) { c.Model.Layers = 1e8 }, []string{"model.n_layer = 100000000"}},
+		{"logits dominate", func(c *Config) { c.Model.Layers, c.Model.Vocab, c.Train.MicroBsz = 1, 1<<20, 1<<10 }, []string{"the logits", "model.vocab_size = 1048576"}},
+		{"chunk_len bounds the activations", func(c *Config) {
+			c.Model.CtxLen, c.Train.MicroBsz, c.Train.ChunkLen = 1<<20, 1, 256
+		}, nil},
+		{"dim_ffn 1", func(c *Config) { c.Model.FFN = 1 }, []string{"model.dim_ffn = 1: must be at least 2"}},
+		{"dim_ffn 2", func(c *Config) { c.Model.FFN = 2 }, nil},
+		{"vocab_size 1", func(c *Config) { c.Model.Vocab = 1 }, []string{"model.vocab_size = 1: must be at least 2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			tt.mod(&c)
+			var err error
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("panic: %v", r)
+					}
+				}()
+				err = c.Validate()
+				_ = c.Steps()
+			}()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted; want an error containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("got %v, want an error containing %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,114 @@
+package train
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// MemoryEstimate is a rough lower estimate of the memory a training job needs, in bytes,
+// computed in float64 so that absurd sizes cannot overflow.
+type MemoryEstimate struct {
+	Params      float64 // weights, gradients and the two AdamW moments: 16 bytes a parameter
+	Activations float64 // what the graph keeps for the backward pass of one micro-batch
+	Logits      float64 // the logits and their gradient: micro_bsz × ctx_len × vocab_size
+}
+
+// Total is the sum of the parts.
+func (m MemoryEstimate) Total() float64 { return m.Params + m.Activations + m.Logits }
+
+// activationFloats is how many floats of n_embd (plus two of dim_ffn) a token keeps per layer
+// for the backward pass: a deliberately low count, so the estimate errs on the small side.
+const activationFloats = 12
+
+// EstimateMemory estimates the memory of the job. It assumes a valid config (positive sizes).
+func (c Config) EstimateMemory() MemoryEstimate {
+	L, C, V := float64(c.Model.Layers), float64(c.Model.Embd), float64(c.Model.Vocab)
+	F := 4 * C
+	if c.Model.FFN > 0 {
+		F = float64(c.Model.FFN)
+	}
+	// embedding and head V×C each; per block: time mix 4 C×C, channel mix C×C + 2 F×C, and
+	// about 12 vectors of C (mixes, decay, first, two layer norms).
+	params := 2*V*C + L*(5*C*C+2*F*C+12*C) + 4*C
+	T := float64(c.Model.CtxLen)
+	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
+		T = float64(c.Train.ChunkLen) // the graph holds one chunk
+	}
+	tokens := float64(c.Train.MicroBsz) * T
+	return MemoryEstimate{
+		Params:      16 * params,
+		Activations: 4 * tokens * L * (activationFloats*C + 2*F),
+		Logits:      2 * 4 * tokens * V,
+	}
+}
+
+// memTotal returns the machine's memory in bytes (MemTotal of /proc/meminfo); ok is false
+// where it cannot be read. Tests replace it.
+var memTotal = func() (bytes float64, ok bool) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, found := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !found {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) != 2 || fields[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil || kb <= 0 {
+			return 0, false
+		}
+		return kb * 1024, true
+	}
+	return 0, false
+}
+
+// checkMemory refuses a config whose estimated memory exceeds the machine's, naming the keys
+// of the part that dominates.
+func (c Config) checkMemory() error {
+	total, ok := memTotal()
+	if !ok {
+		return nil
+	}
+	m := c.EstimateMemory()
+	if m.Total() <= total {
+		return nil
+	}
+	mo, tr := c.Model, c.Train
+	ctx := fmt.Sprintf("model.ctx_len = %d", mo.CtxLen)
+	if tr.ChunkLen > 0 && tr.ChunkLen < mo.CtxLen {
+		ctx = fmt.Sprintf("train.chunk_len = %d", tr.ChunkLen)
+	}
+	var keys string
+	switch {
+	case m.Params >= m.Activations && m.Params >= m.Logits:
+		keys = fmt.Sprintf("the parameters (model.n_layer = %d, model.n_embd = %d, model.vocab_size = %d, model.dim_ffn = %d)",
+			mo.Layers, mo.Embd, mo.Vocab, mo.FFN)
+	case m.Activations >= m.Logits:
+		keys = fmt.Sprintf("the activations (train.micro_bsz = %d, %s, model.n_layer = %d, model.n_embd = %d)",
+			tr.MicroBsz, ctx, mo.Layers, mo.Embd)
+	default:
+		keys = fmt.Sprintf("the logits (train.micro_bsz = %d, %s, model.vocab_size = %d)", tr.MicroBsz, ctx, mo.Vocab)
+	}
+	return fmt.Errorf("%w: the job needs at least %s of memory, mostly for %s, but this machine has %s; lower those keys",
+		ErrConfig, humanBytes(m.Total()), keys, humanBytes(total))
+}
+
+func humanBytes(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.3g %s", b, units[i])
+}
