@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // Tokens is a validated, read-only token corpus: the documents of a binidx
@@ -58,18 +60,11 @@ func binidxPaths(path string) (idx, bin string) {
 
 // mapPath opens and maps a whole file.
 func mapPath(path string) ([]byte, func() error, error) {
-	f, err := os.Open(path)
+	f, st, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("not a regular file")
-	}
 	return mapFile(f, st.Size())
 }
 
