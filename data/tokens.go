@@ -27,7 +27,6 @@ type Tokens struct {
 	close []func() error
 	files []mappedFile // what is mapped, for Check
 
-
 	mu      sync.Mutex
 	checked int // smallest vocab size CheckVocab has accepted, 0 if none
 }
