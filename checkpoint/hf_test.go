@@ -354,3 +354,31 @@ func TestReadWeightsRefusesNonFinite(t *testing.T) {
 		})
 	}
 }
+
+// FuzzHFIndexAndConfig: any index.json and config.json next to the sharded
+// fixture's shards either fail or give back the fixture's model.
+func FuzzHFIndexAndConfig(f *testing.F) {
+	src := filepath.Join("testdata", "hf", "st_sharded")
+	index, err := os.ReadFile(filepath.Join(src, "model.safetensors.index.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	config, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(index, config)
+	f.Add(index, []byte(`{"hidden_size": null, "intermediate_size": 16, "num_hidden_layers": "2"}`))
+	f.Add([]byte(`{"weight_map": {"head.weight": "../config.json"}}`), []byte(`{}`))
+	f.Add([]byte(`{"weight_map": []}`), []byte(`[]`))
+	f.Fuzz(func(t *testing.T, index, config []byte) {
+		dir := copyDir(t, src)
+		os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), index, 0o644)
+		os.WriteFile(filepath.Join(dir, "config.json"), config, 0o644)
+		ts, err := ReadWeights(dir)
+		if err != nil {
+			return
+		}
+		checkHFFixture(t, ts, BF16)
+	})
+}
