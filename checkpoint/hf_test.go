@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -338,6 +339,18 @@ func TestReadWeightsRefusesNonFinite(t *testing.T) {
 			})
 			return filepath.Join(dir, "hf")
 		}, "emb.weight"},
+		{"training checkpoint", func(t *testing.T, dir string) string {
+			// Save refuses non-finite values, so write what a damaged or
+			// foreign writer could: a valid header and checksum.
+			ts := bad("blocks.0.ffn.key.weight", nan)
+			for i := range ts {
+				ts[i].Name = prefixModel + ts[i].Name
+			}
+			return write(t, filepath.Join(dir, FileName(9)), func(b *bytes.Buffer) error {
+				return WriteSafetensors(b, ts, map[string]string{"format": FormatName, "format_version": "1",
+					"state": `{"step":9}`, "data_crc32c": strconv.FormatUint(uint64(dataCRC(ts)), 10)})
+			})
+		}, "blocks.0.ffn.key.weight"},
 		{"hf pytorch_model.bin dir", func(t *testing.T, dir string) string {
 			write(t, filepath.Join(dir, "hf", "pytorch_model.bin"), func(b *bytes.Buffer) error {
 				return WritePTH(b, hfNames(bad("ln_out.bias", inf)))

@@ -118,6 +118,9 @@ func TestTruncatedWhileInUse(t *testing.T) {
 	if err := toks.Check(); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), "131072 bytes when opened and has 0 now") {
 		t.Errorf("Check: %v, want ErrTruncated with both sizes", err)
 	}
+	if err := toks.CheckVocab(1 << 15); !errors.Is(err, ErrTruncated) {
+		t.Errorf("CheckVocab: %v, want ErrTruncated", err)
+	}
 	func() {
 		defer func() {
 			if err, _ := recover().(error); !errors.Is(err, ErrTruncated) {

@@ -273,16 +273,31 @@ func (t *Tokens) CheckVocab(vocab int) error {
 	}
 	workers := min(runtime.GOMAXPROCS(0), max(1, t.n/(1<<20)))
 	bad := make([]int, workers) // first bad position per worker, -1 if none
+	faults := make([]error, workers)
 	var wg sync.WaitGroup
 	per := (t.n + workers - 1) / workers
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			defer func() {
+				if r := recover(); r != nil {
+					if _, fault := r.(interface{ Addr() uintptr }); !fault {
+						panic(r)
+					}
+					faults[w] = t.faultError(r)
+				}
+			}()
 			bad[w] = t.scan(w*per, min(t.n, (w+1)*per), vocab)
 		}()
 	}
 	wg.Wait()
+	for _, err := range faults {
+		if err != nil {
+			return err
+		}
+	}
 	for _, pos := range bad {
 		if pos >= 0 {
 			return fmt.Errorf("data: %q: %w: token %s at position %d, want an integer in [0, %d)",
