@@ -63,7 +63,7 @@ type unpickler struct {
 	// cells counts the values made so far (stack pushes, marks, container
 	// items, memo entries); it may not pass maxCells, a budget
 	// proportional to the pickle's size, and the stack and marks may not
-	// hold more than maxDepth values, so a small file cannot make the
+	// hold more than pickleMaxDepth values, so a small file cannot make the
 	// machine allocate without bound.
 	cells, maxCells int
 	// global resolves module.name or fails; persistent resolves BINPERSID;
