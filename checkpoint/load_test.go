@@ -78,6 +78,16 @@ func TestCorruptNewestCheckpointIsNamed(t *testing.T) {
 			if _, err := Latest(dir); tt.header {
 				check("Latest", err) // Latest checks headers only
 			}
+			// Given the file itself (as export does when Latest, which reads
+			// only headers, accepted it), the error names the intact one too.
+			want = []string{newest}
+			if tt.intact > 0 {
+				want = append(want, "the newest intact one is "+paths[tt.intact]+": pass that file explicitly")
+			}
+			_, err = ReadWeights(newest)
+			check("ReadWeights(newest)", err)
+			_, err = Load(newest)
+			check("Load(newest)", err)
 		})
 	}
 }

@@ -167,15 +167,17 @@ func checkMeta(meta map[string]string) (State, error) {
 	return st, nil
 }
 
-// Load reads and verifies a training checkpoint written by Save.
+// Load reads and verifies a training checkpoint written by Save. When it
+// is corrupt, the error names the newest intact older checkpoint in its
+// directory, if there is one.
 func Load(path string) (*Checkpoint, error) {
 	f, err := OpenSafetensors(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, withOlderHint(path, fmt.Errorf("checkpoint: %w", err))
 	}
 	c, err := fromFile(f)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, withOlderHint(path, fmt.Errorf("checkpoint %s: %w", path, err))
 	}
 	c.Path = path
 	return c, nil
@@ -312,17 +314,45 @@ func LoadLatest(dir string) (*Checkpoint, error) {
 // corruptNewest is the error for a newest checkpoint at path that cannot be
 // used; older holds the older checkpoints, oldest first.
 func corruptNewest(path string, older []string, err error) error {
-	hint := "there is no older checkpoint"
-	if len(older) > 0 {
-		hint = fmt.Sprintf("none of the %d older checkpoints is intact either", len(older))
-		for i := len(older) - 1; i >= 0; i-- {
-			if verifyFile(older[i]) == nil {
-				hint = fmt.Sprintf("the newest intact one is %s: pass that file explicitly to use it, or delete %s", older[i], path)
-				break
-			}
+	return fmt.Errorf("checkpoint: the newest checkpoint %s is corrupt (%w); %s", path, err, olderHint(path, older))
+}
+
+// olderHint names the newest intact checkpoint of older (oldest first) as
+// the one to pass instead of the corrupt one at path.
+func olderHint(path string, older []string) string {
+	if len(older) == 0 {
+		return "there is no older checkpoint"
+	}
+	for i := len(older) - 1; i >= 0; i-- {
+		if verifyFile(older[i]) == nil {
+			return fmt.Sprintf("the newest intact one is %s: pass that file explicitly to use it, or delete %s", older[i], path)
 		}
 	}
-	return fmt.Errorf("checkpoint: the newest checkpoint %s is corrupt (%w); %s", path, err, hint)
+	return fmt.Sprintf("none of the %d older checkpoints is intact either", len(older))
+}
+
+// withOlderHint adds olderHint to err when path is named like a training
+// checkpoint and older ones sit next to it.
+func withOlderHint(path string, err error) error {
+	m := fileNameRE.FindStringSubmatch(filepath.Base(path))
+	if m == nil {
+		return err
+	}
+	step, perr := strconv.ParseInt(m[1], 10, 64)
+	paths, steps, lerr := list(filepath.Dir(path))
+	if perr != nil || lerr != nil {
+		return err
+	}
+	var older []string
+	for i, p := range paths {
+		if steps[i] < step {
+			older = append(older, p)
+		}
+	}
+	if len(older) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, olderHint(path, older))
 }
 
 // verifyFile checks a checkpoint's header, format and data checksum,

@@ -93,12 +93,12 @@ func readWeightsFile(path string) ([]Tensor, error) {
 	}
 	sf, err := OpenSafetensors(path)
 	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
+		return nil, withOlderHint(path, fmt.Errorf("weights: %w", err))
 	}
 	if sf.Meta["format"] == FormatName {
 		c, err := fromFile(sf)
 		if err != nil {
-			return nil, fmt.Errorf("weights %s: %w", path, err)
+			return nil, withOlderHint(path, fmt.Errorf("weights %s: %w", path, err))
 		}
 		return c.Weights, nil
 	}
