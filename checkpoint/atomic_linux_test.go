@@ -21,7 +21,7 @@ func TestFullTmpfs(t *testing.T) {
 	t.Cleanup(func() { syscall.Unmount(dir, 0) })
 
 	small := tinyModel(Dims{Vocab: 11, Embd: 4, FFN: 16, Layers: 2}) // about 2 KiB
-	good, err := Save(dir, 1, small, small, small, State{Config: "a: 1\n"})
+	good, err := Save(dir, 1, small, small, squares(small), State{Config: "a: 1\n"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,7 +180,7 @@ func TestCrashHelper(t *testing.T) {
 func TestKillDuringWrite(t *testing.T) {
 	dir := t.TempDir()
 	model := tinyModel(tinyDims)
-	good, err := Save(dir, 1, model, model, model, State{Config: "x: 1\n"})
+	good, err := Save(dir, 1, model, model, squares(model), State{Config: "x: 1\n"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,18 @@
 //
 // Exports: ExportRWKV (RWKV-LM names in F32, F16 or BF16), ExportWebRWKV
 // (all F16), ExportHF (a transformers RwkvForCausalLM directory) and
-// ExportPTH / WritePTH (a torch.save-compatible zip). Imports: ReadPTH and
-// ReadWeights, which detects the layout and returns RWKV-LM names.
+// ExportPTH / WritePTH (a torch.save-compatible zip). Imports: ReadPTH,
+// ReadHFDir (model.safetensors, pytorch_model.bin or either sharded with an
+// index.json, checked against config.json) and ReadWeights, which detects
+// the layout and returns RWKV-LM names; LoadLatest reads the newest
+// checkpoint of a directory, naming a corrupt one and the newest intact one.
 //
-// Weights files are untrusted input. The safetensors reader checks every
-// size and offset against the file before allocating; the .pth reader is a
-// minimal pickle machine that only knows the opcodes torch.save emits and
-// only the globals collections.OrderedDict, torch._utils._rebuild_tensor*,
-// and the torch storage classes: no code from a file ever runs.
+// Weights files are untrusted input. Only regular files are opened (a FIFO
+// would block). The safetensors reader checks every size and offset against
+// the file before allocating; the .pth reader is a minimal pickle machine
+// that only knows the opcodes torch.save emits and only the globals
+// collections.OrderedDict, torch._utils._rebuild_tensor*, and the torch
+// storage classes: no code from a file ever runs, and the values it makes
+// are bounded by the pickle's size. NaN or infinite weights and negative
+// AdamW second moments are refused on load, naming the tensor.
 package checkpoint

@@ -146,7 +146,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 			return dir
 		}},
 		{"training checkpoint", []DType{F32}, func(t *testing.T, dt DType) string {
-			path, err := Save(t.TempDir(), 7, model, model, model, State{})
+			path, err := Save(t.TempDir(), 7, model, model, squares(model), State{})
 			if err != nil {
 				t.Fatal(err)
 			}

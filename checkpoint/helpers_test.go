@@ -66,3 +66,20 @@ func maxDiff(t *testing.T, got, want Tensor) float64 {
 	}
 	return m
 }
+
+// squares returns ts with each element squared: valid AdamW second moments
+// (never negative).
+func squares(ts []Tensor) []Tensor {
+	out := make([]Tensor, len(ts))
+	for i, t := range ts {
+		v, err := t.Float64s()
+		if err != nil {
+			panic(err)
+		}
+		for j := range v {
+			v[j] *= v[j]
+		}
+		out[i] = FromFloat64(t.Name, t.Shape, v, t.DType)
+	}
+	return out
+}

@@ -56,7 +56,16 @@ type unpickler struct {
 	pos   int
 	stack []any
 	marks []int
-	memo  map[uint32]any
+	// memo holds keys 0..len-1 when they come in order, as picklers write
+	// them; memoMap holds any others.
+	memo    []any
+	memoMap map[uint32]any
+	// cells counts the values made so far (stack pushes, marks, container
+	// items, memo entries); it may not pass maxCells, a budget
+	// proportional to the pickle's size, and the stack and marks may not
+	// hold more than pickleMaxDepth values, so a small file cannot make the
+	// machine allocate without bound.
+	cells, maxCells int
 	// global resolves module.name or fails; persistent resolves BINPERSID;
 	// call applies a resolved global to its arguments (REDUCE).
 	global     func(module, name string) (any, error)
@@ -67,6 +76,31 @@ type unpickler struct {
 func (u *unpickler) errf(format string, a ...any) error {
 	return fmt.Errorf("pickle: at byte %d: %s: %w", u.pos, fmt.Sprintf(format, a...), ErrMalformed)
 }
+
+// spend counts n more values against the budget and checks the depth of
+// the stack and marks.
+func (u *unpickler) spend(n int) error {
+	u.cells += n
+	if u.cells > u.maxCells {
+		return fmt.Errorf("pickle: at byte %d: more than %d values made by a %d-byte pickle (the limit is %d plus one per byte; a state dict makes at most about 2 per 3 bytes): %w",
+			u.pos, u.maxCells, len(u.data), pickleBaseValues, ErrMalformed)
+	}
+	if len(u.stack)+len(u.marks) >= pickleMaxDepth {
+		return fmt.Errorf("pickle: at byte %d: more than %d values on the stack (a state dict needs a few thousand at most): %w",
+			u.pos, pickleMaxDepth, ErrMalformed)
+	}
+	return nil
+}
+
+// The unpickler's limits: at most pickleBaseValues values plus one per byte
+// of pickle made in all, and at most pickleMaxDepth on the stack at once.
+// torch.save's state dicts make 0.2 to 0.65 values per byte (names, storage
+// tuples, sizes and strides, memo entries) and keep at most 2,000 on the
+// stack (pickle batches SETITEMS by 1,000 pairs).
+const (
+	pickleBaseValues = 1 << 12
+	pickleMaxDepth   = 1 << 16
+)
 
 func (u *unpickler) read(n int) ([]byte, error) {
 	if n < 0 || n > len(u.data)-u.pos {
@@ -104,14 +138,15 @@ func (u *unpickler) top() (any, error) {
 	return u.stack[len(u.stack)-1], nil
 }
 
-// popMark returns the items above the last MARK and removes them.
+// popMark returns the items above the last MARK and removes them. The
+// items alias the stack: use them before the next push.
 func (u *unpickler) popMark() ([]any, error) {
 	if len(u.marks) == 0 {
 		return nil, u.errf("no mark")
 	}
 	m := u.marks[len(u.marks)-1]
 	u.marks = u.marks[:len(u.marks)-1]
-	items := append([]any{}, u.stack[m:]...)
+	items := u.stack[m:]
 	u.stack = u.stack[:m]
 	return items, nil
 }
@@ -145,7 +180,8 @@ func (u *unpickler) text(n uint64) (string, error) {
 // run executes the pickle and returns the value at STOP. Each opcode group
 // has its own method; each returns the value to push, or nil.
 func (u *unpickler) run() (any, error) {
-	u.memo = map[uint32]any{}
+	u.memo, u.memoMap = nil, map[uint32]any{}
+	u.maxCells = pickleBaseValues + len(u.data)
 	for {
 		if u.pos >= len(u.data) {
 			return nil, u.errf("no STOP opcode")
@@ -189,6 +225,9 @@ func (u *unpickler) run() (any, error) {
 			return nil, err
 		}
 		if push != nil {
+			if err := u.spend(1); err != nil {
+				return nil, err
+			}
 			u.stack = append(u.stack, push)
 		}
 	}
@@ -266,12 +305,18 @@ func (u *unpickler) stringOp(op byte) (any, error) {
 func (u *unpickler) build(op byte) (any, error) {
 	switch op {
 	case opMark:
+		if err := u.spend(1); err != nil {
+			return nil, err
+		}
 		u.marks = append(u.marks, len(u.stack))
 		return nil, nil
 	case opEmptyTuple:
 		return pyTuple{}, nil
 	case opTuple1, opTuple2, opTuple3:
 		n := int(op-opTuple1) + 1
+		if err := u.spend(n); err != nil {
+			return nil, err
+		}
 		t := make(pyTuple, n)
 		for i := n - 1; i >= 0; i-- {
 			v, err := u.pop()
@@ -283,7 +328,13 @@ func (u *unpickler) build(op byte) (any, error) {
 		return t, nil
 	case opTuple:
 		items, err := u.popMark()
-		return pyTuple(items), err
+		if err != nil {
+			return nil, err
+		}
+		if err := u.spend(len(items)); err != nil {
+			return nil, err
+		}
+		return append(pyTuple{}, items...), nil
 	case opEmptyList:
 		return &pyList{}, nil
 	case opEmptyDict:
@@ -297,7 +348,13 @@ func (u *unpickler) getOp(op byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, ok := u.memo[uint32(k)]
+	var v any
+	ok := false
+	if k < uint64(len(u.memo)) {
+		v, ok = u.memo[k], true
+	} else {
+		v, ok = u.memoMap[uint32(k)]
+	}
 	if !ok {
 		return nil, u.errf("memo key %d not set", k)
 	}
@@ -400,6 +457,9 @@ func (u *unpickler) appendOp(op byte) error {
 	if !ok {
 		return u.errf("APPEND to %T", top)
 	}
+	if err := u.spend(len(items)); err != nil {
+		return err
+	}
 	l.items = append(l.items, items...)
 	return nil
 }
@@ -433,6 +493,9 @@ func (u *unpickler) setItemsOp(op byte) error {
 	if !ok {
 		return u.errf("SETITEM on %T", top)
 	}
+	if err := u.spend(len(items)); err != nil {
+		return err
+	}
 	for i := 0; i < len(items); i += 2 {
 		if err := d.set(items[i], items[i+1]); err != nil {
 			return u.errf("%v", err)
@@ -450,7 +513,7 @@ func (u *unpickler) putOp(op byte) error {
 	case opLongBinPut:
 		k, err = u.uint(4)
 	default:
-		k = uint64(len(u.memo))
+		k = uint64(len(u.memo) + len(u.memoMap))
 	}
 	if err != nil {
 		return err
@@ -459,7 +522,20 @@ func (u *unpickler) putOp(op byte) error {
 	if err != nil {
 		return err
 	}
-	u.memo[uint32(k)] = v
+	if err := u.spend(1); err != nil {
+		return err
+	}
+	switch {
+	case k < uint64(len(u.memo)):
+		u.memo[k] = v
+	case k == uint64(len(u.memo)) && len(u.memoMap) == 0:
+		if len(u.memo) == cap(u.memo) { // double: append grows large slices by 1.25
+			u.memo = append(make([]any, 0, 2*cap(u.memo)+64), u.memo...)
+		}
+		u.memo = append(u.memo, v)
+	default:
+		u.memoMap[uint32(k)] = v
+	}
 	return nil
 }
 

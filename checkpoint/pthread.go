@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strings"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // pthStorage is a persistent_load(('storage', cls, key, location, numel)).
@@ -192,15 +193,11 @@ func decodeStateDict(pkl []byte) ([]pthEntry, error) {
 // running any code: only collections.OrderedDict, the torch._utils tensor
 // rebuild functions and torch storage classes may appear in the pickle.
 func ReadPTH(path string) ([]Tensor, error) {
-	f, err := os.Open(path)
+	f, st, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	ts, err := readPTH(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -8,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sort"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // MaxHeader is the largest safetensors JSON header accepted (the limit of
@@ -293,15 +294,11 @@ func ReadSafetensors(r io.ReaderAt, size int64) (*File, error) {
 
 // OpenSafetensors reads the safetensors file at path.
 func OpenSafetensors(path string) (*File, error) {
-	fd, err := os.Open(path)
+	fd, st, err := fsutil.OpenRegular(path)
 	if err != nil {
-		return nil, err // *PathError already names the file
+		return nil, err // names the file
 	}
 	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, err
-	}
 	f, err := ReadSafetensors(fd, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // FormatVersion is the training checkpoint layout this package writes.
@@ -165,15 +167,17 @@ func checkMeta(meta map[string]string) (State, error) {
 	return st, nil
 }
 
-// Load reads and verifies a training checkpoint written by Save.
+// Load reads and verifies a training checkpoint written by Save. When it
+// is corrupt, the error names the newest intact older checkpoint in its
+// directory, if there is one.
 func Load(path string) (*Checkpoint, error) {
 	f, err := OpenSafetensors(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, withOlderHint(path, fmt.Errorf("checkpoint: %w", err))
 	}
 	c, err := fromFile(f)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", path, err)
+		return nil, withOlderHint(path, fmt.Errorf("checkpoint %s: %w", path, err))
 	}
 	c.Path = path
 	return c, nil
@@ -208,7 +212,28 @@ func fromFile(f *File) (*Checkpoint, error) {
 	if err := checkSave(st.Step, c.Weights, c.OptimM, c.OptimV); err != nil {
 		return nil, err
 	}
+	if err := checkSecondMoments(c.OptimV); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkSecondMoments refuses a negative AdamW second moment: v is a running
+// mean of squares, so a negative one only comes from a damaged file, and
+// resuming from it would take the square root of a negative number.
+func checkSecondMoments(vs []Tensor) error {
+	for _, t := range vs {
+		v, err := t.Float64s()
+		if err != nil {
+			return fmt.Errorf("optimiser second moment %q: %w", t.Name, err)
+		}
+		for i, x := range v {
+			if x < 0 {
+				return fmt.Errorf("optimiser second moment %q: element %d is %g, negative (a damaged checkpoint): %w", t.Name, i, x, ErrMalformed)
+			}
+		}
+	}
+	return nil
 }
 
 // list returns the checkpoint paths in dir, oldest step first.
@@ -244,7 +269,8 @@ func list(dir string) ([]string, []int64, error) {
 // Latest returns the checkpoint in dir with the highest step, after checking
 // its header and format (Load verifies the data). It fails with
 // ErrNoCheckpoint when there is none, and with an error naming the file when
-// the newest one is corrupt: it never falls back to an older checkpoint.
+// the newest one is corrupt: it never falls back to an older checkpoint, but
+// its error names the newest intact one, to be passed explicitly.
 func Latest(dir string) (string, error) {
 	paths, _, err := list(dir)
 	if err != nil {
@@ -255,9 +281,105 @@ func Latest(dir string) (string, error) {
 	}
 	path := paths[len(paths)-1]
 	if err := checkHeader(path); err != nil {
-		return "", fmt.Errorf("checkpoint: newest %s is unreadable: %w", path, err)
+		return "", corruptNewest(path, paths[:len(paths)-1], err)
 	}
 	return path, nil
+}
+
+// LoadLatest loads the checkpoint in dir with the highest step, verifying
+// its data. Like Latest, it never falls back to an older checkpoint: a
+// corrupt newest one is an error naming it and what is wrong, and naming
+// the newest intact older one, if any, to be passed explicitly.
+func LoadLatest(dir string) (*Checkpoint, error) {
+	paths, _, err := list(dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("checkpoint: %s: %w", dir, ErrNoCheckpoint)
+	}
+	path := paths[len(paths)-1]
+	f, err := OpenSafetensors(path)
+	if err != nil {
+		return nil, corruptNewest(path, paths[:len(paths)-1], err)
+	}
+	c, err := fromFile(f)
+	if err != nil {
+		return nil, corruptNewest(path, paths[:len(paths)-1], err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// corruptNewest is the error for a newest checkpoint at path that cannot be
+// used; older holds the older checkpoints, oldest first.
+func corruptNewest(path string, older []string, err error) error {
+	return fmt.Errorf("checkpoint: the newest checkpoint %s is corrupt (%w); %s", path, err, olderHint(path, older))
+}
+
+// olderHint names the newest intact checkpoint of older (oldest first) as
+// the one to pass instead of the corrupt one at path.
+func olderHint(path string, older []string) string {
+	if len(older) == 0 {
+		return "there is no older checkpoint"
+	}
+	for i := len(older) - 1; i >= 0; i-- {
+		if verifyFile(older[i]) == nil {
+			return fmt.Sprintf("the newest intact one is %s: pass that file explicitly to use it, or delete %s", older[i], path)
+		}
+	}
+	return fmt.Sprintf("none of the %d older checkpoints is intact either", len(older))
+}
+
+// withOlderHint adds olderHint to err when path is named like a training
+// checkpoint and older ones sit next to it.
+func withOlderHint(path string, err error) error {
+	m := fileNameRE.FindStringSubmatch(filepath.Base(path))
+	if m == nil {
+		return err
+	}
+	step, perr := strconv.ParseInt(m[1], 10, 64)
+	paths, steps, lerr := list(filepath.Dir(path))
+	if perr != nil || lerr != nil {
+		return err
+	}
+	var older []string
+	for i, p := range paths {
+		if steps[i] < step {
+			older = append(older, p)
+		}
+	}
+	if len(older) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, olderHint(path, older))
+}
+
+// verifyFile checks a checkpoint's header, format and data checksum,
+// streaming the data rather than loading it.
+func verifyFile(path string) error {
+	f, fi, err := fsutil.OpenRegular(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	meta, _, dataStart, err := parseHeader(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	if _, err := checkMeta(meta); err != nil {
+		return err
+	}
+	// checkOffsets has made the tensors tile the data section in file
+	// order, so its checksum is dataCRC's.
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(f, dataStart, fi.Size()-dataStart)); err != nil {
+		return err
+	}
+	if meta["data_crc32c"] != strconv.FormatUint(uint64(h.Sum32()), 10) {
+		return fmt.Errorf("tensor data checksum mismatch: %w", ErrMalformed)
+	}
+	return nil
 }
 
 func checkHeader(path string) error {
@@ -267,15 +389,11 @@ func checkHeader(path string) error {
 
 // readState reads a checkpoint's state from its header, without the tensor data.
 func readState(path string) (State, error) {
-	f, err := os.Open(path)
+	f, fi, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return State{}, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return State{}, err
-	}
 	meta, _, _, err := parseHeader(f, fi.Size())
 	if err != nil {
 		return State{}, err
@@ -347,10 +465,6 @@ func Resume(dir string) (c *Checkpoint, removed []string, err error) {
 	if err != nil {
 		return nil, removed, fmt.Errorf("checkpoint: %w", err)
 	}
-	path, err := Latest(dir)
-	if err != nil {
-		return nil, removed, err
-	}
-	c, err = Load(path)
+	c, err = LoadLatest(dir)
 	return c, removed, err
 }

@@ -14,7 +14,7 @@ import (
 func TestSaveLoadRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	w := tinyModel(tinyDims)
-	m, v := tinyModel(tinyDims), tinyModel(tinyDims)
+	m, v := tinyModel(tinyDims), squares(tinyModel(tinyDims))
 	for i := range v {
 		v[i], _ = v[i].Convert(F64) // any float dtype is kept as is
 	}
@@ -241,7 +241,7 @@ func TestResume(t *testing.T) {
 	}
 	w := tinyModel(tinyDims)
 	for _, step := range []int64{10, 20} {
-		if _, err := Save(dir, step, w, w, w, State{Tokens: step * 100}); err != nil {
+		if _, err := Save(dir, step, w, w, squares(w), State{Tokens: step * 100}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,16 +5,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // ReadWeights reads RWKV-4 weights from any layout this package writes or
 // imports and returns them with RWKV-LM names, in state_dict order, in the
 // dtype they were stored in. path may be a PyTorch .pth (zip), an RWKV-LM,
 // web-rwkv or Hugging Face safetensors file, a training checkpoint of Save,
-// or a Hugging Face directory holding model.safetensors. The tensor set must
-// be exactly RWKV-4's: missing or extra tensors are errors.
+// a directory of training checkpoints (the newest is read; a corrupt newest
+// one is an error, never skipped), a Hugging Face directory as transformers
+// writes it (see ReadHFDir), or the index.json of a sharded Hugging Face
+// checkpoint. The tensor set must be exactly RWKV-4's: missing or extra
+// tensors are errors, and so is any NaN or infinity, named by tensor.
 func ReadWeights(path string) ([]Tensor, error) {
 	ts, err := readAnyWeights(path)
 	if err != nil {
@@ -23,6 +27,11 @@ func ReadWeights(path string) ([]Tensor, error) {
 	_, ordered, err := CheckRWKV4(ts)
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", path, err)
+	}
+	for _, t := range ordered {
+		if err := t.CheckFinite(); err != nil {
+			return nil, fmt.Errorf("weights %s: %w: the file holds a diverged or damaged model", path, err)
+		}
 	}
 	return ordered, nil
 }
@@ -33,11 +42,45 @@ func readAnyWeights(path string) ([]Tensor, error) {
 		return nil, err
 	}
 	if fi.IsDir() {
-		path = filepath.Join(path, "model.safetensors")
+		return readWeightsDir(path)
 	}
-	f, err := os.Open(path)
+	if strings.HasSuffix(path, hfIndexSuffix) {
+		return readSharded(path)
+	}
+	ts, err := readWeightsFile(path)
 	if err != nil {
 		return nil, err
+	}
+	return fromHFNames(path, ts)
+}
+
+// readWeightsDir reads a Hugging Face directory or, failing that, the newest
+// training checkpoint in dir.
+func readWeightsDir(dir string) ([]Tensor, error) {
+	if _, ok := hfWeightsFile(dir); ok {
+		return ReadHFDir(dir)
+	}
+	paths, _, err := list(dir)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("weights %s: a directory without %s or step-*.safetensors training checkpoints: %w",
+			dir, strings.Join(hfWeightsFiles, ", "), ErrTensors)
+	}
+	c, err := LoadLatest(dir)
+	if err != nil {
+		return nil, err
+	}
+	return c.Weights, nil
+}
+
+// readWeightsFile reads one weights file, names as stored: a .pth zip, a
+// training checkpoint (its weights) or any other safetensors file.
+func readWeightsFile(path string) ([]Tensor, error) {
+	f, _, err := fsutil.OpenRegular(path)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
 	}
 	magic := make([]byte, 4)
 	_, err = io.ReadFull(f, magic)
@@ -50,26 +93,32 @@ func readAnyWeights(path string) ([]Tensor, error) {
 	}
 	sf, err := OpenSafetensors(path)
 	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
+		return nil, withOlderHint(path, fmt.Errorf("weights: %w", err))
 	}
 	if sf.Meta["format"] == FormatName {
 		c, err := fromFile(sf)
 		if err != nil {
-			return nil, fmt.Errorf("weights %s: %w", path, err)
+			return nil, withOlderHint(path, fmt.Errorf("weights %s: %w", path, err))
 		}
 		return c.Weights, nil
 	}
+	return sf.Tensors, nil
+}
+
+// fromHFNames maps Hugging Face names to RWKV-LM names when the tensors use
+// them (any name starts with "rwkv."), and returns ts unchanged otherwise.
+func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
 	hf := false
-	for _, t := range sf.Tensors {
+	for _, t := range ts {
 		if strings.HasPrefix(t.Name, "rwkv.") {
 			hf = true
 		}
 	}
 	if !hf {
-		return sf.Tensors, nil
+		return ts, nil
 	}
-	out := make([]Tensor, len(sf.Tensors))
-	for i, t := range sf.Tensors {
+	out := make([]Tensor, len(ts))
+	for i, t := range ts {
 		name, ok := RWKVName(t.Name)
 		if !ok {
 			return nil, fmt.Errorf("weights %s: tensor %q is not an RWKV-4 Hugging Face name: %w", path, t.Name, ErrTensors)

@@ -22,4 +22,5 @@ var (
 	ErrBadInput      = errors.New("bad input")
 	ErrBadConfig     = errors.New("bad data config")
 	ErrUnknownFormat = errors.New("unknown format")
+	ErrTruncated     = errors.New("truncated or changed while in use")
 )

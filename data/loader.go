@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -12,7 +13,13 @@ type Batch struct {
 	B, T  int
 	state []byte // sampler state after this batch
 	err   error
+	fault error // the data file changed under the sampler: X and Y are not valid
 }
+
+// Err reports that the batch could not be read because a data file was
+// truncated or changed while in use (wrapping ErrTruncated, naming the
+// file); X and Y are then not valid and training must stop.
+func (b *Batch) Err() error { return b.fault }
 
 // Loader prefetches batches from a Sampler in a background goroutine, so the
 // trainer never waits on the disk. Its State is that of the last batch handed
@@ -58,7 +65,7 @@ func (l *Loader) start() {
 			case <-l.stop:
 				return
 			}
-			l.s.NextBatch(b.X, b.Y, l.b, l.t)
+			b.fault = fill(l.s, b, l.b, l.t)
 			b.state, b.err = l.s.State()
 			select {
 			case l.ready <- b:
@@ -68,6 +75,28 @@ func (l *Loader) start() {
 			}
 		}
 	}()
+}
+
+// fill draws the next batch from s, turning a fault on a truncated file
+// into an error. It checks the files' sizes first: a file that shrank by
+// less than a page reads as zeros rather than faulting.
+func fill(s Sampler, b *Batch, B, T int) (err error) {
+	if ts, ok := s.(interface{ tokens() *Tokens }); ok {
+		if err := ts.tokens().Check(); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(error)
+			if !ok || !errors.Is(e, ErrTruncated) {
+				panic(r)
+			}
+			err = e
+		}
+	}()
+	s.NextBatch(b.X, b.Y, B, T)
+	return nil
 }
 
 // Next returns the next batch. It stays valid until the next call to Next.

@@ -58,6 +58,8 @@ func (s *MagicPrimeSampler) Prime() int { return int(s.p) }
 
 func (s *MagicPrimeSampler) CtxLen() int { return s.ctxLen }
 
+func (s *MagicPrimeSampler) tokens() *Tokens { return s.toks }
+
 // chunk returns the chunk sample ii reads.
 func (s *MagicPrimeSampler) chunk(ii uint64) uint64 {
 	i := ii % s.p

@@ -97,6 +97,8 @@ func NewRandomSampler(toks *Tokens, ctxLen int, seed uint64) (*RandomSampler, er
 
 func (s *RandomSampler) CtxLen() int { return s.ctxLen }
 
+func (s *RandomSampler) tokens() *Tokens { return s.toks }
+
 func (s *RandomSampler) NextBatch(x, y []int, B, T int) {
 	n := s.toks.Len() - s.ctxLen // windows start in [0, n)
 	fillBatch(s.toks, x, y, B, T, s.ctxLen, func() int { return s.rng.IntN(n) })
@@ -148,6 +150,8 @@ func NewSequentialSampler(toks *Tokens, ctxLen int) (*SequentialSampler, error) 
 func (s *SequentialSampler) Windows() int { return (s.toks.Len() - 1) / s.ctxLen }
 
 func (s *SequentialSampler) CtxLen() int { return s.ctxLen }
+
+func (s *SequentialSampler) tokens() *Tokens { return s.toks }
 
 func (s *SequentialSampler) NextBatch(x, y []int, B, T int) {
 	fillBatch(s.toks, x, y, B, T, s.ctxLen, func() int {

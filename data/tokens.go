@@ -8,8 +8,11 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // Tokens is a validated, read-only token corpus: the documents of a binidx
@@ -22,9 +25,16 @@ type Tokens struct {
 	n     int
 	index *index // nil for .npy
 	close []func() error
+	files []mappedFile // what is mapped, for Check
 
 	mu      sync.Mutex
 	checked int // smallest vocab size CheckVocab has accepted, 0 if none
+}
+
+// mappedFile is a mapped file and its size when mapped.
+type mappedFile struct {
+	path string
+	size int64
 }
 
 // Open opens a token corpus: a binidx prefix (PREFIX.idx and PREFIX.bin; a
@@ -58,18 +68,11 @@ func binidxPaths(path string) (idx, bin string) {
 
 // mapPath opens and maps a whole file.
 func mapPath(path string) ([]byte, func() error, error) {
-	f, err := os.Open(path)
+	f, st, err := fsutil.OpenRegular(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("not a regular file")
-	}
 	return mapFile(f, st.Size())
 }
 
@@ -86,6 +89,7 @@ func openBinidx(path string) (_ *Tokens, err error) {
 		return nil, fmt.Errorf("data: open %q: %w", idxPath, err)
 	}
 	t.close = append(t.close, unmap)
+	t.files = append(t.files, mappedFile{idxPath, int64(len(raw))})
 	ix, err := parseIndex(raw)
 	if err != nil {
 		return nil, fmt.Errorf("data: open %q: %w", idxPath, err)
@@ -98,6 +102,7 @@ func openBinidx(path string) (_ *Tokens, err error) {
 		return nil, fmt.Errorf("data: open %q: %w", binPath, err)
 	}
 	t.close = append(t.close, unmap)
+	t.files = append(t.files, mappedFile{binPath, int64(len(bin))})
 	total, err := ix.checkBin(int64(len(bin)))
 	if err != nil {
 		if errors.Is(err, ErrBinSize) {
@@ -127,6 +132,7 @@ func openNpy(path string) (_ *Tokens, err error) {
 		return nil, fmt.Errorf("data: open %q: %w", path, err)
 	}
 	t.close = append(t.close, unmap)
+	t.files = append(t.files, mappedFile{path, int64(len(raw))})
 	h, err := parseNpyHeader(raw)
 	if err != nil {
 		return nil, fmt.Errorf("data: open %q: %w", path, err)
@@ -177,8 +183,21 @@ func (t *Tokens) At(i int) int {
 }
 
 // Slice writes tokens [off, off+n) to dst, reusing its storage when it has
-// room, and returns it. It panics if the range is outside [0, Len()).
+// room, and returns it. It panics if the range is outside [0, Len()), and
+// panics with an error wrapping ErrTruncated, naming the file, if the file
+// was truncated under the mapping (see Read).
 func (t *Tokens) Slice(off, n int, dst []int) []int {
+	dst, err := t.Read(off, n, dst)
+	if err != nil {
+		panic(err)
+	}
+	return dst
+}
+
+// Read is Slice returning an error wrapping ErrTruncated, naming the file,
+// where a read from the mapped file faults because the file was truncated
+// while in use (which would otherwise kill the process with SIGBUS).
+func (t *Tokens) Read(off, n int, dst []int) (_ []int, err error) {
 	if off < 0 || n < 0 || off > t.n-n {
 		panic(fmt.Sprintf("data: Slice(%d, %d) out of range for %d tokens", off, n, t.n))
 	}
@@ -187,8 +206,42 @@ func (t *Tokens) Slice(off, n int, dst []int) []int {
 	}
 	dst = dst[:n]
 	es := t.dt.size()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			err = t.faultError(r)
+		}
+	}()
 	t.dt.decode(dst, t.data[off*es:(off+n)*es])
-	return dst
+	return dst, nil
+}
+
+// faultError describes a memory fault reading the mapped files.
+func (t *Tokens) faultError(r any) error {
+	if err := t.Check(); err != nil {
+		return err
+	}
+	return fmt.Errorf("data: %q: %w: reading the mapped file faulted (%v)", t.path, ErrTruncated, r)
+}
+
+// Check reports ErrTruncated, naming the file and both sizes, if a mapped
+// file no longer has the size it had when opened: a file truncated under a
+// mapping faults when read, and a rewritten one gives other tokens.
+func (t *Tokens) Check() error {
+	for _, f := range t.files {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return fmt.Errorf("data: %q: %w: %v", f.path, ErrTruncated, err)
+		}
+		if fi.Size() != f.size {
+			return fmt.Errorf("data: %q: %w: it had %d bytes when opened and has %d now; do not rewrite a data file during a run",
+				f.path, ErrTruncated, f.size, fi.Size())
+		}
+	}
+	return nil
 }
 
 // CheckLen reports ErrTooShort if the corpus has no window of ctxLen+1 tokens.
@@ -220,16 +273,31 @@ func (t *Tokens) CheckVocab(vocab int) error {
 	}
 	workers := min(runtime.GOMAXPROCS(0), max(1, t.n/(1<<20)))
 	bad := make([]int, workers) // first bad position per worker, -1 if none
+	faults := make([]error, workers)
 	var wg sync.WaitGroup
 	per := (t.n + workers - 1) / workers
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			defer func() {
+				if r := recover(); r != nil {
+					if _, fault := r.(interface{ Addr() uintptr }); !fault {
+						panic(r)
+					}
+					faults[w] = t.faultError(r)
+				}
+			}()
 			bad[w] = t.scan(w*per, min(t.n, (w+1)*per), vocab)
 		}()
 	}
 	wg.Wait()
+	for _, err := range faults {
+		if err != nil {
+			return err
+		}
+	}
 	for _, pos := range bad {
 		if pos >= 0 {
 			return fmt.Errorf("data: %q: %w: token %s at position %d, want an integer in [0, %d)",

@@ -133,6 +133,9 @@ func (t *Trainer) lastGoodNote() string {
 
 // directBatch runs one micro-batch and points the optimiser's gradients at the graph's.
 func (t *Trainer) directBatch(b *data.Batch) (float64, error) {
+	if err := b.Err(); err != nil { // a data file truncated during the run
+		return 0, err
+	}
 	if err := t.graph.SetTokens(b.X, b.Y); err != nil {
 		return 0, err
 	}
@@ -152,6 +155,9 @@ func (t *Trainer) directBatch(b *data.Batch) (float64, error) {
 // microBatch adds scale times the gradient of one micro-batch's loss to the parameters'
 // gradient buffers and returns the loss.
 func (t *Trainer) microBatch(b *data.Batch, scale float64) (float64, error) {
+	if err := b.Err(); err != nil { // a data file truncated during the run
+		return 0, err
+	}
 	add := func(i int, g *tensor.Dense, w float64) {
 		s := float32(w * scale)
 		acc := t.params[i].Grad
