@@ -189,7 +189,7 @@ func (s *sampler) sample(logits []float64) int {
 	topK := s.o.TopK > 0 && s.o.TopK < V
 	topP := s.o.TopP < 1
 	if topK || topP {
-		slices.SortStableFunc(s.idx, func(a, b int) int { return cmp.Compare(s.probs[b], s.probs[a]) })
+		slices.SortFunc(s.idx, func(a, b int) int { return cmp.Or(cmp.Compare(s.probs[b], s.probs[a]), cmp.Compare(a, b)) })
 	}
 	if topP {
 		// The first token at which the cumulative probability reaches TopP sets the cutoff; every
