@@ -3,19 +3,18 @@ package eval
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
-// Generate feeds prompt through the recurrent form and then samples up to o.MaxTokens tokens,
-// calling emit with each as soon as it is drawn. It stops early after o.StopToken, when emit
-// returns false, or when ctx is done (returning ctx's error).
+// Generate feeds prompt through the recurrent form and then samples up to o.MaxTokens tokens
+// as SampleOptions describes, calling emit with each as soon as it is drawn. It stops early after
+// o.StopToken, when emit returns false, or when ctx is done (returning ctx's error).
 func Generate(ctx context.Context, m *model.Model, prompt []int, o SampleOptions, emit func(tok int) bool) error {
 	if len(prompt) == 0 {
 		return fmt.Errorf("eval: generate: %w: empty prompt", ErrOptions)
 	}
-	if err := o.validate(); err != nil {
+	if err := o.validate(m.Config.Vocab); err != nil {
 		return err
 	}
 	rnn := m.NewRNN(1)
@@ -36,7 +35,7 @@ func Generate(ctx context.Context, m *model.Model, prompt []int, o SampleOptions
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		in[0] = sm.sample(logits)
+		in[0] = sm.next(logits)
 		if !emit(in[0]) || in[0] == o.StopToken {
 			return nil
 		}
@@ -45,9 +44,4 @@ func Generate(ctx context.Context, m *model.Model, prompt []int, o SampleOptions
 		}
 	}
 	return nil
-}
-
-// newSampler seeds a sampler for vocab V.
-func newSampler(V int, o SampleOptions) *sampler {
-	return &sampler{o: o, rng: rand.New(rand.NewPCG(o.Seed, 0x5eed)), probs: make([]float64, V), idx: make([]int, V)}
 }

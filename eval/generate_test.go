@@ -30,7 +30,7 @@ func TestGenerate(t *testing.T) {
 		o     SampleOptions
 		check func([]int) bool
 	}{
-		{"budget", SampleOptions{Temperature: 1, Seed: 1, MaxTokens: 17, StopToken: -1}, func(o []int) bool { return len(o) == 17 }},
+		{"budget", SampleOptions{Temperature: 1, TopP: 1, Seed: 1, MaxTokens: 17, StopToken: -1}, func(o []int) bool { return len(o) == 17 }},
 		{"top-k 1 is greedy", SampleOptions{Temperature: 2, TopK: 1, Seed: 9, MaxTokens: 20, StopToken: -1},
 			func(o []int) bool { return reflect.DeepEqual(o, greedyOut) }},
 		{"tiny top-p is greedy", SampleOptions{Temperature: 1, TopP: 1e-9, Seed: 9, MaxTokens: 20, StopToken: -1},
@@ -71,7 +71,7 @@ func TestGenerateRejects(t *testing.T) {
 	}
 }
 
-// TestSamplerFollowsTheDistribution: with temperature 1 and no truncation, token frequencies
+// TestSamplerFollowsTheDistribution: with temperature 1 and no truncation (top-p 1), token frequencies
 // follow softmax(logits); with top-k 2 only the two most likely tokens appear, in the ratio of
 // their probabilities.
 func TestSamplerFollowsTheDistribution(t *testing.T) {
@@ -81,8 +81,8 @@ func TestSamplerFollowsTheDistribution(t *testing.T) {
 		o    SampleOptions
 		want []float64
 	}{
-		{"full", SampleOptions{Temperature: 1}, []float64{0.0871, 0.2369, 0.6439, 0.0321}},
-		{"top-k 2", SampleOptions{Temperature: 1, TopK: 2}, []float64{0, 0.2689, 0.7311, 0}},
+		{"full", SampleOptions{Temperature: 1, TopP: 1}, []float64{0.0871, 0.2369, 0.6439, 0.0321}},
+		{"top-k 2", SampleOptions{Temperature: 1, TopP: 1, TopK: 2}, []float64{0, 0.2689, 0.7311, 0}},
 		{"top-p 0.8", SampleOptions{Temperature: 1, TopP: 0.8}, []float64{0, 0.2689, 0.7311, 0}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -85,14 +85,13 @@ func quickstartReport(ctx context.Context, tr *train.Trainer, cfg train.Config, 
 		fmt.Fprintf(stdout, "bits per byte: %.3f (model) vs %.3f (unigram baseline of the same validation bytes)\n", v.BitsPerToken, h/math.Ln2)
 	}
 	tok := data.NewByteTokenizer()
-	fmt.Fprintf(stdout, "\n--- sample (temperature 0.8, top-p 0.9) ---\n%s", prompt)
-	err = eval.Generate(ctx, tr.Model, tok.Encode(prompt), eval.SampleOptions{Temperature: 0.8, TopP: 0.9, Seed: 1, MaxTokens: 300, StopToken: 0},
-		func(t int) bool {
-			if t != 0 {
-				stdout.Write([]byte{byte(t)})
-			}
-			return true
-		})
+	o := train.QuickstartSampleOptions()
+	fmt.Fprintf(stdout, "\n--- sample (temperature %g, top-p %g, alpha_frequency %g on whitespace and punctuation, penalty_decay %g) ---\n%s",
+		o.Temperature, o.TopP, o.AlphaFrequency, o.PenaltyDecay, prompt)
+	err = eval.Generate(ctx, tr.Model, tok.Encode(prompt), o, func(t int) bool {
+		stdout.Write([]byte{byte(t)})
+		return true
+	})
 	fmt.Fprintln(stdout, "\n---")
 	return err
 }
