@@ -348,10 +348,11 @@ func (p *preparer) checkUTF8(buf []byte, valid int, eof bool) ([]byte, int, bool
 		return buf, end, true
 	}
 	var used int
-	p.scratch, used, _ = appendLossyUTF8(p.scratch[:0], buf[valid:], eof)
+	var replaced bool
+	p.scratch, used, replaced = appendLossyUTF8(p.scratch[:0], buf[valid:], eof)
 	fixed := valid + len(p.scratch)
 	p.scratch = append(p.scratch, buf[valid+used:]...) // the held-back tail
-	return append(buf[:valid], p.scratch...), fixed, false
+	return append(buf[:valid], p.scratch...), fixed, !replaced
 }
 
 // jsonl writes the "text" value of each line as one document. As in

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -310,18 +310,19 @@ func TestPrepareInvalidUTF8Streamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 13 bytes a period, so the 1 MiB reads cut it at every offset.
-	text := strings.Repeat("ab€\xe2\x82c😀d\xffe", 200000)[5:]
-	for _, tok := range []Tokenizer{NewByteTokenizer(), world} {
-		st, got, err := prepareOne(t, tok, map[string]string{"big.txt": text})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := append(tok.Encode(lossyUTF8([]byte(text))), 0); !slices.Equal(got, want) {
-			t.Errorf("%s: %d tokens differ from Encode(lossyUTF8(text)), %d tokens", tok.Name(), len(got), len(want))
-		}
-		if st.InvalidUTF8 != 1 {
-			t.Errorf("%s: InvalidUTF8 = %d, want 1", tok.Name(), st.InvalidUTF8)
+	// 13 and 11 bytes a period, so the 1 MiB reads cut them at every offset.
+	for _, text := range []string{strings.Repeat("ab€\xe2\x82c😀d\xffe", 200000)[5:], strings.Repeat("ab€c😀de", 200000)[5:]} {
+		for _, tok := range []Tokenizer{NewByteTokenizer(), world} {
+			st, got, err := prepareOne(t, tok, map[string]string{"big.txt": text})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append(tok.Encode(lossyUTF8([]byte(text))), 0); !slices.Equal(got, want) {
+				t.Errorf("%s: %d tokens differ from Encode(lossyUTF8(text)), %d tokens", tok.Name(), len(got), len(want))
+			}
+			if want := int64(1 - len(strings.ToValidUTF8(text, ""))/len(text)); st.InvalidUTF8 != want {
+				t.Errorf("%s: InvalidUTF8 = %d, want %d", tok.Name(), st.InvalidUTF8, want)
+			}
 		}
 	}
 }
