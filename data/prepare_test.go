@@ -3,6 +3,7 @@ package data
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // readBack opens a prepared corpus and returns its tokens and documents.
@@ -355,4 +357,22 @@ func TestPrepareCancelLeavesNothing(t *testing.T) {
 	if left, _ := os.ReadDir(outDir); len(left) > 0 {
 		t.Errorf("files left after cancellation: %v", left)
 	}
+}
+
+// FuzzJSONLText checks jsonlText never panics, returns valid UTF-8, and
+// gives back the text of any object encoding/json writes.
+func FuzzJSONLText(f *testing.F) {
+	f.Add([]byte(`{"text":"a\ud800\ud83d\ude00","Text":1}`), "x")
+	f.Add([]byte("{\"text\":\"\xe2\x82\\\\ud800\"}"), "\xff")
+	f.Fuzz(func(t *testing.T, line []byte, s string) {
+		if text, _, err := jsonlText(line); err == nil && !utf8.ValidString(text) {
+			t.Fatalf("jsonlText(%q) = %q, not valid UTF-8", line, text)
+		}
+		s = strings.ToValidUTF8(s, "")
+		b, _ := json.Marshal(map[string]any{"Text": 0, "text": s, "texT": 1})
+		text, invalid, err := jsonlText(b)
+		if err != nil || text != s || invalid {
+			t.Fatalf("jsonlText(%s) = %q, %v, %v; want %q", b, text, invalid, err, s)
+		}
+	})
 }
