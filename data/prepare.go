@@ -418,7 +418,10 @@ func (p *preparer) readLine() ([]byte, error) {
 func jsonlText(line []byte) (string, bool, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(line, &obj); err != nil {
-		return "", false, err
+		// Python's json, which make_data.py reads with, also takes NaN and Infinity.
+		if fixed, ok := pythonNonFinite(line); !ok || json.Unmarshal(fixed, &obj) != nil {
+			return "", false, err
+		}
 	}
 	raw, ok := obj["text"]
 	switch {
@@ -446,6 +449,44 @@ func jsonlText(line []byte) (string, bool, error) {
 		invalid = true // encoding/json made it U+FFFD; Python would keep it and fail to encode it
 	}
 	return s, invalid, nil
+}
+
+// pythonNonFinite returns line with the NaN, Infinity and -Infinity that
+// Python's json.dumps writes for non-finite floats (outside strings) made
+// null, and whether there were any.
+func pythonNonFinite(line []byte) ([]byte, bool) {
+	var out []byte
+	inString, found := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if !inString {
+			if n := nonFiniteWord(line[i:]); n > 0 {
+				out, found = append(out, "null"...), true
+				i += n - 1
+				continue
+			}
+		}
+		out = append(out, c)
+		switch {
+		case c == '"':
+			inString = !inString
+		case inString && c == '\\' && i+1 < len(line):
+			i++
+			out = append(out, line[i])
+		}
+	}
+	return out, found
+}
+
+// nonFiniteWord returns the length of the NaN, Infinity or -Infinity that b
+// starts with, 0 if none.
+func nonFiniteWord(b []byte) int {
+	for _, w := range []string{"NaN", "Infinity", "-Infinity"} {
+		if bytes.HasPrefix(b, []byte(w)) {
+			return len(w)
+		}
+	}
+	return 0
 }
 
 // hasLoneSurrogate reports whether a JSON string literal holds a \uD800-\uDFFF

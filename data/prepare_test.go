@@ -241,6 +241,8 @@ func TestPrepareJSONLKey(t *testing.T) {
 		{"null line", `null`, nil, `line 1: bad input: null, not an object`},
 		{"array", `["text"]`, nil, `line 1: bad input: json: cannot unmarshal array`},
 		{"two objects", `{"text":"a"} {"text":"b"}`, nil, `line 1: bad input: invalid character '{' after top-level value`},
+		{"Python's NaN and Infinity elsewhere", `{"score": NaN, "r": [Infinity, -Infinity], "text": "NaN \" Infinity"}`, []string{`NaN " Infinity`}, ""},
+		{"NaN text", `{"text": NaN}`, nil, `line 1: bad input: "text" is null, not a string`},
 		{"escapes", `{"text":"tab\there \u00e9 \ud83d\ude00"}`, []string{"tab\there é 😀"}, ""},
 	}
 	for _, tt := range tests {
@@ -365,9 +367,13 @@ func TestPrepareCancelLeavesNothing(t *testing.T) {
 func FuzzJSONLText(f *testing.F) {
 	f.Add([]byte(`{"text":"a\ud800\ud83d\ude00","Text":1}`), "x")
 	f.Add([]byte("{\"text\":\"\xe2\x82\\\\ud800\"}"), "\xff")
+	f.Add([]byte(`{"a":NaN,"text":"\"NaN"}`), "Infinity")
 	f.Fuzz(func(t *testing.T, line []byte, s string) {
 		if text, _, err := jsonlText(line); err == nil && !utf8.ValidString(text) {
 			t.Fatalf("jsonlText(%q) = %q, not valid UTF-8", line, text)
+		}
+		if fixed, found := pythonNonFinite(line); !found && !bytes.Equal(fixed, line) {
+			t.Fatalf("pythonNonFinite(%q) changed it to %q without finding NaN or Infinity", line, fixed)
 		}
 		s = strings.ToValidUTF8(s, "")
 		b, _ := json.Marshal(map[string]any{"Text": 0, "text": s, "texT": 1})
