@@ -5,12 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // PrepareOptions says what Prepare reads and writes.
@@ -34,14 +39,24 @@ type PrepareStats struct {
 	Docs, Tokens       int64 // training split, end-of-document tokens included
 	ValDocs, ValTokens int64
 	CtxLen, MagicPrime int // RWKV-LM's --magic_prime for the training split
+	// InvalidUTF8 counts the documents, both splits, whose text was not valid
+	// UTF-8 (or, in .jsonl, held a lone surrogate escape such as "\ud800"):
+	// each maximal invalid sequence became one U+FFFD.
+	InvalidUTF8 int64
 }
 
 // Prepare tokenizes the inputs into binidx, appending token 0 after each
 // document as RWKV-LM's make_data.py does. It streams: the .bin is written as
 // it goes and documents are encoded piece by piece where the tokenizer
-// allows, so inputs larger than RAM work. Files appear only when complete;
-// on error or cancellation nothing is left behind. progress, if not nil, is
-// called with input bytes read so far and in all.
+// allows, so inputs larger than RAM work. Text is read as UTF-8: invalid
+// sequences become U+FFFD as Python's errors="replace" makes them, and
+// PrepareStats.InvalidUTF8 counts the documents that had any.
+//
+// Files appear only when complete; on error or cancellation nothing is left
+// behind. An exclusive lock (PREFIX.lock) keeps a second Prepare off the same
+// output, and temporary files that a killed run left next to the output are
+// removed at start. progress, if not nil, is called with input bytes read so
+// far and in all.
 func Prepare(ctx context.Context, opt PrepareOptions, progress func(done, total int64)) (PrepareStats, error) {
 	var st PrepareStats
 	if err := opt.check(); err != nil {
@@ -54,11 +69,23 @@ func Prepare(ctx context.Context, opt PrepareOptions, progress func(done, total 
 	if err != nil {
 		return st, err
 	}
-	p := &preparer{ctx: ctx, opt: opt, total: total, progress: progress}
-	p.enc, _ = opt.Tokenizer.(prefixEncoder)
-	if err := os.MkdirAll(filepath.Dir(opt.Output), 0o755); err != nil {
-		return st, fmt.Errorf("data: prepare: %w", err)
+	prefixes := []string{opt.Output}
+	if opt.ValFraction > 0 {
+		prefixes = append(prefixes, opt.ValOutput)
 	}
+	for _, prefix := range prefixes {
+		if err := os.MkdirAll(filepath.Dir(prefix), 0o777); err != nil {
+			return st, fmt.Errorf("data: prepare: %w", err)
+		}
+		unlock, err := lockOutput(prefix)
+		if err != nil {
+			return st, err
+		}
+		defer unlock()
+		removeStaleTemps(prefix)
+	}
+	p := &preparer{ctx: ctx, opt: opt, total: total, progress: progress, buf: make([]byte, 0, 1<<20)}
+	p.enc, _ = opt.Tokenizer.(prefixEncoder)
 	if p.train, err = newBinidxWriter(opt.Output, opt.Tokenizer.VocabSize()); err != nil {
 		return st, err
 	}
@@ -79,7 +106,8 @@ func Prepare(ctx context.Context, opt PrepareOptions, progress func(done, total 
 			return st, err
 		}
 	}
-	st = PrepareStats{Files: int64(len(files)), Bytes: total, Docs: p.train.docs, Tokens: p.train.tokens, CtxLen: opt.CtxLen}
+	st = PrepareStats{Files: int64(len(files)), Bytes: total, Docs: p.train.docs, Tokens: p.train.tokens,
+		InvalidUTF8: p.invalid, CtxLen: opt.CtxLen}
 	if st.Docs == 0 {
 		return st, fmt.Errorf("data: prepare: %w: no documents in the training split", ErrEmpty)
 	}
@@ -110,43 +138,63 @@ func (o PrepareOptions) check() error {
 		return fmt.Errorf("data: prepare: %w: no output prefix", ErrBadConfig)
 	case o.Tokenizer == nil:
 		return fmt.Errorf("data: prepare: %w: no tokenizer", ErrBadConfig)
-	case o.ValFraction < 0 || o.ValFraction >= 1:
+	case !(o.ValFraction >= 0 && o.ValFraction < 1): // NaN too
 		return fmt.Errorf("data: prepare: %w: validation fraction %g, want [0, 1)", ErrBadConfig, o.ValFraction)
+	case o.ValOutput != "" && o.ValOutput == o.Output:
+		return fmt.Errorf("data: prepare: %w: validation output %q is the training output", ErrBadConfig, o.ValOutput)
 	case o.CtxLen < 0:
 		return fmt.Errorf("data: prepare: %w: ctx_len %d", ErrBadConfig, o.CtxLen)
 	}
 	return nil
 }
 
-// listInputs expands directories, in lexical order, and sums the sizes.
+// listInputs expands directories, in lexical order, and sums the sizes. A
+// link given as an input, or found in a directory, is followed to its file;
+// anything but regular files and directories (a FIFO would block the read
+// forever) is refused.
 func listInputs(inputs []string) ([]string, int64, error) {
 	var files []string
 	var total int64
+	add := func(path string, info fs.FileInfo) error {
+		if !info.Mode().IsRegular() {
+			return fmt.Errorf("%q is %s: give regular files or directories", path, describeMode(info.Mode()))
+		}
+		files = append(files, path)
+		total += info.Size()
+		return nil
+	}
 	for _, in := range inputs {
-		err := filepath.WalkDir(in, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
+		info, err := os.Stat(in)
+		if err == nil && info.IsDir() {
+			root := in
+			if li, lerr := os.Lstat(in); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+				root += string(filepath.Separator) // walk the directory the link names
 			}
-			if path != in && strings.HasPrefix(d.Name(), ".") {
-				if d.IsDir() {
-					return filepath.SkipDir
+			err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
 				}
-				return nil
-			}
-			if d.IsDir() {
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if !info.Mode().IsRegular() {
-				return fmt.Errorf("%q is not a regular file", path)
-			}
-			files = append(files, path)
-			total += info.Size()
-			return nil
-		})
+				if path != root && strings.HasPrefix(d.Name(), ".") {
+					if d.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+				if d.IsDir() {
+					return nil
+				}
+				info, err := os.Stat(path)
+				if err != nil {
+					return err
+				}
+				if info.IsDir() {
+					return fmt.Errorf("%q links to a directory, which is not followed: give it as an input of its own", path)
+				}
+				return add(path, info)
+			})
+		} else if err == nil {
+			err = add(in, info)
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("data: prepare: input %q: %w", in, err)
 		}
@@ -157,17 +205,54 @@ func listInputs(inputs []string) ([]string, int64, error) {
 	return files, total, nil
 }
 
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file"
+}
+
+// openRegular opens an input without blocking on a FIFO or device that
+// replaced it since it was listed, and refuses anything but a regular file.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return nil, fmt.Errorf("data: prepare: %w", err)
+	}
+	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("%q is %s: give regular files or directories", path, describeMode(info.Mode()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data: prepare: input %w", err)
+	}
+	return f, nil
+}
+
 type preparer struct {
 	ctx        context.Context
 	opt        PrepareOptions
 	enc        prefixEncoder
 	train, val *binidxWriter
 	docs       int64 // documents seen, both splits
+	invalid    int64 // documents with invalid UTF-8, both splits
 	done       int64
 	total      int64
 	reported   int64
 	progress   func(done, total int64)
 	ids        []int
+	// Buffers reused from file to file: a corpus of many small files would
+	// otherwise allocate (and collect) a megabyte per file.
+	buf, line, scratch []byte
+	rd                 *bufio.Reader
 }
 
 // writer returns the split of the next document.
@@ -179,8 +264,11 @@ func (p *preparer) writer() *binidxWriter {
 	return p.train
 }
 
-func (p *preparer) endDoc(w *binidxWriter) error {
+func (p *preparer) endDoc(w *binidxWriter, invalid bool) error {
 	p.docs++
+	if invalid {
+		p.invalid++
+	}
 	if err := w.write([]int{0}); err != nil {
 		return err
 	}
@@ -201,13 +289,15 @@ func (p *preparer) read(n int) error {
 
 // text writes one file as one document, encoding it piece by piece.
 func (p *preparer) text(path string) error {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
-		return fmt.Errorf("data: prepare: %w", err)
+		return err
 	}
 	defer f.Close()
 	w := p.writer()
-	buf := make([]byte, 0, 1<<20)
+	// buf[:valid] is checked UTF-8; the rest, at most an incomplete character, waits for the next read.
+	buf, valid, invalid := p.buf[:0], 0, false
+	defer func() { p.buf = buf[:0] }()
 	for eof := false; !eof; {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)] // grow
@@ -222,34 +312,65 @@ func (p *preparer) text(path string) error {
 		if err := p.read(n); err != nil {
 			return err
 		}
+		var ok bool
+		if buf, valid, ok = p.checkUTF8(buf, valid, eof); !ok {
+			invalid = true
+		}
 		if p.enc == nil {
 			continue
 		}
 		var used int
-		p.ids, used = p.enc.encodePrefix(p.ids[:0], buf, eof)
+		p.ids, used = p.enc.encodePrefix(p.ids[:0], buf[:valid], eof)
 		if err := w.write(p.ids); err != nil {
 			return err
 		}
 		buf = buf[:copy(buf, buf[used:])]
+		valid -= used
 	}
 	if p.enc == nil {
 		if err := w.write(p.opt.Tokenizer.Encode(string(buf))); err != nil {
 			return err
 		}
 	}
-	return p.endDoc(w)
+	return p.endDoc(w, invalid)
 }
 
-// jsonl writes the "text" field of each line as one document.
+// checkUTF8 checks buf past valid, replacing invalid sequences as lossyUTF8
+// does, and returns the buffer, how much of it is now valid (all of it at
+// EOF; else up to an incomplete final character) and false if it replaced
+// anything.
+func (p *preparer) checkUTF8(buf []byte, valid int, eof bool) ([]byte, int, bool) {
+	end := len(buf)
+	if !eof {
+		end -= incompleteUTF8Tail(buf[valid:])
+	}
+	if utf8.Valid(buf[valid:end]) {
+		return buf, end, true
+	}
+	var used int
+	var replaced bool
+	p.scratch, used, replaced = appendLossyUTF8(p.scratch[:0], buf[valid:], eof)
+	fixed := valid + len(p.scratch)
+	p.scratch = append(p.scratch, buf[valid+used:]...) // the held-back tail
+	return append(buf[:valid], p.scratch...), fixed, !replaced
+}
+
+// jsonl writes the "text" value of each line as one document. As in
+// make_data.py, blank lines are skipped and every other line must be a JSON
+// object with a "text" string, the key matched exactly.
 func (p *preparer) jsonl(path string) error {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
-		return fmt.Errorf("data: prepare: %w", err)
+		return err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
+	if p.rd == nil {
+		p.rd = bufio.NewReaderSize(f, 1<<20)
+	} else {
+		p.rd.Reset(f)
+	}
 	for line := 1; ; line++ {
-		b, err := r.ReadBytes('\n')
+		b, err := p.readLine()
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("data: prepare: read %q: %w", path, err)
 		}
@@ -257,22 +378,16 @@ func (p *preparer) jsonl(path string) error {
 			return rerr
 		}
 		if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
-			var doc struct {
-				Text *string `json:"text"`
-			}
-			if jerr := json.Unmarshal(trimmed, &doc); jerr != nil || doc.Text == nil {
-				why := "no \"text\" field"
-				if jerr != nil {
-					why = jerr.Error()
-				}
-				return fmt.Errorf("data: prepare: %q line %d: %w: want a JSON object with a \"text\" string: %s",
-					path, line, ErrBadInput, why)
+			text, invalid, jerr := jsonlText(trimmed)
+			if jerr != nil {
+				return fmt.Errorf("data: prepare: %q line %d: %w: %v; want one JSON object with a \"text\" string per line (blank lines are skipped)",
+					path, line, ErrBadInput, jerr)
 			}
 			w := p.writer()
-			if werr := w.write(p.opt.Tokenizer.Encode(*doc.Text)); werr != nil {
+			if werr := w.write(p.opt.Tokenizer.Encode(text)); werr != nil {
 				return werr
 			}
-			if werr := p.endDoc(w); werr != nil {
+			if werr := p.endDoc(w, invalid); werr != nil {
 				return werr
 			}
 		}
@@ -280,4 +395,129 @@ func (p *preparer) jsonl(path string) error {
 			return nil
 		}
 	}
+}
+
+// readLine returns the next line of p.rd, valid until the next call.
+func (p *preparer) readLine() ([]byte, error) {
+	b, err := p.rd.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return b, err
+	}
+	p.line = append(p.line[:0], b...)
+	for err == bufio.ErrBufferFull {
+		b, err = p.rd.ReadSlice('\n')
+		p.line = append(p.line, b...)
+	}
+	return p.line, err
+}
+
+// jsonlText returns the "text" string of a JSON object, as valid UTF-8, and
+// whether it had to replace invalid UTF-8 or a lone surrogate escape.
+// encoding/json alone would match "Text" or "TEXT" too, and replace each
+// invalid byte rather than each maximal invalid sequence.
+func jsonlText(line []byte) (string, bool, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(line, &obj); err != nil {
+		// Python's json, which make_data.py reads with, also takes NaN and Infinity.
+		if fixed, ok := pythonNonFinite(line); !ok || json.Unmarshal(fixed, &obj) != nil {
+			return "", false, err
+		}
+	}
+	raw, ok := obj["text"]
+	switch {
+	case obj == nil:
+		return "", false, errors.New("null, not an object")
+	case !ok:
+		keys := slices.Sorted(maps.Keys(obj))
+		if len(keys) > 5 {
+			keys = append(keys[:5], "...")
+		}
+		return "", false, fmt.Errorf("no \"text\" key (keys are case-sensitive; this object has %q)", keys)
+	case raw[0] != '"':
+		return "", false, fmt.Errorf("\"text\" is %.20s, not a string", raw)
+	}
+	invalid := false
+	if !utf8.Valid(raw) {
+		raw, _, _ = appendLossyUTF8(nil, raw, true)
+		invalid = true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, err
+	}
+	if !invalid && strings.ContainsRune(s, utf8.RuneError) && hasLoneSurrogate(raw) {
+		invalid = true // encoding/json made it U+FFFD; Python would keep it and fail to encode it
+	}
+	return s, invalid, nil
+}
+
+// pythonNonFinite returns line with the NaN, Infinity and -Infinity that
+// Python's json.dumps writes for non-finite floats (outside strings) made
+// null, and whether there were any.
+func pythonNonFinite(line []byte) ([]byte, bool) {
+	var out []byte
+	inString, found := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if !inString {
+			if n := nonFiniteWord(line[i:]); n > 0 {
+				out, found = append(out, "null"...), true
+				i += n - 1
+				continue
+			}
+		}
+		out = append(out, c)
+		switch {
+		case c == '"':
+			inString = !inString
+		case inString && c == '\\' && i+1 < len(line):
+			i++
+			out = append(out, line[i])
+		}
+	}
+	return out, found
+}
+
+// nonFiniteWord returns the length of the NaN, Infinity or -Infinity that b
+// starts with, 0 if none.
+func nonFiniteWord(b []byte) int {
+	for _, w := range []string{"NaN", "Infinity", "-Infinity"} {
+		if bytes.HasPrefix(b, []byte(w)) {
+			return len(w)
+		}
+	}
+	return 0
+}
+
+// hasLoneSurrogate reports whether a JSON string literal holds a \uD800-\uDFFF
+// escape that is not part of a surrogate pair.
+func hasLoneSurrogate(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if v := hexEscape(raw, i); v >= 0xD800 && v < 0xE000 {
+			if v >= 0xDC00 {
+				return true
+			}
+			if w := hexEscape(raw, i+6); w < 0xDC00 || w >= 0xE000 {
+				return true
+			}
+			i += 6
+		}
+		i++ // skip the escaped character
+	}
+	return false
+}
+
+// hexEscape returns the value of a \uXXXX escape at raw[i:], -1 if there is none.
+func hexEscape(raw []byte, i int) int {
+	if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+		return -1
+	}
+	v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+	if err != nil {
+		return -1
+	}
+	return int(v)
 }

@@ -8,12 +8,12 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 )
 
 // binidxWriter streams a binidx corpus in bounded memory: tokens go to a
 // temporary .bin as they come, sequence sizes to a temporary file, and the
 // .idx is assembled at commit, after which both files are renamed into place.
+// Files are created with the mode the umask gives (0644 under umask 022).
 type binidxWriter struct {
 	prefix     string
 	dt         dtype
@@ -34,15 +34,11 @@ func newBinidxWriter(prefix string, vocab int) (*binidxWriter, error) {
 	if vocab <= math.MaxUint16+1 {
 		w.dt = dtU16
 	}
-	dir, base := filepath.Split(prefix)
-	if dir == "" {
-		dir = "."
-	}
 	var err error
-	if w.bin, err = os.CreateTemp(dir, base+".bin.*.tmp"); err != nil {
+	if w.bin, err = createTemp(prefix, "bin"); err != nil {
 		return nil, fmt.Errorf("data: write %q: %w", prefix+".bin", err)
 	}
-	if w.sizes, err = os.CreateTemp(dir, base+".sizes.*.tmp"); err != nil {
+	if w.sizes, err = createTemp(prefix, "sizes"); err != nil {
 		w.abort()
 		return nil, fmt.Errorf("data: write %q: %w", prefix+".idx", err)
 	}
@@ -112,7 +108,7 @@ func (w *binidxWriter) commit() (err error) {
 	if err := errors.Join(w.binw.Flush(), w.bin.Sync(), w.szw.Flush()); err != nil {
 		return fmt.Errorf("data: write %q: %w", w.prefix+".bin", err)
 	}
-	idx, err := os.CreateTemp(filepath.Dir(w.bin.Name()), filepath.Base(w.prefix)+".idx.*.tmp")
+	idx, err := createTemp(w.prefix, "idx")
 	if err != nil {
 		return fmt.Errorf("data: write %q: %w", w.prefix+".idx", err)
 	}

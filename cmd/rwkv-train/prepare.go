@@ -26,7 +26,11 @@ func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, `usage: rwkv-train prepare --tokenizer byte|world:FILE|neox:FILE --output PREFIX [flags] INPUT...
 
 INPUT is a text file (one document), a directory of them, or a .jsonl file
-(a "text" field per line, one document each). Token 0 ends every document.
+(one JSON object with a "text" string per line, one document each; the key is
+case-sensitive and blank lines are skipped). Token 0 ends every document.
+Text is read as UTF-8: invalid sequences become U+FFFD, as Python's
+errors="replace" makes them, and the summary counts the documents that had any.
+PREFIX.lock keeps a second prepare off the same output while one runs.
 
 `)
 		fs.PrintDefaults()
@@ -44,8 +48,8 @@ INPUT is a text file (one document), a directory of them, or a .jsonl file
 		return usageError(stderr, "--output is required")
 	case fs.NArg() == 0:
 		return usageError(stderr, "no INPUT given")
-	case *valFraction < 0 || *valFraction >= 1:
-		return usageError(stderr, "--val-fraction must be in [0, 1)")
+	case !(*valFraction >= 0 && *valFraction < 1): // NaN too
+		return usageError(stderr, fmt.Sprintf("--val-fraction %v: want a number in [0, 1)", *valFraction))
 	case *ctxLen < 1:
 		return usageError(stderr, "--ctx-len must be at least 1")
 	}
@@ -82,6 +86,9 @@ INPUT is a text file (one document), a directory of them, or a .jsonl file
 			val = *output + "_val"
 		}
 		fmt.Fprintf(stdout, "wrote %s.bin and %s.idx: %d tokens, %d documents (validation)\n", val, val, st.ValTokens, st.ValDocs)
+	}
+	if st.InvalidUTF8 > 0 {
+		fmt.Fprintf(stdout, "%d documents had invalid UTF-8: each invalid sequence became U+FFFD, as Python's errors=\"replace\" does\n", st.InvalidUTF8)
 	}
 	if st.MagicPrime > 0 {
 		fmt.Fprintf(stdout, "magic_prime %d for ctx_len %d\n--my_exit_tokens %d --magic_prime %d --ctx_len %d\n",

@@ -133,6 +133,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"no input", []string{"prepare", "--tokenizer", "byte", "--output", out}, exitUsage},
 		{"bad tokenizer spec", []string{"prepare", "--tokenizer", "gpt2", "--output", out, filepath.Join(dir, "a.txt")}, exitUsage},
 		{"bad fraction", []string{"prepare", "--tokenizer", "byte", "--val-fraction", "1.5", "--output", out, filepath.Join(dir, "a.txt")}, exitUsage},
+		{"NaN fraction", []string{"prepare", "--tokenizer", "byte", "--val-fraction", "NaN", "--output", out, filepath.Join(dir, "a.txt")}, exitUsage},
+		{"Inf fraction", []string{"prepare", "--tokenizer", "byte", "--val-fraction", "-Inf", "--output", out, filepath.Join(dir, "a.txt")}, exitUsage},
 		{"missing vocab", []string{"prepare", "--tokenizer", "world:" + filepath.Join(dir, "none.txt"), "--output", out, filepath.Join(dir, "a.txt")}, exitError},
 		{"missing input", []string{"prepare", "--tokenizer", "byte", "--output", out, filepath.Join(dir, "none.txt")}, exitError},
 	}
@@ -158,5 +160,47 @@ func TestPrepareCommandInterrupted(t *testing.T) {
 	}
 	if _, err := os.Stat(out + ".bin"); !os.IsNotExist(err) {
 		t.Error("an interrupted prepare left a .bin")
+	}
+}
+
+// TestPrepareCommandSummary checks the messages a user sees: the count of
+// documents whose invalid UTF-8 was replaced, a NaN fraction named with its
+// flag, and a jsonl line without "text" named by file and line.
+func TestPrepareCommandSummary(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "bad.txt"), "caf\xe9")
+	writeFile(t, filepath.Join(dir, "good.txt"), "café")
+	writeFile(t, filepath.Join(dir, "web.jsonl"), `{"text":"a"}`+"\n"+`{"Text":"b"}`+"\n")
+	tests := []struct {
+		name       string
+		args       []string
+		want       int
+		wantStdout string
+		wantStderr string
+	}{
+		{"invalid UTF-8 counted", []string{"bad.txt", "good.txt"}, exitOK,
+			`1 documents had invalid UTF-8: each invalid sequence became U+FFFD, as Python's errors="replace" does`, ""},
+		{"valid UTF-8: no count", []string{"good.txt"}, exitOK, "1 documents (tokenizer byte", ""},
+		{"NaN fraction", []string{"--val-fraction", "NaN", "good.txt"}, exitUsage, "", "--val-fraction NaN: want a number in [0, 1)"},
+		{"jsonl without text", []string{"web.jsonl"}, exitError, "", `web.jsonl" line 2: bad input: no "text" key (keys are case-sensitive`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"prepare", "--tokenizer", "byte", "--quiet", "--output", filepath.Join(t.TempDir(), "c")}
+			for _, a := range tt.args {
+				if strings.HasSuffix(a, ".txt") || strings.HasSuffix(a, ".jsonl") {
+					a = filepath.Join(dir, a)
+				}
+				args = append(args, a)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), args, &stdout, &stderr)
+			if code != tt.want || !strings.Contains(stdout.String(), tt.wantStdout) || !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, %q, %q", code, stdout.String(), stderr.String(), tt.want, tt.wantStdout, tt.wantStderr)
+			}
+			if tt.name == "valid UTF-8: no count" && strings.Contains(stdout.String(), "invalid UTF-8") {
+				t.Errorf("stdout %q mentions invalid UTF-8", stdout.String())
+			}
+		})
 	}
 }
