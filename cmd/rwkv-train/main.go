@@ -81,7 +81,7 @@ var commands = map[string]subcommand{
 	"quickstart": {run: runQuickstart, training: true},
 	"bench":      {run: runBench, training: true},
 	"export":     {run: runExport},
-	"prepare":    {run: statusCommand(runPrepare)},
+	"prepare":    {run: runPrepare},
 }
 
 // run dispatches to a subcommand and returns the exit code.
@@ -143,21 +143,6 @@ func (e configError) Unwrap() error { return e.error }
 // errFlags marks a flag error the flag package has already printed.
 var errFlags = errors.New("bad flags")
 
-// exitStatus is the exit code of a command that has reported its own outcome.
-type exitStatus int
-
-func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-// statusCommand adapts a command that prints its own errors and returns its exit code.
-func statusCommand(f func(ctx context.Context, args []string, stdout, stderr io.Writer) int) command {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		if code := f(ctx, args, stdout, stderr); code != exitOK {
-			return exitStatus(code)
-		}
-		return nil
-	}
-}
-
 // parseFlags parses args into fs, which must take no positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
@@ -179,12 +164,9 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 	if name == "train" {
 		label, help = "rwkv-train", "rwkv-train --help"
 	}
-	var status exitStatus
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, &status):
-		return int(status)
 	case errors.Is(err, train.ErrInterrupted): // says where the checkpoint is
 		fmt.Fprintf(stderr, "\n%s: %v\n", label, err)
 		return exitInterrupted

@@ -13,7 +13,7 @@ import (
 
 // runPrepare implements `rwkv-train prepare`: it tokenizes the inputs into a
 // binidx corpus and prints tokens, documents and the magic prime.
-func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prepare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	tokSpec := fs.String("tokenizer", "", "byte, world:FILE (rwkv_vocab_v20230424.txt) or neox:FILE (20B_tokenizer.json)")
@@ -37,29 +37,25 @@ PREFIX.lock keeps a second prepare off the same output while one runs.
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return err
 		}
-		return exitUsage
+		return errFlags
 	}
 	switch {
 	case *tokSpec == "":
-		return usageError(stderr, "--tokenizer is required")
+		return usagef("--tokenizer is required")
 	case *output == "":
-		return usageError(stderr, "--output is required")
+		return usagef("--output is required")
 	case fs.NArg() == 0:
-		return usageError(stderr, "no INPUT given")
+		return usagef("no INPUT given")
 	case !(*valFraction >= 0 && *valFraction < 1): // NaN too
-		return usageError(stderr, fmt.Sprintf("--val-fraction %v: want a number in [0, 1)", *valFraction))
+		return usagef("--val-fraction %v: want a number in [0, 1)", *valFraction)
 	case *ctxLen < 1:
-		return usageError(stderr, "--ctx-len must be at least 1")
+		return usagef("--ctx-len must be at least 1")
 	}
 	tok, err := data.ParseTokenizer(*tokSpec)
 	if err != nil {
-		if errors.Is(err, data.ErrBadConfig) {
-			return usageError(stderr, err.Error())
-		}
-		fmt.Fprintf(stderr, "rwkv-train prepare: %v\n", err)
-		return exitError
+		return err // data.ErrBadConfig: a usage error
 	}
 	opt := data.PrepareOptions{Inputs: fs.Args(), Output: *output, ValOutput: *valOutput,
 		Tokenizer: tok, ValFraction: *valFraction, CtxLen: *ctxLen}
@@ -72,11 +68,10 @@ PREFIX.lock keeps a second prepare off the same output while one runs.
 		fmt.Fprintln(stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "rwkv-train prepare: %v\n", err)
-		if ctx.Err() != nil {
-			return exitInterrupted
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w: %v", ctx.Err(), err) // exit 130
 		}
-		return exitError
+		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s.bin and %s.idx: %d tokens, %d documents (tokenizer %s, vocab %d)\n",
 		*output, *output, st.Tokens, st.Docs, tok.Name(), tok.VocabSize())
@@ -96,12 +91,7 @@ PREFIX.lock keeps a second prepare off the same output while one runs.
 	} else {
 		fmt.Fprintf(stdout, "no magic prime: %d tokens are too few for ctx_len %d\n", st.Tokens, st.CtxLen)
 	}
-	return exitOK
-}
-
-func usageError(stderr io.Writer, msg string) int {
-	fmt.Fprintf(stderr, "rwkv-train prepare: %s\nRun 'rwkv-train prepare -h' for usage.\n", msg)
-	return exitUsage
+	return nil
 }
 
 // progressPrinter shows bytes read, rate and percentage on one updating line.
