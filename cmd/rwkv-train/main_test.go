@@ -394,7 +394,7 @@ func TestInterruptedExits130(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--config", cfg}, "rwkv-train: interrupted; checkpoint saved in " + filepath.Join(dir, "ckpt") + ": continue with --resume"},
+		{[]string{"--config", cfg}, "rwkv-train: interrupted at step 0; checkpoint saved as " + filepath.Join(dir, "ckpt", checkpoint.FileName(0)) + ": continue with --resume"},
 		{[]string{"quickstart", "--out", filepath.Join(dir, "qs")}, "rwkv-train quickstart: interrupted"},
 		{[]string{"bench", "--layers", "1", "--embd", "32", "--ctx", "16", "--batch", "1", "--peak=false"}, "rwkv-train bench: interrupted"},
 	} {
@@ -407,5 +407,70 @@ func TestInterruptedExits130(t *testing.T) {
 	}
 	if _, err := checkpoint.Latest(filepath.Join(dir, "ckpt")); err != nil {
 		t.Errorf("no checkpoint after the interrupted training: %v", err)
+	}
+}
+
+// TestInterruptInStreakClaimsNoCheckpoint: interrupted inside a run of non-finite steps (here:
+// resumed from a checkpoint saved in one), training writes no checkpoint, and the command says
+// so instead of claiming one.
+func TestInterruptInStreakClaimsNoCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--config", cfg}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	ck, err := checkpoint.Load(filepath.Join(dir, "ckpt", checkpoint.FileName(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.State.Extra["bad_steps_in_row"] = "1"
+	bad, err := checkpoint.Save(filepath.Join(dir, "streak"), 2, ck.Weights, ck.OptimM, ck.OptimV, ck.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stdout.Reset()
+	stderr.Reset()
+	code := run(ctx, []string{"--config", cfg, "--resume", bad, "--train.max_steps=5"}, &stdout, &stderr)
+	if code != exitInterrupted || strings.Contains(stderr.String(), "checkpoint saved") ||
+		!strings.Contains(stderr.String(), "rwkv-train: interrupted at step 2, inside a run of 1 non-finite steps: no checkpoint written") {
+		t.Errorf("exit %d, want %d saying no checkpoint was written:\n%s", code, exitInterrupted, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ckpt", checkpoint.FileName(2))); err != nil {
+		t.Error(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "ckpt")); len(ents) != 2 { // steps 2 and the lock
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("checkpoint dir holds %v", names)
+	}
+}
+
+// TestResumePrintsCheckpointModel: on resume the model section comes from the checkpoint, and
+// the printed resolved config and start line say so, not the config's contradicting shape.
+func TestResumePrintsCheckpointModel(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--config", cfg}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	code := run(context.Background(), []string{"--config", cfg, "--resume", "--train.max_steps=3", "--model.n_embd=64"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	out := stderr.String()
+	cfgText, _, _ := strings.Cut(out[strings.Index(out, "# resolved config"):], "level=")
+	if !strings.Contains(cfgText, "n_embd: 32") || strings.Contains(cfgText, "n_embd: 64") || !strings.Contains(cfgText, "max_steps: 3") {
+		t.Errorf("printed config does not hold the checkpoint's model:\n%s", cfgText)
+	}
+	if !strings.Contains(out, `msg=start model="L1-D32-V256 ctx16"`) || !strings.Contains(out, "model.n_embd = 64 in the config but 32 in the checkpoint") {
+		t.Errorf("start line does not name the trained model:\n%s", out)
 	}
 }
