@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -472,5 +473,61 @@ func TestResumePrintsCheckpointModel(t *testing.T) {
 	}
 	if !strings.Contains(out, `msg=start model="L1-D32-V256 ctx16"`) || !strings.Contains(out, "model.n_embd = 64 in the config but 32 in the checkpoint") {
 		t.Errorf("start line does not name the trained model:\n%s", out)
+	}
+}
+
+// TestExportResolvesDirectories: export from a checkpoint directory reads its newest
+// checkpoint; a corrupt newest one fails naming it and the newest intact one (it used to say
+// "no such file" about DIR/model.safetensors); an out_dir reads its model.safetensors; an
+// out_dir without one points to its checkpoints.
+func TestExportResolvesDirectories(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--config", cfg, "--checkpoint.every=1", "--checkpoint.keep=3", "--train.max_steps=3"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	ckdir, outDir := filepath.Join(dir, "ckpt"), filepath.Join(dir, "out")
+	ck := func(step int64) string { return filepath.Join(ckdir, checkpoint.FileName(step)) }
+	export := func(from string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"export", "--checkpoint", from, "--out", filepath.Join(dir, "x.safetensors")}, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	if code, out, errOut := export(ckdir); code != exitOK || !strings.Contains(out, "exported "+ck(3)+" ") {
+		t.Errorf("checkpoint dir: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := export(outDir); code != exitOK || !strings.Contains(out, "exported "+outDir+" ") {
+		t.Errorf("out_dir: exit %d\n%s%s", code, out, errOut)
+	}
+	bare := filepath.Join(dir, "bare")
+	os.MkdirAll(filepath.Join(bare, "checkpoints"), 0o755)
+	b, _ := os.ReadFile(ck(1))
+	os.WriteFile(filepath.Join(bare, "checkpoints", checkpoint.FileName(1)), b, 0o644)
+	if code, _, errOut := export(bare); code != exitError || !strings.Contains(errOut, "its training checkpoints are in "+filepath.Join(bare, "checkpoints")+": pass that directory") {
+		t.Errorf("out_dir without model.safetensors: exit %d\n%s", code, errOut)
+	}
+	for _, tt := range []struct {
+		name    string
+		corrupt func([]byte) []byte
+		what    string
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, "past the end of the"},
+		{"flipped data byte", func(b []byte) []byte { b[len(b)-3] ^= 0x10; return b }, "checksum mismatch"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			good, _ := os.ReadFile(ck(3))
+			defer os.WriteFile(ck(3), good, 0o644)
+			os.WriteFile(ck(3), tt.corrupt(slices.Clone(good)), 0o644)
+			code, out, errOut := export(ckdir)
+			for _, want := range []string{"rwkv-train export: ", ck(3), tt.what, "the newest intact one is " + ck(2)} {
+				if code != exitError || !strings.Contains(errOut, want) {
+					t.Errorf("exit %d, want %d and %q in stderr:\n%s%s", code, exitError, want, out, errOut)
+				}
+			}
+			if strings.Contains(errOut, "no such file") {
+				t.Errorf("stderr: %s", errOut)
+			}
+		})
 	}
 }
