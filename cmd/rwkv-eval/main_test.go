@@ -203,7 +203,7 @@ func TestPPLReport(t *testing.T) {
 func TestBitsPerByteCountsUTF8(t *testing.T) {
 	tok := runeTokenizer{}
 	ids := tok.Encode("aé€b")
-	if got := scoredBytes(eval.Ints(ids), 3, tok); got != 2+3+1 {
+	if got, err := scoredBytes(eval.Ints(ids), 3, tok); err != nil || got != 2+3+1 {
 		t.Fatalf("scoredBytes = %d, want 6 (é, € and b)", got)
 	}
 }
@@ -352,6 +352,45 @@ func TestCountFlagsRefused(t *testing.T) {
 			code, _, errOut := cli(t, context.Background(), tt.args...)
 			if code != tt.code || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, tt.code, tt.want, errOut)
+			}
+		})
+	}
+}
+
+// TestPPLTruncatedData: a data file truncated after ppl opened it (while it is mapped) ends the
+// command with exit 1 and an error naming the file, not a panic or SIGBUS.
+func TestPPLTruncatedData(t *testing.T) {
+	f := setup(t)
+	for _, tt := range []struct {
+		format string
+		mode   string
+	}{{"binidx", "parallel"}, {"binidx", "rnn"}, {"npy", "parallel"}, {"npy", "rnn"}} {
+		t.Run(tt.format+" "+tt.mode, func(t *testing.T) {
+			dir := t.TempDir()
+			var arg, victim string
+			if tt.format == "npy" {
+				arg = filepath.Join(dir, "corpus.npy")
+				victim = arg
+				b, _ := os.ReadFile(f.npy)
+				os.WriteFile(arg, b, 0o644)
+			} else {
+				arg = filepath.Join(dir, "corpus")
+				victim = arg + ".bin"
+				for _, ext := range []string{".bin", ".idx"} {
+					b, _ := os.ReadFile(f.bin + ext)
+					os.WriteFile(arg+ext, b, 0o644)
+				}
+			}
+			dataOpened = func() {
+				if err := os.Truncate(victim, 0); err != nil {
+					t.Error(err)
+				}
+			}
+			defer func() { dataOpened = nil }()
+			code, _, errOut := cli(t, context.Background(), "ppl", "--model", f.st, "--data", arg, "--mode", tt.mode, "--quiet", "--ctx-len", "16")
+			want := fmt.Sprintf("rwkv-eval ppl: data: %q: truncated or changed while in use", victim)
+			if code != exitError || !strings.Contains(errOut, want) {
+				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, exitError, want, errOut)
 			}
 		})
 	}
