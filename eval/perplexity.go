@@ -45,7 +45,9 @@ type Ints []int
 
 func (s Ints) Len() int { return len(s) }
 
-func (s Ints) Read(off, n int, dst []int) ([]int, error) { return append(dst[:0], s[off:off+n]...), nil }
+func (s Ints) Read(off, n int, dst []int) ([]int, error) {
+	return append(dst[:0], s[off:off+n]...), nil
+}
 
 // Options control Perplexity. The zero value of each field but CtxLen is a usable default.
 type Options struct {
