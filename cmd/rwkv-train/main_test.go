@@ -20,6 +20,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/train"
 )
@@ -32,8 +33,8 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "main": // rwkv-train itself
 		main()
-	case "notify": // notifyStop alone: report the first signal, then linger until stdin closes
-		ctx, stop := notifyStop(context.Background())
+	case "notify": // cli.NotifyStop alone: report the first signal, then linger until stdin closes
+		ctx, stop := cli.NotifyStop(context.Background())
 		defer stop()
 		fmt.Println("ready")
 		<-ctx.Done()
@@ -223,7 +224,7 @@ func TestTrainingGCTarget(t *testing.T) {
 	}
 }
 
-// child starts the test binary as rwkv-train (mode "main") or as notifyStop alone ("notify"),
+// child starts the test binary as rwkv-train (mode "main") or as cli.NotifyStop alone ("notify"),
 // with its stderr (main) or stdout (notify) as lines on a channel.
 func child(t *testing.T, mode string, shell string, args ...string) (*exec.Cmd, <-chan string, io.WriteCloser) {
 	t.Helper()
