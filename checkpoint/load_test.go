@@ -94,18 +94,26 @@ func TestCorruptNewestCheckpointIsNamed(t *testing.T) {
 
 // TestLoadRefusesNegativeSecondMoments: an AdamW second moment below zero
 // (a damaged checkpoint; resuming would take its square root) is refused
-// on load, naming the tensor.
+// on load, naming the tensor, and on save (a bug could otherwise write a
+// checkpoint that cannot be resumed).
 func TestLoadRefusesNegativeSecondMoments(t *testing.T) {
 	w := tinyModel(tinyDims)
 	v := squares(w)
 	vals, _ := v[5].Float32s()
 	vals[1] = -0.25
 	v[5] = FromFloat32(v[5].Name, v[5].Shape, vals, F32)
-	path, err := Save(t.TempDir(), 3, w, w, v, State{})
+	dir := t.TempDir()
+	want := `optimiser second moment "` + v[5].Name + `": element 1 is -0.25, negative`
+	if _, err := Save(dir, 3, w, w, v, State{}); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Save: %v, want %q", err, want)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("Save wrote %d files", len(ents))
+	}
+	path, err := writeCheckpoint(dir, 3, w, w, v, State{}) // as a damaged file would hold it
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `optimiser second moment "` + v[5].Name + `": element 1 is -0.25, negative`
 	if _, err := Load(path); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), want) {
 		t.Errorf("Load: %v, want %q", err, want)
 	}

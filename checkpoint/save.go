@@ -66,13 +66,26 @@ var fileNameRE = regexp.MustCompile(`^step-(\d{9,})\.safetensors$`)
 
 // Save atomically writes dir/step-<step>.safetensors (creating dir if
 // needed) holding the weights, the AdamW moments (both empty, or one per
-// weight with the same name and shape) and st, and returns its path. It refuses non-finite values, naming
-// the tensor, so a diverged run never replaces a good checkpoint.
+// weight with the same name and shape) and st, and returns its path. It
+// refuses non-finite values and negative second moments, naming the tensor,
+// so a diverged run never replaces a good checkpoint and nothing is written
+// that Load would refuse.
 func Save(dir string, step int64, weights, optimM, optimV []Tensor, st State) (string, error) {
 	path := filepath.Join(dir, FileName(step))
 	if err := checkSave(step, weights, optimM, optimV); err != nil {
 		return "", fmt.Errorf("checkpoint %s: %w", path, err)
 	}
+	// Load refuses a negative second moment; refusing it here too means no bug can write a
+	// checkpoint that cannot be resumed.
+	if err := checkSecondMoments(optimV, "a bug in the optimiser; nothing was written"); err != nil {
+		return "", fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return writeCheckpoint(dir, step, weights, optimM, optimV, st)
+}
+
+// writeCheckpoint is Save without the checks.
+func writeCheckpoint(dir string, step int64, weights, optimM, optimV []Tensor, st State) (string, error) {
+	path := filepath.Join(dir, FileName(step))
 	st.FormatVersion = FormatVersion
 	st.Step = step
 	ts := make([]Tensor, 0, 3*len(weights))
@@ -212,16 +225,17 @@ func fromFile(f *File) (*Checkpoint, error) {
 	if err := checkSave(st.Step, c.Weights, c.OptimM, c.OptimV); err != nil {
 		return nil, err
 	}
-	if err := checkSecondMoments(c.OptimV); err != nil {
+	if err := checkSecondMoments(c.OptimV, "a damaged checkpoint"); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
 // checkSecondMoments refuses a negative AdamW second moment: v is a running
-// mean of squares, so a negative one only comes from a damaged file, and
-// resuming from it would take the square root of a negative number.
-func checkSecondMoments(vs []Tensor) error {
+// mean of squares, so a negative one only comes from a damaged file (or a
+// bug, when saving), and resuming from it would take the square root of a
+// negative number. cause says which, in the error.
+func checkSecondMoments(vs []Tensor, cause string) error {
 	for _, t := range vs {
 		v, err := t.Float64s()
 		if err != nil {
@@ -229,7 +243,7 @@ func checkSecondMoments(vs []Tensor) error {
 		}
 		for i, x := range v {
 			if x < 0 {
-				return fmt.Errorf("optimiser second moment %q: element %d is %g, negative (a damaged checkpoint): %w", t.Name, i, x, ErrMalformed)
+				return fmt.Errorf("optimiser second moment %q: element %d is %g, negative (%s): %w", t.Name, i, x, cause, ErrMalformed)
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rwkv-go/rwkv-go/internal/fsutil"
@@ -54,6 +55,45 @@ func readAnyWeights(path string) ([]Tensor, error) {
 	return fromHFNames(path, ts)
 }
 
+// ResolveWeights says what ReadWeights reads for path. A directory holding
+// Hugging Face weights (see ReadHFDir; this includes a training run's
+// out_dir with its exported model.safetensors) is returned as it is. A
+// directory of training checkpoints resolves to the newest one, whose header
+// is checked: a corrupt newest checkpoint is an error naming it and the
+// newest intact older one, never skipped. A directory with neither is an
+// error saying what it should hold. Any other path is returned unchanged.
+func ResolveWeights(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.IsDir() {
+		return path, nil // ReadWeights names the problem
+	}
+	if _, ok := hfWeightsFile(path); ok {
+		return path, nil
+	}
+	paths, _, err := list(path)
+	if err != nil {
+		return "", fmt.Errorf("weights: %w", err)
+	}
+	if len(paths) == 0 {
+		return "", noWeightsDir(path)
+	}
+	return Latest(path)
+}
+
+// noWeightsDir is the error for a directory without weights ReadWeights
+// reads; it points to a checkpoints subdirectory (a training run's out_dir
+// before its final export) when there is one with checkpoints in it.
+func noWeightsDir(dir string) error {
+	hint := ""
+	if sub := filepath.Join(dir, "checkpoints"); sub != dir {
+		if paths, _, err := list(sub); err == nil && len(paths) > 0 {
+			hint = fmt.Sprintf("; its training checkpoints are in %s: pass that directory", sub)
+		}
+	}
+	return fmt.Errorf("weights %s: a directory without %s or step-*.safetensors training checkpoints%s: %w",
+		dir, strings.Join(hfWeightsFiles, ", "), hint, ErrTensors)
+}
+
 // readWeightsDir reads a Hugging Face directory or, failing that, the newest
 // training checkpoint in dir.
 func readWeightsDir(dir string) ([]Tensor, error) {
@@ -65,8 +105,7 @@ func readWeightsDir(dir string) ([]Tensor, error) {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
 	if len(paths) == 0 {
-		return nil, fmt.Errorf("weights %s: a directory without %s or step-*.safetensors training checkpoints: %w",
-			dir, strings.Join(hfWeightsFiles, ", "), ErrTensors)
+		return nil, noWeightsDir(dir)
 	}
 	c, err := LoadLatest(dir)
 	if err != nil {

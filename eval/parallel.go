@@ -118,7 +118,10 @@ func (r *windowRunner) run(g *model.Graph, src Source, ws []window, T int) error
 	n := len(ws) * T
 	r.x, r.y, r.nll = resize(r.x, n), resize(r.y, n), resize(r.nll, n)
 	for b, w := range ws {
-		r.win = src.Slice(int(w.start), T+1, r.win)
+		var err error
+		if r.win, err = src.Read(int(w.start), T+1, r.win); err != nil {
+			return err
+		}
 		copy(r.x[b*T:], r.win[:T])
 		copy(r.y[b*T:], r.win[1:])
 	}

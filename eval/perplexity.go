@@ -35,8 +35,9 @@ var ErrOptions = errors.New("invalid evaluation options")
 // Source is a token stream read in order: *data.Tokens and Ints satisfy it.
 type Source interface {
 	Len() int
-	// Slice writes tokens [off, off+n) to dst, reusing its storage, and returns it.
-	Slice(off, n int, dst []int) []int
+	// Read writes tokens [off, off+n) to dst, reusing its storage, and returns it. An error
+	// (for *data.Tokens, a file truncated while in use: data.ErrTruncated) ends the evaluation.
+	Read(off, n int, dst []int) ([]int, error)
 }
 
 // Ints is an in-memory Source.
@@ -44,7 +45,9 @@ type Ints []int
 
 func (s Ints) Len() int { return len(s) }
 
-func (s Ints) Slice(off, n int, dst []int) []int { return append(dst[:0], s[off:off+n]...) }
+func (s Ints) Read(off, n int, dst []int) ([]int, error) {
+	return append(dst[:0], s[off:off+n]...), nil
+}
 
 // Options control Perplexity. The zero value of each field but CtxLen is a usable default.
 type Options struct {

@@ -2,11 +2,18 @@ package eval
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/data"
 )
 
 // TestModesAgreeOnShortDocument: on a document shorter than ctx_len the parallel windows and the
@@ -173,12 +180,12 @@ type genSource struct{ n, V int }
 
 func (g genSource) Len() int { return g.n }
 
-func (g genSource) Slice(off, n int, dst []int) []int {
+func (g genSource) Read(off, n int, dst []int) ([]int, error) {
 	dst = dst[:0]
 	for i := off; i < off+n; i++ {
 		dst = append(dst, int(uint64(i)*0x9e3779b97f4a7c15>>40)%g.V)
 	}
-	return dst
+	return dst, nil
 }
 
 // TestRNNMemoryFlat: the recurrent mode's heap does not grow with the length of the stream.
@@ -209,5 +216,48 @@ func TestRNNMemoryFlat(t *testing.T) {
 		if h > heap[0]+64<<10 {
 			t.Fatalf("heap grew from %d to %d bytes by token %d", heap[0], h, (i+2)*n/10)
 		}
+	}
+}
+
+// TestTruncatedDataIsAnError: a token file truncated while it is being evaluated ends
+// Perplexity with an error wrapping data.ErrTruncated that names the file, in every mode,
+// instead of a panic (or SIGBUS) on the mapped file.
+func TestTruncatedDataIsAnError(t *testing.T) {
+	m := tinyModel(t, 64, tensor.Float32)
+	for _, o := range []Options{{Mode: Parallel, CtxLen: 16}, {Mode: RNN}, {Mode: RNN, Chunk: 8}} {
+		t.Run(fmt.Sprintf("%s chunk %d", o.Mode, o.Chunk), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "toks.npy")
+			writeNpyU16(t, path, randomTokens(20000, 64, 3))
+			toks, err := data.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer toks.Close()
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Perplexity(context.Background(), m, toks, o)
+			if !errors.Is(err, data.ErrTruncated) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("got %v, want data.ErrTruncated naming %s", err, path)
+			}
+		})
+	}
+}
+
+// writeNpyU16 writes ids as a 1-D little-endian uint16 .npy array.
+func writeNpyU16(t *testing.T, path string, ids []int) {
+	t.Helper()
+	header := fmt.Sprintf("{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }", len(ids))
+	for (10+len(header)+1)%64 != 0 {
+		header += " "
+	}
+	header += "\n"
+	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
+	b = append(b, header...)
+	for _, id := range ids {
+		b = binary.LittleEndian.AppendUint16(b, uint16(id))
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -28,7 +28,10 @@ func rnnScore(ctx context.Context, m *model.Model, src Source, total int64, o Op
 	buf := make([]int, 0, streamRead+1)
 	for off := int64(0); off < total; off += streamRead {
 		n := min(streamRead, total-off)
-		buf = src.Slice(int(off), int(n)+1, buf) // inputs off..off+n-1, targets off+1..off+n
+		var err error
+		if buf, err = src.Read(int(off), int(n)+1, buf); err != nil { // inputs off..off+n-1, targets off+1..off+n
+			return err
+		}
 		for i := range n {
 			if err := ctx.Err(); err != nil { // every token: one step of a large model is long
 				return err

@@ -347,8 +347,35 @@ func TestModelSectionFromCheckpoint(t *testing.T) {
 	if strings.Contains(logBuf.String(), "model.vocab_size") {
 		t.Errorf("warned about an agreeing key:\n%s", logBuf.String())
 	}
+	if got := tr.Config().Model.Config; got != first.Model.Config {
+		t.Errorf("Config().Model %v, want the checkpoint's %v", got, first.Model.Config)
+	}
 	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	tr.Close()
+	// The checkpoints of the resumed run store the model they hold, so resuming from them again
+	// with the same contradicting config works.
+	other.Train.MaxSteps = 3
+	again, err := New(other, nil, Options{Resume: c.CheckpointDir(), ConfigYAML: "model: {n_layer: 3, n_embd: 64, vocab_size: 256, ctx_len: 16, load: \"\"}\ntrain: {max_steps: 3}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = again.Run(context.Background())
+	again.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y := again.ConfigYAML(); !strings.Contains(y, "n_layer: 2") || !strings.Contains(y, "n_embd: 32") || !strings.Contains(y, "max_steps: 3") {
+		t.Errorf("ConfigYAML after resume does not hold the checkpoint's model and the rest of the config:\n%s", y)
+	}
+	final, err := New(other, nil, Options{Resume: c.CheckpointDir()})
+	if err != nil {
+		t.Fatalf("second resume: %v", err)
+	}
+	defer final.Close()
+	if final.Step() != 3 || final.Model.Config != first.Model.Config {
+		t.Errorf("second resume at step %d with %v, want step 3 with %v", final.Step(), final.Model.Config, first.Model.Config)
 	}
 }
 
@@ -458,4 +485,46 @@ func quickConfigIn(c Config, steps int) Config {
 	c.Train.MaxSteps = steps
 	c.Optim.WarmupSteps = min(c.Optim.WarmupSteps, steps)
 	return c
+}
+
+// TestInterruptedErrorNamesCheckpoint: the interrupt's error names the checkpoint it wrote,
+// and none inside a run of non-finite steps (where nothing is written), so that a caller never
+// claims a checkpoint that does not exist.
+func TestInterruptedErrorNamesCheckpoint(t *testing.T) {
+	for _, streak := range []bool{false, true} {
+		t.Run(fmt.Sprintf("streak=%v", streak), func(t *testing.T) {
+			c := quickConfig(t, 10)
+			c.Checkpoint.Every, c.Train.MaxBadSteps = 1, 5
+			tr := newTrainer(t, c, Options{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			head := tr.Model.Param("head.weight").Value.Data().([]float32)
+			tr.loader = &onDraw{batchSource: tr.loader, n: 3, f: func() {
+				if streak {
+					head[5] = float32(math.NaN())
+				}
+			}}
+			tr.loader = &onDraw{batchSource: tr.loader, n: 5, f: cancel}
+			err := tr.Run(ctx)
+			var ie *InterruptedError
+			if !errors.As(err, &ie) || !errors.Is(err, ErrInterrupted) {
+				t.Fatalf("got %v, want an *InterruptedError", err)
+			}
+			good := filepath.Join(c.CheckpointDir(), checkpoint.FileName(2))
+			if streak {
+				if ie.Checkpoint != "" || ie.LastGood != good || !strings.Contains(err.Error(), "no checkpoint written; the last good checkpoint is "+good) {
+					t.Errorf("%+v (%v), want no checkpoint and last good %s", ie, err, good)
+				}
+				assertCheckpoints(t, c.CheckpointDir(), 1, 2)
+				return
+			}
+			want := filepath.Join(c.CheckpointDir(), checkpoint.FileName(int64(ie.Step)))
+			if ie.Checkpoint != want || ie.Step < 4 || err.Error() != fmt.Sprintf("interrupted at step %d", ie.Step) {
+				t.Errorf("%+v (%v), want checkpoint %s", ie, err, want)
+			}
+			if _, err := checkpoint.Load(want); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -130,7 +131,62 @@ func (t *Trainer) adoptModel(ck *checkpoint.Checkpoint) error {
 	if err := t.cfg.Validate(); err != nil {
 		return fmt.Errorf("resume %s: with its model section: %w", ck.Path, err)
 	}
+	// The config stored in the checkpoints this run writes (and printed by the caller) must
+	// describe their weights, or the next resume would adopt the wrong shape.
+	y, err := withModelSection(t.opts.ConfigYAML, sm)
+	if err != nil {
+		return fmt.Errorf("resume %s: %w", ck.Path, err)
+	}
+	t.opts.ConfigYAML = y
 	return nil
+}
+
+// withModelSection returns the YAML document text with its model section's shape keys set to
+// m's, keeping every other key and the order of keys.
+func withModelSection(text string, m model.Config) (string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return "", fmt.Errorf("config: not a YAML mapping")
+	}
+	root := doc.Content[0]
+	var sec *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "model" && root.Content[i+1].Kind == yaml.MappingNode {
+			sec = root.Content[i+1]
+		}
+	}
+	if sec == nil {
+		sec = &yaml.Node{Kind: yaml.MappingNode}
+		root.Content = append([]*yaml.Node{{Kind: yaml.ScalarNode, Value: "model"}, sec}, root.Content...)
+	}
+	var want yaml.Node
+	if err := want.Encode(m); err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+set:
+	for i := 0; i+1 < len(want.Content); i += 2 {
+		key, val := want.Content[i], want.Content[i+1]
+		for j := 0; j+1 < len(sec.Content); j += 2 {
+			if sec.Content[j].Value == key.Value {
+				sec.Content[j+1] = val
+				continue set
+			}
+		}
+		sec.Content = append(sec.Content, key, val)
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	return buf.String(), nil
 }
 
 // resume restores weights, optimiser state, step, token count and the sampler from a loaded

@@ -19,10 +19,35 @@ import (
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
-// ErrInterrupted is returned by Run when its context was cancelled; a resumable checkpoint of
-// the last completed step has been written first (unless the run was inside a run of
-// non-finite steps: then the error says so, and resume continues from the last good one).
+// ErrInterrupted is wrapped by Run's error (an *InterruptedError) when its context was
+// cancelled; a resumable checkpoint of the last completed step has been written first (unless
+// the run was inside a run of non-finite steps: then the error says so, and resume continues
+// from the last good one).
 var ErrInterrupted = errors.New("interrupted")
+
+// InterruptedError is Run's error when its context was cancelled; it wraps ErrInterrupted and
+// says which checkpoint, if any, was written.
+type InterruptedError struct {
+	Step int // completed optimiser steps
+	// Checkpoint is the file written on the interrupt; "" when none was (the run was inside a
+	// streak of non-finite steps, and resume continues from LastGood).
+	Checkpoint string
+	BadInRow   int    // the length of that streak
+	LastGood   string // the newest checkpoint written or resumed from outside such a streak, or ""
+}
+
+func (e *InterruptedError) Error() string {
+	if e.Checkpoint != "" {
+		return fmt.Sprintf("%v at step %d", ErrInterrupted, e.Step)
+	}
+	note := "there is no good checkpoint yet"
+	if e.LastGood != "" {
+		note = "the last good checkpoint is " + e.LastGood
+	}
+	return fmt.Sprintf("%v at step %d, inside a run of %d non-finite steps: no checkpoint written; %s", ErrInterrupted, e.Step, e.BadInRow, note)
+}
+
+func (e *InterruptedError) Unwrap() error { return ErrInterrupted }
 
 // ErrDiverged is returned by Run after train.max_bad_steps non-finite steps in a row, or when an
 // update made the weights non-finite.
@@ -263,6 +288,14 @@ func (t *Trainer) buildOptimizer() error {
 // optimiser can read the graph's gradient buffers without an accumulation copy.
 func (t *Trainer) directGrads() bool { return t.cfg.Train.GradAccum == 1 && t.chunks == nil }
 
+// Config is the configuration the trainer runs: New's, with the model section taken from the
+// checkpoint on resume.
+func (t *Trainer) Config() Config { return t.cfg }
+
+// ConfigYAML is the resolved config stored in the trainer's checkpoints: Options.ConfigYAML,
+// with the model section taken from the checkpoint on resume.
+func (t *Trainer) ConfigYAML() string { return t.opts.ConfigYAML }
+
 // Step is the number of completed optimiser steps.
 func (t *Trainer) Step() int { return t.step }
 
@@ -281,7 +314,7 @@ func (t *Trainer) History() []Point { return t.history }
 // Run trains until the configured number of steps, validating, logging and checkpointing on
 // the way. On ctx cancellation it stops at the next micro-batch, abandoning the step in
 // progress, saves a resumable checkpoint of the last completed step and returns
-// ErrInterrupted. When the run diverges it returns ErrDiverged naming the step and the last
+// an *InterruptedError (wrapping ErrInterrupted). When the run diverges it returns ErrDiverged naming the step and the last
 // good checkpoint. A failure to write metrics.jsonl or loss.svg never costs the final
 // checkpoint: it is written first.
 func (t *Trainer) Run(ctx context.Context) error {
@@ -325,18 +358,20 @@ func (t *Trainer) Run(ctx context.Context) error {
 	return t.finish()
 }
 
-// interrupted saves a resumable checkpoint of the last completed step and returns
-// ErrInterrupted. Inside a run of non-finite steps it saves nothing: resume then continues from
-// the last good checkpoint, whose weights are the same.
+// interrupted saves a resumable checkpoint of the last completed step and returns an
+// *InterruptedError naming it. Inside a run of non-finite steps it saves nothing: resume then
+// continues from the last good checkpoint, whose weights are the same.
 func (t *Trainer) interrupted() error {
+	e := &InterruptedError{Step: t.step, BadInRow: t.badInRow, LastGood: t.lastGood}
 	if t.badInRow > 0 {
-		return fmt.Errorf("%w at step %d, inside a run of %d non-finite steps: no checkpoint written; %s",
-			ErrInterrupted, t.step, t.badInRow, t.lastGoodNote())
+		return e
 	}
-	if _, err := t.Save(); err != nil {
+	path, err := t.Save()
+	if err != nil {
 		return fmt.Errorf("saving on interrupt at step %d: %w", t.step, err)
 	}
-	return ErrInterrupted
+	e.Checkpoint, e.LastGood = path, t.lastGood
+	return e
 }
 
 // afterStep logs, validates and checkpoints as configured.

@@ -4,6 +4,8 @@
 //	rwkv-eval ppl --model M --data D [--mode parallel|rnn] [--json]
 //	rwkv-eval lambada --model M --data lambada.jsonl --tokenizer T [--json]
 //	rwkv-eval generate --model M --prompt TEXT [--tokenizer T] [--temperature ...]
+//
+// Ctrl-C, SIGTERM and SIGHUP stop a command (exit 130); a second signal kills it at once.
 package main
 
 import (
@@ -13,10 +15,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
+	sig "github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // Exit codes, set in one place: exitCode.
@@ -24,7 +26,7 @@ const (
 	exitOK          = 0
 	exitError       = 1   // the command failed
 	exitUsage       = 2   // bad flags or arguments
-	exitInterrupted = 130 // stopped by Ctrl-C
+	exitInterrupted = 130 // stopped by Ctrl-C, SIGTERM or SIGHUP
 )
 
 // usageErr is a mistake on the command line: exit 2, with a pointer to the command's -h.
@@ -36,7 +38,9 @@ func (e usageErr) Unwrap() error { return e.error }
 func usagef(format string, args ...any) error { return usageErr{fmt.Errorf(format, args...)} }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Ctrl-C, SIGTERM (what schedulers send) and SIGHUP stop the command as rwkv-train's do:
+	// exit 130; a second signal kills at once; an ignored SIGHUP (nohup) stays ignored.
+	ctx, stop := sig.NotifyStop(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -8,11 +9,14 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"gorgonia.org/tensor"
 
@@ -22,6 +26,17 @@ import (
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/train"
 )
+
+// childEnv makes the test binary act as rwkv-eval (see TestMain), so that signals are tested on
+// a real process.
+const childEnv = "GO_TEST_RWKV_EVAL_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "main" {
+		main()
+	}
+	os.Exit(m.Run())
+}
 
 // fixture is a tiny byte-level model saved as safetensors and .pth, and a corpus as text,
 // binidx and .npy.
@@ -203,7 +218,7 @@ func TestPPLReport(t *testing.T) {
 func TestBitsPerByteCountsUTF8(t *testing.T) {
 	tok := runeTokenizer{}
 	ids := tok.Encode("aé€b")
-	if got := scoredBytes(eval.Ints(ids), 3, tok); got != 2+3+1 {
+	if got, err := scoredBytes(eval.Ints(ids), 3, tok); err != nil || got != 2+3+1 {
 		t.Fatalf("scoredBytes = %d, want 6 (é, € and b)", got)
 	}
 }
@@ -352,6 +367,130 @@ func TestCountFlagsRefused(t *testing.T) {
 			code, _, errOut := cli(t, context.Background(), tt.args...)
 			if code != tt.code || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, tt.code, tt.want, errOut)
+			}
+		})
+	}
+}
+
+// TestPPLTruncatedData: a data file truncated after ppl opened it (while it is mapped) ends the
+// command with exit 1 and an error naming the file, not a panic or SIGBUS.
+func TestPPLTruncatedData(t *testing.T) {
+	f := setup(t)
+	for _, tt := range []struct {
+		format string
+		mode   string
+	}{{"binidx", "parallel"}, {"binidx", "rnn"}, {"npy", "parallel"}, {"npy", "rnn"}} {
+		t.Run(tt.format+" "+tt.mode, func(t *testing.T) {
+			dir := t.TempDir()
+			var arg, victim string
+			if tt.format == "npy" {
+				arg = filepath.Join(dir, "corpus.npy")
+				victim = arg
+				b, _ := os.ReadFile(f.npy)
+				os.WriteFile(arg, b, 0o644)
+			} else {
+				arg = filepath.Join(dir, "corpus")
+				victim = arg + ".bin"
+				for _, ext := range []string{".bin", ".idx"} {
+					b, _ := os.ReadFile(f.bin + ext)
+					os.WriteFile(arg+ext, b, 0o644)
+				}
+			}
+			dataOpened = func() {
+				if err := os.Truncate(victim, 0); err != nil {
+					t.Error(err)
+				}
+			}
+			defer func() { dataOpened = nil }()
+			code, _, errOut := cli(t, context.Background(), "ppl", "--model", f.st, "--data", arg, "--mode", tt.mode, "--quiet", "--ctx-len", "16")
+			want := fmt.Sprintf("rwkv-eval ppl: data: %q: truncated or changed while in use", victim)
+			if code != exitError || !strings.Contains(errOut, want) {
+				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, exitError, want, errOut)
+			}
+		})
+	}
+}
+
+// TestStopSignals: SIGTERM (what schedulers send), SIGHUP and Ctrl-C stop a running rwkv-eval
+// process as Ctrl-C does, with exit 130 and "interrupted", as in rwkv-train; started with
+// SIGHUP ignored (nohup), it keeps ignoring SIGHUP.
+func TestStopSignals(t *testing.T) {
+	f := setup(t)
+	long := filepath.Join(t.TempDir(), "long.txt")
+	if err := os.WriteFile(long, bytes.Repeat([]byte(corpusText), 2000), 0o644); err != nil { // 225 k tokens, some seconds
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		shell string // run the child under sh with this first (trap "" HUP: as nohup does)
+		sigs  []syscall.Signal
+	}{
+		{"SIGTERM", "", []syscall.Signal{syscall.SIGTERM}},
+		{"SIGHUP", "", []syscall.Signal{syscall.SIGHUP}},
+		{"SIGINT", "", []syscall.Signal{syscall.SIGINT}},
+		{"SIGHUP under nohup, then SIGTERM", `trap "" HUP`, []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"ppl", "--model", f.st, "--data", long, "--mode", "rnn"}
+			cmd := exec.Command(exe, args...)
+			if tt.shell != "" {
+				cmd = exec.Command("/bin/sh", append([]string{"-c", tt.shell + `; exec "$0" "$@"`, exe}, args...)...)
+			}
+			cmd.Env = append(os.Environ(), childEnv+"=main", "GOMAXPROCS=1")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			lines := make(chan string, 100)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			select { // the first progress line: the signal handlers are installed
+			case l := <-lines:
+				if !strings.Contains(l, "% ") {
+					t.Fatalf("first line %q, want a progress line", l)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("no progress line in 60 s")
+			}
+			var rest []string
+			for i, sig := range tt.sigs {
+				cmd.Process.Signal(sig)
+				if i == len(tt.sigs)-1 {
+					break
+				}
+				// An ignored signal: the process must still be running 300 ms later.
+				for timeout := time.After(300 * time.Millisecond); ; {
+					select {
+					case l, ok := <-lines:
+						if !ok {
+							t.Fatalf("the ignored %v ended the process:\n%s", sig, strings.Join(rest, "\n"))
+						}
+						rest = append(rest, l)
+						continue
+					case <-timeout:
+					}
+					break
+				}
+			}
+			for l := range lines {
+				rest = append(rest, l)
+			}
+			cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(strings.Join(rest, "\n"), "rwkv-eval ppl: interrupted") {
+				t.Errorf("exit %d (%v), want %d and \"interrupted\"; stderr:\n%s", code, cmd.ProcessState, exitInterrupted, strings.Join(rest, "\n"))
 			}
 		})
 	}

@@ -27,6 +27,9 @@ type pplReport struct {
 	TokensPerSec float64 `json:"tokens_per_sec"`
 }
 
+// dataOpened, set by tests, runs after --data is opened and checked, before scoring.
+var dataOpened func()
+
 // runPPL implements `rwkv-eval ppl`.
 func runPPL(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ppl", flag.ContinueOnError)
@@ -88,6 +91,9 @@ file, so context is unbounded and memory constant; its JSON has the loss per
 		return err
 	}
 	defer closeSrc()
+	if dataOpened != nil {
+		dataOpened()
+	}
 	o := eval.Options{Mode: mode, CtxLen: mf.ctxLen, Stride: *stride, Batch: *batch, Chunk: *chunk,
 		MaxTokens: *maxTokens, BucketSize: *bucket}
 	var pb *progressBar
@@ -104,7 +110,11 @@ file, so context is unbounded and memory constant; its JSON has the loss per
 		return err
 	}
 	sec := time.Since(start).Seconds()
-	res.SetBytes(scoredBytes(src, res.Tokens, tok))
+	nb, err := scoredBytes(src, res.Tokens, tok)
+	if err != nil {
+		return err
+	}
+	res.SetBytes(nb)
 	rep := pplReport{Model: mf.path, Config: m.Config.String(), Data: *dataPath, Format: fmtName, Result: res,
 		Seconds: sec, TokensPerSec: float64(res.Tokens) / sec}
 	if mode == eval.Parallel {
@@ -176,21 +186,24 @@ func detectFormat(path string) string {
 
 // scoredBytes is the UTF-8 length of the n scored tokens (positions 1..n), or 0 when no
 // tokenizer says what bytes they stand for.
-func scoredBytes(src eval.Source, n int64, tok data.Tokenizer) int64 {
+func scoredBytes(src eval.Source, n int64, tok data.Tokenizer) (int64, error) {
 	if tok == nil {
-		return 0
+		return 0, nil
 	}
 	if _, ok := tok.(data.ByteTokenizer); ok {
-		return n
+		return n, nil
 	}
 	var total int64
 	buf := make([]int, 0, 1<<16)
 	for off := int64(1); off <= n; off += int64(cap(buf)) {
 		k := min(int64(cap(buf)), n+1-off)
-		buf = src.Slice(int(off), int(k), buf)
+		var err error
+		if buf, err = src.Read(int(off), int(k), buf); err != nil {
+			return 0, err
+		}
 		total += int64(len(tok.Decode(buf)))
 	}
-	return total
+	return total, nil
 }
 
 func printPPL(w io.Writer, r pplReport) {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -18,7 +17,7 @@ import (
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (newest), or weights file")
+	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (its newest), an out_dir with model.safetensors, a Hugging Face directory, or a weights file (.pth, .safetensors)")
 	format := fs.String("format", "rwkv", "rwkv (RWKV-LM safetensors), hf (Hugging Face directory), pth (PyTorch zip), web-rwkv (fp16 safetensors)")
 	dtype := fs.String("dtype", "", "fp32, fp16 or bf16 (default: fp32; bf16 for pth; web-rwkv is always fp16)")
 	out := fs.String("out", "", "output file (rwkv, pth, web-rwkv) or directory (hf)")
@@ -56,11 +55,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *ctxLen < 0 {
 		return usagef("--ctx-len %d: want a positive length, or 0 for the checkpoint's", *ctxLen)
 	}
-	path := *from
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		if latest, err := checkpoint.Latest(path); err == nil {
-			path = latest
-		}
+	// A checkpoint directory is its newest checkpoint (a corrupt one is an error naming it and
+	// the newest intact one); an out_dir or Hugging Face directory is read as it is.
+	path, err := checkpoint.ResolveWeights(*from)
+	if err != nil {
+		return err
 	}
 	ts, err := checkpoint.ReadWeights(path)
 	if err != nil {

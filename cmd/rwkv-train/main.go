@@ -16,12 +16,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
-	"syscall"
 
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/train"
 )
 
@@ -36,33 +35,12 @@ const (
 // trainingGCPercent is the GC target of the training commands.
 const trainingGCPercent = 20
 
-// stopSignals stop a run gracefully: Ctrl-C, the scheduler's SIGTERM, a closed terminal's SIGHUP.
-var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
-
 func main() {
-	ctx, stop := notifyStop(context.Background())
+	// Ctrl-C, SIGTERM and SIGHUP cancel ctx (a second one kills); an ignored SIGHUP (nohup) stays ignored.
+	ctx, stop := cli.NotifyStop(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
-}
-
-// notifyStop returns a context cancelled by the first of stopSignals. After it, the signals'
-// default action is restored, so a second one kills the process at once (the shell reports
-// 128+signal). A signal the process started with ignored (nohup's SIGHUP, SIGINT of a
-// background job) stays ignored.
-func notifyStop(parent context.Context) (context.Context, context.CancelFunc) {
-	var sigs []os.Signal
-	for _, s := range stopSignals {
-		if !signal.Ignored(s) {
-			sigs = append(sigs, s)
-		}
-	}
-	ctx, stop := signal.NotifyContext(parent, sigs...)
-	go func() {
-		<-ctx.Done()
-		stop() // restores the default action of sigs
-	}()
-	return ctx, stop
 }
 
 // command is one subcommand; its error decides the exit code (exitCode).

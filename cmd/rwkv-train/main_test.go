@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/train"
 )
@@ -31,8 +33,8 @@ func TestMain(m *testing.M) {
 	switch os.Getenv(childEnv) {
 	case "main": // rwkv-train itself
 		main()
-	case "notify": // notifyStop alone: report the first signal, then linger until stdin closes
-		ctx, stop := notifyStop(context.Background())
+	case "notify": // cli.NotifyStop alone: report the first signal, then linger until stdin closes
+		ctx, stop := cli.NotifyStop(context.Background())
 		defer stop()
 		fmt.Println("ready")
 		<-ctx.Done()
@@ -222,7 +224,7 @@ func TestTrainingGCTarget(t *testing.T) {
 	}
 }
 
-// child starts the test binary as rwkv-train (mode "main") or as notifyStop alone ("notify"),
+// child starts the test binary as rwkv-train (mode "main") or as cli.NotifyStop alone ("notify"),
 // with its stderr (main) or stdout (notify) as lines on a channel.
 func child(t *testing.T, mode string, shell string, args ...string) (*exec.Cmd, <-chan string, io.WriteCloser) {
 	t.Helper()
@@ -394,7 +396,7 @@ func TestInterruptedExits130(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--config", cfg}, "rwkv-train: interrupted; checkpoint saved in " + filepath.Join(dir, "ckpt") + ": continue with --resume"},
+		{[]string{"--config", cfg}, "rwkv-train: interrupted at step 0; checkpoint saved as " + filepath.Join(dir, "ckpt", checkpoint.FileName(0)) + ": continue with --resume"},
 		{[]string{"quickstart", "--out", filepath.Join(dir, "qs")}, "rwkv-train quickstart: interrupted"},
 		{[]string{"bench", "--layers", "1", "--embd", "32", "--ctx", "16", "--batch", "1", "--peak=false"}, "rwkv-train bench: interrupted"},
 	} {
@@ -407,5 +409,126 @@ func TestInterruptedExits130(t *testing.T) {
 	}
 	if _, err := checkpoint.Latest(filepath.Join(dir, "ckpt")); err != nil {
 		t.Errorf("no checkpoint after the interrupted training: %v", err)
+	}
+}
+
+// TestInterruptInStreakClaimsNoCheckpoint: interrupted inside a run of non-finite steps (here:
+// resumed from a checkpoint saved in one), training writes no checkpoint, and the command says
+// so instead of claiming one.
+func TestInterruptInStreakClaimsNoCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--config", cfg}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	ck, err := checkpoint.Load(filepath.Join(dir, "ckpt", checkpoint.FileName(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.State.Extra["bad_steps_in_row"] = "1"
+	bad, err := checkpoint.Save(filepath.Join(dir, "streak"), 2, ck.Weights, ck.OptimM, ck.OptimV, ck.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stdout.Reset()
+	stderr.Reset()
+	code := run(ctx, []string{"--config", cfg, "--resume", bad, "--train.max_steps=5"}, &stdout, &stderr)
+	if code != exitInterrupted || strings.Contains(stderr.String(), "checkpoint saved") ||
+		!strings.Contains(stderr.String(), "rwkv-train: interrupted at step 2, inside a run of 1 non-finite steps: no checkpoint written") {
+		t.Errorf("exit %d, want %d saying no checkpoint was written:\n%s", code, exitInterrupted, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ckpt", checkpoint.FileName(2))); err != nil {
+		t.Error(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "ckpt")); len(ents) != 2 { // steps 2 and the lock
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("checkpoint dir holds %v", names)
+	}
+}
+
+// TestResumePrintsCheckpointModel: on resume the model section comes from the checkpoint, and
+// the printed resolved config and start line say so, not the config's contradicting shape.
+func TestResumePrintsCheckpointModel(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--config", cfg}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	code := run(context.Background(), []string{"--config", cfg, "--resume", "--train.max_steps=3", "--model.n_embd=64"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	out := stderr.String()
+	cfgText, _, _ := strings.Cut(out[strings.Index(out, "# resolved config"):], "level=")
+	if !strings.Contains(cfgText, "n_embd: 32") || strings.Contains(cfgText, "n_embd: 64") || !strings.Contains(cfgText, "max_steps: 3") {
+		t.Errorf("printed config does not hold the checkpoint's model:\n%s", cfgText)
+	}
+	if !strings.Contains(out, `msg=start model="L1-D32-V256 ctx16"`) || !strings.Contains(out, "model.n_embd = 64 in the config but 32 in the checkpoint") {
+		t.Errorf("start line does not name the trained model:\n%s", out)
+	}
+}
+
+// TestExportResolvesDirectories: export from a checkpoint directory reads its newest
+// checkpoint; a corrupt newest one fails naming it and the newest intact one (it used to say
+// "no such file" about DIR/model.safetensors); an out_dir reads its model.safetensors; an
+// out_dir without one points to its checkpoints.
+func TestExportResolvesDirectories(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--config", cfg, "--checkpoint.every=1", "--checkpoint.keep=3", "--train.max_steps=3"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	ckdir, outDir := filepath.Join(dir, "ckpt"), filepath.Join(dir, "out")
+	ck := func(step int64) string { return filepath.Join(ckdir, checkpoint.FileName(step)) }
+	export := func(from string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"export", "--checkpoint", from, "--out", filepath.Join(dir, "x.safetensors")}, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	if code, out, errOut := export(ckdir); code != exitOK || !strings.Contains(out, "exported "+ck(3)+" ") {
+		t.Errorf("checkpoint dir: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := export(outDir); code != exitOK || !strings.Contains(out, "exported "+outDir+" ") {
+		t.Errorf("out_dir: exit %d\n%s%s", code, out, errOut)
+	}
+	bare := filepath.Join(dir, "bare")
+	os.MkdirAll(filepath.Join(bare, "checkpoints"), 0o755)
+	b, _ := os.ReadFile(ck(1))
+	os.WriteFile(filepath.Join(bare, "checkpoints", checkpoint.FileName(1)), b, 0o644)
+	if code, _, errOut := export(bare); code != exitError || !strings.Contains(errOut, "its training checkpoints are in "+filepath.Join(bare, "checkpoints")+": pass that directory") {
+		t.Errorf("out_dir without model.safetensors: exit %d\n%s", code, errOut)
+	}
+	for _, tt := range []struct {
+		name    string
+		corrupt func([]byte) []byte
+		what    string
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, "past the end of the"},
+		{"flipped data byte", func(b []byte) []byte { b[len(b)-3] ^= 0x10; return b }, "checksum mismatch"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			good, _ := os.ReadFile(ck(3))
+			defer os.WriteFile(ck(3), good, 0o644)
+			os.WriteFile(ck(3), tt.corrupt(slices.Clone(good)), 0o644)
+			code, out, errOut := export(ckdir)
+			for _, want := range []string{"rwkv-train export: ", ck(3), tt.what, "the newest intact one is " + ck(2)} {
+				if code != exitError || !strings.Contains(errOut, want) {
+					t.Errorf("exit %d, want %d and %q in stderr:\n%s%s", code, exitError, want, out, errOut)
+				}
+			}
+			if strings.Contains(errOut, "no such file") {
+				t.Errorf("stderr: %s", errOut)
+			}
+		})
 	}
 }

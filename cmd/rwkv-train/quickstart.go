@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -67,8 +66,8 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 	err = trainJob(ctx, cfg, "", stdout, stderr, func(tr *train.Trainer) error {
 		return quickstartReport(ctx, tr, cfg, *prompt, stdout)
 	})
-	if errors.Is(err, train.ErrInterrupted) {
-		return fmt.Errorf("%w; checkpoint saved in %s", err, cfg.CheckpointDir())
+	if saved := savedOnInterrupt(err); saved != "" {
+		return fmt.Errorf("%w; checkpoint saved as %s", err, saved)
 	}
 	return err
 }

@@ -62,15 +62,25 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		resume = cfg.CheckpointDir()
 	}
 	err = trainJob(ctx, cfg, resume, stdout, stderr, nil)
-	if errors.Is(err, train.ErrInterrupted) {
-		return fmt.Errorf("%w; checkpoint saved in %s: continue with --resume", err, cfg.CheckpointDir())
+	if saved := savedOnInterrupt(err); saved != "" {
+		return fmt.Errorf("%w; checkpoint saved as %s: continue with --resume", err, saved)
 	}
-	return err
+	return err // inside a run of non-finite steps, the error says no checkpoint was written
+}
+
+// savedOnInterrupt is the checkpoint an interrupted run wrote, or "" if err is no interrupt
+// or none was written.
+func savedOnInterrupt(err error) string {
+	var ie *train.InterruptedError
+	if errors.As(err, &ie) {
+		return ie.Checkpoint
+	}
+	return ""
 }
 
 // trainJob runs a resolved config to the end and exports the model; after, if not nil, runs
-// last with the trained model. An interrupted run returns an error wrapping
-// train.ErrInterrupted, after its checkpoint is written.
+// last with the trained model. An interrupted run returns a *train.InterruptedError, which
+// names the checkpoint written, if any.
 func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stderr io.Writer, after func(*train.Trainer) error) error {
 	yaml, err := marshalConfig(cfg)
 	if err != nil {
@@ -80,15 +90,17 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 		return configError{err}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	fmt.Fprintf(stderr, "# resolved config\n%s", yaml)
-	log.Info("start", "model", cfg.Model.Config.String(), "steps", cfg.Steps(), "tokens_per_step", cfg.TokensPerStep(), "blas", blas.Backend())
 	tr, err := train.New(cfg, log, train.Options{ConfigYAML: yaml, Resume: resume,
 		Progress: train.NewProgress(stderr, isTerminal(stderr), cfg.Train.LogEvery)})
 	if err != nil {
 		return err // train.ErrConfig: exit 2
 	}
 	defer tr.Close()
-	log.Info("model", "params", tr.Model.NumParams())
+	// What is printed is what runs: on resume the model section is the checkpoint's.
+	eff := tr.Config()
+	fmt.Fprintf(stderr, "# resolved config\n%s", tr.ConfigYAML())
+	log.Info("start", "model", tr.Model.Config.String(), "params", tr.Model.NumParams(), "steps", eff.Steps(),
+		"tokens_per_step", eff.TokensPerStep(), "blas", blas.Backend())
 	if err := tr.Run(ctx); err != nil {
 		return err
 	}
