@@ -164,7 +164,7 @@ def init_params(n_layer, n_embd, vocab, head_size=HEAD_SIZE, ranks=None, layer0_
     n_layer - 1)."""
     g = torch.Generator().manual_seed(seed)
     C, L, V = n_embd, n_layer, vocab
-    H, N = C // head_size, head_size
+    N = head_size
     f64 = torch.float64
     n = torch.arange(C, dtype=f64)
     ddd = n / C
@@ -360,7 +360,6 @@ def wkv7_chunked(r, w, k, v, a, b, s0, chunk=CHUNK):
     T need not be a multiple of chunk (the last chunk is shorter)."""
     B, T, C = r.shape
     H = s0.shape[1]
-    N = C // H
     perm = lambda x: _heads(x, H).permute(0, 2, 1, 3)  # [B,H,T,N]
     r, w, k, v, a, b = (perm(x) for x in (r, w, k, v, a, b))
     S = s0
