@@ -1,5 +1,6 @@
-// Package reference holds no Go code of its own: it is the home of the PyTorch reference of
-// RWKV-4 (rwkv4.py), its self-test (test_reference.py) and the script that writes the golden
-// files the Go tests compare against (gen_golden.py). The Go tests here run both scripts, so
-// `go test ./...` checks that the committed golden files are what the reference produces.
+// Package reference holds no Go code of its own: it is the home of the PyTorch references of
+// RWKV-4 (rwkv4.py) and RWKV-7 x070 (rwkv7.py), their self-tests (test_reference.py,
+// test_rwkv7.py) and the scripts that write the golden files the Go tests compare against
+// (gen_golden.py, gen_golden7.py). The Go tests here run them all, so `go test ./...` checks
+// that the committed golden files are what the references produce.
 package reference
