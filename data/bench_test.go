@@ -122,3 +122,27 @@ func BenchmarkNeoXEncode(b *testing.B) {
 		tok.Encode(text)
 	}
 }
+
+// BenchmarkRealVocab measures tokens/s of both tokenizers with the shipped
+// vocabularies on benchText.
+func BenchmarkRealVocab(b *testing.B) {
+	world, err := LoadWorldTokenizer("vocab/rwkv_vocab_v20230424.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	neox, err := LoadNeoXTokenizer("vocab/20B_tokenizer.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := benchText()
+	for _, tok := range []Tokenizer{world, neox} {
+		b.Run(tok.Name(), func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			n := 0
+			for b.Loop() {
+				n += len(tok.Encode(text))
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
