@@ -126,11 +126,11 @@ func BenchmarkNeoXEncode(b *testing.B) {
 // BenchmarkRealVocab measures tokens/s of both tokenizers with the shipped
 // vocabularies on benchText.
 func BenchmarkRealVocab(b *testing.B) {
-	world, err := LoadWorldTokenizer("vocab/rwkv_vocab_v20230424.txt")
+	world, err := WorldVocabTokenizer()
 	if err != nil {
 		b.Fatal(err)
 	}
-	neox, err := LoadNeoXTokenizer("vocab/20B_tokenizer.json")
+	neox, err := NeoX20BTokenizer()
 	if err != nil {
 		b.Fatal(err)
 	}
