@@ -228,7 +228,7 @@ func parseNormalizer(raw json.RawMessage) ([]norm.Form, error) {
 
 func (t *NeoXTokenizer) normalize(s string) string {
 	for _, f := range t.norm {
-		s = f.String(s)
+		s = refNormalize(f, s)
 	}
 	return s
 }

@@ -10,13 +10,13 @@
 // then, by MODE:
 //   encode   the token ids (no special tokens added)
 //   nfc      the tokenizer's normalizer output, as base64 UTF-8
-//   pretok   the tokenizer's pre-tokenizer pieces, each as base64 UTF-8
-//            (before the byte-level mapping: offsets into the input)
+//   nfkc     the library's NFKC normalizer's output, as base64 UTF-8
+//   pretok   the tokenizer's pre-tokenizer pieces, byte-level mapped
 // The module is found through NODE_PATH or a node_modules above the working
 // directory (npm install --ignore-scripts tokenizers@0.23.2).
 'use strict';
 const fs = require('fs');
-const { Tokenizer } = require('tokenizers');
+const { Tokenizer, nfkcNormalizer } = require('tokenizers');
 
 async function main() {
   const [mode, vocab] = process.argv.slice(2);
@@ -39,11 +39,15 @@ async function main() {
       out = inputs.map((s) => b64(n ? n.normalizeString(s) : s));
       break;
     }
+    case 'nfkc': {
+      const n = nfkcNormalizer();
+      out = inputs.map((s) => b64(n.normalizeString(s)));
+      break;
+    }
     case 'pretok': {
       const p = tok.getPreTokenizer();
-      // The pieces come back byte-level mapped; their offsets index the
-      // input in UTF-16 code units (the binding converts them) or bytes.
-      out = inputs.map((s) => p.preTokenizeString(s).map(([piece, [a, b]]) => [piece, a, b]));
+      // The pieces come back byte-level mapped (Ġ for a space, ...).
+      out = inputs.map((s) => p.preTokenizeString(s).map(([piece]) => piece));
       break;
     }
     default:

@@ -1,0 +1,166 @@
+package data
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Hugging Face tokenizers normalizes with the unicode-normalization-alignments
+// crate, whose tables are Unicode 9.0's; golang.org/x/text/unicode/norm has
+// Unicode 15.0's. refNormalize gives the reference's result with Go's package:
+//
+//   - Code points Go normalizes but the reference does not know
+//     (refNormUnknown, from gen_unicode.go: marks such as U+07FD or U+1DF6,
+//     added after 9.0) are unassigned there: combining class 0, no
+//     decomposition, no composition. Such a code point is a starter that
+//     combines with nothing, so the text normalizes independently on each
+//     side of it and it stays as it is.
+//   - Go's package puts U+034F COMBINING GRAPHEME JOINER after 30
+//     non-starters in a row (UAX #15's Stream-Safe Text Format); the
+//     reference does not. Where Go adds one, refNormalize normalizes the long
+//     sequences itself (refNormalizeSegment).
+func refNormalize(f norm.Form, s string) string {
+	i := indexNormUnknown(s)
+	if i < 0 {
+		return normalizeStreamUnsafe(f, s)
+	}
+	var sb strings.Builder
+	sb.Grow(len(s) + len(s)/8)
+	for i >= 0 {
+		_, n := utf8.DecodeRuneInString(s[i:])
+		sb.WriteString(normalizeStreamUnsafe(f, s[:i]))
+		sb.WriteString(s[i : i+n])
+		s = s[i+n:]
+		i = indexNormUnknown(s)
+	}
+	sb.WriteString(normalizeStreamUnsafe(f, s))
+	return sb.String()
+}
+
+const cgj = "\u034F"
+
+// normUnknownLead marks the UTF-8 lead bytes of the code points in
+// refNormUnknown.
+var normUnknownLead = func() (lead [256]bool) {
+	for _, r := range refNormUnknown.R16 {
+		for c := rune(r.Lo); c <= rune(r.Hi); c++ {
+			lead[utf8.AppendRune(nil, c)[0]] = true
+		}
+	}
+	for _, r := range refNormUnknown.R32 {
+		lead[utf8.AppendRune(nil, rune(r.Lo))[0]] = true
+		lead[utf8.AppendRune(nil, rune(r.Hi))[0]] = true
+	}
+	return lead
+}()
+
+// indexNormUnknown returns the index of the first code point of s in
+// refNormUnknown, or -1.
+func indexNormUnknown(s string) int {
+	for i := 0; i < len(s); i++ {
+		if !normUnknownLead[s[i]] {
+			continue
+		}
+		if r, _ := utf8.DecodeRuneInString(s[i:]); unicode.Is(refNormUnknown, r) {
+			return i
+		}
+	}
+	return -1
+}
+
+// normalizeStreamUnsafe is f.String(s) without the grapheme joiners Go adds.
+func normalizeStreamUnsafe(f norm.Form, s string) string {
+	out := f.String(s)
+	if !strings.Contains(out, cgj) || strings.Count(out, cgj) == strings.Count(s, cgj) {
+		return out
+	}
+	// Cut s before each character that starts a new normalization segment:
+	// short runs of segments go to Go's package, long segments (where it
+	// would add a joiner) to refNormalizeSegment.
+	var sb strings.Builder
+	sb.Grow(len(out))
+	chunk, seg := 0, 0 // start of the text not yet written, of the segment
+	runes := 0         // in the segment
+	flush := func(end int) {
+		if runes >= 16 {
+			sb.WriteString(f.String(s[chunk:seg]))
+			sb.WriteString(refNormalizeSegment(f, s[seg:end]))
+			chunk = end
+		}
+	}
+	for i := range s {
+		if f.PropertiesString(s[i:]).BoundaryBefore() {
+			flush(i)
+			seg, runes = i, 0
+		}
+		runes++
+	}
+	flush(len(s))
+	sb.WriteString(f.String(s[chunk:]))
+	return sb.String()
+}
+
+// refNormalizeSegment normalizes s by UAX #15's algorithm step by step:
+// full decomposition, canonical ordering, and for NFC and NFKC canonical
+// composition, taking each character's data from Go's package. It is slow
+// and used only where Go's package would add a grapheme joiner.
+func refNormalizeSegment(f norm.Form, s string) string {
+	decomp, composing := norm.NFD, f == norm.NFC || f == norm.NFKC
+	if f == norm.NFKC || f == norm.NFKD {
+		decomp = norm.NFKD
+	}
+	var rs []rune
+	for i := 0; i < len(s); {
+		_, n := utf8.DecodeRuneInString(s[i:])
+		rs = append(rs, []rune(decomp.String(s[i:i+n]))...)
+		i += n
+	}
+	ccc := func(r rune) uint8 { return norm.NFD.PropertiesString(string(r)).CCC() }
+	for i := 0; i < len(rs); {
+		if ccc(rs[i]) == 0 {
+			i++
+			continue
+		}
+		j := i
+		for j < len(rs) && ccc(rs[j]) != 0 {
+			j++
+		}
+		slices.SortStableFunc(rs[i:j], func(a, b rune) int { return int(ccc(a)) - int(ccc(b)) })
+		i = j
+	}
+	if !composing {
+		return string(rs)
+	}
+	out := rs[:0]
+	starter, last := -1, 0 // index in out of the last starter; class of the last character
+	for _, r := range rs {
+		c := int(ccc(r))
+		if starter >= 0 && (last < c || last == 0 && len(out)-1 == starter) {
+			if p, ok := composePair(out[starter], r); ok {
+				out[starter] = p
+				continue
+			}
+		}
+		if c == 0 {
+			starter = len(out)
+		}
+		last = c
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+// composePair returns the primary composite of a and b, if there is one.
+func composePair(a, b rune) (rune, bool) {
+	s := norm.NFC.String(string(a) + string(b))
+	p, n := utf8.DecodeRuneInString(s)
+	if n != len(s) || unicode.Is(refNormUnknown, p) ||
+		norm.NFD.String(s) != norm.NFD.String(string(a))+string(b) {
+		return 0, false
+	}
+	return p, true
+}
