@@ -34,8 +34,9 @@ type neoxRefCase struct {
 }
 
 // neoxRefInputs builds the inputs by class: "nfc" (marks the reference's
-// Unicode 9.0 normalizer does not know, next to ones it does, and runs of
-// more than 30 combining marks), "category" (every code point that is a
+// Unicode 9.0 normalizer does not know, next to ones it does, runs of more
+// than 30 combining marks, and the code points Go's package composes
+// wrongly), "category" (every code point that is a
 // letter or digit for the reference and not for Go's unicode package, and a
 // sample of the others), "utf8" (invalid UTF-8) and "mixed" (text of many
 // kinds).
@@ -68,6 +69,16 @@ func neoxRefInputs() (classes []string, inputs []string) {
 	for _, c := range []rune{0x1E08, 0x1EAD, 0x01D6, 0x1109A, 0x1134B, 0x114BB, 0x115BA, 0x0958, 0x2126, 0xF900, 0xAC00, 0xD7A3, 0x0CCB} {
 		add("nfc", string(c), norm.NFD.String(string(c)))
 	}
+	composing := []string{"\u0301", "\u0300", "\u0302", "\u0303", "\u0308", "\u0323", "\u0327", "\u0345", "\u0313", "\u0306", "\u030c", "\u0328"}
+	n := 0
+	for _, rg := range refGoComposeBug.R32 {
+		for c := rune(rg.Lo); c <= rune(rg.Hi); c++ {
+			if n++; n%6 == 0 {
+				add("nfc", string(c)+composing[n%len(composing)]+"x", "a "+string(c)+composing[(n+1)%len(composing)]+"\u0323")
+			}
+		}
+	}
+	add("nfc", "\U00011f21\u0345", "\U00020061\u0301\u0323", "\u317d\U00011127")
 	pool := append(slices.Clone(marks[:200]), unknown...)
 	for n := range 120 {
 		var sb strings.Builder
@@ -308,4 +319,3 @@ func TestNeoXReferenceLive(t *testing.T) {
 	}
 	compareNeoX(t, live)
 }
-

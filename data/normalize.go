@@ -21,83 +21,96 @@ import (
 //     side of it and it stays as it is.
 //   - Go's package puts U+034F COMBINING GRAPHEME JOINER after 30
 //     non-starters in a row (UAX #15's Stream-Safe Text Format); the
-//     reference does not. Where Go adds one, refNormalize normalizes the long
-//     sequences itself (refNormalizeSegment).
+//     reference does not. And Go's package looks compositions up by the low
+//     16 bits of the two runes, so it composes U+11F21 U+0345 to U+1F91
+//     (refGoComposeBug lists the 6,016 code points it does this to). Where Go
+//     adds a joiner or the text holds such a code point, refNormalize
+//     normalizes those segments itself (refNormalizeSegment).
 func refNormalize(f norm.Form, s string) string {
 	i := indexNormUnknown(s)
 	if i < 0 {
-		return normalizeStreamUnsafe(f, s)
+		return normalizeKnown(f, s)
 	}
 	var sb strings.Builder
 	sb.Grow(len(s) + len(s)/8)
 	for i >= 0 {
 		_, n := utf8.DecodeRuneInString(s[i:])
-		sb.WriteString(normalizeStreamUnsafe(f, s[:i]))
+		sb.WriteString(normalizeKnown(f, s[:i]))
 		sb.WriteString(s[i : i+n])
 		s = s[i+n:]
 		i = indexNormUnknown(s)
 	}
-	sb.WriteString(normalizeStreamUnsafe(f, s))
+	sb.WriteString(normalizeKnown(f, s))
 	return sb.String()
 }
 
 const cgj = "\u034F"
 
-// normUnknownLead marks the UTF-8 lead bytes of the code points in
-// refNormUnknown.
-var normUnknownLead = func() (lead [256]bool) {
-	for _, r := range refNormUnknown.R16 {
+// normUnknownLead and composeBugLead mark the UTF-8 lead bytes of the code
+// points in refNormUnknown and refGoComposeBug.
+var normUnknownLead, composeBugLead = leadBytes(refNormUnknown), leadBytes(refGoComposeBug)
+
+func leadBytes(t *unicode.RangeTable) (lead [256]bool) {
+	for _, r := range t.R16 {
 		for c := rune(r.Lo); c <= rune(r.Hi); c++ {
 			lead[utf8.AppendRune(nil, c)[0]] = true
 		}
 	}
-	for _, r := range refNormUnknown.R32 {
-		lead[utf8.AppendRune(nil, rune(r.Lo))[0]] = true
-		lead[utf8.AppendRune(nil, rune(r.Hi))[0]] = true
+	for _, r := range t.R32 {
+		for c := rune(r.Lo); c <= rune(r.Hi); c++ {
+			lead[utf8.AppendRune(nil, c)[0]] = true
+		}
 	}
 	return lead
-}()
+}
 
 // indexNormUnknown returns the index of the first code point of s in
 // refNormUnknown, or -1.
-func indexNormUnknown(s string) int {
+func indexNormUnknown(s string) int { return indexIn(s, refNormUnknown, &normUnknownLead) }
+
+func indexIn(s string, t *unicode.RangeTable, lead *[256]bool) int {
 	for i := 0; i < len(s); i++ {
-		if !normUnknownLead[s[i]] {
+		if !lead[s[i]] {
 			continue
 		}
-		if r, _ := utf8.DecodeRuneInString(s[i:]); unicode.Is(refNormUnknown, r) {
+		if r, _ := utf8.DecodeRuneInString(s[i:]); unicode.Is(t, r) {
 			return i
 		}
 	}
 	return -1
 }
 
-// normalizeStreamUnsafe is f.String(s) without the grapheme joiners Go adds.
-func normalizeStreamUnsafe(f norm.Form, s string) string {
+// normalizeKnown is f.String(s) for text without code points unknown to the
+// reference, without the grapheme joiners and wrong compositions of Go's
+// package.
+func normalizeKnown(f norm.Form, s string) string {
 	out := f.String(s)
-	if !strings.Contains(out, cgj) || strings.Count(out, cgj) == strings.Count(s, cgj) {
+	composeBug := (f == norm.NFC || f == norm.NFKC) && indexIn(s, refGoComposeBug, &composeBugLead) >= 0
+	if !composeBug && (!strings.Contains(out, cgj) || strings.Count(out, cgj) == strings.Count(s, cgj)) {
 		return out
 	}
 	// Cut s before each character that starts a new normalization segment:
-	// short runs of segments go to Go's package, long segments (where it
-	// would add a joiner) to refNormalizeSegment.
+	// runs of short segments go to Go's package, long segments (where it
+	// would add a joiner) and those with a code point of refGoComposeBug to
+	// refNormalizeSegment.
 	var sb strings.Builder
 	sb.Grow(len(out))
 	chunk, seg := 0, 0 // start of the text not yet written, of the segment
-	runes := 0         // in the segment
+	runes, bug := 0, false
 	flush := func(end int) {
-		if runes >= 16 {
+		if runes >= 16 || bug {
 			sb.WriteString(f.String(s[chunk:seg]))
 			sb.WriteString(refNormalizeSegment(f, s[seg:end]))
 			chunk = end
 		}
 	}
-	for i := range s {
+	for i, r := range s {
 		if f.PropertiesString(s[i:]).BoundaryBefore() {
 			flush(i)
-			seg, runes = i, 0
+			seg, runes, bug = i, 0, false
 		}
 		runes++
+		bug = bug || composeBug && composeBugLead[s[i]] && unicode.Is(refGoComposeBug, r)
 	}
 	flush(len(s))
 	sb.WriteString(f.String(s[chunk:]))
