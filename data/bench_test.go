@@ -134,9 +134,17 @@ func BenchmarkRealVocab(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	text := benchText()
-	for _, tok := range []Tokenizer{world, neox} {
-		b.Run(tok.Name(), func(b *testing.B) {
+	for _, tt := range []struct {
+		name, text string
+		tok        Tokenizer
+	}{
+		{"world", benchText(), world},
+		{"neox", benchText(), neox},
+		{"world-multilingual", benchMultilingual, world},
+		{"neox-multilingual", benchMultilingual, neox},
+	} {
+		tok, text := tt.tok, tt.text
+		b.Run(tt.name, func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
 			n := 0
 			for b.Loop() {
@@ -146,3 +154,12 @@ func BenchmarkRealVocab(b *testing.B) {
 		})
 	}
 }
+
+// benchMultilingual is text in many scripts, with combining marks, emoji and
+// code: the NeoX normalizer's slower paths.
+var benchMultilingual = strings.Repeat(`Привет, мир! Съешь же ещё этих мягких французских булок, да выпей чаю.
+日本語のテキスト：ひらがな、カタカナ、漢字。東京は晴れです。한국어 텍스트입니다. 안녕하세요, 세계!
+العربية: مرحبا بالعالم! ١٢٣٤٥ हिन्दी: नमस्ते दुनिया, क़िला ज़रूर ไทย: สวัสดีชาวโลก
+Tiếng Việt: Xin chào thế giới. Ünïcödé çàfé naïve 😀😃😄😁 👍🏽 🇩🇪 👨‍💻 ❤️ 🤗 𝟙𝟚 𠀋𠀍
+func main() { fmt.Println("hello, 世界") }
+`, 300)
