@@ -1,5 +1,8 @@
 package data
 
+// Regenerate unicode_tables.go with the reference installed (see gen_unicode.go):
+//go:generate go run gen_unicode.go
+
 import (
 	"slices"
 	"strings"
