@@ -20,6 +20,10 @@
 //     and, in NFKC, U+317D U+11127 becomes U+1112F. Found by trying every
 //     code point whose low 16 bits are those of a composing starter, and
 //     every one with a decomposition, with every mark that composes.
+//   - refGoMaybeStarter: the characters of combining class 0 that compose
+//     with a preceding one (U+11127, U+0CD5, Hangul vowels, ...). Go's package
+//     does not treat them as starters when it checks whether a later mark is
+//     blocked, so D U+11127 U+0323 becomes U+1E0C U+11127.
 //
 // Run from data/ with the reference installed (npm install --ignore-scripts
 // tokenizers@0.23.2; NODE_PATH pointing at its node_modules):
@@ -326,6 +330,23 @@ func goComposeBug(unknown []rune) []rune {
 	return bug
 }
 
+func maybeStarters() []rune {
+	var rs []rune
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue
+		}
+		for _, f := range []norm.Form{norm.NFC, norm.NFKC} {
+			if p := f.PropertiesString(string(r)); p.CCC() == 0 && !p.BoundaryBefore() {
+				rs = append(rs, r)
+				break
+			}
+		}
+	}
+	log.Printf("%d characters of class 0 compose with a preceding one", len(rs))
+	return rs
+}
+
 func rangeTable(name, doc string, rs []rune) string {
 	var r16, r32 []string
 	for i := 0; i < len(rs); {
@@ -392,6 +413,7 @@ import "unicode"
 	sb.WriteString(rangeTable("refSpace", "// refSpace is \\s of tokenizers' ByteLevel pre-tokenizer regex.", space))
 	sb.WriteString(rangeTable("refNormUnknown", "// refNormUnknown holds the code points that Go's norm package (Unicode 15.0)\n// normalizes and tokenizers' normalizer leaves alone as unassigned.", unknown))
 	sb.WriteString(rangeTable("refGoComposeBug", "// refGoComposeBug holds the code points that Go's norm package composes with\n// a following mark although they compose with nothing.", bug))
+	sb.WriteString(rangeTable("refGoMaybeStarter", "// refGoMaybeStarter holds the characters of combining class 0 that compose\n// with a preceding one.", maybeStarters()))
 	src, err := format.Source([]byte(sb.String()))
 	if err != nil {
 		log.Fatal(err)

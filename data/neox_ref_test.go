@@ -35,8 +35,8 @@ type neoxRefCase struct {
 
 // neoxRefInputs builds the inputs by class: "nfc" (marks the reference's
 // Unicode 9.0 normalizer does not know, next to ones it does, runs of more
-// than 30 combining marks, and the code points Go's package composes
-// wrongly), "category" (every code point that is a
+// than 30 combining marks, the code points Go's package composes wrongly,
+// and marks after a class-0 character that composes backwards), "category" (every code point that is a
 // letter or digit for the reference and not for Go's unicode package, and a
 // sample of the others), "utf8" (invalid UTF-8) and "mixed" (text of many
 // kinds).
@@ -79,6 +79,16 @@ func neoxRefInputs() (classes []string, inputs []string) {
 		}
 	}
 	add("nfc", "\U00011f21\u0345", "\U00020061\u0301\u0323", "\u317d\U00011127")
+	for _, rg := range refGoMaybeStarter.R16 {
+		for c := rune(rg.Lo); c <= rune(rg.Hi); c++ {
+			add("nfc", "D"+string(c)+"\u05b0\u0308\u0323", "a"+string(c)+"\u0301", "\u1100"+string(c)+"\u0334\u11a8")
+		}
+	}
+	for _, rg := range refGoMaybeStarter.R32 {
+		for c := rune(rg.Lo); c <= rune(rg.Hi); c++ {
+			add("nfc", "D"+string(c)+"\u05b0\u0308\u0323", "a"+string(c)+"\u0301")
+		}
+	}
 	pool := append(slices.Clone(marks[:200]), unknown...)
 	for n := range 120 {
 		var sb strings.Builder
@@ -287,16 +297,24 @@ func TestNeoXReferenceLive(t *testing.T) {
 	cases := readNeoXRefGolden(t)
 	r := rand.New(rand.NewPCG(uint64(os.Getpid()), 7))
 	var extra []string
-	for range 300 {
+	marks := []rune{0x301, 0x323, 0x345, 0x334, 0x7fd, 0x1df6, 0x94d, 0x93c, 0x302, 0x308, 0x11127, 0x110ba,
+		0x1161, 0x11a8, 0x302a, 0x5b0, 0xcd5, 0x3099, 0x1100, 0xac00, 0x0b3e, 0x1b35}
+	for range 3000 {
 		var b []byte
-		for range 1 + r.IntN(30) {
-			switch r.IntN(4) {
+		for range 1 + r.IntN(40) {
+			switch r.IntN(8) {
 			case 0:
 				b = append(b, byte(r.IntN(256)))
-			case 1:
-				b = utf8.AppendRune(b, rune(r.IntN(0x300)+0x300))
+			case 1, 2:
+				b = utf8.AppendRune(b, marks[r.IntN(len(marks))])
+			case 3:
+				b = utf8.AppendRune(b, rune(r.IntN(unicode.MaxRune+1)))
+			case 4:
+				b = append(b, " \n\tAb'"[r.IntN(6)])
+			case 5:
+				b = utf8.AppendRune(b, rune(r.IntN(0x3000)))
 			default:
-				b = utf8.AppendRune(b, rune(r.IntN(0x20000)))
+				b = utf8.AppendRune(b, rune(r.IntN(0x30000)))
 			}
 		}
 		extra = append(extra, string(b))

@@ -26,9 +26,11 @@ import (
 //     non-starters in a row (UAX #15's Stream-Safe Text Format); the
 //     reference does not. And Go's package looks compositions up by the low
 //     16 bits of the two runes, so it composes U+11F21 U+0345 to U+1F91
-//     (refGoComposeBug lists the 6,016 code points it does this to). Where Go
-//     adds a joiner or the text holds such a code point, refNormalize
-//     normalizes those segments itself (refNormalizeSegment).
+//     (refGoComposeBug lists the 6,016 code points it does this to); and it
+//     lets a mark compose across a character of class 0 that composes with a
+//     preceding one (refGoMaybeStarter): D U+11127 U+0323 gives U+1E0C
+//     U+11127. Where Go adds a joiner or the text holds such a code point,
+//     refNormalize normalizes those segments itself (refNormalizeSegment).
 func refNormalize(f norm.Form, s string) string {
 	i := indexNormUnknown(s)
 	if i < 0 {
@@ -50,8 +52,21 @@ func refNormalize(f norm.Form, s string) string {
 const cgj = "\u034F"
 
 // normUnknownLead and composeBugLead mark the UTF-8 lead bytes of the code
-// points in refNormUnknown and refGoComposeBug.
-var normUnknownLead, composeBugLead = leadBytes(refNormUnknown), leadBytes(refGoComposeBug)
+// points in refNormUnknown, and in refGoComposeBug and refGoMaybeStarter.
+var normUnknownLead, composeBugLead = leadBytes(refNormUnknown), orLeads(leadBytes(refGoComposeBug), leadBytes(refGoMaybeStarter))
+
+func orLeads(a, b [256]bool) [256]bool {
+	for i := range a {
+		a[i] = a[i] || b[i]
+	}
+	return a
+}
+
+// isGoComposeBug reports whether Go's package may compose wrongly in the
+// normalization segment of r.
+func isGoComposeBug(r rune) bool {
+	return unicode.Is(refGoComposeBug, r) || unicode.Is(refGoMaybeStarter, r)
+}
 
 func leadBytes(t *unicode.RangeTable) (lead [256]bool) {
 	for _, r := range t.R16 {
@@ -72,11 +87,17 @@ func leadBytes(t *unicode.RangeTable) (lead [256]bool) {
 func indexNormUnknown(s string) int { return indexIn(s, refNormUnknown, &normUnknownLead) }
 
 func indexIn(s string, t *unicode.RangeTable, lead *[256]bool) int {
+	return indexFunc(s, lead, func(r rune) bool { return unicode.Is(t, r) })
+}
+
+// indexFunc returns the index of the first rune of s that starts with a
+// byte marked in lead and satisfies f, or -1.
+func indexFunc(s string, lead *[256]bool, f func(rune) bool) int {
 	for i := 0; i < len(s); i++ {
 		if !lead[s[i]] {
 			continue
 		}
-		if r, _ := utf8.DecodeRuneInString(s[i:]); unicode.Is(t, r) {
+		if r, _ := utf8.DecodeRuneInString(s[i:]); f(r) {
 			return i
 		}
 	}
@@ -88,14 +109,14 @@ func indexIn(s string, t *unicode.RangeTable, lead *[256]bool) int {
 // package.
 func normalizeKnown(f norm.Form, s string) string {
 	out := f.String(s)
-	composeBug := (f == norm.NFC || f == norm.NFKC) && indexIn(s, refGoComposeBug, &composeBugLead) >= 0
+	composeBug := (f == norm.NFC || f == norm.NFKC) && indexFunc(s, &composeBugLead, isGoComposeBug) >= 0
 	if !composeBug && (!strings.Contains(out, cgj) || strings.Count(out, cgj) == strings.Count(s, cgj)) {
 		return out
 	}
 	// Cut s before each character that starts a new normalization segment:
 	// runs of short segments go to Go's package, long segments (where it
-	// would add a joiner) and those with a code point of refGoComposeBug to
-	// refNormalizeSegment.
+	// would add a joiner) and those with a code point of refGoComposeBug or
+	// refGoMaybeStarter to refNormalizeSegment.
 	var sb strings.Builder
 	sb.Grow(len(out))
 	chunk, seg := 0, 0 // start of the text not yet written, of the segment
@@ -113,7 +134,7 @@ func normalizeKnown(f norm.Form, s string) string {
 			seg, runes, bug = i, 0, false
 		}
 		runes++
-		bug = bug || composeBug && composeBugLead[s[i]] && unicode.Is(refGoComposeBug, r)
+		bug = bug || composeBug && composeBugLead[s[i]] && isGoComposeBug(r)
 	}
 	flush(len(s))
 	sb.WriteString(f.String(s[chunk:]))
