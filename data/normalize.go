@@ -109,18 +109,68 @@ func indexFunc(s string, lead *[256]bool, f func(rune) bool) int {
 // package.
 func normalizeKnown(f norm.Form, s string) string {
 	out := f.String(s)
-	composeBug := (f == norm.NFC || f == norm.NFKC) && indexFunc(s, &composeBugLead, isGoComposeBug) >= 0
-	if !composeBug && (!strings.Contains(out, cgj) || strings.Count(out, cgj) == strings.Count(s, cgj)) {
+	if strings.Contains(out, cgj) && strings.Count(out, cgj) != strings.Count(s, cgj) {
+		return normalizeSegments(f, s)
+	}
+	if f != norm.NFC && f != norm.NFKC {
 		return out
 	}
-	// Cut s before each character that starts a new normalization segment:
-	// runs of short segments go to Go's package, long segments (where it
-	// would add a joiner) and those with a code point of refGoComposeBug or
-	// refGoMaybeStarter to refNormalizeSegment.
+	i, j := nextGoComposeBug(f, s)
+	if i < 0 {
+		return out
+	}
 	var sb strings.Builder
 	sb.Grow(len(out))
+	for i >= 0 {
+		sb.WriteString(f.String(s[:i]))
+		sb.WriteString(refNormalizeSegment(f, s[i:j]))
+		s = s[j:]
+		i, j = nextGoComposeBug(f, s)
+	}
+	sb.WriteString(f.String(s))
+	return sb.String()
+}
+
+// nextGoComposeBug returns the bounds of the first normalization segment of
+// s where Go's package may compose wrongly: one with a code point of
+// refGoComposeBug or refGoMaybeStarter followed by another character. Only
+// such segments can go wrong, and they are rare: U+09BE BENGALI VOWEL SIGN
+// AA is in refGoMaybeStarter and in most Bengali words, but nearly always
+// last in its segment. i is -1 if there is none.
+func nextGoComposeBug(f norm.Form, s string) (i, j int) {
+	for k := 0; ; {
+		at := indexFunc(s[k:], &composeBugLead, isGoComposeBug)
+		if at < 0 {
+			return -1, -1
+		}
+		at += k
+		_, n := utf8.DecodeRuneInString(s[at:])
+		k = at + n
+		if k == len(s) || f.PropertiesString(s[k:]).BoundaryBefore() {
+			continue
+		}
+		i = at
+		for i > 0 && !f.PropertiesString(s[i:]).BoundaryBefore() {
+			_, n := utf8.DecodeLastRuneInString(s[:i])
+			i -= n
+		}
+		for j = k; j < len(s) && !f.PropertiesString(s[j:]).BoundaryBefore(); {
+			_, n := utf8.DecodeRuneInString(s[j:])
+			j += n
+		}
+		return i, j
+	}
+}
+
+// normalizeSegments normalizes s segment by segment: runs of short segments
+// with Go's package, long ones (where it would add a grapheme joiner) and
+// those where it may compose wrongly with refNormalizeSegment.
+func normalizeSegments(f norm.Form, s string) string {
+	composing := f == norm.NFC || f == norm.NFKC
+	var sb strings.Builder
+	sb.Grow(len(s) + len(s)/8)
 	chunk, seg := 0, 0 // start of the text not yet written, of the segment
-	runes, bug := 0, false
+	runes, bug, afterBug := 0, false, false
 	flush := func(end int) {
 		if runes >= 16 || bug {
 			sb.WriteString(f.String(s[chunk:seg]))
@@ -131,10 +181,11 @@ func normalizeKnown(f norm.Form, s string) string {
 	for i, r := range s {
 		if f.PropertiesString(s[i:]).BoundaryBefore() {
 			flush(i)
-			seg, runes, bug = i, 0, false
+			seg, runes, bug, afterBug = i, 0, false, false
 		}
 		runes++
-		bug = bug || composeBug && composeBugLead[s[i]] && isGoComposeBug(r)
+		bug = bug || afterBug // something follows a code point Go may compose wrongly
+		afterBug = afterBug || composing && composeBugLead[s[i]] && isGoComposeBug(r)
 	}
 	flush(len(s))
 	sb.WriteString(f.String(s[chunk:]))
