@@ -21,7 +21,7 @@
 //     code point whose low 16 bits are those of a composing starter, and
 //     every one with a decomposition, with every mark that composes.
 //   - refGoMaybeStarter: the characters of combining class 0 that compose
-//     with a preceding one (U+11127, U+0CD5, Hangul vowels, ...). Go's package
+//     with a preceding one (U+11127, U+0CD5, U+09BE, ...). Go's package
 //     does not treat them as starters when it checks whether a later mark is
 //     blocked, so D U+11127 U+0323 becomes U+1E0C U+11127.
 //
@@ -333,8 +333,8 @@ func goComposeBug(unknown []rune) []rune {
 func maybeStarters() []rune {
 	var rs []rune
 	for r := rune(0); r <= unicode.MaxRune; r++ {
-		if r >= 0xD800 && r <= 0xDFFF {
-			continue
+		if r >= 0xD800 && r <= 0xDFFF || r >= 0x1161 && r <= 0x1175 || r >= 0x11A8 && r <= 0x11C2 {
+			continue // Go's package composes Hangul apart, and right (see neoxRefInputs)
 		}
 		for _, f := range []norm.Form{norm.NFC, norm.NFKC} {
 			if p := f.PropertiesString(string(r)); p.CCC() == 0 && !p.BoundaryBefore() {

@@ -89,6 +89,14 @@ func neoxRefInputs() (classes []string, inputs []string) {
 			add("nfc", "D"+string(c)+"\u05b0\u0308\u0323", "a"+string(c)+"\u0301")
 		}
 	}
+	hangul := []rune{0x1100, 0x1101, 0x1112, 0x115F, 0x1160, 0x1161, 0x1162, 0x1175, 0x11A8, 0x11A9, 0x11C2, 0xAC00, 0xAC01, 0xAC1C, 0x0301, 0x0323, 0x302E, 0x0041, 0x3131}
+	for range 300 {
+		var rs []rune
+		for range 1 + r.IntN(10) {
+			rs = append(rs, hangul[r.IntN(len(hangul))])
+		}
+		add("nfc", string(rs))
+	}
 	pool := append(slices.Clone(marks[:200]), unknown...)
 	for n := range 120 {
 		var sb strings.Builder

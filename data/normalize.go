@@ -65,7 +65,36 @@ func orLeads(a, b [256]bool) [256]bool {
 // isGoComposeBug reports whether Go's package may compose wrongly in the
 // normalization segment of r.
 func isGoComposeBug(r rune) bool {
+	if r <= 0xFFFF {
+		return goComposeBugBMP.has(r)
+	}
 	return unicode.Is(refGoComposeBug, r) || unicode.Is(refGoMaybeStarter, r)
+}
+
+// bmpSet is a set of code points below U+10000, a bit each.
+type bmpSet [1 << 16 / 64]uint64
+
+func (b *bmpSet) has(r rune) bool { return b[r>>6]&(1<<(r&63)) != 0 }
+
+func newBMPSet(tables ...*unicode.RangeTable) *bmpSet {
+	b := new(bmpSet)
+	for _, t := range tables {
+		for _, rg := range t.R16 {
+			for c := rune(rg.Lo); c <= rune(rg.Hi); c += rune(rg.Stride) {
+				b[c>>6] |= 1 << (c & 63)
+			}
+		}
+	}
+	return b
+}
+
+var goComposeBugBMP, normUnknownBMP = newBMPSet(refGoComposeBug, refGoMaybeStarter), newBMPSet(refNormUnknown)
+
+func isNormUnknown(r rune) bool {
+	if r <= 0xFFFF {
+		return normUnknownBMP.has(r)
+	}
+	return unicode.Is(refNormUnknown, r)
 }
 
 func leadBytes(t *unicode.RangeTable) (lead [256]bool) {
@@ -84,11 +113,7 @@ func leadBytes(t *unicode.RangeTable) (lead [256]bool) {
 
 // indexNormUnknown returns the index of the first code point of s in
 // refNormUnknown, or -1.
-func indexNormUnknown(s string) int { return indexIn(s, refNormUnknown, &normUnknownLead) }
-
-func indexIn(s string, t *unicode.RangeTable, lead *[256]bool) int {
-	return indexFunc(s, lead, func(r rune) bool { return unicode.Is(t, r) })
-}
+func indexNormUnknown(s string) int { return indexFunc(s, &normUnknownLead, isNormUnknown) }
 
 // indexFunc returns the index of the first rune of s that starts with a
 // byte marked in lead and satisfies f, or -1.
@@ -108,27 +133,32 @@ func indexFunc(s string, lead *[256]bool, f func(rune) bool) int {
 // reference, without the grapheme joiners and wrong compositions of Go's
 // package.
 func normalizeKnown(f norm.Form, s string) string {
-	out := f.String(s)
-	if strings.Contains(out, cgj) && strings.Count(out, cgj) != strings.Count(s, cgj) {
-		return normalizeSegments(f, s)
-	}
 	if f != norm.NFC && f != norm.NFKC {
-		return out
+		return normalizeNoCGJ(f, s)
 	}
 	i, j := nextGoComposeBug(f, s)
 	if i < 0 {
-		return out
+		return normalizeNoCGJ(f, s)
 	}
 	var sb strings.Builder
-	sb.Grow(len(out))
+	sb.Grow(len(s) + len(s)/8)
 	for i >= 0 {
-		sb.WriteString(f.String(s[:i]))
+		sb.WriteString(normalizeNoCGJ(f, s[:i]))
 		sb.WriteString(refNormalizeSegment(f, s[i:j]))
 		s = s[j:]
 		i, j = nextGoComposeBug(f, s)
 	}
-	sb.WriteString(f.String(s))
+	sb.WriteString(normalizeNoCGJ(f, s))
 	return sb.String()
+}
+
+// normalizeNoCGJ is f.String(s) without the grapheme joiners Go's package adds.
+func normalizeNoCGJ(f norm.Form, s string) string {
+	out := f.String(s)
+	if strings.Contains(out, cgj) && strings.Count(out, cgj) != strings.Count(s, cgj) {
+		return normalizeSegments(f, s)
+	}
+	return out
 }
 
 // nextGoComposeBug returns the bounds of the first normalization segment of
