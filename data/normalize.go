@@ -32,20 +32,50 @@ import (
 //     U+11127. Where Go adds a joiner or the text holds such a code point,
 //     refNormalize normalizes those segments itself (refNormalizeSegment).
 func refNormalize(f norm.Form, s string) string {
-	i := indexNormUnknown(s)
-	if i < 0 {
-		return normalizeKnown(f, s)
-	}
+	composing := f == norm.NFC || f == norm.NFKC
 	var sb strings.Builder
-	sb.Grow(len(s) + len(s)/8)
-	for i >= 0 {
-		_, n := utf8.DecodeRuneInString(s[i:])
-		sb.WriteString(normalizeKnown(f, s[:i]))
-		sb.WriteString(s[i : i+n])
-		s = s[i+n:]
-		i = indexNormUnknown(s)
+	done := 0 // s[:done] is in sb
+	for k := 0; ; {
+		at := indexFunc(s[k:], &specialLead, isSpecial)
+		if at < 0 {
+			break
+		}
+		at += k
+		r, n := utf8.DecodeRuneInString(s[at:])
+		k = at + n
+		if isNormUnknown(r) {
+			sb.WriteString(normalizeNoCGJ(f, s[done:at]))
+			sb.WriteString(s[at:k])
+			done = k
+			continue
+		}
+		// r is in refGoComposeBug or refGoMaybeStarter: Go's package can
+		// compose wrongly only when another character follows in r's
+		// normalization segment. U+09BE BENGALI VOWEL SIGN AA, in most
+		// Bengali words, is nearly always last in its segment.
+		if !composing || k == len(s) || f.PropertiesString(s[k:]).BoundaryBefore() {
+			continue
+		}
+		i, j := at, k // the segment
+		for i > done && !f.PropertiesString(s[i:]).BoundaryBefore() {
+			_, n := utf8.DecodeLastRuneInString(s[:i])
+			i -= n
+		}
+		for j < len(s) && !f.PropertiesString(s[j:]).BoundaryBefore() {
+			r, n := utf8.DecodeRuneInString(s[j:])
+			if isNormUnknown(r) {
+				break
+			}
+			j += n
+		}
+		sb.WriteString(normalizeNoCGJ(f, s[done:i]))
+		sb.WriteString(refNormalizeSegment(f, s[i:j]))
+		done, k = j, j
 	}
-	sb.WriteString(normalizeKnown(f, s))
+	if done == 0 {
+		return normalizeNoCGJ(f, s) // the usual case
+	}
+	sb.WriteString(normalizeNoCGJ(f, s[done:]))
 	return sb.String()
 }
 
@@ -88,7 +118,21 @@ func newBMPSet(tables ...*unicode.RangeTable) *bmpSet {
 	return b
 }
 
-var goComposeBugBMP, normUnknownBMP = newBMPSet(refGoComposeBug, refGoMaybeStarter), newBMPSet(refNormUnknown)
+var (
+	goComposeBugBMP = newBMPSet(refGoComposeBug, refGoMaybeStarter)
+	normUnknownBMP  = newBMPSet(refNormUnknown)
+	specialBMP      = newBMPSet(refGoComposeBug, refGoMaybeStarter, refNormUnknown)
+	specialLead     = orLeads(normUnknownLead, composeBugLead)
+)
+
+// isSpecial reports whether r is in refNormUnknown, refGoComposeBug or
+// refGoMaybeStarter.
+func isSpecial(r rune) bool {
+	if r <= 0xFFFF {
+		return specialBMP.has(r)
+	}
+	return unicode.Is(refNormUnknown, r) || unicode.Is(refGoComposeBug, r) || unicode.Is(refGoMaybeStarter, r)
+}
 
 func isNormUnknown(r rune) bool {
 	if r <= 0xFFFF {
@@ -129,29 +173,6 @@ func indexFunc(s string, lead *[256]bool, f func(rune) bool) int {
 	return -1
 }
 
-// normalizeKnown is f.String(s) for text without code points unknown to the
-// reference, without the grapheme joiners and wrong compositions of Go's
-// package.
-func normalizeKnown(f norm.Form, s string) string {
-	if f != norm.NFC && f != norm.NFKC {
-		return normalizeNoCGJ(f, s)
-	}
-	i, j := nextGoComposeBug(f, s)
-	if i < 0 {
-		return normalizeNoCGJ(f, s)
-	}
-	var sb strings.Builder
-	sb.Grow(len(s) + len(s)/8)
-	for i >= 0 {
-		sb.WriteString(normalizeNoCGJ(f, s[:i]))
-		sb.WriteString(refNormalizeSegment(f, s[i:j]))
-		s = s[j:]
-		i, j = nextGoComposeBug(f, s)
-	}
-	sb.WriteString(normalizeNoCGJ(f, s))
-	return sb.String()
-}
-
 // normalizeNoCGJ is f.String(s) without the grapheme joiners Go's package adds.
 func normalizeNoCGJ(f norm.Form, s string) string {
 	out := f.String(s)
@@ -159,37 +180,6 @@ func normalizeNoCGJ(f norm.Form, s string) string {
 		return normalizeSegments(f, s)
 	}
 	return out
-}
-
-// nextGoComposeBug returns the bounds of the first normalization segment of
-// s where Go's package may compose wrongly: one with a code point of
-// refGoComposeBug or refGoMaybeStarter followed by another character. Only
-// such segments can go wrong, and they are rare: U+09BE BENGALI VOWEL SIGN
-// AA is in refGoMaybeStarter and in most Bengali words, but nearly always
-// last in its segment. i is -1 if there is none.
-func nextGoComposeBug(f norm.Form, s string) (i, j int) {
-	for k := 0; ; {
-		at := indexFunc(s[k:], &composeBugLead, isGoComposeBug)
-		if at < 0 {
-			return -1, -1
-		}
-		at += k
-		_, n := utf8.DecodeRuneInString(s[at:])
-		k = at + n
-		if k == len(s) || f.PropertiesString(s[k:]).BoundaryBefore() {
-			continue
-		}
-		i = at
-		for i > 0 && !f.PropertiesString(s[i:]).BoundaryBefore() {
-			_, n := utf8.DecodeLastRuneInString(s[:i])
-			i -= n
-		}
-		for j = k; j < len(s) && !f.PropertiesString(s[j:]).BoundaryBefore(); {
-			_, n := utf8.DecodeRuneInString(s[j:])
-			j += n
-		}
-		return i, j
-	}
 }
 
 // normalizeSegments normalizes s segment by segment: runs of short segments
