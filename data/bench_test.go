@@ -122,3 +122,46 @@ func BenchmarkNeoXEncode(b *testing.B) {
 		tok.Encode(text)
 	}
 }
+
+// BenchmarkRealVocab measures tokens/s of both tokenizers with the shipped
+// vocabularies on benchText.
+func BenchmarkRealVocab(b *testing.B) {
+	world, err := WorldVocabTokenizer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	neox, err := NeoX20BTokenizer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, text string
+		tok        Tokenizer
+	}{
+		{"world", benchText(), world},
+		{"neox", benchText(), neox},
+		{"world-multilingual", benchMultilingual, world},
+		{"neox-multilingual", benchMultilingual, neox},
+	} {
+		tok, text := tt.tok, tt.text
+		b.Run(tt.name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			n := 0
+			for b.Loop() {
+				n += len(tok.Encode(text))
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
+
+// benchMultilingual is text in many scripts, with combining marks, emoji and
+// code: the NeoX normalizer's slower paths.
+var benchMultilingual = strings.Repeat(`Привет, мир! Съешь же ещё этих мягких французских булок, да выпей чаю.
+日本語のテキスト：ひらがな、カタカナ、漢字。東京は晴れです。한국어 텍스트입니다. 안녕하세요, 세계!
+العربية: مرحبا بالعالم! ١٢٣٤٥ हिन्दी: नमस्ते दुनिया, क़िला ज़रूर ไทย: สวัสดีชาวโลก
+Tiếng Việt: Xin chào thế giới. Ünïcödé çàfé naïve 😀😃😄😁 👍🏽 🇩🇪 👨‍💻 ❤️ 🤗 𝟙𝟚 𠀋𠀍
+বাংলা ভাষা: আমার সোনার বাংলা, আমি তোমায় ভালোবাসি। தமிழ்: யாதும் ஊரே யாவரும் கேளிர்.
+മലയാളം: എല്ലാവർക്കും നമസ്കാരം. ಕನ್ನಡ: ಎಲ್ಲರಿಗೂ ನಮಸ್ಕಾರ. 𠀋𠀍𠁷 각
+func main() { fmt.Println("hello, 世界") }
+`, 300)

@@ -10,7 +10,7 @@ type Config struct {
 	Train     string `mapstructure:"train" yaml:"train" json:"train"`             // corpus to train on (binidx prefix or .npy)
 	Val       string `mapstructure:"val" yaml:"val" json:"val"`                   // validation corpus, optional
 	Format    string `mapstructure:"format" yaml:"format" json:"format"`          // "binidx", "npy", or "" to infer from the path
-	Tokenizer string `mapstructure:"tokenizer" yaml:"tokenizer" json:"tokenizer"` // "byte", "world:FILE", "neox:FILE", or "" if none
+	Tokenizer string `mapstructure:"tokenizer" yaml:"tokenizer" json:"tokenizer"` // "byte", "world", "neox", "world:FILE", "neox:FILE", or "" if none
 	Sampling  string `mapstructure:"sampling" yaml:"sampling" json:"sampling"`    // "random" (also ""), "magic_prime" or "sequential"
 }
 

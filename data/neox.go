@@ -81,6 +81,11 @@ func LoadNeoXTokenizer(path string) (*NeoXTokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: neox tokenizer: %w", err)
 	}
+	return readNeoXTokenizer(b, path)
+}
+
+// readNeoXTokenizer parses a tokenizer.json; path names it in errors.
+func readNeoXTokenizer(b []byte, path string) (*NeoXTokenizer, error) {
 	t, err := parseNeoX(b)
 	if err != nil {
 		return nil, fmt.Errorf("data: neox tokenizer %q: %w: %v", path, ErrBadVocab, err)
@@ -223,7 +228,7 @@ func parseNormalizer(raw json.RawMessage) ([]norm.Form, error) {
 
 func (t *NeoXTokenizer) normalize(s string) string {
 	for _, f := range t.norm {
-		s = f.String(s)
+		s = refNormalize(f, s)
 	}
 	return s
 }
@@ -258,8 +263,9 @@ func (t *NeoXTokenizer) Encode(s string) []int {
 
 func (t *NeoXTokenizer) encode(dst []int, s string) []int {
 	if t.utf8Only && !utf8.ValidString(s) {
-		// Hugging Face only sees valid UTF-8: read invalid bytes as U+FFFD.
-		s = strings.ToValidUTF8(s, "\uFFFD")
+		// Hugging Face only sees valid UTF-8: read each maximal invalid
+		// subsequence as one U+FFFD, as Python and Rust do.
+		s = toValidUTF8Lossy(s)
 	}
 	t.rawAdded.split(s, func(piece string, id int) {
 		if id >= 0 {

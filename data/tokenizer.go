@@ -26,34 +26,40 @@ type prefixEncoder interface {
 	encodePrefix(dst []int, b []byte, atEOF bool) ([]int, int)
 }
 
-// ParseTokenizer loads a tokenizer from a spec: "byte", "world:FILE" (an
-// rwkv_vocab_v20230424.txt style vocabulary) or "neox:FILE" (a Hugging Face
-// tokenizer.json such as 20B_tokenizer.json).
+// ParseTokenizer loads a tokenizer from a spec: "byte", "world" (the RWKV
+// World vocabulary rwkv_vocab_v20230424.txt, built in), "world:FILE" (a
+// vocabulary in that format), "neox" (GPT-NeoX's 20B_tokenizer.json, built in)
+// or "neox:FILE" (a Hugging Face tokenizer.json).
 func ParseTokenizer(spec string) (Tokenizer, error) {
 	kind, path, err := splitTokenizerSpec(spec)
 	if err != nil {
 		return nil, err
 	}
-	switch kind {
-	case "byte":
+	switch {
+	case kind == "byte":
 		return NewByteTokenizer(), nil
-	case "world":
+	case kind == "world" && path == "":
+		return WorldVocabTokenizer()
+	case kind == "world":
 		return LoadWorldTokenizer(path)
+	case path == "":
+		return NeoX20BTokenizer()
 	default:
 		return LoadNeoXTokenizer(path)
 	}
 }
 
 // splitTokenizerSpec checks the syntax of a tokenizer spec without loading it.
+// path is "" for a built-in vocabulary.
 func splitTokenizerSpec(spec string) (kind, path string, err error) {
 	kind, path, hasPath := strings.Cut(spec, ":")
 	switch {
 	case kind == "byte" && !hasPath:
 		return kind, "", nil
-	case (kind == "world" || kind == "neox") && path != "":
+	case (kind == "world" || kind == "neox") && (path != "" || !hasPath):
 		return kind, path, nil
 	}
-	return "", "", fmt.Errorf("data: tokenizer %q: %w: want byte, world:FILE or neox:FILE", spec, ErrBadConfig)
+	return "", "", fmt.Errorf("data: tokenizer %q: %w: want byte, world, neox, world:FILE or neox:FILE", spec, ErrBadConfig)
 }
 
 // ByteTokenizer maps each byte of the UTF-8 text to its value (vocab 256).

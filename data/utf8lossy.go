@@ -2,15 +2,33 @@ package data
 
 import "unicode/utf8"
 
-// lossyUTF8 returns b as valid UTF-8 with each maximal invalid subsequence
-// replaced by one U+FFFD: the "substitution of maximal subparts" of Unicode
-// §3.9 that Python's bytes.decode(errors="replace"), Rust's
-// String::from_utf8_lossy and the WHATWG TextDecoder follow. Go's
-// strings.ToValidUTF8 replaces a whole run of bad bytes by one U+FFFD and
-// utf8.DecodeRune each bad byte alone; neither gives the same text.
+// ToValidUTF8Lossy returns b as valid UTF-8, with each maximal invalid subsequence replaced by
+// one U+FFFD, and whether anything was replaced. This is Unicode's "substitution of maximal
+// subparts" (§3.9, U+FFFD substitution), which Python's bytes.decode(errors="replace"), Rust's
+// String::from_utf8_lossy and WHATWG's TextDecoder all follow: a truncated sequence such as
+// E2 82 is one U+FFFD, while each byte that cannot start or continue a well-formed sequence
+// (C0, F5..FF, a lone continuation byte, the A0 after ED) is one of its own. So FF FF gives
+// two, where strings.ToValidUTF8 gives one (and utf8.DecodeRune one per bad byte).
+func ToValidUTF8Lossy(b []byte) (s string, replaced bool) {
+	if utf8.Valid(b) {
+		return string(b), false
+	}
+	out, _, replaced := appendLossyUTF8(make([]byte, 0, len(b)+8), b, true)
+	return string(out), replaced
+}
+
+// lossyUTF8 is ToValidUTF8Lossy without the report.
 func lossyUTF8(b []byte) string {
-	out, _, _ := appendLossyUTF8(nil, b, true)
-	return string(out)
+	s, _ := ToValidUTF8Lossy(b)
+	return s
+}
+
+// toValidUTF8Lossy is ToValidUTF8Lossy for a string.
+func toValidUTF8Lossy(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return lossyUTF8([]byte(s))
 }
 
 // appendLossyUTF8 appends src to dst as lossyUTF8 converts it and returns

@@ -2,7 +2,8 @@ package data
 
 import (
 	"bytes"
-	"encoding/hex"
+	"encoding/base64"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -41,34 +42,6 @@ func TestLossyUTF8(t *testing.T) {
 	}
 }
 
-// TestLossyUTF8Python compares with what Python 3 decoded for 500 inputs
-// built from the bytes at the edges of Unicode's Table 3-7.
-func TestLossyUTF8Python(t *testing.T) {
-	b, err := os.ReadFile("testdata/lossy_utf8.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		inHex, wantHex, _ := strings.Cut(line, " ")
-		in, err1 := hex.DecodeString(inHex)
-		want, err2 := hex.DecodeString(wantHex)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("bad line %q", line)
-		}
-		if got := lossyUTF8(in); got != string(want) {
-			t.Errorf("lossyUTF8(%q) = %q, Python gives %q", in, got, want)
-		}
-		n++
-	}
-	if n != 500 {
-		t.Errorf("%d cases, want 500", n)
-	}
-}
-
 // FuzzLossyUTF8 checks the output is valid, valid input is unchanged, and
 // converting in chunks (as Prepare streams a file) gives the same text.
 func FuzzLossyUTF8(f *testing.F) {
@@ -95,6 +68,62 @@ func FuzzLossyUTF8(f *testing.F) {
 		out, _, _ = appendLossyUTF8(out, pending, true)
 		if !bytes.Equal(out, []byte(whole)) {
 			t.Fatalf("in chunks of %d: %q, whole: %q", chunk, out, whole)
+		}
+	})
+}
+
+// TestToValidUTF8Lossy compares with Python's decode("utf-8", "replace")
+// (testdata/utf8_lossy.py; Node's TextDecoder agrees on all of them) on
+// truncated sequences, overlongs, surrogates, code points above U+10FFFF and
+// lone continuation bytes.
+func TestToValidUTF8Lossy(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"\xff\xff", "\uFFFD\uFFFD"},
+		{"\xe2\x82", "\uFFFD"},
+		{"\xe2\x82a", "\uFFFDa"},
+		{"\xed\xa0\x80", "\uFFFD\uFFFD\uFFFD"},
+		{"\xf4\x90\x80\x80", "\uFFFD\uFFFD\uFFFD\uFFFD"},
+		{"\xf0\x9f\x98\xf0\x9f\x98\x80", "\uFFFD😀"},
+		{"ok", "ok"},
+	} {
+		got, replaced := ToValidUTF8Lossy([]byte(tt.in))
+		if got != tt.want || replaced != (tt.in != tt.want) {
+			t.Errorf("ToValidUTF8Lossy(%q) = %+q, %v; want %+q", tt.in, got, replaced, tt.want)
+		}
+	}
+	raw, err := os.ReadFile("testdata/utf8_lossy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases [][2]string
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, c := range cases {
+		in, _ := base64.StdEncoding.DecodeString(c[0])
+		want, _ := base64.StdEncoding.DecodeString(c[1])
+		if got, _ := ToValidUTF8Lossy(in); got != string(want) {
+			bad++
+			if bad < 10 {
+				t.Errorf("ToValidUTF8Lossy(%q) = %+q, want %+q", in, got, want)
+			}
+		}
+	}
+	if bad > 0 || len(cases) < 1000 {
+		t.Errorf("%d of %d cases differ from Python", bad, len(cases))
+	}
+}
+
+func FuzzToValidUTF8Lossy(f *testing.F) {
+	f.Add([]byte("\xff\xffa\xe2\x82"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, replaced := ToValidUTF8Lossy(b)
+		if !utf8.ValidString(s) || replaced == utf8.Valid(b) {
+			t.Fatalf("%q -> %q, %v", b, s, replaced)
+		}
+		if n := strings.Count(s, "\uFFFD") - strings.Count(string(b), "\uFFFD"); n > len(b) || (replaced && n < 1) {
+			t.Fatalf("%q -> %q: %d replacements", b, s, n)
 		}
 	})
 }

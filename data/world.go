@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -30,6 +31,11 @@ func LoadWorldTokenizer(path string) (*WorldTokenizer, error) {
 		return nil, fmt.Errorf("data: world tokenizer: %w", err)
 	}
 	defer f.Close()
+	return readWorldTokenizer(f, path)
+}
+
+// readWorldTokenizer parses a World vocabulary; path names it in errors.
+func readWorldTokenizer(f io.Reader, path string) (*WorldTokenizer, error) {
 	t := &WorldTokenizer{vocab: 65536}
 	seen := map[string]int{}
 	sc := bufio.NewScanner(f)
