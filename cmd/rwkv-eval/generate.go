@@ -21,7 +21,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var mf modelFlags
 	mf.register(fs)
 	prompt := fs.String("prompt", "", "text to continue (required)")
-	tokSpec := fs.String("tokenizer", "", "byte, world:FILE or neox:FILE (required unless the vocab is 256)")
+	tokSpec := fs.String("tokenizer", "", "byte, world, neox (built in), world:FILE or neox:FILE (required unless the vocab is 256)")
 	d := eval.DefaultSampleOptions() // ChatRWKV's PIPELINE_ARGS defaults
 	temperature := fs.Float64("temperature", d.Temperature, "sampling temperature; 0: greedy")
 	topP := fs.Float64("top-p", d.TopP, "nucleus sampling: keep the most likely tokens up to this probability, before the temperature (0: greedy, 1: off)")

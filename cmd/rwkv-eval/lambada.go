@@ -28,7 +28,7 @@ func runLambada(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var mf modelFlags
 	mf.register(fs)
 	dataPath := fs.String("data", "", `LAMBADA jsonl: one {"text": ...} per line (required)`)
-	tokSpec := fs.String("tokenizer", "", "byte, world:FILE or neox:FILE (required unless the vocab is 256)")
+	tokSpec := fs.String("tokenizer", "", "byte, world, neox (built in), world:FILE or neox:FILE (required unless the vocab is 256)")
 	batch := fs.Int("batch", 8, "examples per forward pass")
 	bos := fs.Int("bos", 0, "token before each context, as RWKV's evaluation does (-1: none)")
 	limit := fs.Int("max-examples", 0, "score only the first N examples (0: all)")

@@ -38,7 +38,7 @@ func runPPL(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	mf.register(fs)
 	dataPath := fs.String("data", "", "binidx prefix, .npy token array, or text file (with --tokenizer) (required)")
 	format := fs.String("format", "auto", "data format: auto, binidx, npy or text")
-	tokSpec := fs.String("tokenizer", "", "byte, world:FILE or neox:FILE: encodes text data and counts bytes for bits_per_byte")
+	tokSpec := fs.String("tokenizer", "", "byte, world, neox (built in), world:FILE or neox:FILE: encodes text data and counts bytes for bits_per_byte")
 	modeName := fs.String("mode", "parallel", "parallel: windows of --ctx-len; rnn: one unbounded stream, state carried token to token")
 	stride := fs.Int("stride", 0, "parallel: advance windows by this many tokens, scoring only the new ones (default --ctx-len)")
 	batch := fs.Int("batch", 1, "parallel: windows per forward pass")

@@ -2,7 +2,7 @@
 //
 //	rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]
 //	rwkv-train quickstart
-//	rwkv-train prepare --tokenizer byte|world:FILE|neox:FILE --output PREFIX INPUT...
+//	rwkv-train prepare --tokenizer byte|world|neox|world:FILE|neox:FILE --output PREFIX INPUT...
 //	rwkv-train export --checkpoint PATH --format rwkv|hf|pth|web-rwkv [--dtype fp32|fp16|bf16] --out PATH
 //
 // Ctrl-C, SIGTERM (what Slurm and Kubernetes send) and SIGHUP stop a run at the next safe point:

@@ -16,14 +16,14 @@ import (
 func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prepare", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tokSpec := fs.String("tokenizer", "", "byte, world:FILE (rwkv_vocab_v20230424.txt) or neox:FILE (20B_tokenizer.json)")
+	tokSpec := fs.String("tokenizer", "", "byte, world or neox (built in), or world:FILE (rwkv_vocab_v20230424.txt format) or neox:FILE (tokenizer.json)")
 	output := fs.String("output", "", "binidx prefix to write: PREFIX.bin and PREFIX.idx")
 	valOutput := fs.String("val-output", "", "binidx prefix of the validation split (default PREFIX_val)")
 	valFraction := fs.Float64("val-fraction", 0, "fraction of documents held out for validation, spread evenly")
 	ctxLen := fs.Int("ctx-len", 1024, "ctx_len for which to print the magic prime")
 	quiet := fs.Bool("quiet", false, "do not show progress")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: rwkv-train prepare --tokenizer byte|world:FILE|neox:FILE --output PREFIX [flags] INPUT...
+		fmt.Fprint(stderr, `usage: rwkv-train prepare --tokenizer byte|world|neox|world:FILE|neox:FILE --output PREFIX [flags] INPUT...
 
 INPUT is a text file (one document), a directory of them, or a .jsonl file
 (one JSON object with a "text" string per line, one document each; the key is
