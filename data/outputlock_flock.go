@@ -39,6 +39,3 @@ func lockOutput(prefix string) (unlock func(), err error) {
 		f.Close()
 	}
 }
-
-// openNonblock keeps open(2) from waiting for a writer on a FIFO.
-const openNonblock = syscall.O_NONBLOCK

@@ -5,5 +5,3 @@ package data
 // lockOutput does nothing where flock is missing: two runs on one output
 // are not detected there.
 func lockOutput(prefix string) (unlock func(), err error) { return func() {}, nil }
-
-const openNonblock = 0

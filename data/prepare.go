@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // PrepareOptions says what Prepare reads and writes.
@@ -157,7 +159,7 @@ func listInputs(inputs []string) ([]string, int64, error) {
 	var total int64
 	add := func(path string, info fs.FileInfo) error {
 		if !info.Mode().IsRegular() {
-			return fmt.Errorf("%q is %s: give regular files or directories", path, describeMode(info.Mode()))
+			return fmt.Errorf("%q is a %s: give regular files or directories", path, fsutil.Kind(info.Mode()))
 		}
 		files = append(files, path)
 		total += info.Size()
@@ -205,33 +207,11 @@ func listInputs(inputs []string) ([]string, int64, error) {
 	return files, total, nil
 }
 
-func describeMode(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "not a regular file"
-}
-
 // openRegular opens an input without blocking on a FIFO or device that
 // replaced it since it was listed, and refuses anything but a regular file.
 func openRegular(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+	f, _, err := fsutil.OpenRegular(path)
 	if err != nil {
-		return nil, fmt.Errorf("data: prepare: %w", err)
-	}
-	info, err := f.Stat()
-	if err == nil && !info.Mode().IsRegular() {
-		err = fmt.Errorf("%q is %s: give regular files or directories", path, describeMode(info.Mode()))
-	}
-	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("data: prepare: input %w", err)
 	}
 	return f, nil
