@@ -1,0 +1,209 @@
+package model
+
+import "math"
+
+// The WKV-7 recurrence of RWKV-7 "Goose" (x070; NEXT-ARCH §1.3), per head h of size N with a
+// state S of N×N, rows = value index i, columns = key index j:
+//
+//	d_t  = exp(-e^-0.5 · σ(w̃_t))                 decay per key channel, in (0.5452, 1)
+//	sa_t = S_{t-1} α_t
+//	S_t  = S_{t-1} diag(d_t) + sa_t β_tᵀ + v_t k_tᵀ
+//	y_t  = S_t r_t                                  (the state after the update)
+//
+// Layouts, all row-major:
+//
+//	r, w, k, v, a, b, y:  (B*T, C), C = H*N    row b*T+t is token t of sequence b; w is the raw
+//	                                           decay input w̃, a is α and b is β
+//	state:                (B*H*N, N)           rows (b*H+h)*N+i, column j: S[i][j] of head h
+//
+// The kernels compute in the storage type (fp32 for float32, as RWKV-LM's kernels), except the
+// decay, which is computed in float64 and rounded. They run one goroutine per (sequence, head).
+//
+// The backward is exact reverse-mode differentiation, including the gradient of the initial
+// state. It recomputes rather than inverts: a forward pass stores S at the start of every chunk
+// of wkv7Chunk tokens, then for each chunk, last first, the chunk's states are recomputed into
+// scratch and walked backwards. The states the backward uses are then exactly the forward's
+// (no division by d, no error growth along T), and nothing but the inputs is kept between the
+// forward and the backward op; the price is one extra forward pass.
+
+// wkv7WScale is -e^-0.5: d = exp(wkv7WScale·σ(w̃)) (RWKV-LM's W_SCALE).
+const wkv7WScale = -0.6065306597126334
+
+// wkv7Chunk is the number of tokens whose states the backward recomputes and keeps at once.
+const wkv7Chunk = 16
+
+// wkv7Decay returns d = exp(-e^-0.5·σ(w)) and dd/dw = d·(-e^-0.5)·σ(w)(1-σ(w)).
+func wkv7Decay(w float64) (d, dw float64) {
+	e := math.Exp(-w)
+	s := 1 / (1 + e)
+	d = math.Exp(wkv7WScale * s)
+	return d, d * wkv7WScale * s * s * e // σ(1-σ) = σ²e^-w: 1-σ would cancel for large w
+}
+
+// wkv7Step advances one head's state S (N×N) by one token and writes y = S r unless y is nil,
+// and sa = S_{t-1} α unless sa is nil.
+func wkv7Step[F Float](N int, S, d, r, k, v, a, b, y, sa []F) {
+	for i := 0; i < N; i++ {
+		row := S[i*N : (i+1)*N : (i+1)*N]
+		var s F
+		for j, x := range row {
+			s += x * a[j]
+		}
+		if sa != nil {
+			sa[i] = s
+		}
+		vi := v[i]
+		var yi F
+		for j, x := range row {
+			x = x*d[j] + s*b[j] + vi*k[j]
+			row[j] = x
+			yi += x * r[j]
+		}
+		if y != nil {
+			y[i] = yi
+		}
+	}
+}
+
+// wkv7Forward computes y and the final state sT from the initial state s0.
+func wkv7Forward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, y, sT []F) {
+	C, NN := H*N, N*N
+	parallelFor(B*H, B*H, func(_, lo, hi int) {
+		d := make([]F, N)
+		S := make([]F, NN)
+		for task := lo; task < hi; task++ {
+			bi, h := task/H, task%H
+			copy(S, s0[task*NN:(task+1)*NN])
+			for t := 0; t < T; t++ {
+				o := (bi*T+t)*C + h*N
+				for j := range d {
+					dj, _ := wkv7Decay(float64(w[o+j]))
+					d[j] = F(dj)
+				}
+				e := o + N
+				wkv7Step(N, S, d, r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], y[o:e], nil)
+			}
+			copy(sT[task*NN:(task+1)*NN], S)
+		}
+	})
+}
+
+// wkv7Backward is reverse-mode differentiation of wkv7Forward: given dy (B*T, C) and the
+// gradient of the final state dsT (B*H*N, N; nil for zero), it writes the gradients of every
+// input: dr, dw (with respect to the raw w̃), dk, dv, da, db (B*T, C) and ds0 (B*H*N, N).
+func wkv7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk, dv, da, db, ds0 []F) {
+	C, NN, L := H*N, N*N, wkv7Chunk
+	nc := (T + L - 1) / L
+	parallelFor(B*H, B*H, func(_, lo, hi int) {
+		snaps := make([]F, nc*NN)    // S before the first token of each chunk
+		states := make([]F, (L+1)*NN) // one chunk: the state before it, then after each token
+		sa := make([]F, L*N)
+		dA, fA := make([]F, T*N), make([]F, T*N) // d and dd/dw̃ of every token
+		G := make([]F, NN)                        // dL/dS of the current step
+		for task := lo; task < hi; task++ {
+			bi, h := task/H, task%H
+			row := func(t int) int { return (bi*T+t)*C + h*N }
+			S := states[:NN]
+			copy(S, s0[task*NN:(task+1)*NN])
+			for t := 0; t < T; t++ {
+				o := row(t)
+				for j := 0; j < N; j++ {
+					dj, fj := wkv7Decay(float64(w[o+j]))
+					dA[t*N+j], fA[t*N+j] = F(dj), F(fj)
+				}
+				if t%L == 0 {
+					copy(snaps[t/L*NN:], S)
+				}
+				e := o + N
+				wkv7Step(N, S, dA[t*N:(t+1)*N], r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], nil, nil)
+			}
+			if dsT != nil {
+				copy(G, dsT[task*NN:(task+1)*NN])
+			} else {
+				clear(G)
+			}
+			for c := nc - 1; c >= 0; c-- {
+				t0, t1 := c*L, min(T, c*L+L)
+				copy(states[:NN], snaps[c*NN:(c+1)*NN])
+				for t := t0; t < t1; t++ {
+					o, s := row(t), t-t0
+					cur := states[(s+1)*NN : (s+2)*NN]
+					copy(cur, states[s*NN:(s+1)*NN])
+					e := o + N
+					wkv7Step(N, cur, dA[t*N:(t+1)*N], r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], nil, sa[s*N:(s+1)*N])
+				}
+				for t := t1 - 1; t >= t0; t-- {
+					o, s := row(t), t-t0
+					e := o + N
+					wkv7StepBack(N, states[s*NN:(s+1)*NN], states[(s+1)*NN:(s+2)*NN], G, sa[s*N:(s+1)*N],
+						dA[t*N:(t+1)*N], r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], dy[o:e],
+						dr[o:e], dw[o:e], dk[o:e], dv[o:e], da[o:e], db[o:e])
+					for j := 0; j < N; j++ {
+						dw[o+j] *= fA[t*N+j]
+					}
+				}
+			}
+			copy(ds0[task*NN:(task+1)*NN], G)
+		}
+	})
+}
+
+// wkv7StepBack takes G = dL/dS_t (without the step's own output term) to dL/dS_{t-1} and writes
+// the step's input gradients; dd (with respect to the decay d, not yet w̃) goes to dd.
+func wkv7StepBack[F Float](N int, prev, cur, G, sa, d, r, k, v, a, b, dy, dr, dd, dk, dv, da, db []F) {
+	clear(dr)
+	clear(dd)
+	clear(dk)
+	clear(db)
+	clear(da)
+	for i := 0; i < N; i++ {
+		g := G[i*N : (i+1)*N : (i+1)*N]
+		sp := prev[i*N : (i+1)*N : (i+1)*N]
+		sc := cur[i*N : (i+1)*N : (i+1)*N]
+		dyi, vi, sai := dy[i], v[i], sa[i]
+		var dvi, dsai F
+		for j := range g {
+			gj := g[j] + dyi*r[j] // y = S_t r
+			g[j] = gj
+			dr[j] += dyi * sc[j]
+			dd[j] += gj * sp[j]
+			dk[j] += vi * gj
+			db[j] += sai * gj
+			dvi += gj * k[j]
+			dsai += gj * b[j]
+		}
+		dv[i] = dvi
+		for j := range g { // sa = S_{t-1} α
+			da[j] += dsai * sp[j]
+			g[j] = g[j]*d[j] + dsai*a[j]
+		}
+	}
+}
+
+// runWKV7Forward is wkv7Forward on the AVX2 kernel where it can run (float32, N a multiple of 8).
+func runWKV7Forward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, y, sT []F) {
+	if x, ok := any(r).([]float32); ok {
+		f := func(s []F) []float32 { return any(s).([]float32) }
+		if wkv7ForwardFast(B, T, H, N, x, f(w), f(k), f(v), f(a), f(b), f(s0), f(y), f(sT)) {
+			return
+		}
+	}
+	wkv7Forward(B, T, H, N, r, w, k, v, a, b, s0, y, sT)
+}
+
+// runWKV7Backward is wkv7Backward on the AVX2 kernel where it can run.
+func runWKV7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk, dv, da, db, ds0 []F) {
+	if x, ok := any(r).([]float32); ok {
+		f := func(s []F) []float32 {
+			if s == nil {
+				return nil
+			}
+			return any(s).([]float32)
+		}
+		if wkv7BackwardFast(B, T, H, N, x, f(w), f(k), f(v), f(a), f(b), f(s0), f(dy), f(dsT),
+			f(dr), f(dw), f(dk), f(dv), f(da), f(db), f(ds0)) {
+			return
+		}
+	}
+	wkv7Backward(B, T, H, N, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk, dv, da, db, ds0)
+}
