@@ -95,11 +95,11 @@ func wkv7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw
 	C, NN, L := H*N, N*N, wkv7Chunk
 	nc := (T + L - 1) / L
 	parallelFor(B*H, B*H, func(_, lo, hi int) {
-		snaps := make([]F, nc*NN)    // S before the first token of each chunk
+		snaps := make([]F, nc*NN)     // S before the first token of each chunk
 		states := make([]F, (L+1)*NN) // one chunk: the state before it, then after each token
 		sa := make([]F, L*N)
 		dA, fA := make([]F, T*N), make([]F, T*N) // d and dd/dw̃ of every token
-		G := make([]F, NN)                        // dL/dS of the current step
+		G := make([]F, NN)                       // dL/dS of the current step
 		for task := lo; task < hi; task++ {
 			bi, h := task/H, task%H
 			row := func(t int) int { return (bi*T+t)*C + h*N }
