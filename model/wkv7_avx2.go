@@ -114,15 +114,16 @@ RW7 void rw7_fwd(int T, int C, int N, const float* r, const float* w, const floa
 }
 
 // One token backwards, two rows at a time: G = dL/dS_t (without the token's own output term)
-// becomes dL/dS_{t-1}; prev = S_{t-1}, cur = S_t; writes dr, dd (the gradient of d), dk, dv, da, db.
+// becomes dL/dS_{t-1}; prev = S_{t-1}, cur = S_t; writes into acc (5N floats, contiguous) the
+// column sums dr, dd (the gradient of d), dk, db, da, and into dv the row sums; the caller copies
+// them out.
+// Accumulating straight into the output rows would be 2x slower: those tensors lie a multiple
+// of 4 KiB apart, and each load from one would wait for the store just made to another (4K aliasing).
 RW7 static void rw7_step_back(int N, const float* prev, const float* cur, float* G, const float* sa, const float* d,
 		const float* r, const float* k, const float* v, const float* a, const float* b, const float* dy,
-		float* dr, float* dd, float* dk, float* dv, float* da, float* db) {
-	memset(dr, 0, N * sizeof(float));
-	memset(dd, 0, N * sizeof(float));
-	memset(dk, 0, N * sizeof(float));
-	memset(da, 0, N * sizeof(float));
-	memset(db, 0, N * sizeof(float));
+		float* dv, float* acc) {
+	float *dr = acc, *dd = acc + N, *dk = acc + 2 * N, *db = acc + 3 * N, *da = acc + 4 * N;
+	memset(acc, 0, 5 * N * sizeof(float));
 	for (int i = 0; i < N; i += 2) {
 		float* g0 = G + (long)i * N;
 		float* g1 = g0 + N;
@@ -176,8 +177,13 @@ RW7 static void rw7_step_back(int N, const float* prev, const float* cur, float*
 
 // rw7_bwd is the backward of rw7_fwd for one head. s0: the initial state; G: on entry the
 // gradient of the final state, on return that of the initial state. Gradients are written like
-// r, rows C apart (dw with respect to the raw w). scratch holds
-// (ceil(T/16) + 17)·N² + 16·N + 2·T·N floats; its contents on entry do not matter.
+// r, rows C apart (dw with respect to the raw w). scratch holds rw7_bwd_scratch(T, N) floats; its
+// contents on entry do not matter.
+long rw7_bwd_scratch(int T, int N) {
+	long NN = (long)N * N;
+	return ((T + 15) / 16) * NN + 18 * NN + 16L * N + 2L * T * N + 6L * N;
+}
+
 RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const float* k, const float* v,
 		const float* a, const float* b, const float* dy, const float* s0, float* G,
 		float* dr, float* dw, float* dk, float* dv, float* da, float* db, float* scratch) {
@@ -187,9 +193,12 @@ RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const floa
 	int nc = (T + L - 1) / L;
 	float* snaps = scratch;
 	float* states = snaps + nc * NN;
-	float* sa = states + (L + 1) * NN;
+	float* g = states + (L + 1) * NN;
+	float* sa = g + NN;
 	float* dA = sa + (long)L * N;
 	float* fA = dA + (long)T * N;
+	float* acc = fA + (long)T * N;
+	memcpy(g, G, NN * sizeof(float));
 	memcpy(states, s0, NN * sizeof(float));
 	for (int t = 0; t < T; t++) {
 		long o = (long)t * C;
@@ -210,13 +219,20 @@ RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const floa
 			long o = (long)t * C;
 			int s = t - t0;
 			const float* d = dA + (long)t * N;
-			rw7_step_back(N, states + s * NN, states + (s + 1) * NN, G, sa + (long)s * N, d,
-				r + o, k + o, v + o, a + o, b + o, dy + o, dr + o, dw + o, dk + o, dv + o, da + o, db + o);
+			rw7_step_back(N, states + s * NN, states + (s + 1) * NN, g, sa + (long)s * N, d,
+				r + o, k + o, v + o, a + o, b + o, dy + o, acc + 5 * N, acc);
 			const float* f = fA + (long)t * N;
-			for (int j = 0; j < N; j += 8)
-				_mm256_storeu_ps(dw + o + j, _mm256_mul_ps(_mm256_loadu_ps(dw + o + j), _mm256_loadu_ps(f + j)));
+			for (int j = 0; j < N; j += 8) {
+				_mm256_storeu_ps(dr + o + j, _mm256_loadu_ps(acc + j));
+				_mm256_storeu_ps(dw + o + j, _mm256_mul_ps(_mm256_loadu_ps(acc + N + j), _mm256_loadu_ps(f + j)));
+				_mm256_storeu_ps(dk + o + j, _mm256_loadu_ps(acc + 2 * N + j));
+				_mm256_storeu_ps(db + o + j, _mm256_loadu_ps(acc + 3 * N + j));
+				_mm256_storeu_ps(da + o + j, _mm256_loadu_ps(acc + 4 * N + j));
+				_mm256_storeu_ps(dv + o + j, _mm256_loadu_ps(acc + 5 * N + j));
+			}
 		}
 	}
+	memcpy(G, g, NN * sizeof(float));
 }
 */
 import "C"
@@ -249,10 +265,9 @@ func wkv7BackwardFast(B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk,
 	if !haveAVX2 || N%8 != 0 || T < 1 {
 		return false
 	}
-	Cn, NN, L := H*N, N*N, wkv7Chunk
-	nc := (T + L - 1) / L
+	Cn, NN := H*N, N*N
 	parallelFor(B*H, B*H, func(_, lo, hi int) {
-		buf := getScratch((nc+L+1)*NN + L*N + 2*T*N)
+		buf := getScratch(int(C.rw7_bwd_scratch(C.int(T), C.int(N))))
 		defer putScratch(buf)
 		for task := lo; task < hi; task++ {
 			bi, h := task/H, task%H
