@@ -59,15 +59,20 @@ RW7 static void rw7_decay(int N, const float* w, float* d, float* f) {
 	}
 }
 
-// One token of one head: S (N×N, [value][key]) is updated in place; y = S r unless y is NULL,
-// sa = S_{t-1} α unless sa is NULL. Four rows at a time; N % 8 == 0.
-RW7 static void rw7_step(int N, float* S, const float* d, const float* r, const float* k, const float* v,
-		const float* a, const float* b, float* y, float* sa) {
+// One token of one head: the state in (N×N, [value][key]) is advanced into out (in place when
+// out == in); y = S r unless y is NULL, sa = S_{t-1} α unless sa is NULL. Four rows at a time;
+// N % 8 == 0.
+RW7 static void rw7_step(int N, const float* in, float* out, const float* d, const float* r, const float* k,
+		const float* v, const float* a, const float* b, float* y, float* sa) {
 	for (int i = 0; i < N; i += 4) {
-		float* s0 = S + (long)i * N;
-		float* s1 = s0 + N;
-		float* s2 = s1 + N;
-		float* s3 = s2 + N;
+		const float* s0 = in + (long)i * N;
+		const float* s1 = s0 + N;
+		const float* s2 = s1 + N;
+		const float* s3 = s2 + N;
+		float* o0 = out + (long)i * N;
+		float* o1 = o0 + N;
+		float* o2 = o1 + N;
+		float* o3 = o2 + N;
 		__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
 		for (int j = 0; j < N; j += 8) {
 			__m256 av = _mm256_loadu_ps(a + j);
@@ -88,10 +93,10 @@ RW7 static void rw7_step(int N, float* S, const float* d, const float* r, const 
 			__m256 x1 = _mm256_fmadd_ps(_mm256_loadu_ps(s1 + j), dv, _mm256_fmadd_ps(a1, bv, _mm256_mul_ps(v1, kv)));
 			__m256 x2 = _mm256_fmadd_ps(_mm256_loadu_ps(s2 + j), dv, _mm256_fmadd_ps(a2, bv, _mm256_mul_ps(v2, kv)));
 			__m256 x3 = _mm256_fmadd_ps(_mm256_loadu_ps(s3 + j), dv, _mm256_fmadd_ps(a3, bv, _mm256_mul_ps(v3, kv)));
-			_mm256_storeu_ps(s0 + j, x0);
-			_mm256_storeu_ps(s1 + j, x1);
-			_mm256_storeu_ps(s2 + j, x2);
-			_mm256_storeu_ps(s3 + j, x3);
+			_mm256_storeu_ps(o0 + j, x0);
+			_mm256_storeu_ps(o1 + j, x1);
+			_mm256_storeu_ps(o2 + j, x2);
+			_mm256_storeu_ps(o3 + j, x3);
 			c0 = _mm256_fmadd_ps(x0, rv, c0);
 			c1 = _mm256_fmadd_ps(x1, rv, c1);
 			c2 = _mm256_fmadd_ps(x2, rv, c2);
@@ -109,7 +114,7 @@ RW7 void rw7_fwd(int T, int C, int N, const float* r, const float* w, const floa
 	for (int t = 0; t < T; t++) {
 		long o = (long)t * C;
 		rw7_decay(N, w + o, d, NULL);
-		rw7_step(N, S, d, r + o, k + o, v + o, a + o, b + o, y + o, NULL);
+		rw7_step(N, S, S, d, r + o, k + o, v + o, a + o, b + o, y + o, NULL);
 	}
 }
 
@@ -204,7 +209,7 @@ RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const floa
 		long o = (long)t * C;
 		rw7_decay(N, w + o, dA + (long)t * N, fA + (long)t * N);
 		if (t % L == 0) memcpy(snaps + (t / L) * NN, states, NN * sizeof(float));
-		rw7_step(N, states, dA + (long)t * N, r + o, k + o, v + o, a + o, b + o, NULL, NULL);
+		rw7_step(N, states, states, dA + (long)t * N, r + o, k + o, v + o, a + o, b + o, NULL, NULL);
 	}
 	for (int c = nc - 1; c >= 0; c--) {
 		int t0 = c * L, t1 = t0 + L < T ? t0 + L : T;
@@ -212,8 +217,7 @@ RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const floa
 		for (int t = t0; t < t1; t++) {
 			long o = (long)t * C;
 			int s = t - t0;
-			memcpy(states + (s + 1) * NN, states + s * NN, NN * sizeof(float));
-			rw7_step(N, states + (s + 1) * NN, dA + (long)t * N, r + o, k + o, v + o, a + o, b + o, NULL, sa + (long)s * N);
+			rw7_step(N, states + s * NN, states + (s + 1) * NN, dA + (long)t * N, r + o, k + o, v + o, a + o, b + o, NULL, sa + (long)s * N);
 		}
 		for (int t = t1 - 1; t >= t0; t--) {
 			long o = (long)t * C;
