@@ -41,9 +41,48 @@ func wkv7Decay(w float64) (d, dw float64) {
 }
 
 // wkv7Step advances one head's state S (N×N) by one token and writes y = S r unless y is nil,
-// and sa = S_{t-1} α unless sa is nil.
+// and sa = S_{t-1} α unless sa is nil. Rows go four at a time: four independent sums keep the
+// floating-point adders busy (one row at a time waits on each addition).
 func wkv7Step[F Float](N int, S, d, r, k, v, a, b, y, sa []F) {
-	for i := 0; i < N; i++ {
+	d, r, k, a, b = d[:N], r[:N], k[:N], a[:N], b[:N]
+	i := 0
+	for ; i+4 <= N; i += 4 {
+		s0 := S[i*N : (i+1)*N : (i+1)*N]
+		s1 := S[(i+1)*N : (i+2)*N : (i+2)*N][:len(s0)]
+		s2 := S[(i+2)*N : (i+3)*N : (i+3)*N][:len(s0)]
+		s3 := S[(i+3)*N : (i+4)*N : (i+4)*N][:len(s0)]
+		a := a[:len(s0)]
+		var c0, c1, c2, c3 F
+		for j := range s0 {
+			aj := a[j]
+			c0 += s0[j] * aj
+			c1 += s1[j] * aj
+			c2 += s2[j] * aj
+			c3 += s3[j] * aj
+		}
+		if sa != nil {
+			sa[i], sa[i+1], sa[i+2], sa[i+3] = c0, c1, c2, c3
+		}
+		v0, v1, v2, v3 := v[i], v[i+1], v[i+2], v[i+3]
+		d, b, k, r := d[:len(s0)], b[:len(s0)], k[:len(s0)], r[:len(s0)]
+		var y0, y1, y2, y3 F
+		for j := range s0 {
+			dj, bj, kj, rj := d[j], b[j], k[j], r[j]
+			x0 := s0[j]*dj + c0*bj + v0*kj
+			x1 := s1[j]*dj + c1*bj + v1*kj
+			x2 := s2[j]*dj + c2*bj + v2*kj
+			x3 := s3[j]*dj + c3*bj + v3*kj
+			s0[j], s1[j], s2[j], s3[j] = x0, x1, x2, x3
+			y0 += x0 * rj
+			y1 += x1 * rj
+			y2 += x2 * rj
+			y3 += x3 * rj
+		}
+		if y != nil {
+			y[i], y[i+1], y[i+2], y[i+3] = y0, y1, y2, y3
+		}
+	}
+	for ; i < N; i++ {
 		row := S[i*N : (i+1)*N : (i+1)*N]
 		var s F
 		for j, x := range row {
@@ -149,21 +188,57 @@ func wkv7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw
 }
 
 // wkv7StepBack takes G = dL/dS_t (without the step's own output term) to dL/dS_{t-1} and writes
-// the step's input gradients; dd (with respect to the decay d, not yet w̃) goes to dd.
+// the step's input gradients; dd (with respect to the decay d, not yet w̃) goes to dd. Rows go
+// two at a time, for the same reason as in wkv7Step.
 func wkv7StepBack[F Float](N int, prev, cur, G, sa, d, r, k, v, a, b, dy, dr, dd, dk, dv, da, db []F) {
+	dr, dd, dk, da, db = dr[:N], dd[:N], dk[:N], da[:N], db[:N]
+	d, r, k, a, b = d[:N], r[:N], k[:N], a[:N], b[:N]
 	clear(dr)
 	clear(dd)
 	clear(dk)
 	clear(db)
 	clear(da)
-	for i := 0; i < N; i++ {
+	i := 0
+	for ; i+2 <= N; i += 2 {
+		g0 := G[i*N : (i+1)*N : (i+1)*N]
+		g1 := G[(i+1)*N : (i+2)*N : (i+2)*N][:len(g0)]
+		p0 := prev[i*N : (i+1)*N : (i+1)*N][:len(g0)]
+		p1 := prev[(i+1)*N : (i+2)*N : (i+2)*N][:len(g0)]
+		q0 := cur[i*N : (i+1)*N : (i+1)*N][:len(g0)]
+		q1 := cur[(i+1)*N : (i+2)*N : (i+2)*N][:len(g0)]
+		y0, y1, v0, v1, a0, a1 := dy[i], dy[i+1], v[i], v[i+1], sa[i], sa[i+1]
+		var ev0, ev1, es0, es1 F
+		for j := range g0 {
+			rj := r[j]
+			x0 := g0[j] + y0*rj // y = S_t r
+			x1 := g1[j] + y1*rj
+			g0[j], g1[j] = x0, x1
+			dr[j] += y0*q0[j] + y1*q1[j]
+			dd[j] += x0*p0[j] + x1*p1[j]
+			dk[j] += v0*x0 + v1*x1
+			db[j] += a0*x0 + a1*x1
+			kj, bj := k[j], b[j]
+			ev0 += x0 * kj
+			ev1 += x1 * kj
+			es0 += x0 * bj
+			es1 += x1 * bj
+		}
+		dv[i], dv[i+1] = ev0, ev1
+		for j := range g0 { // sa = S_{t-1} α
+			dj, aj := d[j], a[j]
+			da[j] += es0*p0[j] + es1*p1[j]
+			g0[j] = g0[j]*dj + es0*aj
+			g1[j] = g1[j]*dj + es1*aj
+		}
+	}
+	for ; i < N; i++ {
 		g := G[i*N : (i+1)*N : (i+1)*N]
 		sp := prev[i*N : (i+1)*N : (i+1)*N]
 		sc := cur[i*N : (i+1)*N : (i+1)*N]
 		dyi, vi, sai := dy[i], v[i], sa[i]
 		var dvi, dsai F
 		for j := range g {
-			gj := g[j] + dyi*r[j] // y = S_t r
+			gj := g[j] + dyi*r[j]
 			g[j] = gj
 			dr[j] += dyi * sc[j]
 			dd[j] += gj * sp[j]
@@ -173,7 +248,7 @@ func wkv7StepBack[F Float](N int, prev, cur, G, sa, d, r, k, v, a, b, dy, dr, dd
 			dsai += gj * b[j]
 		}
 		dv[i] = dvi
-		for j := range g { // sa = S_{t-1} α
+		for j := range g {
 			da[j] += dsai * sp[j]
 			g[j] = g[j]*d[j] + dsai*a[j]
 		}
