@@ -178,12 +178,13 @@ func wkv7Naive(in wkv7In[float64]) (y, sT []float64) {
 }
 
 // TestWKV7MatchesNaive compares the Go kernel in float64, and the float32 kernels (Go, and AVX2
-// where it runs), with the explicit-matrix recurrence, over head sizes 4, 8, 64, one token and
+// where it runs), with the explicit-matrix recurrence, over head sizes 1 to 64, one token and
 // lengths that are not multiples of the backward's 16-token chunks, and decays near both ends.
 func TestWKV7MatchesNaive(t *testing.T) {
 	for _, c := range []wkv7Case{
 		{2, 1, 2, 4, 0, 1, false}, {2, 17, 2, 4, 0, 1, true}, {1, 40, 1, 8, -8, 0.1, true},
 		{1, 40, 1, 8, 8, 0.1, true}, {1, 33, 2, 64, 0, 1, true}, {2, 9, 1, 64, -3, 2, false},
+		{2, 17, 2, 5, 0, 1, true}, {2, 5, 3, 1, 0, 1, true}, {1, 7, 2, 6, 0, 1, true},
 	} {
 		t.Run(c.String(), func(t *testing.T) {
 			in := c.inputs(1)
@@ -226,6 +227,7 @@ func TestWKV7Gradient(t *testing.T) {
 		{1, 40, 2, 4, 0, 1, true},
 		{1, 17, 2, 4, -8, 0.1, true}, {1, 17, 2, 4, 8, 0.1, true},
 		{1, 17, 1, 8, 0, 1, true},
+		{1, 17, 2, 5, 0, 1, true}, {2, 3, 2, 1, 0, 1, true}, // head sizes with the kernels' row tails
 	} {
 		t.Run(c.String(), func(t *testing.T) {
 			fc := fdCase{c.String(), func(g *G.ExprGraph) (G.Nodes, G.Nodes, error) {
