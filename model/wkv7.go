@@ -24,7 +24,11 @@ import "math"
 // of wkv7Chunk tokens, then for each chunk, last first, the chunk's states are recomputed into
 // scratch and walked backwards. The states the backward uses are then exactly the forward's
 // (no division by d, no error growth along T), and nothing but the inputs is kept between the
-// forward and the backward op; the price is one extra forward pass.
+// forward and the backward op; the price is one extra forward pass. Backstepping instead
+// (RWKV-LM's CUDA: S_{t-1} = (S_t - v kᵀ - sa βᵀ) diag(1/d), re-anchored every 16 tokens) was
+// measured in float32 at N = 64, T = 256: its states were off by up to 1.5e-5 of the state's
+// scale with w̃ ~ N(0,1) and 7e-4 with w̃ ≈ 8 (d ≈ 0.545, 1/d amplifying rounding over 16 steps),
+// against float32 gradients within 2.3e-6 of float64 with recomputation (TestWKV7Float32Accuracy).
 
 // wkv7WScale is -e^-0.5: d = exp(wkv7WScale·σ(w̃)) (RWKV-LM's W_SCALE).
 const wkv7WScale = -0.6065306597126334

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -377,4 +378,86 @@ func chunkedWKV7[F Float](in wkv7In[F], t1 int, fwd func(B, T, H, N int, r, w, k
 	parts = wkv7Out[F]{join(first.y, second.y), second.sT, join(first.dr, second.dr), join(first.dw, second.dw),
 		join(first.dk, second.dk), join(first.dv, second.dv), join(first.da, second.da), join(first.db, second.db), first.ds0}
 	return whole, parts
+}
+
+// TestWKV7OpFloat32 runs the op in a float32 graph (the kernels the trainer uses) and checks its
+// outputs and gradients against direct kernel calls: loss = y·R1 + sT·R2, so dy = R1, dsT = R2.
+func TestWKV7OpFloat32(t *testing.T) {
+	c := wkv7Case{2, 19, 2, 8, 0, 1, true}
+	in := to32(c.inputs(7))
+	want := runWKV7(in, runWKV7Forward[float32], runWKV7Backward[float32])
+	g := G.NewGraph()
+	BT, C, NS := c.B*c.T, c.H*c.N, c.B*c.H*c.N
+	node := func(name string, d []float32, rows, cols int) *G.Node {
+		v := tensor.New(tensor.WithShape(rows, cols), tensor.WithBacking(append([]float32(nil), d...)))
+		return G.NewMatrix(g, tensor.Float32, G.WithShape(rows, cols), G.WithName(name), G.WithValue(v))
+	}
+	var ns G.Nodes
+	for i, d := range [][]float32{in.r, in.w, in.k, in.v, in.a, in.b} {
+		ns = append(ns, node("rwkvab"[i:i+1], d, BT, C))
+	}
+	ns = append(ns, node("s0", in.s0, NS, c.N))
+	y, sT, err := WKV7(ns[0], ns[1], ns[2], ns[3], ns[4], ns[5], ns[6], c.B, c.T, c.H)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err := Dot(y, node("R1", in.dy, BT, C))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Dot(sT, node("R2", in.dsT, NS, c.N))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, err := G.Add(l1, l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var yv, sv G.Value
+	G.Read(y, &yv)
+	G.Read(sT, &sv)
+	grads, err := G.Grad(loss, ns...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	got := [][]float32{yv.Data().([]float32), sv.Data().([]float32)}
+	for _, gn := range grads {
+		got = append(got, gn.Value().Data().([]float32))
+	}
+	// want.all() is y, sT, dr, dw, dk, dv, da, db, ds0; the graph's order is y, sT, then r, w, k, v, a, b, s0.
+	for i, w := range [][]float32{want.y, want.sT, want.dr, want.dw, want.dk, want.dv, want.da, want.db, want.ds0} {
+		if d := maxRelDiff(got[i], w); !(d <= 1e-6) {
+			t.Errorf("output %d (%s): graph vs kernel max rel diff %.3g", i, wkv7OutNames[i], d)
+		}
+	}
+}
+
+// TestWKV7ShapeErrors: WKV7 names the input whose shape does not fit.
+func TestWKV7ShapeErrors(t *testing.T) {
+	g := G.NewGraph()
+	m := func(name string, r, c int) *G.Node {
+		return G.NewMatrix(g, tensor.Float64, G.WithShape(r, c), G.WithName(name))
+	}
+	x := m("x", 6, 8)
+	for _, tc := range []struct {
+		name       string
+		k, s0      *G.Node
+		B, T, H    int
+		wantSubstr string
+	}{
+		{"k rows", m("k5", 5, 8), m("s0a", 2*2*4, 4), 2, 3, 2, "input 2 (k5)"},
+		{"state", x, m("s0b", 2*2*4, 8), 2, 3, 2, "state shape"},
+		{"heads", x, m("s0c", 2*3*3, 3), 2, 3, 3, "multiple of H=3"},
+		{"T=0", x, m("s0d", 2*2*4, 4), 2, 0, 2, "T=0"},
+	} {
+		_, _, err := WKV7(x, x, tc.k, x, x, x, tc.s0, tc.B, tc.T, tc.H)
+		if err == nil || !strings.Contains(err.Error(), tc.wantSubstr) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.wantSubstr)
+		}
+	}
 }
