@@ -44,6 +44,13 @@ func wkv7Decay(w float64) (d, dw float64) {
 	return d, d * wkv7WScale * s * s * e // σ(1-σ) = σ²e^-w: 1-σ would cancel for large w
 }
 
+// wkv7Pieces is how many goroutines the kernels split the B*H heads over: one per head, except
+// for short runs (the RNN's single tokens), where a piece gets at least 2^15 state updates
+// (about 5 µs) so that starting goroutines does not cost more than the work.
+func wkv7Pieces(B, T, H, N int) int {
+	return max(1, min(B*H, B*H*T*N*N>>15))
+}
+
 // wkv7Step advances one head's state S (N×N) by one token and writes y = S r unless y is nil,
 // and sa = S_{t-1} α unless sa is nil. Rows go four at a time: four independent sums keep the
 // floating-point adders busy (one row at a time waits on each addition).
@@ -111,7 +118,7 @@ func wkv7Step[F Float](N int, S, d, r, k, v, a, b, y, sa []F) {
 // wkv7Forward computes y and the final state sT from the initial state s0.
 func wkv7Forward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, y, sT []F) {
 	C, NN := H*N, N*N
-	parallelFor(B*H, B*H, func(_, lo, hi int) {
+	parallelFor(B*H, wkv7Pieces(B, T, H, N), func(_, lo, hi int) {
 		d := make([]F, N)
 		S := make([]F, NN)
 		for task := lo; task < hi; task++ {
@@ -137,7 +144,7 @@ func wkv7Forward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, y, sT []F) {
 func wkv7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk, dv, da, db, ds0 []F) {
 	C, NN, L := H*N, N*N, wkv7Chunk
 	nc := (T + L - 1) / L
-	parallelFor(B*H, B*H, func(_, lo, hi int) {
+	parallelFor(B*H, wkv7Pieces(B, T, H, N), func(_, lo, hi int) {
 		snaps := make([]F, nc*NN)     // S before the first token of each chunk
 		states := make([]F, (L+1)*NN) // one chunk: the state before it, then after each token
 		sa := make([]F, L*N)

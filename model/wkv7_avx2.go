@@ -248,7 +248,7 @@ func wkv7ForwardFast(B, T, H, N int, r, w, k, v, a, b, s0, y, sT []float32) bool
 		return false
 	}
 	Cn, NN := H*N, N*N
-	parallelFor(B*H, B*H, func(_, lo, hi int) {
+	parallelFor(B*H, wkv7Pieces(B, T, H, N), func(_, lo, hi int) {
 		buf := getScratch(NN + N)
 		defer putScratch(buf)
 		S, d := buf[:NN], buf[NN:]
@@ -270,7 +270,7 @@ func wkv7BackwardFast(B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk,
 		return false
 	}
 	Cn, NN := H*N, N*N
-	parallelFor(B*H, B*H, func(_, lo, hi int) {
+	parallelFor(B*H, wkv7Pieces(B, T, H, N), func(_, lo, hi int) {
 		buf := getScratch(int(C.rw7_bwd_scratch(C.int(T), C.int(N))))
 		defer putScratch(buf)
 		for task := lo; task < hi; task++ {

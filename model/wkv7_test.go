@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -459,5 +460,36 @@ func TestWKV7ShapeErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.wantSubstr) {
 			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.wantSubstr)
 		}
+	}
+}
+
+// TestWKV7FlushDenormals: the AVX2 kernels read a denormal value as zero (as the other float32
+// kernels do) and leave the thread's float mode as they found it.
+func TestWKV7FlushDenormals(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
+	}
+	runtime.LockOSThread() // one head: the kernel runs on this goroutine, so on this thread
+	defer runtime.UnlockOSThread()
+	const N = 8
+	one := func(x float32) []float32 {
+		s := make([]float32, N)
+		for i := range s {
+			s[i] = x
+		}
+		return s
+	}
+	y, sT := make([]float32, N), make([]float32, N*N)
+	// S = v kᵀ with v denormal: y = S r is 1e-39·N unless v was read as zero.
+	if !wkv7ForwardFast(1, 1, 1, N, one(1), one(0), one(1), one(1e-39), one(0), one(0), make([]float32, N*N), y, sT) {
+		t.Fatal("fast kernel refused to run")
+	}
+	for i, x := range y {
+		if x != 0 {
+			t.Fatalf("y[%d] = %g: the denormal v was not flushed", i, x)
+		}
+	}
+	if denormTiny*denormHalf == 0 {
+		t.Error("Go arithmetic flushes denormals after the kernel: MXCSR was not restored")
 	}
 }
