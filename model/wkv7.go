@@ -164,8 +164,10 @@ func wkv7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw
 				if t%L == 0 {
 					copy(snaps[t/L*NN:], S)
 				}
-				e := o + N
-				wkv7Step(N, S, dA[t*N:(t+1)*N], r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], nil, nil)
+				if t < (nc-1)*L { // the last chunk is recomputed below anyway
+					e := o + N
+					wkv7Step(N, S, dA[t*N:(t+1)*N], r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], nil, nil)
+				}
 			}
 			if dsT != nil {
 				copy(G, dsT[task*NN:(task+1)*NN])

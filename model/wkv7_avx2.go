@@ -209,7 +209,8 @@ RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const floa
 		long o = (long)t * C;
 		rw7_decay(N, w + o, dA + (long)t * N, fA + (long)t * N);
 		if (t % L == 0) memcpy(snaps + (t / L) * NN, states, NN * sizeof(float));
-		rw7_step(N, states, states, dA + (long)t * N, r + o, k + o, v + o, a + o, b + o, NULL, NULL);
+		if (t < (nc - 1) * L) // the last chunk is recomputed below anyway
+			rw7_step(N, states, states, dA + (long)t * N, r + o, k + o, v + o, a + o, b + o, NULL, NULL);
 	}
 	for (int c = nc - 1; c >= 0; c--) {
 		int t0 = c * L, t1 = t0 + L < T ? t0 + L : T;
