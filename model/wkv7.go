@@ -16,8 +16,10 @@ import "math"
 //	                                           decay input w̃, a is α and b is β
 //	state:                (B*H*N, N)           rows (b*H+h)*N+i, column j: S[i][j] of head h
 //
-// The kernels compute in the storage type (fp32 for float32, as RWKV-LM's kernels), except the
-// decay, which is computed in float64 and rounded. They run one goroutine per (sequence, head).
+// The kernels compute in the storage type (fp32 for float32, as RWKV-LM's kernels). The Go
+// kernels compute the decay in float64 and round it; the AVX2 kernels (wkv7_avx2.go) in fp32
+// with a polynomial exp (relative error about 2e-7). Work is split over goroutines by
+// (sequence, head), one each except for short runs (wkv7Pieces).
 //
 // The backward is exact reverse-mode differentiation, including the gradient of the initial
 // state. It recomputes rather than inverts: a forward pass stores S at the start of every chunk
