@@ -272,8 +272,8 @@ func gguf7Vocab(tokens [][]byte, vocab int, worldChat bool) ([]GGUFKV, error) {
 	return kv, nil
 }
 
-// PyBytesEscape returns Python's repr(b) without the b'' (or b"") around
-// it: how llama.cpp's converter stores a World token, and what its rwkv
+// PyBytesEscape returns Python's repr(b) without the leading b and the
+// quotes around it: how llama.cpp's converter stores a World token, and what its rwkv
 // tokenizer unescapes (\t \n \r \xhh and backslash-quoted characters).
 func PyBytesEscape(b []byte) string {
 	quote := byte('\'')
