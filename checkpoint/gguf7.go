@@ -100,6 +100,9 @@ var gguf7Top = []struct {
 	{"head.weight", "output.weight", false},
 }
 
+// isVLoRA reports whether rest (a name after "blocks.N.") is v0, v1 or v2.
+func isVLoRA(rest string) bool { return rest == "att.v0" || rest == "att.v1" || rest == "att.v2" }
+
 // GGUF7Options are the choices of an rwkv7 GGUF export.
 type GGUF7Options struct {
 	// DType of the large matrices: F32, F16 or BF16 (general.file_type
@@ -187,7 +190,7 @@ func X070ToGGUF7(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 		}
 		for _, e := range gguf7Block {
 			src := p + e.rwkv
-			if l == 0 && strings.HasPrefix(e.rwkv, "att.v") {
+			if l == 0 && isVLoRA(e.rwkv) {
 				src = p + "att.a" + e.rwkv[len("att.v"):] // llama.cpp's dummy: a copy of a0/a1/a2
 			}
 			t := by[src]
@@ -418,7 +421,7 @@ func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
 				Data: lerp.Data[i*C*es : (i+1)*C*es]})
 		}
 		for _, e := range gguf7Block {
-			if l == 0 && strings.HasPrefix(e.rwkv, "att.v") {
+			if l == 0 && isVLoRA(e.rwkv) {
 				used[q+e.gguf] = true
 				continue
 			}
