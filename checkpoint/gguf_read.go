@@ -57,6 +57,9 @@ func (g *ggufReader) read(n int64) ([]byte, error) {
 		return nil, errGGUFShort
 	}
 	b := make([]byte, n)
+	if n == 0 {
+		return b, nil // ReaderAt may answer EOF at the end even for nothing
+	}
 	if _, err := g.r.ReadAt(b, g.off); err != nil {
 		return nil, err
 	}
@@ -219,8 +222,10 @@ func ReadGGUF(r io.ReaderAt, size int64) (*GGUFFile, error) {
 	f.Tensors = make([]Tensor, len(infos))
 	for i, ti := range infos {
 		data := make([]byte, ti.nbytes)
-		if _, err := r.ReadAt(data, dataStart+ti.offset); err != nil {
-			return nil, fmt.Errorf("gguf: tensor %q: %w", ti.name, err)
+		if ti.nbytes > 0 { // ReaderAt may answer EOF at the end even for nothing
+			if _, err := r.ReadAt(data, dataStart+ti.offset); err != nil {
+				return nil, fmt.Errorf("gguf: tensor %q: %w", ti.name, err)
+			}
 		}
 		f.Tensors[i] = Tensor{Name: ti.name, DType: ti.dtype, Shape: ti.shape, Data: data}
 	}
