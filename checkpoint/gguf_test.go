@@ -539,3 +539,56 @@ func TestPyBytesEscapePython(t *testing.T) {
 		}
 	}
 }
+
+func TestX070FromGGUF7Errors(t *testing.T) {
+	var buf bytes.Buffer
+	if err := ExportGGUF7(&buf, tinyX070Model(tinyX070, false), GGUF7Options{DType: F32}); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(f func(g *GGUFFile)) *GGUFFile {
+		g, err := ReadGGUF(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(g)
+		return g
+	}
+	drop := func(name string) func(g *GGUFFile) {
+		return func(g *GGUFFile) {
+			g.Tensors = slices.DeleteFunc(g.Tensors, func(t Tensor) bool { return t.Name == name })
+		}
+	}
+	tests := []struct {
+		name string
+		f    *GGUFFile
+		want string
+	}{
+		{"missing", edit(drop("blk.1.time_mix_g2.weight")), `missing tensor "blk.1.time_mix_g2.weight"`},
+		{"missing lerp", edit(drop("blk.0.time_mix_lerp_fused.weight")), `missing tensor "blk.0.time_mix_lerp_fused.weight"`},
+		{"extra", edit(func(g *GGUFFile) {
+			g.Tensors = append(g.Tensors, FromFloat32("blk.0.time_mix_gate.weight", []int{1}, []float32{0}, F32))
+		}), `unexpected tensor "blk.0.time_mix_gate.weight"`},
+		{"k_k size", edit(func(g *GGUFFile) {
+			for i, t := range g.Tensors {
+				if t.Name == "blk.1.time_mix_k_k.weight" {
+					g.Tensors[i] = FromFloat32(t.Name, []int{129}, make([]float32, 129), F32)
+				}
+			}
+		}), `"blk.1.time_mix_k_k.weight": shape [129], want 128 elements`},
+		{"head size", edit(func(g *GGUFFile) {
+			for i, kv := range g.Meta {
+				if kv.Key == "rwkv7.wkv.head_size" {
+					g.Meta[i].Value = uint32(100)
+				}
+			}
+		}), "wkv.head_size 100 does not divide the width 128"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := X070FromGGUF7(tt.f)
+			if !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want ErrTensors with %q", err, tt.want)
+			}
+		})
+	}
+}
