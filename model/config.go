@@ -6,6 +6,8 @@ package model
 import (
 	"errors"
 	"fmt"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // Config is the shape of an RWKV-4 model. Keys follow RWKV-LM's train.py arguments.
@@ -27,6 +29,11 @@ func (c Config) DimFFN() int {
 		return 4 * c.Embd
 	}
 	return c.FFN
+}
+
+// Dims are the sizes of the model's tensors, the key to its layout (arch.Dims.Layout).
+func (c Config) Dims() arch.Dims {
+	return arch.Dims{Arch: arch.X040, Vocab: c.Vocab, Embd: c.Embd, FFN: c.DimFFN(), Layers: c.Layers}
 }
 
 // Validate reports every problem with the configuration, each naming its key.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"gorgonia.org/tensor"
 )
 
@@ -28,46 +29,11 @@ type Model struct {
 }
 
 // ParamSpec is the name and RWKV-LM shape of a parameter.
-type ParamSpec struct {
-	Name  string
-	Shape []int
-}
+type ParamSpec = arch.Spec
 
-// Specs lists every parameter of cfg with RWKV-LM's names and shapes, in state-dict order:
-// 6 + 18*n_layer tensors.
-func Specs(cfg Config) []ParamSpec {
-	C, F, V := cfg.Embd, cfg.DimFFN(), cfg.Vocab
-	s := []ParamSpec{{"emb.weight", []int{V, C}}}
-	for i := 0; i < cfg.Layers; i++ {
-		p := fmt.Sprintf("blocks.%d.", i)
-		add := func(name string, shape ...int) { s = append(s, ParamSpec{p + name, shape}) }
-		add("ln1.weight", C)
-		add("ln1.bias", C)
-		add("ln2.weight", C)
-		add("ln2.bias", C)
-		if i == 0 {
-			add("ln0.weight", C)
-			add("ln0.bias", C)
-		}
-		add("att.time_decay", C)
-		add("att.time_first", C)
-		add("att.time_mix_k", 1, 1, C)
-		add("att.time_mix_v", 1, 1, C)
-		add("att.time_mix_r", 1, 1, C)
-		add("att.key.weight", C, C)
-		add("att.value.weight", C, C)
-		add("att.receptance.weight", C, C)
-		add("att.output.weight", C, C)
-		add("ffn.time_mix_k", 1, 1, C)
-		add("ffn.time_mix_r", 1, 1, C)
-		add("ffn.key.weight", F, C)
-		add("ffn.receptance.weight", C, C)
-		add("ffn.value.weight", C, F)
-	}
-	s = append(s, ParamSpec{"ln_out.weight", []int{C}}, ParamSpec{"ln_out.bias", []int{C}},
-		ParamSpec{"head.weight", []int{V, C}})
-	return s
-}
+// Specs lists every parameter of cfg with RWKV-LM's names and shapes, in state-dict order
+// (arch's layout of cfg.Dims(); RWKV-4: 6 + 18*n_layer tensors).
+func Specs(cfg Config) []ParamSpec { return cfg.Dims().Layout() }
 
 // graphShape drops RWKV-LM's leading singleton dims of the time_mix vectors.
 func graphShape(shape []int) []int {

@@ -18,9 +18,9 @@ import (
 // and build a model equal to the original.
 func TestLoadModelFromHFDirectories(t *testing.T) {
 	dims := checkpoint.Dims{Vocab: 11, Embd: 32, FFN: 128, Layers: 2}
-	orig := dims.Layout()
-	for k, l := range orig {
-		v := make([]float32, l.NumElements())
+	orig := make([]checkpoint.Tensor, len(dims.Layout()))
+	for k, l := range dims.Layout() {
+		v := make([]float32, l.Size())
 		for j := range v {
 			v[j] = float32((5*j+3*k)%16-8) / 16
 		}
