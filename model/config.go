@@ -36,6 +36,12 @@ func (c Config) Dims() arch.Dims {
 	return arch.Dims{Arch: arch.X040, Vocab: c.Vocab, Embd: c.Embd, FFN: c.DimFFN(), Layers: c.Layers}
 }
 
+// ConfigOf is the config of a model with the sizes d (as arch.Infer reads them from a file)
+// and context length ctxLen, which weights files do not store.
+func ConfigOf(d arch.Dims, ctxLen int) Config {
+	return Config{Layers: d.Layers, Embd: d.Embd, Vocab: d.Vocab, CtxLen: ctxLen, FFN: d.FFN}
+}
+
 // Validate reports every problem with the configuration, each naming its key.
 func (c Config) Validate() error {
 	var errs []error

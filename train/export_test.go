@@ -15,6 +15,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 var exportPrompt = []int{3, 17, 4, 40, 11, 0, 29, 8}
@@ -60,7 +61,7 @@ func maxRel(got, want []float64) float64 {
 func TestExportsReadBack(t *testing.T) {
 	m := randomModel(t, tensor.Float32)
 	want := promptLogits(t, m)
-	ts := Tensors(m, checkpoint.F32)
+	ts := weights.Tensors(m, checkpoint.F32)
 	dir := t.TempDir()
 	file := func(name string, f func(io.Writer) error) string {
 		p := filepath.Join(dir, name)
@@ -89,7 +90,7 @@ func TestExportsReadBack(t *testing.T) {
 	exports = append(exports, export{"web-rwkv", checkpoint.F16, file("web.safetensors", func(w io.Writer) error { return checkpoint.ExportWebRWKV(w, ts) })})
 	for _, e := range exports {
 		t.Run(e.name+"/"+string(e.dt), func(t *testing.T) {
-			back, err := LoadModel(e.path, 24, tensor.Float32)
+			back, err := weights.Load(e.path, 24, tensor.Float32)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // ErrInterrupted is wrapped by Run's error (an *InterruptedError) when its context was
@@ -217,7 +218,7 @@ func (t *Trainer) openData() error {
 func (t *Trainer) buildModel(resuming bool) error {
 	c := t.cfg
 	if c.Model.Load != "" && !resuming {
-		m, err := LoadModel(c.Model.Load, c.Model.CtxLen, tensor.Float32)
+		m, err := weights.Load(c.Model.Load, c.Model.CtxLen, tensor.Float32)
 		if err != nil {
 			return fmt.Errorf("model.load: %w", err)
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/model"
-	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // errFlags marks a flag error the flag package has already printed.
@@ -52,7 +52,7 @@ func (f *modelFlags) load() (*model.Model, error) {
 	if err := blas.Init(); err != nil {
 		return nil, err
 	}
-	m, err := train.LoadModel(f.path, f.ctxLen, dt)
+	m, err := weights.Load(f.path, f.ctxLen, dt)
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/model"
-	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // childEnv makes the test binary act as rwkv-eval (see TestMain), so that signals are tested on
@@ -77,7 +77,7 @@ func makeFixture() (fixture, error) {
 		return f, err
 	}
 	m.Init(1, 0.5)
-	ts := train.Tensors(m, checkpoint.F32)
+	ts := weights.Tensors(m, checkpoint.F32)
 	var st, pth bytes.Buffer
 	if err := checkpoint.ExportRWKV(&st, ts, checkpoint.F32); err != nil {
 		return f, err

@@ -22,7 +22,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/model"
-	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // childEnv makes the test binary act as another program (see TestMain), so that signals are
@@ -172,7 +172,7 @@ func TestLoadShapeMismatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := checkpoint.ExportRWKV(f, train.Tensors(m, checkpoint.F32), checkpoint.F32); err != nil {
+			if err := checkpoint.ExportRWKV(f, weights.Tensors(m, checkpoint.F32), checkpoint.F32); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()
