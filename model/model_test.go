@@ -215,7 +215,7 @@ func TestParallelEqualsRecurrent(t *testing.T) {
 			if err := gr.Run(); err != nil {
 				t.Fatal(err)
 			}
-			par := toFloat64(gr.Logits().Data())
+			par := toFloat64(gr.Logits())
 			parState := NewState(m.Config, B)
 			gr.FinalState(parState)
 
@@ -340,7 +340,7 @@ func TestChunkedEqualsSinglePass(t *testing.T) {
 		}
 		loss += chunk.Loss() / float64(nc)
 		for i := range m.Params {
-			g := toFloat64(chunk.Grad(i).Data())
+			g := toFloat64(chunk.Grad(i))
 			if sum[i] == nil {
 				sum[i] = make([]float64, len(g))
 			}
@@ -355,7 +355,7 @@ func TestChunkedEqualsSinglePass(t *testing.T) {
 		t.Fatalf("loss: chunked %v, single pass %v", loss, full.Loss())
 	}
 	for i, p := range m.Params {
-		want := toFloat64(full.Grad(i).Data())
+		want := toFloat64(full.Grad(i))
 		for j := range want {
 			if d := math.Abs(sum[i][j] - want[j]); d > 1e-10*(1+math.Abs(want[j])) {
 				t.Fatalf("grad %s[%d]: chunked %v, single pass %v", p.Name, j, sum[i][j], want[j])

@@ -8,6 +8,16 @@ import (
 	"gorgonia.org/tensor"
 )
 
+// DType is a model's element type, Float32 or Float64. It is Gorgonia's tensor.Dtype under a
+// model name, so that code outside model never imports Gorgonia.
+type DType = tensor.Dtype
+
+// The dtypes a Model can have.
+var (
+	Float32 DType = tensor.Float32
+	Float64 DType = tensor.Float64
+)
+
 // Param is one weight tensor. Shape is RWKV-LM's (time_mix_* are [1,1,C]); Value holds the same
 // memory in the shape the graph uses (time_mix_* as (C)).
 type Param struct {
@@ -19,11 +29,11 @@ type Param struct {
 // Len is the number of elements.
 func (p *Param) Len() int { return p.Value.Shape().TotalSize() }
 
-// Model is the set of RWKV-4 parameters of one Config in one dtype (tensor.Float32 or Float64),
+// Model is the set of RWKV-4 parameters of one Config in one dtype (Float32 or Float64),
 // in RWKV-LM state-dict order.
 type Model struct {
 	Config Config
-	DType  tensor.Dtype
+	DType  DType
 	Params []*Param
 	index  map[string]*Param
 }
@@ -43,8 +53,8 @@ func graphShape(shape []int) []int {
 	return shape
 }
 
-// New allocates a zero model of cfg in dtype (tensor.Float32 or tensor.Float64).
-func New(cfg Config, dtype tensor.Dtype) (*Model, error) {
+// New allocates a zero model of cfg in dtype (Float32 or Float64).
+func New(cfg Config, dtype DType) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -72,6 +82,14 @@ func (m *Model) NumParams() int {
 	}
 	return n
 }
+
+// F32 is the parameter's memory, row-major in Shape, when the model is Float32, and nil when it
+// is not. Writes change the weight.
+func (p *Param) F32() []float32 { d, _ := p.Value.Data().([]float32); return d }
+
+// F64 is the parameter's memory, row-major in Shape, when the model is Float64, and nil when it
+// is not. Writes change the weight.
+func (p *Param) F64() []float64 { d, _ := p.Value.Data().([]float64); return d }
 
 // Float64s copies a parameter's values out as float64, whatever the model dtype.
 func (p *Param) Float64s() []float64 {

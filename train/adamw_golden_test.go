@@ -114,7 +114,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 		for _, p := range tr.Model.Params {
 			want := f64s(t, f, prefix+p.Name)
 			scale, _ := optim.Groups(p.Name, p.Shape, true)
-			got := p.Value.Data().([]float32)
+			got := p.F32()
 			for j := range want {
 				d := math.Abs(float64(got[j])-want[j]) / (lr * scale)
 				if d > 0.05 {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
-	"gorgonia.org/tensor"
+	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // TestLoadHFDirectories: model.load / rwkv-eval --model accept the
@@ -77,7 +77,7 @@ func TestLoadHFDirectories(t *testing.T) {
 
 	for _, dir := range []string{"bin", "bin_sharded", "st_sharded"} {
 		t.Run(dir, func(t *testing.T) {
-			m, err := Load(filepath.Join(root, dir), 16, tensor.Float32)
+			m, err := Load(filepath.Join(root, dir), 16, model.Float32)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/model"
-	"gorgonia.org/tensor"
 )
 
 // Tensors returns the model's weights as named tensors in RWKV-LM names, shapes and state-dict
@@ -18,11 +17,10 @@ import (
 func Tensors(m *model.Model, dt checkpoint.DType) []checkpoint.Tensor {
 	out := make([]checkpoint.Tensor, 0, len(m.Params))
 	for _, p := range m.Params {
-		switch d := p.Value.Data().(type) {
-		case []float32:
+		if d := p.F32(); d != nil {
 			out = append(out, checkpoint.FromFloat32(p.Name, p.Shape, d, dt))
-		case []float64:
-			out = append(out, checkpoint.FromFloat64(p.Name, p.Shape, d, dt))
+		} else {
+			out = append(out, checkpoint.FromFloat64(p.Name, p.Shape, p.F64(), dt))
 		}
 	}
 	return out
@@ -61,7 +59,7 @@ func Set(m *model.Model, ts []checkpoint.Tensor) error {
 // safetensors in RWKV-LM or Hugging Face names, a training checkpoint, an hf directory), infers
 // the architecture and shape from its tensors and returns the model in dtype. ctxLen is not
 // stored in weights files and is taken from the caller.
-func Load(path string, ctxLen int, dtype tensor.Dtype) (*model.Model, error) {
+func Load(path string, ctxLen int, dtype model.DType) (*model.Model, error) {
 	ts, err := checkpoint.ReadWeights(path)
 	if err != nil {
 		return nil, err

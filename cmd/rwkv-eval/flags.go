@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"golang.org/x/term"
-	"gorgonia.org/tensor"
 
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
@@ -40,12 +39,12 @@ func (f *modelFlags) load() (*model.Model, error) {
 	if f.ctxLen < 1 {
 		return nil, usagef("--ctx-len must be at least 1, got %d", f.ctxLen)
 	}
-	var dt tensor.Dtype
+	var dt model.DType
 	switch f.dtype {
 	case "fp32":
-		dt = tensor.Float32
+		dt = model.Float32
 	case "fp64":
-		dt = tensor.Float64
+		dt = model.Float64
 	default:
 		return nil, usagef("--dtype %q, want fp32 or fp64", f.dtype)
 	}

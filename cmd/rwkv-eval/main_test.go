@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
@@ -72,7 +70,7 @@ func makeFixture() (fixture, error) {
 	f := fixture{st: filepath.Join(dir, "model.safetensors"), pth: filepath.Join(dir, "model.pth"), hf: filepath.Join(dir, "hf"),
 		text: filepath.Join(dir, "corpus.txt"), bin: filepath.Join(dir, "corpus"), npy: filepath.Join(dir, "corpus.npy"),
 		lambada: filepath.Join(dir, "lambada.jsonl"), textLen: len(corpusText)}
-	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, tensor.Float32)
+	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, model.Float32)
 	if err != nil {
 		return f, err
 	}

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/cli"
@@ -162,7 +160,7 @@ func TestLoadShapeMismatch(t *testing.T) {
 		{"fewer layers", model.Config{Layers: 1, Embd: 32, Vocab: 256, CtxLen: 16}, `has no tensor "blocks.1.ln1.weight"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := model.New(tt.file, tensor.Float32)
+			m, err := model.New(tt.file, model.Float32)
 			if err != nil {
 				t.Fatal(err)
 			}
