@@ -19,6 +19,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"valid", Config{Layers: 2, Embd: 64, Vocab: 256, CtxLen: 128}, ""},
 		{"valid custom ffn", Config{Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1, FFN: 100}, ""},
+		{"x040 named", Config{Arch: "x040", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, ""},
+		{"x070 not yet", Config{Arch: "x070", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "x070": RWKV-7 is coming`},
+		{"unknown arch", Config{Arch: "rwkv4", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "rwkv4": unknown architecture; use x040`},
 		{"zero layers", Config{Layers: 0, Embd: 64, Vocab: 256, CtxLen: 128}, "model.n_layer = 0"},
 		{"embd not multiple of 32", Config{Layers: 2, Embd: 48, Vocab: 256, CtxLen: 128}, "model.n_embd = 48: must be a multiple of 32"},
 		{"negative vocab", Config{Layers: 2, Embd: 64, Vocab: -1, CtxLen: 128}, "model.vocab_size = -1"},

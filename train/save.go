@@ -128,6 +128,10 @@ func (t *Trainer) adoptModel(ck *checkpoint.Checkpoint) error {
 				"checkpoint", ck.Path)
 		}
 	}
+	if a, b := cm.Arch.Resolve(), sm.Arch.Resolve(); a != b { // "" (checkpoints from before model.arch) is x040
+		t.log.Warn(fmt.Sprintf("resume: model.arch = %q in the config but %q in the checkpoint; on resume the model section comes from the checkpoint", a, b),
+			"checkpoint", ck.Path)
+	}
 	t.cfg.Model.Config = sm
 	if err := t.cfg.Validate(); err != nil {
 		return fmt.Errorf("resume %s: with its model section: %w", ck.Path, err)

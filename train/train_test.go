@@ -186,6 +186,7 @@ func TestValidateRejects(t *testing.T) {
 		{"micro_bsz", func(c *Config) { c.Train.MicroBsz = 0 }, "train.micro_bsz = 0"},
 		{"grad_accum", func(c *Config) { c.Train.GradAccum = -1 }, "train.grad_accum = -1"},
 		{"n_embd", func(c *Config) { c.Model.Embd = 100 }, "model.n_embd = 100"},
+		{"arch", func(c *Config) { c.Model.Arch = "x070" }, `model.arch = "x070"`},
 		{"lr", func(c *Config) { c.Optim.LRInit = -1 }, "optim.lr_init"},
 		{"sampling", func(c *Config) { c.Data.Sampling = "shuffle" }, "sampling"},
 		{"keep", func(c *Config) { c.Checkpoint.Keep = -2 }, "checkpoint.keep = -2"},
