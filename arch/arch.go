@@ -15,8 +15,8 @@ import (
 // The zero Arch is x040, the default of model.arch.
 type Arch string
 
-// The architectures Infer recognises. Only X040 has a layout and a model so far; the others are
-// detected so that loading one fails with a message naming it.
+// The architectures Infer recognises. X040 and X070 have a layout, X040 alone is supported (a
+// model builds it) so far; the others are detected so that loading one fails naming it.
 const (
 	X040 Arch = "x040" // RWKV-4
 	X050 Arch = "x050" // RWKV-5.0/5.1 (ln_x, no gate)
@@ -25,7 +25,8 @@ const (
 	X070 Arch = "x070" // RWKV-7 "Goose"
 )
 
-// Supported lists the architectures that have a layout, in the order they were added.
+// Supported lists the architectures rwkv-go builds, in the order they were added; Infer refuses
+// the others with ErrUnsupported. Adding x070 here is the switch that lets its files load.
 var Supported = []Arch{X040}
 
 // Sentinel errors that callers can test with errors.Is.
@@ -45,7 +46,7 @@ func (a Arch) Resolve() Arch {
 	return a
 }
 
-// IsSupported reports whether a (after Resolve) has a layout.
+// IsSupported reports whether a (after Resolve) is in Supported.
 func (a Arch) IsSupported() bool {
 	for _, s := range Supported {
 		if a.Resolve() == s {

@@ -56,14 +56,18 @@ func Infer(ts []Spec) (Dims, error) {
 		seen[t.Name] = true
 	}
 	a, marker := Detect(ts)
-	if !a.IsSupported() {
-		return Dims{Arch: a}, fmt.Errorf("tensor %q: the tensors hold an %s model; %s is not supported yet (rwkv-go loads %s): %w",
-			marker, a.Title(), a, supportedList(), ErrUnsupported)
-	}
 	var d Dims
 	switch a {
 	case X040:
 		d = inferX040(ts)
+	case X070:
+		d = inferX070(ts)
+	default:
+		d = Dims{Arch: a}
+	}
+	if !a.IsSupported() { // d holds what could be read, for messages
+		return d, fmt.Errorf("tensor %q: the tensors hold an %s model; %s is not supported yet (rwkv-go loads %s): %w",
+			marker, a.Title(), a, supportedList(), ErrUnsupported)
 	}
 	if err := Match(d, ts); err != nil {
 		return d, err
