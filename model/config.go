@@ -1,6 +1,8 @@
-// Package model is RWKV-4 (arch x040): its configuration, parameters with RWKV-LM's names and shapes,
-// RWKV-LM initialisation, the parallel (training) form as a Gorgonia graph built from fused custom
-// ops, and the recurrent (one token at a time) form in plain Go. It knows nothing of training.
+// Package model is RWKV-4 (arch x040): its configuration, parameters with RWKV-LM's names and
+// shapes (package arch's layout), RWKV-LM initialisation, the parallel (training) form as a
+// Gorgonia graph built from fused custom ops, and the recurrent (one token at a time) form in
+// plain Go. It knows nothing of training. Gorgonia stays inside: other packages use the typed
+// views (DType, Param.F32, Graph.LogitsF32, Graph.GradF32, State).
 package model
 
 import (
