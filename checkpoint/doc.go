@@ -1,6 +1,8 @@
 // Package checkpoint is the file-format layer of rwkv-go. It deals in named
 // tensors (Tensor: name, dtype, shape, little-endian bytes) and never imports
-// the model.
+// the model. Which tensors make a model (names, shapes, state-dict order) is
+// package arch's table: Check tells the architecture and sizes from a set of
+// tensors and puts them in that order.
 //
 // Training checkpoints (Save, Load, Latest, Prune) are single safetensors
 // files, step-<step>.safetensors, holding the weights ("model/<name>"), the

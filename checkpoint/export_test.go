@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 func TestHFNames(t *testing.T) {
@@ -310,5 +312,15 @@ for arg in sys.argv[2:]:
 				}
 			}
 		})
+	}
+}
+
+// TestCheckUnsupportedArch: a file of another RWKV version is refused naming the version, not
+// with a list of missing RWKV-4 tensors.
+func TestCheckUnsupportedArch(t *testing.T) {
+	ts := append(tinyModel(tinyDims), FromFloat32("blocks.0.att.k_k", []int{1, 1, 4}, make([]float32, 4), F32))
+	_, _, err := Check(ts)
+	if !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), "x070 is not supported yet") {
+		t.Errorf("error %v, want arch.ErrUnsupported naming x070", err)
 	}
 }

@@ -5,29 +5,28 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // tinyDims is a model small enough for every test.
-var tinyDims = Dims{Vocab: 11, Embd: 4, FFN: 16, Layers: 2}
+var tinyDims = Dims{Arch: arch.X040, Vocab: 11, Embd: 4, FFN: 16, Layers: 2}
 
 // tinyModel returns the RWKV-4 tensors of d, F32, with deterministic values
 // that are exact in bf16 only by accident.
 func tinyModel(d Dims) []Tensor {
 	layout := d.Layout()
+	out := make([]Tensor, len(layout))
 	seed := uint32(1)
 	for i, l := range layout {
-		n := 1
-		for _, s := range l.Shape {
-			n *= s
-		}
-		v := make([]float32, n)
+		v := make([]float32, l.Size())
 		for j := range v {
 			seed = seed*1664525 + 1013904223
 			v[j] = float32(int32(seed>>8)-1<<23) / float32(1<<23) * 3
 		}
-		layout[i] = FromFloat32(l.Name, l.Shape, v, F32)
+		out[i] = FromFloat32(l.Name, l.Shape, v, F32)
 	}
-	return layout
+	return out
 }
 
 var (

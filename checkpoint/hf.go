@@ -216,7 +216,7 @@ func checkHFConfig(dir string, ts []Tensor) error {
 			want, set = 4*hidden, true
 		}
 		if set && want != c.got {
-			shape := d.shapeOf(c.tensor)
+			shape := d.Shape(c.tensor)
 			return fmt.Errorf("weights %s: %s is %d, but tensor %s has shape %v (dimension %d is %d): %w",
 				path, c.key, want, HFName(c.tensor), shape, c.dim, c.got, ErrTensors)
 		}
@@ -231,16 +231,6 @@ func checkHFConfig(dir string, ts []Tensor) error {
 			detail = fmt.Sprintf("the tensors hold %d blocks, up to %s", d.Layers, HFName(fmt.Sprintf("blocks.%d.ln1.weight", d.Layers-1)))
 		}
 		return fmt.Errorf("weights %s: num_hidden_layers is %d, but %s: %w", path, layers, detail, ErrTensors)
-	}
-	return nil
-}
-
-// shapeOf is the RWKV-4 shape of the tensor called name.
-func (d Dims) shapeOf(name string) []int {
-	for _, t := range d.Layout() {
-		if t.Name == name {
-			return t.Shape
-		}
 	}
 	return nil
 }

@@ -23,14 +23,15 @@ var hfFixtureDims = Dims{Vocab: 11, Embd: 4, FFN: 16, Layers: 2}
 // the k-th tensor is ((5j + 3k) mod 16 - 8) / 16, exact in every float dtype.
 func hfFixtureModel(dt DType) []Tensor {
 	layout := hfFixtureDims.Layout()
+	out := make([]Tensor, len(layout))
 	for k, l := range layout {
-		v := make([]float32, l.NumElements())
+		v := make([]float32, l.Size())
 		for j := range v {
 			v[j] = float32((5*j+3*k)%16-8) / 16
 		}
-		layout[k] = FromFloat32(l.Name, l.Shape, v, dt)
+		out[k] = FromFloat32(l.Name, l.Shape, v, dt)
 	}
-	return layout
+	return out
 }
 
 // writeSTSharded writes dir as transformers' save_pretrained does for a

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // Sentinel errors that callers can test with errors.Is.
@@ -13,7 +15,7 @@ var (
 	ErrShape     = errors.New("shape does not match data")
 	ErrNonFinite = errors.New("non-finite value")
 	ErrMalformed = errors.New("malformed file")
-	ErrTensors   = errors.New("wrong tensor set")
+	ErrTensors   = arch.ErrTensors // the same error as arch's: a wrong tensor set
 )
 
 // Tensor is a named, dense, row-major tensor. Data holds the elements in

@@ -11,21 +11,21 @@ import (
 	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
-// ReadWeights reads RWKV-4 weights from any layout this package writes or
+// ReadWeights reads model weights from any layout this package writes or
 // imports and returns them with RWKV-LM names, in state_dict order, in the
 // dtype they were stored in. path may be a PyTorch .pth (zip), an RWKV-LM,
 // web-rwkv or Hugging Face safetensors file, a training checkpoint of Save,
 // a directory of training checkpoints (the newest is read; a corrupt newest
 // one is an error, never skipped), a Hugging Face directory as transformers
 // writes it (see ReadHFDir), or the index.json of a sharded Hugging Face
-// checkpoint. The tensor set must be exactly RWKV-4's: missing or extra
+// checkpoint. The tensor set must be exactly one architecture's (Check): missing or extra
 // tensors are errors, and so is any NaN or infinity, named by tensor.
 func ReadWeights(path string) ([]Tensor, error) {
 	ts, err := readAnyWeights(path)
 	if err != nil {
 		return nil, err
 	}
-	_, ordered, err := CheckRWKV4(ts)
+	_, ordered, err := Check(ts)
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", path, err)
 	}

@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
@@ -14,13 +12,13 @@ import (
 // longer than the benchmark).
 func benchModel(b *testing.B, cfg model.Config) *model.Model {
 	b.Helper()
-	m, err := model.New(cfg, tensor.Float32)
+	m, err := model.New(cfg, model.Float32)
 	if err != nil {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, p := range m.Params {
-		d := p.Value.Data().([]float32)
+		d := p.F32()
 		for i := range d {
 			d[i] = float32(rng.NormFloat64() * 0.02)
 		}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/model"
 )
@@ -14,7 +12,7 @@ import (
 // Perplexity in both modes over a stream shorter than ctx_len: the windowed parallel form and
 // the unbounded recurrent form see the same context, so they agree.
 func ExamplePerplexity() {
-	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, tensor.Float64)
+	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, model.Float64)
 	if err != nil {
 		panic(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
@@ -22,7 +20,7 @@ func collect(t *testing.T, m *model.Model, prompt []int, o SampleOptions) []int 
 }
 
 func TestGenerate(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	prompt := []int{3, 1, 4, 1, 5}
 	greedyOut := collect(t, m, prompt, SampleOptions{MaxTokens: 20, StopToken: -1})
 	for _, tt := range []struct {
@@ -51,7 +49,7 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestGenerateRejects(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	for _, tt := range []struct {
 		name   string
 		prompt []int

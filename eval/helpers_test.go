@@ -6,13 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // tinyModel is an L2-D32 model of vocab V with non-degenerate random weights.
-func tinyModel(t testing.TB, V int, dt tensor.Dtype) *model.Model {
+func tinyModel(t testing.TB, V int, dt model.DType) *model.Model {
 	t.Helper()
 	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: V, CtxLen: 16}, dt)
 	if err != nil {

@@ -173,7 +173,7 @@ func (l *lambadaRunner) run(batch []lambadaSeq) error {
 	for b, e := range batch {
 		nll, ok := 0.0, true
 		for i, target := range e.dst { // row len(src)-1+i predicts dst[i]
-			v, top := rowScore(g.Logits().Data(), (b*T+len(e.src)-1+i)*V, V, target)
+			v, top := rowScore(g.Logits(), (b*T+len(e.src)-1+i)*V, V, target)
 			nll += v
 			ok = ok && top
 		}

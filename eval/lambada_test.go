@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
@@ -60,7 +58,7 @@ func greedy(t *testing.T, m *model.Model, prompt []int, n int) []int {
 // TestLambadaMatchesReference checks accuracy (every target token the argmax) and the summed
 // target NLL against the recurrent form, for examples of different lengths in one padded batch.
 func TestLambadaMatchesReference(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	ctxA, ctxB := []int{5, 9, 13, 2}, []int{7, 7, 1, 30, 31, 40, 41, 3, 8}
 	hitA := greedy(t, m, append([]int{0}, ctxA...), 3)
 	hitB := greedy(t, m, append([]int{0}, ctxB...), 1)
@@ -87,7 +85,7 @@ func TestLambadaMatchesReference(t *testing.T) {
 }
 
 func TestLambadaRejects(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	tok := mapTokenizer{"A": {1, 2}, " big": {99}, " none": nil}
 	for _, tt := range []struct {
 		name string

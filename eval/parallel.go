@@ -131,7 +131,7 @@ func (r *windowRunner) run(g *model.Graph, src Source, ws []window, T int) error
 	if err := g.Run(); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if err := model.TokenNLL(g.Logits().Data(), r.y, r.m.Config.Vocab, r.nll); err != nil {
+	if err := model.TokenNLL(g.Logits(), r.y, r.m.Config.Vocab, r.nll); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
 	return nil

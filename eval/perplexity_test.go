@@ -11,15 +11,14 @@ import (
 	"strings"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // TestModesAgreeOnShortDocument: on a document shorter than ctx_len the parallel windows and the
 // recurrent stream see the same context, so they must give the same loss (float64, to 1e-9).
 func TestModesAgreeOnShortDocument(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	toks := randomTokens(13, 64, 1) // 12 scored tokens, ctx_len 16
 	want := sum(rnnNLL(t, m, toks)) / 12
 	for _, tt := range []struct {
@@ -47,7 +46,7 @@ func TestModesAgreeOnShortDocument(t *testing.T) {
 // windowRef is the reference for parallel mode: target j is predicted from a fresh state that
 // has read toks[start(j) : j].
 func windowRef(t *testing.T, o Options, toks Ints) (float64, int) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	total := len(toks) - 1
 	L, stride := o.CtxLen, o.Stride
 	if stride == 0 {
@@ -74,7 +73,7 @@ func windowRef(t *testing.T, o Options, toks Ints) (float64, int) {
 // TestParallelWindows checks windowing, striding, batching and the clamped last window against
 // the recurrent form run over each window's own context.
 func TestParallelWindows(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	toks := randomTokens(42, 64, 3) // 41 targets
 	for _, tt := range []struct {
 		name string
@@ -101,7 +100,7 @@ func TestParallelWindows(t *testing.T) {
 // TestRNNChunkedEqualsStepwise: feeding the stream through the graph in chunks with the state
 // carried over is the same computation as stepping token by token, far beyond ctx_len.
 func TestRNNChunkedEqualsStepwise(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	toks := randomTokens(100, 64, 4)
 	want := sum(rnnNLL(t, m, toks)) / 99
 	for _, chunk := range []int{0, 7, 64} {
@@ -116,7 +115,7 @@ func TestRNNChunkedEqualsStepwise(t *testing.T) {
 }
 
 func TestBucketsPartitionTheLoss(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	toks := randomTokens(60, 64, 5)
 	ref := rnnNLL(t, m, toks)
 	for _, mode := range []Mode{RNN, Parallel} {
@@ -140,7 +139,7 @@ func TestBucketsPartitionTheLoss(t *testing.T) {
 }
 
 func TestPerplexityRejects(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float64)
+	m := tinyModel(t, 64, model.Float64)
 	for _, tt := range []struct {
 		name string
 		toks Ints
@@ -164,7 +163,7 @@ func TestPerplexityRejects(t *testing.T) {
 }
 
 func TestPerplexityCancels(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, mode := range []Mode{RNN, Parallel} {
@@ -194,7 +193,7 @@ func TestRNNMemoryFlat(t *testing.T) {
 	if testing.Short() {
 		n = 20_000
 	}
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	var heap []uint64
 	var ms runtime.MemStats
 	progress := func(done, total int64) {
@@ -223,7 +222,7 @@ func TestRNNMemoryFlat(t *testing.T) {
 // Perplexity with an error wrapping data.ErrTruncated that names the file, in every mode,
 // instead of a panic (or SIGBUS) on the mapped file.
 func TestTruncatedDataIsAnError(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	for _, o := range []Options{{Mode: Parallel, CtxLen: 16}, {Mode: RNN}, {Mode: RNN, Chunk: 8}} {
 		t.Run(fmt.Sprintf("%s chunk %d", o.Mode, o.Chunk), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "toks.npy")

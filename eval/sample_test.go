@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gorgonia.org/tensor"
+	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // TestPenaltyArithmetic follows the occurrence counts and the penalised logits step by step on a
@@ -185,7 +185,7 @@ func TestPenaltyReducesRepetition(t *testing.T) {
 // repeats tokens less than plain greedy decoding, and the penalties change nothing when both
 // alphas are 0.
 func TestGenerateWithPenalties(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	prompt := []int{3, 1, 4, 1, 5}
 	plain := collect(t, m, prompt, SampleOptions{MaxTokens: 60, StopToken: -1})
 	off := collect(t, m, prompt, SampleOptions{MaxTokens: 60, StopToken: -1, PenaltyDecay: 0.5, PenaltyExempt: []int{1, 2}})
@@ -208,7 +208,7 @@ func TestGenerateWithPenalties(t *testing.T) {
 // TestTopPZeroIsGreedy: top-p 0 keeps only the most likely token, as ChatRWKV, so it equals
 // greedy decoding (and so does any tiny top-p); top-p 1 is off.
 func TestTopPZeroIsGreedy(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	prompt := []int{3, 1, 4, 1, 5}
 	greedy := collect(t, m, prompt, SampleOptions{MaxTokens: 20, StopToken: -1})
 	for _, p := range []float64{0, 1e-9} {
@@ -222,7 +222,7 @@ func TestTopPZeroIsGreedy(t *testing.T) {
 }
 
 func TestSampleOptionsRejected(t *testing.T) {
-	m := tinyModel(t, 64, tensor.Float32)
+	m := tinyModel(t, 64, model.Float32)
 	all := make([]int, 64)
 	for i := range all {
 		all[i] = i

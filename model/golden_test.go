@@ -144,12 +144,12 @@ func TestForwardBackwardMatchesPyTorch(t *testing.T) {
 			var worstGrad float64
 			grads := func(gr *Graph, prefix string) {
 				for i, p := range m.Params {
-					worstGrad = math.Max(worstGrad, compare(t, prefix+p.Name, toFloat64(gr.Grad(i).Data()), g.floats(prefix+p.Name), tc.gradTol))
+					worstGrad = math.Max(worstGrad, compare(t, prefix+p.Name, toFloat64(gr.Grad(i)), g.floats(prefix+p.Name), tc.gradTol))
 				}
 			}
 
 			gr := run(false, nil)
-			rl := compare(t, "logits", toFloat64(gr.Logits().Data()), g.floats("logits"), tc.fwdTol)
+			rl := compare(t, "logits", toFloat64(gr.Logits()), g.floats("logits"), tc.fwdTol)
 			t.Cleanup(func() { t.Logf("worst relative difference: logits %.3g, gradients %.3g", rl, worstGrad) })
 			compare(t, "loss", []float64{gr.Loss()}, g.floats("loss"), tc.fwdTol)
 			grads(gr, "grad/")
@@ -157,7 +157,7 @@ func TestForwardBackwardMatchesPyTorch(t *testing.T) {
 			grads(run(true, nil), "grad_l2wrap/")
 
 			gs := run(false, g.state("state_in/", cfg, B))
-			compare(t, "logits_state", toFloat64(gs.Logits().Data()), g.floats("logits_state"), tc.fwdTol)
+			compare(t, "logits_state", toFloat64(gs.Logits()), g.floats("logits_state"), tc.fwdTol)
 			compare(t, "loss_state", []float64{gs.Loss()}, g.floats("loss_state"), tc.fwdTol)
 			grads(gs, "grad_state/")
 			final, sg := NewState(cfg, B), NewState(cfg, B)

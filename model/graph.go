@@ -289,12 +289,25 @@ func (gr *Graph) Loss() float64 {
 	return v
 }
 
-// Logits of the last Run: (B*T, V) in the model dtype. Read it before the next Run.
-func (gr *Graph) Logits() *tensor.Dense { return gr.logits.Value().(*tensor.Dense) }
+// Logits of the last Run, (B*T, V) row-major: a []float32 or []float64 by the model dtype, for
+// code generic over it (TokenNLL). It is only valid until the next Run.
+func (gr *Graph) Logits() any { return gr.logits.Value().Data() }
 
-// Grad is the gradient of the last Run for parameter i (Model.Params order), in the shape of
-// Param.Value. It is only valid until the next Run.
-func (gr *Graph) Grad(i int) *tensor.Dense { return gr.grads[i].Value().(*tensor.Dense) }
+// LogitsF32 is Logits of a Float32 model (nil for Float64).
+func (gr *Graph) LogitsF32() []float32 { d, _ := gr.Logits().([]float32); return d }
+
+// LogitsF64 is Logits of a Float64 model (nil for Float32).
+func (gr *Graph) LogitsF64() []float64 { d, _ := gr.Logits().([]float64); return d }
+
+// Grad is the gradient of the last Run for parameter i (Model.Params order), row-major in
+// Param.Shape: a []float32 or []float64 by the model dtype. It is only valid until the next Run.
+func (gr *Graph) Grad(i int) any { return gr.grads[i].Value().Data() }
+
+// GradF32 is Grad of a Float32 model (nil for Float64).
+func (gr *Graph) GradF32(i int) []float32 { d, _ := gr.Grad(i).([]float32); return d }
+
+// GradF64 is Grad of a Float64 model (nil for Float32).
+func (gr *Graph) GradF64(i int) []float64 { d, _ := gr.Grad(i).([]float64); return d }
 
 // FinalState copies the state after the last token of the last Run into dst (needs State).
 func (gr *Graph) FinalState(dst *State) {

@@ -35,3 +35,24 @@ func TestImportDirection(t *testing.T) {
 		}
 	}
 }
+
+// TestGorgoniaStaysInModel: no package but model imports Gorgonia, in its code or its tests;
+// the others use model's typed views (Param.F32, Graph.LogitsF32, Graph.GradF32, State, DType).
+func TestGorgoniaStaysInModel(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}} {{join .TestImports \" \"}} {{join .XTestImports \" \"}}",
+		"github.com/rwkv-go/rwkv-go/...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == "github.com/rwkv-go/rwkv-go/model" {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, "gorgonia.org/") {
+				t.Errorf("%s imports %s", f[0], imp)
+			}
+		}
+	}
+}

@@ -19,6 +19,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"valid", Config{Layers: 2, Embd: 64, Vocab: 256, CtxLen: 128}, ""},
 		{"valid custom ffn", Config{Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1, FFN: 100}, ""},
+		{"x040 named", Config{Arch: "x040", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, ""},
+		{"x070 not yet", Config{Arch: "x070", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "x070": RWKV-7 is coming`},
+		{"unknown arch", Config{Arch: "rwkv4", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "rwkv4": unknown architecture; use x040`},
 		{"zero layers", Config{Layers: 0, Embd: 64, Vocab: 256, CtxLen: 128}, "model.n_layer = 0"},
 		{"embd not multiple of 32", Config{Layers: 2, Embd: 48, Vocab: 256, CtxLen: 128}, "model.n_embd = 48: must be a multiple of 32"},
 		{"negative vocab", Config{Layers: 2, Embd: 64, Vocab: -1, CtxLen: 128}, "model.vocab_size = -1"},
@@ -215,7 +218,7 @@ func TestParallelEqualsRecurrent(t *testing.T) {
 			if err := gr.Run(); err != nil {
 				t.Fatal(err)
 			}
-			par := toFloat64(gr.Logits().Data())
+			par := toFloat64(gr.Logits())
 			parState := NewState(m.Config, B)
 			gr.FinalState(parState)
 
@@ -340,7 +343,7 @@ func TestChunkedEqualsSinglePass(t *testing.T) {
 		}
 		loss += chunk.Loss() / float64(nc)
 		for i := range m.Params {
-			g := toFloat64(chunk.Grad(i).Data())
+			g := toFloat64(chunk.Grad(i))
 			if sum[i] == nil {
 				sum[i] = make([]float64, len(g))
 			}
@@ -355,7 +358,7 @@ func TestChunkedEqualsSinglePass(t *testing.T) {
 		t.Fatalf("loss: chunked %v, single pass %v", loss, full.Loss())
 	}
 	for i, p := range m.Params {
-		want := toFloat64(full.Grad(i).Data())
+		want := toFloat64(full.Grad(i))
 		for j := range want {
 			if d := math.Abs(sum[i][j] - want[j]); d > 1e-10*(1+math.Abs(want[j])) {
 				t.Fatalf("grad %s[%d]: chunked %v, single pass %v", p.Name, j, sum[i][j], want[j])

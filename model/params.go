@@ -4,7 +4,18 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"gorgonia.org/tensor"
+)
+
+// DType is a model's element type, Float32 or Float64. It is Gorgonia's tensor.Dtype under a
+// model name, so that code outside model never imports Gorgonia.
+type DType = tensor.Dtype
+
+// The dtypes a Model can have.
+var (
+	Float32 DType = tensor.Float32
+	Float64 DType = tensor.Float64
 )
 
 // Param is one weight tensor. Shape is RWKV-LM's (time_mix_* are [1,1,C]); Value holds the same
@@ -18,56 +29,21 @@ type Param struct {
 // Len is the number of elements.
 func (p *Param) Len() int { return p.Value.Shape().TotalSize() }
 
-// Model is the set of RWKV-4 parameters of one Config in one dtype (tensor.Float32 or Float64),
+// Model is the set of RWKV-4 parameters of one Config in one dtype (Float32 or Float64),
 // in RWKV-LM state-dict order.
 type Model struct {
 	Config Config
-	DType  tensor.Dtype
+	DType  DType
 	Params []*Param
 	index  map[string]*Param
 }
 
 // ParamSpec is the name and RWKV-LM shape of a parameter.
-type ParamSpec struct {
-	Name  string
-	Shape []int
-}
+type ParamSpec = arch.Spec
 
-// Specs lists every parameter of cfg with RWKV-LM's names and shapes, in state-dict order:
-// 6 + 18*n_layer tensors.
-func Specs(cfg Config) []ParamSpec {
-	C, F, V := cfg.Embd, cfg.DimFFN(), cfg.Vocab
-	s := []ParamSpec{{"emb.weight", []int{V, C}}}
-	for i := 0; i < cfg.Layers; i++ {
-		p := fmt.Sprintf("blocks.%d.", i)
-		add := func(name string, shape ...int) { s = append(s, ParamSpec{p + name, shape}) }
-		add("ln1.weight", C)
-		add("ln1.bias", C)
-		add("ln2.weight", C)
-		add("ln2.bias", C)
-		if i == 0 {
-			add("ln0.weight", C)
-			add("ln0.bias", C)
-		}
-		add("att.time_decay", C)
-		add("att.time_first", C)
-		add("att.time_mix_k", 1, 1, C)
-		add("att.time_mix_v", 1, 1, C)
-		add("att.time_mix_r", 1, 1, C)
-		add("att.key.weight", C, C)
-		add("att.value.weight", C, C)
-		add("att.receptance.weight", C, C)
-		add("att.output.weight", C, C)
-		add("ffn.time_mix_k", 1, 1, C)
-		add("ffn.time_mix_r", 1, 1, C)
-		add("ffn.key.weight", F, C)
-		add("ffn.receptance.weight", C, C)
-		add("ffn.value.weight", C, F)
-	}
-	s = append(s, ParamSpec{"ln_out.weight", []int{C}}, ParamSpec{"ln_out.bias", []int{C}},
-		ParamSpec{"head.weight", []int{V, C}})
-	return s
-}
+// Specs lists every parameter of cfg with RWKV-LM's names and shapes, in state-dict order
+// (arch's layout of cfg.Dims(); RWKV-4: 6 + 18*n_layer tensors).
+func Specs(cfg Config) []ParamSpec { return cfg.Dims().Layout() }
 
 // graphShape drops RWKV-LM's leading singleton dims of the time_mix vectors.
 func graphShape(shape []int) []int {
@@ -77,8 +53,8 @@ func graphShape(shape []int) []int {
 	return shape
 }
 
-// New allocates a zero model of cfg in dtype (tensor.Float32 or tensor.Float64).
-func New(cfg Config, dtype tensor.Dtype) (*Model, error) {
+// New allocates a zero model of cfg in dtype (Float32 or Float64).
+func New(cfg Config, dtype DType) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -106,6 +82,14 @@ func (m *Model) NumParams() int {
 	}
 	return n
 }
+
+// F32 is the parameter's memory, row-major in Shape, when the model is Float32, and nil when it
+// is not. Writes change the weight.
+func (p *Param) F32() []float32 { d, _ := p.Value.Data().([]float32); return d }
+
+// F64 is the parameter's memory, row-major in Shape, when the model is Float64, and nil when it
+// is not. Writes change the weight.
+func (p *Param) F64() []float64 { d, _ := p.Value.Data().([]float64); return d }
 
 // Float64s copies a parameter's values out as float64, whatever the model dtype.
 func (p *Param) Float64s() []float64 {

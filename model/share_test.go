@@ -65,9 +65,9 @@ func TestSharedBuffersChangeNothing(t *testing.T) {
 			fin, sg := NewState(m.Config, B), NewState(m.Config, B)
 			g.FinalState(fin)
 			g.StateGrad(sg)
-			o := [][]float64{toFloat64(g.Logits().Data()), {g.Loss()}}
+			o := [][]float64{toFloat64(g.Logits()), {g.Loss()}}
 			for i := range m.Params {
-				o = append(o, toFloat64(g.Grad(i).Data()))
+				o = append(o, toFloat64(g.Grad(i)))
 			}
 			fs, gss := flatState(fin), flatState(sg)
 			o = append(o, fs[:]...)

@@ -70,6 +70,22 @@ func (s *State) CopyFrom(o *State) error {
 	return nil
 }
 
+// Scale sets s = k·o, every value of every layer (a state gradient rescaled); the shapes must
+// match.
+func (s *State) Scale(o *State, k float64) error {
+	if err := s.CopyFrom(o); err != nil {
+		return err
+	}
+	for i := range s.Layers {
+		for _, f := range s.Layers[i].fields() {
+			for j := range f {
+				f[j] *= k
+			}
+		}
+	}
+	return nil
+}
+
 // Clone returns a deep copy.
 func (s *State) Clone() *State {
 	c := &State{B: s.B, C: s.C, Layers: make([]LayerState, len(s.Layers))}

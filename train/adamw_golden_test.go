@@ -13,6 +13,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // fixedBatches hands out batches from a list, for tests that must see given data.
@@ -95,7 +96,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 	for _, p := range tr.Model.Params {
 		ts = append(ts, checkpoint.FromFloat64(p.Name, p.Shape, f64s(t, f, "param/"+p.Name), checkpoint.F32))
 	}
-	if err := SetTensors(tr.Model, ts); err != nil {
+	if err := weights.Set(tr.Model, ts); err != nil {
 		t.Fatal(err)
 	}
 	toks, tgts := i64s(t, f, "tokens"), i64s(t, f, "targets")
@@ -113,7 +114,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 		for _, p := range tr.Model.Params {
 			want := f64s(t, f, prefix+p.Name)
 			scale, _ := optim.Groups(p.Name, p.Shape, true)
-			got := p.Value.Data().([]float32)
+			got := p.F32()
 			for j := range want {
 				d := math.Abs(float64(got[j])-want[j]) / (lr * scale)
 				if d > 0.05 {

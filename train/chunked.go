@@ -3,8 +3,6 @@ package train
 import (
 	"fmt"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
@@ -84,9 +82,9 @@ func (r *chunkRunner) slice(dst, src []int, off, n int) []int {
 	return dst
 }
 
-// run processes one (B, T) micro-batch from fresh states and calls add(i, grad, w) for every
-// parameter i and chunk, the sample's gradient being the sum of w*grad. It returns the loss.
-func (r *chunkRunner) run(x, y []int, add func(i int, g *tensor.Dense, w float64)) (float64, error) {
+// run processes one (B, T) micro-batch from fresh states and calls add(g, i, w) for every
+// parameter i and chunk, the sample's gradient being the sum of w*g.Grad(i). It returns the loss.
+func (r *chunkRunner) run(x, y []int, add func(g *model.Graph, i int, w float64)) (float64, error) {
 	offs := make([]int, len(r.lens))
 	for c := 1; c < len(r.lens); c++ {
 		offs[c] = offs[c-1] + r.lens[c-1]
@@ -107,7 +105,7 @@ func (r *chunkRunner) run(x, y []int, add func(i int, g *tensor.Dense, w float64
 		w := float64(r.lens[c]) / float64(r.T)
 		loss += w * g.Loss()
 		for i := range r.m.Params {
-			add(i, g.Grad(i), w)
+			add(g, i, w)
 		}
 	}
 	if !r.exact {
@@ -139,7 +137,9 @@ func (r *chunkRunner) run(x, y []int, add func(i int, g *tensor.Dense, w float64
 	for c := len(r.lens) - 1; c >= 0; c-- {
 		g := r.grad[r.lens[c]]
 		w := float64(r.lens[c]) / float64(r.T)
-		scaleState(r.gIn, r.gSt, 1/w)
+		if err := r.gIn.Scale(r.gSt, 1/w); err != nil {
+			return 0, err
+		}
 		if err := g.SetStateGrad(r.gIn); err != nil {
 			return 0, err
 		}
@@ -148,21 +148,11 @@ func (r *chunkRunner) run(x, y []int, add func(i int, g *tensor.Dense, w float64
 		}
 		accumulate(g, c)
 		g.StateGrad(r.gSt)
-		scaleState(r.gSt, r.gSt, w)
-	}
-	return loss, nil
-}
-
-// scaleState sets dst = s*src.
-func scaleState(dst, src *model.State, s float64) {
-	for i := range dst.Layers {
-		d, o := &dst.Layers[i], &src.Layers[i]
-		for _, pair := range [][2][]float64{{d.AttX, o.AttX}, {d.AA, o.AA}, {d.BB, o.BB}, {d.PP, o.PP}, {d.FFNX, o.FFNX}} {
-			for k, v := range pair[1] {
-				pair[0][k] = s * v
-			}
+		if err := r.gSt.Scale(r.gSt, w); err != nil {
+			return 0, err
 		}
 	}
+	return loss, nil
 }
 
 // Close releases the graphs.

@@ -6,14 +6,12 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // randomModel is a tiny model with non-degenerate random weights (no zero matrices), so that
 // every gradient is non-trivial.
-func randomModel(t *testing.T, dt tensor.Dtype) *model.Model {
+func randomModel(t *testing.T, dt model.DType) *model.Model {
 	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, dt)
 	if err != nil {
 		t.Fatal(err)
@@ -31,13 +29,13 @@ func randomModel(t *testing.T, dt tensor.Dtype) *model.Model {
 }
 
 // gradsOf runs fn and returns the summed weighted gradients it reports and its loss.
-func gradsOf(t *testing.T, m *model.Model, fn func(add func(int, *tensor.Dense, float64)) (float64, error)) (float64, [][]float64) {
+func gradsOf(t *testing.T, m *model.Model, fn func(add func(*model.Graph, int, float64)) (float64, error)) (float64, [][]float64) {
 	sum := make([][]float64, len(m.Params))
 	for i, p := range m.Params {
 		sum[i] = make([]float64, p.Len())
 	}
-	loss, err := fn(func(i int, g *tensor.Dense, w float64) {
-		switch d := g.Data().(type) {
+	loss, err := fn(func(g *model.Graph, i int, w float64) {
+		switch d := g.Grad(i).(type) {
 		case []float32:
 			for j, v := range d {
 				sum[i][j] += w * float64(v)
@@ -60,13 +58,13 @@ func singlePass(t *testing.T, m *model.Model, B, T int, x, y []int) (float64, []
 		t.Fatal(err)
 	}
 	defer g.Close()
-	return gradsOf(t, m, func(add func(int, *tensor.Dense, float64)) (float64, error) {
+	return gradsOf(t, m, func(add func(*model.Graph, int, float64)) (float64, error) {
 		g.SetTokens(x, y)
 		if err := g.Run(); err != nil {
 			return 0, err
 		}
 		for i := range m.Params {
-			add(i, g.Grad(i), 1)
+			add(g, i, 1)
 		}
 		return g.Loss(), nil
 	})
@@ -77,9 +75,9 @@ func singlePass(t *testing.T, m *model.Model, B, T int, x, y []int) (float64, []
 func TestChunkedExactEqualsSinglePass(t *testing.T) {
 	const B, T = 2, 24
 	for _, tc := range []struct {
-		dt  tensor.Dtype
+		dt  model.DType
 		tol float64
-	}{{tensor.Float64, 1e-9}, {tensor.Float32, 1e-5}} {
+	}{{model.Float64, 1e-9}, {model.Float32, 1e-5}} {
 		m := randomModel(t, tc.dt)
 		rng := rand.New(rand.NewPCG(5, 5))
 		x, y := make([]int, B*T), make([]int, B*T)
@@ -94,7 +92,7 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer r.Close()
-				loss, got := gradsOf(t, m, func(add func(int, *tensor.Dense, float64)) (float64, error) { return r.run(x, y, add) })
+				loss, got := gradsOf(t, m, func(add func(*model.Graph, int, float64)) (float64, error) { return r.run(x, y, add) })
 				if math.Abs(loss-wantLoss) > tc.tol*wantLoss {
 					t.Fatalf("loss %v, single pass %v", loss, wantLoss)
 				}
@@ -118,7 +116,7 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 // exact gradient because the border gradient is cut.
 func TestChunkedTruncated(t *testing.T) {
 	const B, T, chunk = 2, 24, 8
-	m := randomModel(t, tensor.Float64)
+	m := randomModel(t, model.Float64)
 	rng := rand.New(rand.NewPCG(6, 6))
 	x, y := make([]int, B*T), make([]int, B*T)
 	for i := range x {
@@ -132,13 +130,13 @@ func TestChunkedTruncated(t *testing.T) {
 	defer r.Close()
 	calls := 0
 	first := make([][]float64, len(m.Params))
-	loss, all := gradsOf(t, m, func(add func(int, *tensor.Dense, float64)) (float64, error) {
-		return r.run(x, y, func(i int, g *tensor.Dense, w float64) {
+	loss, all := gradsOf(t, m, func(add func(*model.Graph, int, float64)) (float64, error) {
+		return r.run(x, y, func(g *model.Graph, i int, w float64) {
 			if calls < len(m.Params) { // chunk 0 reports first
-				first[i] = append([]float64(nil), g.Data().([]float64)...)
+				first[i] = append([]float64(nil), g.GradF64(i)...)
 			}
 			calls++
-			add(i, g, w)
+			add(g, i, w)
 		})
 	})
 	if math.Abs(loss-wantLoss) > 1e-12*wantLoss {

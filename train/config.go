@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
@@ -66,7 +67,7 @@ type CheckpointConfig struct {
 // DefaultConfig holds every default in one place (nanoGPT style); a YAML file overrides a subset.
 func DefaultConfig() Config {
 	return Config{
-		Model:      ModelConfig{Config: model.Config{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}},
+		Model:      ModelConfig{Config: model.Config{Arch: arch.X040, Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}},
 		Data:       data.Config{Sampling: "random"},
 		Optim:      optim.DefaultConfig(),
 		Train:      LoopConfig{MicroBsz: 8, GradAccum: 1, Seed: 42, LogEvery: 10, L2Wrap: true, MaxBadSteps: 5, BPTT: BPTTExact},

@@ -11,10 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 var exportPrompt = []int{3, 17, 4, 40, 11, 0, 29, 8}
@@ -33,7 +32,7 @@ func promptLogits(t *testing.T, m *model.Model) []float64 {
 	if err := g.Run(); err != nil {
 		t.Fatal(err)
 	}
-	switch d := g.Logits().Data().(type) {
+	switch d := g.Logits().(type) {
 	case []float32:
 		out := make([]float64, len(d))
 		for i, v := range d {
@@ -58,9 +57,9 @@ func maxRel(got, want []float64) float64 {
 // TestExportsReadBack writes every export format and dtype, reads each back as a model, and
 // compares its logits on a fixed prompt with the original's, within the dtype's precision.
 func TestExportsReadBack(t *testing.T) {
-	m := randomModel(t, tensor.Float32)
+	m := randomModel(t, model.Float32)
 	want := promptLogits(t, m)
-	ts := Tensors(m, checkpoint.F32)
+	ts := weights.Tensors(m, checkpoint.F32)
 	dir := t.TempDir()
 	file := func(name string, f func(io.Writer) error) string {
 		p := filepath.Join(dir, name)
@@ -89,7 +88,7 @@ func TestExportsReadBack(t *testing.T) {
 	exports = append(exports, export{"web-rwkv", checkpoint.F16, file("web.safetensors", func(w io.Writer) error { return checkpoint.ExportWebRWKV(w, ts) })})
 	for _, e := range exports {
 		t.Run(e.name+"/"+string(e.dt), func(t *testing.T) {
-			back, err := LoadModel(e.path, 24, tensor.Float32)
+			back, err := weights.Load(e.path, 24, model.Float32)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -227,7 +227,7 @@ func TestNonFiniteStreakKeepsLastGood(t *testing.T) {
 	c := quickConfig(t, 10)
 	c.Checkpoint.Every, c.Checkpoint.Keep, c.Train.MaxBadSteps = 1, 1, 3
 	tr := newTrainer(t, c, Options{})
-	head := tr.Model.Param("head.weight").Value.Data().([]float32)
+	head := tr.Model.Param("head.weight").F32()
 	tr.loader = &onDraw{batchSource: tr.loader, n: 3, f: func() { head[5] = float32(math.NaN()) }}
 	err := tr.Run(context.Background())
 	good := filepath.Join(c.CheckpointDir(), checkpoint.FileName(2))
@@ -242,7 +242,7 @@ func TestNonFiniteStreakKeepsLastGood(t *testing.T) {
 func TestResumeSkipsCheckpointInStreak(t *testing.T) {
 	c := quickConfig(t, 3)
 	tr := newTrainer(t, c, Options{})
-	head := tr.Model.Param("head.weight").Value.Data().([]float32)
+	head := tr.Model.Param("head.weight").F32()
 	for s := 1; s <= 3; s++ {
 		if s == 3 {
 			saved := head[5]
@@ -498,7 +498,7 @@ func TestInterruptedErrorNamesCheckpoint(t *testing.T) {
 			tr := newTrainer(t, c, Options{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			head := tr.Model.Param("head.weight").Value.Data().([]float32)
+			head := tr.Model.Param("head.weight").F32()
 			tr.loader = &onDraw{batchSource: tr.loader, n: 3, f: func() {
 				if streak {
 					head[5] = float32(math.NaN())

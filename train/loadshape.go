@@ -11,8 +11,11 @@ import (
 // section (want). A mismatch is a config error (ErrConfig) naming the first tensor, in
 // state-dict order, whose shape differs or that only one side has.
 func checkLoadedShape(path string, got, want model.Config) error {
-	if got.Layers == want.Layers && got.Embd == want.Embd && got.Vocab == want.Vocab && got.DimFFN() == want.DimFFN() {
+	if got.Dims() == want.Dims() {
 		return nil
+	}
+	if a, b := got.Dims().Arch, want.Dims().Arch; a != b {
+		return fmt.Errorf("%w: model.load %q holds an %s model, model.arch is %q; fix model.arch or the file", ErrConfig, path, a.Title(), b)
 	}
 	have := map[string][]int{}
 	for _, s := range model.Specs(got) {

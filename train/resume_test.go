@@ -28,7 +28,7 @@ func (c *cancelAfter) Next() *data.Batch {
 func weightsOf(tr *Trainer) [][]float32 {
 	var out [][]float32
 	for _, p := range tr.Model.Params {
-		out = append(out, append([]float32(nil), p.Value.Data().([]float32)...))
+		out = append(out, append([]float32(nil), p.F32()...))
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // Save writes a resumable checkpoint of the current step into the checkpoint directory and
@@ -32,7 +33,7 @@ func (t *Trainer) Save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path, err := checkpoint.Save(dir, int64(t.step), Tensors(t.Model, checkpoint.F32), ms, vs, checkpoint.State{
+	path, err := checkpoint.Save(dir, int64(t.step), weights.Tensors(t.Model, checkpoint.F32), ms, vs, checkpoint.State{
 		Step: int64(t.step), OptimStep: st.Step, Tokens: t.tokens, Config: t.opts.ConfigYAML, Sampler: sampler,
 		Extra: map[string]string{"bad_steps_total": fmt.Sprint(t.badTotal), "bad_steps_in_row": fmt.Sprint(t.badInRow)},
 	})
@@ -127,6 +128,10 @@ func (t *Trainer) adoptModel(ck *checkpoint.Checkpoint) error {
 				"checkpoint", ck.Path)
 		}
 	}
+	if a, b := cm.Arch.Resolve(), sm.Arch.Resolve(); a != b { // "" (checkpoints from before model.arch) is x040
+		t.log.Warn(fmt.Sprintf("resume: model.arch = %q in the config but %q in the checkpoint; on resume the model section comes from the checkpoint", a, b),
+			"checkpoint", ck.Path)
+	}
 	t.cfg.Model.Config = sm
 	if err := t.cfg.Validate(); err != nil {
 		return fmt.Errorf("resume %s: with its model section: %w", ck.Path, err)
@@ -193,7 +198,7 @@ set:
 // checkpoint.
 func (t *Trainer) resume(ck *checkpoint.Checkpoint) error {
 	path := ck.Path
-	if err := SetTensors(t.Model, ck.Weights); err != nil {
+	if err := weights.Set(t.Model, ck.Weights); err != nil {
 		return fmt.Errorf("resume %s: %w", path, err)
 	}
 	if len(ck.OptimM) != len(t.params) || len(ck.OptimV) != len(t.params) {

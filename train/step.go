@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"math"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
@@ -143,7 +142,7 @@ func (t *Trainer) directBatch(b *data.Batch) (float64, error) {
 		return 0, err
 	}
 	for i := range t.params {
-		g := t.graph.Grad(i).Data().([]float32)
+		g := t.graph.GradF32(i)
 		t.params[i].Grad = g
 		if err := t.opt.SetGrad(i, g); err != nil {
 			return 0, err
@@ -158,10 +157,10 @@ func (t *Trainer) microBatch(b *data.Batch, scale float64) (float64, error) {
 	if err := b.Err(); err != nil { // a data file truncated during the run
 		return 0, err
 	}
-	add := func(i int, g *tensor.Dense, w float64) {
+	add := func(g *model.Graph, i int, w float64) {
 		s := float32(w * scale)
 		acc := t.params[i].Grad
-		for j, v := range g.Data().([]float32) {
+		for j, v := range g.GradF32(i) {
 			acc[j] += v * s
 		}
 	}
@@ -175,7 +174,7 @@ func (t *Trainer) microBatch(b *data.Batch, scale float64) (float64, error) {
 		return 0, err
 	}
 	for i := range t.params {
-		add(i, t.graph.Grad(i), 1)
+		add(t.graph, i, 1)
 	}
 	return t.graph.Loss(), nil
 }

@@ -112,7 +112,7 @@ func TestGradAccumEqualsLargerBatch(t *testing.T) {
 		}
 	}
 	for i, p := range ta.Model.Params {
-		wa, wb := p.Value.Data().([]float32), tb.Model.Params[i].Value.Data().([]float32)
+		wa, wb := p.F32(), tb.Model.Params[i].F32()
 		for j := range wa {
 			if d := math.Abs(float64(wa[j] - wb[j])); d > 1e-5 {
 				t.Fatalf("%s[%d]: %v (2x2) vs %v (4x1)", p.Name, j, wa[j], wb[j])
@@ -143,7 +143,7 @@ func TestNaNGuard(t *testing.T) {
 	}
 	before := snapshot()
 	optStep := tr.opt.Steps()
-	head := tr.Model.Param("head.weight").Value.Data().([]float32)
+	head := tr.Model.Param("head.weight").F32()
 	saved := head[5]
 	head[5] = float32(math.NaN()) // poisons the logits, so the loss and every gradient
 	res, err := tr.TrainStep(1e-3)
@@ -186,6 +186,7 @@ func TestValidateRejects(t *testing.T) {
 		{"micro_bsz", func(c *Config) { c.Train.MicroBsz = 0 }, "train.micro_bsz = 0"},
 		{"grad_accum", func(c *Config) { c.Train.GradAccum = -1 }, "train.grad_accum = -1"},
 		{"n_embd", func(c *Config) { c.Model.Embd = 100 }, "model.n_embd = 100"},
+		{"arch", func(c *Config) { c.Model.Arch = "x070" }, `model.arch = "x070"`},
 		{"lr", func(c *Config) { c.Optim.LRInit = -1 }, "optim.lr_init"},
 		{"sampling", func(c *Config) { c.Data.Sampling = "shuffle" }, "sampling"},
 		{"keep", func(c *Config) { c.Checkpoint.Keep = -2 }, "checkpoint.keep = -2"},

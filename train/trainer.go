@@ -11,12 +11,12 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-	"gorgonia.org/tensor"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // ErrInterrupted is wrapped by Run's error (an *InterruptedError) when its context was
@@ -217,7 +217,7 @@ func (t *Trainer) openData() error {
 func (t *Trainer) buildModel(resuming bool) error {
 	c := t.cfg
 	if c.Model.Load != "" && !resuming {
-		m, err := LoadModel(c.Model.Load, c.Model.CtxLen, tensor.Float32)
+		m, err := weights.Load(c.Model.Load, c.Model.CtxLen, model.Float32)
 		if err != nil {
 			return fmt.Errorf("model.load: %w", err)
 		}
@@ -227,7 +227,7 @@ func (t *Trainer) buildModel(resuming bool) error {
 		t.Model = m
 		t.log.Info("loaded weights", "path", c.Model.Load, "model", m.Config.String())
 	} else {
-		m, err := model.New(c.Model.Config, tensor.Float32)
+		m, err := model.New(c.Model.Config, model.Float32)
 		if err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func (t *Trainer) buildOptimizer() error {
 		scratch = make([]float32, n)
 	}
 	for _, p := range t.Model.Params {
-		w := p.Value.Data().([]float32)
+		w := p.F32()
 		g := scratch[:min(len(scratch), len(w))]
 		if !t.directGrads() {
 			g = make([]float32, len(w))

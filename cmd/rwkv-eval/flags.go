@@ -8,12 +8,11 @@ import (
 	"os"
 
 	"golang.org/x/term"
-	"gorgonia.org/tensor"
 
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/model"
-	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // errFlags marks a flag error the flag package has already printed.
@@ -40,19 +39,19 @@ func (f *modelFlags) load() (*model.Model, error) {
 	if f.ctxLen < 1 {
 		return nil, usagef("--ctx-len must be at least 1, got %d", f.ctxLen)
 	}
-	var dt tensor.Dtype
+	var dt model.DType
 	switch f.dtype {
 	case "fp32":
-		dt = tensor.Float32
+		dt = model.Float32
 	case "fp64":
-		dt = tensor.Float64
+		dt = model.Float64
 	default:
 		return nil, usagef("--dtype %q, want fp32 or fp64", f.dtype)
 	}
 	if err := blas.Init(); err != nil {
 		return nil, err
 	}
-	m, err := train.LoadModel(f.path, f.ctxLen, dt)
+	m, err := weights.Load(f.path, f.ctxLen, dt)
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}

@@ -18,13 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/model"
-	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // childEnv makes the test binary act as rwkv-eval (see TestMain), so that signals are tested on
@@ -72,12 +70,12 @@ func makeFixture() (fixture, error) {
 	f := fixture{st: filepath.Join(dir, "model.safetensors"), pth: filepath.Join(dir, "model.pth"), hf: filepath.Join(dir, "hf"),
 		text: filepath.Join(dir, "corpus.txt"), bin: filepath.Join(dir, "corpus"), npy: filepath.Join(dir, "corpus.npy"),
 		lambada: filepath.Join(dir, "lambada.jsonl"), textLen: len(corpusText)}
-	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, tensor.Float32)
+	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 64}, model.Float32)
 	if err != nil {
 		return f, err
 	}
 	m.Init(1, 0.5)
-	ts := train.Tensors(m, checkpoint.F32)
+	ts := weights.Tensors(m, checkpoint.F32)
 	var st, pth bytes.Buffer
 	if err := checkpoint.ExportRWKV(&st, ts, checkpoint.F32); err != nil {
 		return f, err

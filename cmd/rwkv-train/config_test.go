@@ -141,6 +141,12 @@ func TestLoadConfigRejects(t *testing.T) {
 			want: []string{"config {file}: ", "train.micro_bsz = 0: must be positive"}},
 		{name: "bad model width", yaml: "model:\n  n_embd: 100\n", kind: model.ErrConfig,
 			want: []string{"config {file}: ", "model.n_embd = 100: must be a multiple of 32"}},
+		{name: "x070 not yet", yaml: "model:\n  arch: x070\n", kind: model.ErrConfig,
+			want: []string{"config {file}: ", `model.arch = "x070": RWKV-7 is coming`}},
+		{name: "unknown arch from a flag", yaml: "checkpoint: {keep: 1}\n", overrides: []string{"--model.arch=v4"}, kind: model.ErrConfig,
+			want: []string{"config {file}: ", `model.arch = "v4": unknown architecture; use x040`}},
+		{name: "arch not a string", yaml: "model:\n  arch: 4\n", kind: errBadValue,
+			want: []string{"model.arch: want a string (quote it), got 4"}},
 		{name: "beta1 of 1 from env", env: []string{"RWKV_OPTIM_BETA1=1"}, kind: train.ErrConfig,
 			want: []string{"config {file}: ", "optim.beta1 must be in [0, 1)"}},
 		{name: "NaN learning rate", yaml: "optim:\n  lr_init: .nan\n", kind: train.ErrConfig,
@@ -351,6 +357,7 @@ func fullConfig() train.Config {
 	c := train.DefaultConfig()
 	c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Model.FFN = 3, 96, 300, 48, 200
 	c.Model.Load = "weights: a.pth" // needs quoting
+	c.Model.Arch = ""               // until x070 lands the only other valid value: empty means x040
 	c.Data.Train, c.Data.Val, c.Data.Format = "true", "null", "npy"
 	c.Data.Tokenizer, c.Data.Sampling = "world:vocab #1.txt", "sequential"
 	c.Optim.Kind, c.Optim.LRInit, c.Optim.LRFinal = "cosine", 3e-4, 1.0000000000000002e-6

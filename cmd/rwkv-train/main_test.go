@@ -16,13 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"gorgonia.org/tensor"
-
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/model"
-	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // childEnv makes the test binary act as another program (see TestMain), so that signals are
@@ -162,7 +160,7 @@ func TestLoadShapeMismatch(t *testing.T) {
 		{"fewer layers", model.Config{Layers: 1, Embd: 32, Vocab: 256, CtxLen: 16}, `has no tensor "blocks.1.ln1.weight"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := model.New(tt.file, tensor.Float32)
+			m, err := model.New(tt.file, model.Float32)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +170,7 @@ func TestLoadShapeMismatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := checkpoint.ExportRWKV(f, train.Tensors(m, checkpoint.F32), checkpoint.F32); err != nil {
+			if err := checkpoint.ExportRWKV(f, weights.Tensors(m, checkpoint.F32), checkpoint.F32); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()

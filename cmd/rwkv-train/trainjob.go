@@ -16,6 +16,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/train"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // runTrain implements `rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]`.
@@ -119,7 +120,7 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 }
 
 func exportRWKV(tr *train.Trainer, path string) error {
-	ts := train.Tensors(tr.Model, checkpoint.F32)
+	ts := weights.Tensors(tr.Model, checkpoint.F32)
 	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) })
 }
 

@@ -1,4 +1,4 @@
-package train
+package weights
 
 import (
 	"bytes"
@@ -8,19 +8,19 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
-	"gorgonia.org/tensor"
+	"github.com/rwkv-go/rwkv-go/model"
 )
 
-// TestLoadModelFromHFDirectories: model.load / rwkv-eval --model accept the
+// TestLoadHFDirectories: model.load / rwkv-eval --model accept the
 // Hugging Face directories transformers writes (pytorch_model.bin, a
 // sharded .bin, sharded safetensors, each with config.json; the torch.save
 // variants are tested against files torch wrote in checkpoint/testdata/hf)
 // and build a model equal to the original.
-func TestLoadModelFromHFDirectories(t *testing.T) {
+func TestLoadHFDirectories(t *testing.T) {
 	dims := checkpoint.Dims{Vocab: 11, Embd: 32, FFN: 128, Layers: 2}
-	orig := dims.Layout()
-	for k, l := range orig {
-		v := make([]float32, l.NumElements())
+	orig := make([]checkpoint.Tensor, len(dims.Layout()))
+	for k, l := range dims.Layout() {
+		v := make([]float32, l.Size())
 		for j := range v {
 			v[j] = float32((5*j+3*k)%16-8) / 16
 		}
@@ -77,7 +77,7 @@ func TestLoadModelFromHFDirectories(t *testing.T) {
 
 	for _, dir := range []string{"bin", "bin_sharded", "st_sharded"} {
 		t.Run(dir, func(t *testing.T) {
-			m, err := LoadModel(filepath.Join(root, dir), 16, tensor.Float32)
+			m, err := Load(filepath.Join(root, dir), 16, model.Float32)
 			if err != nil {
 				t.Fatal(err)
 			}

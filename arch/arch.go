@@ -1,0 +1,115 @@
+// Package arch is the one place where each RWKV architecture's tensor layout is written: the
+// names, shapes and RWKV-LM state-dict order of its parameters (Layout), and how a set of tensors
+// tells which architecture and sizes it holds (Infer), the way runtimes detect the version.
+//
+// It imports the standard library only, so that both model (which builds the parameters) and
+// checkpoint (which reads and writes files and must never import model) use the same table.
+package arch
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Arch is an RWKV architecture under RWKV-LM's module name: "x040" is RWKV-4, "x070" RWKV-7.
+// The zero Arch is x040, the default of model.arch.
+type Arch string
+
+// The architectures Infer recognises. X040 and X070 have a layout, X040 alone is supported (a
+// model builds it) so far; the others are detected so that loading one fails naming it.
+const (
+	X040 Arch = "x040" // RWKV-4
+	X050 Arch = "x050" // RWKV-5.0/5.1 (ln_x, no gate)
+	X052 Arch = "x052" // RWKV-5.2 "Eagle"
+	X060 Arch = "x060" // RWKV-6 "Finch"
+	X070 Arch = "x070" // RWKV-7 "Goose"
+)
+
+// Supported lists the architectures rwkv-go builds, in the order they were added; Infer refuses
+// the others with ErrUnsupported. Adding x070 here is the switch that lets its files load.
+var Supported = []Arch{X040}
+
+// Sentinel errors that callers can test with errors.Is.
+var (
+	// ErrTensors: the tensors are not a complete model of one architecture (missing, extra,
+	// duplicate names, wrong shapes).
+	ErrTensors = errors.New("wrong tensor set")
+	// ErrUnsupported: the tensors or the config name an architecture rwkv-go cannot build yet.
+	ErrUnsupported = errors.New("architecture not supported")
+)
+
+// Resolve applies the default: the zero Arch is x040.
+func (a Arch) Resolve() Arch {
+	if a == "" {
+		return X040
+	}
+	return a
+}
+
+// IsSupported reports whether a (after Resolve) is in Supported.
+func (a Arch) IsSupported() bool {
+	for _, s := range Supported {
+		if a.Resolve() == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Title is the release name: "RWKV-4 (x040)".
+func (a Arch) Title() string {
+	a = a.Resolve()
+	switch a {
+	case X040:
+		return "RWKV-4 (x040)"
+	case X050:
+		return "RWKV-5 (x050)"
+	case X052:
+		return "RWKV-5.2 (x052)"
+	case X060:
+		return "RWKV-6 (x060)"
+	case X070:
+		return "RWKV-7 (x070)"
+	}
+	return fmt.Sprintf("%q", string(a))
+}
+
+// Dims are the sizes of a model as its tensors give them. Fields that an architecture does not
+// have are zero (RWKV-4 has no heads and no LoRAs).
+type Dims struct {
+	Arch   Arch // the zero Arch is x040
+	Vocab  int  // V: emb.weight [V,C]
+	Embd   int  // C: n_embd
+	FFN    int  // F: dim_ffn, the channel-mix hidden size (4C in RWKV-LM's defaults)
+	Layers int  // L: n_layer
+
+	// x070 only.
+	HeadSize int  // N: head_size (64); H = C/N heads
+	LoRA     LoRA // low-rank widths of the decay, in-context rate, value residual and gate
+	// V0Layer0: layer 0 carries v0/v1/v2, which it never uses (RWKV-LM state dicts have them,
+	// FLA's drop them).
+	V0Layer0 bool
+}
+
+// LoRA are x070's low-rank widths: att.w1 [C,W], att.a1 [C,A], att.v1 [C,V], att.g1 [C,G].
+type LoRA struct {
+	W, A, V, G int
+}
+
+// Spec is one tensor's RWKV-LM name and shape.
+type Spec struct {
+	Name  string
+	Shape []int
+}
+
+// Size is the number of elements of the tensor.
+func (s Spec) Size() int {
+	n := 1
+	for _, d := range s.Shape {
+		n *= d
+	}
+	return n
+}
+
+// Block is the name prefix of layer l's tensors: "blocks.3.".
+func Block(l int) string { return fmt.Sprintf("blocks.%d.", l) }

@@ -1,0 +1,109 @@
+package arch
+
+import "math"
+
+// layoutX070 is RWKV-7 (RWKV-LM RWKV-v7 train_temp/src/model.py; NEXT-ARCH §1.3), in the order
+// its modules register their parameters: 6 + 33·L tensors with layer 0's unused v0/v1/v2,
+// 3 fewer without them. C = n_embd, F = dim_ffn, N = head_size, H = C/N, LoRA widths W, A, V, G.
+//
+//	emb.weight [V,C]
+//	blocks.l: ln1, ln2 (and ln0 in layer 0, created after them) [C] weight and bias;
+//	  att.x_r, x_w, x_k, x_v, x_a, x_g [1,1,C];
+//	  att.w1 [C,W], w2 [W,C], w0 [1,1,C]; att.a1 [C,A], a2 [A,C], a0 [1,1,C];
+//	  att.v1 [C,V], v2 [V,C], v0 [1,1,C] (layer 0: only with V0Layer0); att.g1 [C,G], g2 [G,C];
+//	  att.k_k, k_a [1,1,C]; att.r_k [H,N];
+//	  att.receptance/key/value/output.weight [C,C]; att.ln_x.weight, .bias [C] (GroupNorm(H, C));
+//	  ffn.x_k [1,1,C]; ffn.key.weight [F,C]; ffn.value.weight [C,F]
+//	ln_out.weight, ln_out.bias [C]; head.weight [V,C]
+//
+// Unlike RWKV-4 the LoRA modules create w1, w2 before w0 (and a, v likewise).
+func layoutX070(d Dims) []Spec {
+	C, F, V, N, r := d.Embd, d.FFN, d.Vocab, d.HeadSize, d.LoRA
+	H := 0
+	if N > 0 {
+		H = C / N
+	}
+	s := []Spec{{"emb.weight", []int{V, C}}}
+	for l := 0; l < d.Layers; l++ {
+		p := Block(l)
+		add := func(name string, shape ...int) { s = append(s, Spec{p + name, shape}) }
+		add("ln1.weight", C)
+		add("ln1.bias", C)
+		add("ln2.weight", C)
+		add("ln2.bias", C)
+		if l == 0 {
+			add("ln0.weight", C)
+			add("ln0.bias", C)
+		}
+		for _, x := range []string{"r", "w", "k", "v", "a", "g"} {
+			add("att.x_"+x, 1, 1, C)
+		}
+		add("att.w1", C, r.W)
+		add("att.w2", r.W, C)
+		add("att.w0", 1, 1, C)
+		add("att.a1", C, r.A)
+		add("att.a2", r.A, C)
+		add("att.a0", 1, 1, C)
+		if l > 0 || d.V0Layer0 {
+			add("att.v1", C, r.V)
+			add("att.v2", r.V, C)
+			add("att.v0", 1, 1, C)
+		}
+		add("att.g1", C, r.G)
+		add("att.g2", r.G, C)
+		add("att.k_k", 1, 1, C)
+		add("att.k_a", 1, 1, C)
+		add("att.r_k", H, N)
+		add("att.receptance.weight", C, C)
+		add("att.key.weight", C, C)
+		add("att.value.weight", C, C)
+		add("att.output.weight", C, C)
+		add("att.ln_x.weight", C)
+		add("att.ln_x.bias", C)
+		add("ffn.x_k", 1, 1, C)
+		add("ffn.key.weight", F, C)
+		add("ffn.value.weight", C, F)
+	}
+	return append(s, Spec{"ln_out.weight", []int{C}}, Spec{"ln_out.bias", []int{C}}, Spec{"head.weight", []int{V, C}})
+}
+
+// inferX070 reads RWKV-7's sizes: V, C from emb.weight [V,C]; L from the blocks.l.ln1.weight
+// present; F from blocks.0.ffn.key.weight [F,C]; N from blocks.0.att.r_k [H,N]; the LoRA
+// widths from the second dimension of att.w1, a1, g1 (layer 0) and att.v1 (layer 1, or layer 0
+// when it has one); V0Layer0 from blocks.0.att.v0. Match checks the rest.
+func inferX070(ts []Spec) Dims {
+	shape := make(map[string][]int, len(ts))
+	for _, t := range ts {
+		shape[t.Name] = t.Shape
+	}
+	dim := func(name string, i int) int {
+		if s := shape[name]; len(s) == 2 {
+			return s[i]
+		}
+		return 0
+	}
+	d := Dims{Arch: X070, Vocab: dim("emb.weight", 0), Embd: dim("emb.weight", 1)}
+	for ; ; d.Layers++ {
+		if _, ok := shape[Block(d.Layers)+"ln1.weight"]; !ok {
+			break
+		}
+	}
+	_, d.V0Layer0 = shape["blocks.0.att.v0"]
+	v1 := "blocks.1.att.v1"
+	if d.V0Layer0 {
+		v1 = "blocks.0.att.v1"
+	}
+	d.FFN = dim("blocks.0.ffn.key.weight", 0)
+	d.HeadSize = dim("blocks.0.att.r_k", 1)
+	d.LoRA = LoRA{W: dim("blocks.0.att.w1", 1), A: dim("blocks.0.att.a1", 1), V: dim(v1, 1), G: dim("blocks.0.att.g1", 1)}
+	return d
+}
+
+// DefaultLoRA is current RWKV-LM's choice of x070 LoRA widths for width C (RWKV-v7 train_temp
+// model.py): max(32, round(k·√C/32)·32) with k = 2.5 (decay W, in-context rate A), 1.7 (value
+// residual V) and 5 (gate G), rounding half to even as Python's round does (C = 1024 gives
+// W = 64, not 96). Released checkpoints used an older rule: always read widths from the tensors.
+func DefaultLoRA(C int) LoRA {
+	w := func(k float64) int { return max(32, int(math.RoundToEven(k*math.Sqrt(float64(C))/32))*32) }
+	return LoRA{W: w(2.5), A: w(2.5), V: w(1.7), G: w(5)}
+}

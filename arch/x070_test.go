@@ -1,0 +1,100 @@
+package arch
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+// rwkv7_1b5 is RWKV7-1.5B's shape (NEXT-ARCH §1.3: L24-D2048, LoRA 96/96/64/256, 798 tensors
+// with layer 0's v0/v1/v2).
+var rwkv7_1b5 = Dims{Arch: X070, Vocab: 65536, Embd: 2048, FFN: 8192, Layers: 24, HeadSize: 64,
+	LoRA: LoRA{W: 96, A: 96, V: 64, G: 256}, V0Layer0: true}
+
+// TestLayoutX070: tensor counts of released files, RWKV-LM's parameter-count formula
+// 2VC + 4C + L(19C + 12C² + 2C(W+A+V+G)) (with layer 0's v0/v1/v2; C + 2C·V fewer without),
+// and a few names and shapes in state-dict order.
+func TestLayoutX070(t *testing.T) {
+	for _, v0 := range []bool{true, false} {
+		d := rwkv7_1b5
+		d.V0Layer0 = v0
+		l := d.Layout()
+		C, L, r := d.Embd, d.Layers, d.LoRA
+		wantN, wantP := 798, 2*d.Vocab*C+4*C+L*(19*C+12*C*C+2*C*(r.W+r.A+r.V+r.G))
+		if !v0 {
+			wantN, wantP = 795, wantP-C-2*C*r.V
+		}
+		if len(l) != wantN || d.NumParams() != wantP {
+			t.Errorf("v0 in layer 0 %v: %d tensors, %d weights; want %d, %d", v0, len(l), d.NumParams(), wantN, wantP)
+		}
+	}
+	l := rwkv7_1b5.Layout()
+	for i, want := range map[int]Spec{0: {"emb.weight", []int{65536, 2048}}, 5: {"blocks.0.ln0.weight", []int{2048}},
+		7: {"blocks.0.att.x_r", []int{1, 1, 2048}}, 12: {"blocks.0.att.x_g", []int{1, 1, 2048}}, 13: {"blocks.0.att.w1", []int{2048, 96}},
+		14: {"blocks.0.att.w2", []int{96, 2048}}, 15: {"blocks.0.att.w0", []int{1, 1, 2048}}, 21: {"blocks.0.att.v0", []int{1, 1, 2048}},
+		24: {"blocks.0.att.k_k", []int{1, 1, 2048}}, 27: {"blocks.0.att.receptance.weight", []int{2048, 2048}},
+		33: {"blocks.0.ffn.x_k", []int{1, 1, 2048}}, 36: {"blocks.1.ln1.weight", []int{2048}}} {
+		if l[i].Name != want.Name || !equal(l[i].Shape, want.Shape) {
+			t.Errorf("tensor %d: %s %v, want %s %v", i, l[i].Name, l[i].Shape, want.Name, want.Shape)
+		}
+	}
+	for name, want := range map[string][]int{"blocks.3.att.r_k": {32, 64}, "blocks.3.att.v1": {2048, 64}, "blocks.3.att.g2": {256, 2048},
+		"blocks.23.ffn.key.weight": {8192, 2048}, "blocks.23.ffn.value.weight": {2048, 8192}, "blocks.0.att.ln_x.bias": {2048}} {
+		if got := rwkv7_1b5.Shape(name); !equal(got, want) {
+			t.Errorf("%s: shape %v, want %v", name, got, want)
+		}
+	}
+	if l[len(l)-1].Name != "head.weight" || l[len(l)-4].Name != "blocks.23.ffn.value.weight" {
+		t.Errorf("last tensors %s, %s", l[len(l)-4].Name, l[len(l)-1].Name)
+	}
+}
+
+func equal(a, b []int) bool { return slices.Equal(a, b) }
+
+// TestInferX070: the sizes come back from the tensors, with and without layer 0's v0/v1/v2 and
+// for one layer (no v1 to read V from); until x070 is in Supported, Infer refuses it but says
+// what it read.
+func TestInferX070(t *testing.T) {
+	small := Dims{Arch: X070, Vocab: 17, Embd: 64, FFN: 256, Layers: 3, HeadSize: 16, LoRA: LoRA{W: 8, A: 4, V: 12, G: 20}}
+	one := small
+	one.Layers, one.LoRA.V = 1, 0
+	oneV0 := one
+	oneV0.V0Layer0, oneV0.LoRA.V = true, 12
+	withV0 := small
+	withV0.V0Layer0 = true
+	for _, d := range []Dims{small, withV0, one, oneV0} {
+		ts := d.Layout()
+		if got := inferX070(ts); got != d {
+			t.Errorf("inferX070 = %+v, want %+v", got, d)
+		}
+		if err := Match(d, ts); err != nil {
+			t.Errorf("%+v: Match: %v", d, err)
+		}
+		got, err := Infer(ts)
+		if !errors.Is(err, ErrUnsupported) || got != d {
+			t.Errorf("Infer = %+v, %v; want %+v and ErrUnsupported", got, err, d)
+		}
+	}
+	bad := small.Layout()
+	bad = append(bad[:len(bad)-1:len(bad)-1], Spec{"head.weight", []int{17, 32}})
+	if err := Match(small, bad); !errors.Is(err, ErrTensors) {
+		t.Errorf("Match of a wrong head: %v", err)
+	}
+	if l := (Dims{Arch: X070, Embd: 64, Layers: 1}).Layout(); len(l) != 6+30 { // no head size: no division by 0
+		t.Errorf("%d tensors", len(l))
+	}
+}
+
+// TestDefaultLoRA: RWKV-LM's current rule, NEXT-ARCH §1.3's table (C = 1024 is a tie that
+// rounds to even).
+func TestDefaultLoRA(t *testing.T) {
+	for _, tt := range []struct {
+		C    int
+		want LoRA
+	}{{768, LoRA{64, 64, 32, 128}}, {1024, LoRA{64, 64, 64, 160}}, {2048, LoRA{128, 128, 64, 224}},
+		{2560, LoRA{128, 128, 96, 256}}, {4096, LoRA{160, 160, 96, 320}}, {64, LoRA{32, 32, 32, 32}}} {
+		if got := DefaultLoRA(tt.C); got != tt.want {
+			t.Errorf("DefaultLoRA(%d) = %+v, want %+v", tt.C, got, tt.want)
+		}
+	}
+}
