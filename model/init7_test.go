@@ -1,0 +1,339 @@
+package model
+
+import (
+	"encoding/json"
+	"flag"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestLoraRanks7(t *testing.T) {
+	cases := []struct {
+		C             int
+		lm7, released loraRanks7
+	}{
+		// NEXT-ARCH §1.3 tables; C = 1024 is Python's half-to-even tie (2.5 -> 2) under LM7 and
+		// the released 0.4B's Dg = 128 under the released rule.
+		{768, loraRanks7{64, 64, 32, 128}, loraRanks7{64, 64, 32, 128}},
+		{1024, loraRanks7{64, 64, 64, 160}, loraRanks7{64, 64, 32, 128}},
+		{2048, loraRanks7{128, 128, 64, 224}, loraRanks7{96, 96, 64, 256}},
+		{2560, loraRanks7{128, 128, 96, 256}, loraRanks7{96, 96, 64, 320}},
+		{4096, loraRanks7{160, 160, 96, 320}, loraRanks7{128, 128, 96, 480}},
+		{64, loraRanks7{32, 32, 32, 32}, loraRanks7{32, 32, 32, 32}}, // the floor of 32
+	}
+	for _, c := range cases {
+		if got := loraRanks7LM7(c.C); got != c.lm7 {
+			t.Errorf("loraRanks7LM7(%d) = %+v, want %+v", c.C, got, c.lm7)
+		}
+		if got := loraRanks7Released(c.C); got != c.released {
+			t.Errorf("loraRanks7Released(%d) = %+v, want %+v", c.C, got, c.released)
+		}
+	}
+}
+
+// init7GoldenCase is one shape of testdata/init7_golden.json: the deterministic x070 init
+// vectors from reference/rwkv7.py init_params (float64).
+type init7GoldenCase struct {
+	L, C, N, V int
+	Ranks      [4]int `json:"ranks"`
+	Layer0V    bool   `json:"layer0_v"`
+	Vectors    map[string][]float64
+}
+
+// init7GoldenShapes: three layers (r0, r1 at both ends and between), three heads of 16 (the
+// zigzag restarts per head), V > C (head gain √(V/C)), Dg > C (LoRA gain √(D/C)); and one layer
+// (r0 = 0) without layer 0's v*.
+var init7GoldenShapes = []init7GoldenCase{
+	{L: 3, C: 48, N: 16, V: 100, Ranks: [4]int{16, 24, 8, 64}, Layer0V: true},
+	{L: 1, C: 32, N: 16, V: 8, Ranks: [4]int{32, 32, 32, 32}, Layer0V: false},
+}
+
+func (c init7GoldenCase) dims() dims7 {
+	return dims7{Layers: c.L, Embd: c.C, Vocab: c.V, Heads: c.C / c.N, HeadSize: c.N, FFN: 4 * c.C,
+		Ranks: loraRanks7{c.Ranks[0], c.Ranks[1], c.Ranks[2], c.Ranks[3]}, Layer0V: c.Layer0V}
+}
+
+// init7TorchScript prints init7GoldenShapes (JSON in argv[1]) with every deterministic tensor of
+// rwkv7.init_params (all but the 2-D matrices, plus r_k), as JSON; Python's float repr
+// round-trips exactly.
+const init7TorchScript = `
+import json, sys, torch
+sys.path.insert(0, "../reference")
+import rwkv7
+cases = json.loads(sys.argv[1])
+for c in cases:
+    p = rwkv7.init_params(c["L"], c["C"], c["V"], head_size=c["N"], ranks=tuple(c["ranks"]),
+                          layer0_v=c["layer0_v"], seed=0, dtype=torch.float64)
+    c["Vectors"] = {k: v.reshape(-1).tolist() for k, v in p.items() if v.dim() != 2 or k.endswith(".r_k")}
+print(json.dumps(cases))
+`
+
+var updateInit7 = flag.Bool("update-init7", false, "rewrite testdata/init7_golden.json from reference/rwkv7.py (needs torch)")
+
+const init7GoldenPath = "testdata/init7_golden.json"
+
+// checkInit7Vectors compares init7's deterministic tensors with the reference's, and checks that
+// both name the same set of tensors.
+func checkInit7Vectors(t *testing.T, cases []init7GoldenCase) {
+	t.Helper()
+	for _, c := range cases {
+		p, err := init7(c.dims(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var worst float64
+		for name, got := range p {
+			want, ok := c.Vectors[name]
+			if init7Deterministic(name) != ok {
+				t.Errorf("L%d C%d: %s: deterministic in Go %v, in the reference %v", c.L, c.C, name, !ok, ok)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			if len(got.Data) != len(want) {
+				t.Fatalf("L%d C%d: %s: %d values, reference %d", c.L, c.C, name, len(got.Data), len(want))
+			}
+			for i := range want {
+				d := math.Abs(got.Data[i] - want[i])
+				worst = max(worst, d)
+				if !(d <= 1e-12) {
+					t.Fatalf("L%d C%d: %s[%d] = %.17g, reference %.17g", c.L, c.C, name, i, got.Data[i], want[i])
+				}
+			}
+		}
+		if len(c.Vectors) != countDeterministic(p) {
+			t.Errorf("L%d C%d: reference has %d deterministic tensors, Go %d", c.L, c.C, len(c.Vectors), countDeterministic(p))
+		}
+		t.Logf("L%d C%d N%d: %d deterministic tensors, max |diff| %.3g", c.L, c.C, c.N, len(c.Vectors), worst)
+	}
+}
+
+func countDeterministic(p params7[float64]) int {
+	n := 0
+	for name := range p {
+		if init7Deterministic(name) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestInit7VectorsGolden: the committed reference values (no Python needed).
+func TestInit7VectorsGolden(t *testing.T) {
+	b, err := os.ReadFile(init7GoldenPath)
+	if err != nil {
+		t.Fatalf("%v (regenerate with go test -run TestInit7VectorsTorch -update-init7 ./model/)", err)
+	}
+	var cases []init7GoldenCase
+	if err := json.Unmarshal(b, &cases); err != nil {
+		t.Fatalf("%s: %v", init7GoldenPath, err)
+	}
+	if len(cases) != len(init7GoldenShapes) {
+		t.Fatalf("%s has %d cases, want %d (regenerate with -update-init7)", init7GoldenPath, len(cases), len(init7GoldenShapes))
+	}
+	checkInit7Vectors(t, cases)
+}
+
+// TestInit7VectorsTorch: the same, against reference/rwkv7.py run now; it also checks that the
+// committed golden is what the reference computes (-update-init7 rewrites it). Skips without
+// torch unless RWKV_REQUIRE_TORCH is set.
+func TestInit7VectorsTorch(t *testing.T) {
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
+			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v (apt-get install python3-torch)", python, err)
+		}
+		t.Skipf("skipping: %s cannot import torch (apt-get install python3-torch to run the PyTorch reference)", python)
+	}
+	arg, err := json.Marshal(init7GoldenShapes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(python, "-c", init7TorchScript, string(arg)).Output()
+	if err != nil {
+		t.Fatalf("reference/rwkv7.py init_params: %v", err)
+	}
+	var cases []init7GoldenCase
+	if err := json.Unmarshal(out, &cases); err != nil {
+		t.Fatalf("reference output: %v", err)
+	}
+	checkInit7Vectors(t, cases)
+	if *updateInit7 {
+		b, err := json.MarshalIndent(cases, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(init7GoldenPath, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	b, err := os.ReadFile(init7GoldenPath)
+	if err != nil {
+		t.Fatalf("%v (write it with -update-init7)", err)
+	}
+	var committed []init7GoldenCase
+	if err := json.Unmarshal(b, &committed); err != nil {
+		t.Fatalf("%s: %v", init7GoldenPath, err)
+	}
+	for i := range cases {
+		for name, want := range cases[i].Vectors {
+			if !slices.Equal(committed[i].Vectors[name], want) {
+				t.Errorf("%s case %d %s differs from reference/rwkv7.py; regenerate with -update-init7", init7GoldenPath, i, name)
+			}
+		}
+	}
+}
+
+// TestInit7Random checks the drawn tensors: orthogonal with RWKV-LM's gains (WᵀW = gain²·I for
+// tall W, WWᵀ for wide), zeros where RWKV-LM has zeros, emb in U(±1e-4); every tensor present
+// with its shape; the same seed gives the same values and another seed other ones.
+func TestInit7Random(t *testing.T) {
+	c := init7GoldenShapes[0]
+	d := c.dims()
+	p, err := init7(d, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rnn7Dims(p); err != nil {
+		t.Fatalf("init7's tensors do not load: %v", err)
+	}
+	if dd, _ := rnn7Dims(p); dd != d {
+		t.Fatalf("dims %+v, want %+v", dd, d)
+	}
+	gains := map[string]float64{
+		"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1,
+		"att.w2": 0.1, "att.a2": 0.1, "att.v2": 0.1, "att.g2": 0.1 * math.Sqrt(64.0/48), // Dg = 64 > C = 48
+	}
+	zeros := []string{"att.w1", "att.a1", "att.v1", "att.g1", "att.output.weight", "ffn.value.weight"}
+	checked := 0
+	for name, ten := range p {
+		last := name
+		if layerOf(name) >= 0 {
+			last = strings.SplitN(name, ".", 3)[2]
+		}
+		switch {
+		case name == "head.weight":
+			checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(c.V)/float64(c.C)))
+		case gains[last] != 0:
+			checkOrthogonal(t, name, ten, gains[last])
+		case slices.Contains(zeros, last):
+			for _, x := range ten.Data {
+				if x != 0 {
+					t.Fatalf("%s: %v, want zeros", name, x)
+				}
+			}
+		case name == "emb.weight":
+			var big float64
+			for _, x := range ten.Data {
+				if math.Abs(x) > 1e-4 {
+					t.Fatalf("emb.weight: %v outside ±1e-4", x)
+				}
+				big = max(big, math.Abs(x))
+			}
+			if big < 0.9e-4 {
+				t.Fatalf("emb.weight: max |x| %v, want U(±1e-4)", big)
+			}
+		default:
+			if !init7Deterministic(name) {
+				t.Fatalf("%s: no check", name)
+			}
+			continue
+		}
+		checked++
+	}
+	if want := len(p) - countDeterministic(p); checked != want {
+		t.Fatalf("checked %d random tensors, want %d", checked, want)
+	}
+	q, _ := init7(d, 7)
+	r, _ := init7(d, 8)
+	for name := range p {
+		if !slices.Equal(p[name].Data, q[name].Data) {
+			t.Fatalf("%s: seed 7 twice gives different values", name)
+		}
+		if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
+			t.Fatalf("%s: seeds 7 and 8 give the same values", name)
+		}
+	}
+}
+
+// checkOrthogonal checks WᵀW = gain²·I (rows >= cols) or WWᵀ = gain²·I to 1e-5 of gain².
+func checkOrthogonal(t *testing.T, name string, ten param7[float64], gain float64) {
+	t.Helper()
+	rows, cols := ten.Shape[0], ten.Shape[1]
+	W := ten.Data
+	at := func(i, j int) float64 { return W[i*cols+j] }
+	n, m := cols, rows // Gram over columns: (WᵀW)[a][b] = Σ_i W[i][a] W[i][b]
+	el := func(i, a int) float64 { return at(i, a) }
+	if rows < cols {
+		n, m = rows, cols
+		el = func(i, a int) float64 { return at(a, i) }
+	}
+	var worst float64
+	for a := 0; a < n; a++ {
+		for b := 0; b <= a; b++ {
+			var s float64
+			for i := 0; i < m; i++ {
+				s += el(i, a) * el(i, b)
+			}
+			want := 0.0
+			if a == b {
+				want = gain * gain
+			}
+			worst = max(worst, math.Abs(s-want))
+		}
+	}
+	if worst > 1e-5*gain*gain {
+		t.Errorf("%s [%d,%d]: Gram matrix off gain²·I (gain %g) by %.3g", name, rows, cols, gain, worst)
+	}
+}
+
+func TestInit7Errors(t *testing.T) {
+	good := init7GoldenShapes[0].dims()
+	cases := []struct {
+		name string
+		edit func(d *dims7)
+		want string
+	}{
+		{"heads", func(d *dims7) { d.HeadSize = 20 }, "head size"},
+		{"layers", func(d *dims7) { d.Layers = 0 }, "layers"},
+		{"rank", func(d *dims7) { d.Ranks.A = 0 }, "LoRA ranks"},
+	}
+	for _, c := range cases {
+		d := good
+		c.edit(&d)
+		if _, err := init7(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestInit7RunsRNN: an initialised float32 model steps without NaN (output and ffn.value are
+// zero at init, so the logits come from the embedding through ln0/ln_out and the head only).
+func TestInit7RunsRNN(t *testing.T) {
+	p, err := init7(init7GoldenShapes[0].dims(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newRNN7(params7Float32(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newX070States[float32](m.d)
+	lg := make([]float32, m.d.Vocab)
+	for _, tok := range []int{5, 99, 0} {
+		if err := m.step(tok, st, lg); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range lg {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				t.Fatalf("token %d: logit %v", tok, x)
+			}
+		}
+	}
+}
