@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 )
 
@@ -76,33 +78,62 @@ func compare(t *testing.T, name string, got, want []float64, tol float64) float6
 	if !(worst <= tol*math.Max(scale, 1e-30)) {
 		t.Errorf("%s: maxdiff %.3g (relative %.3g) at %d (got %v, want %v)", name, worst, worst/scale, at, got[at], want[at])
 	}
+	if worst == 0 { // also an all-zero want (x070 layer 0's unused v0/v1/v2)
+		return 0
+	}
 	return worst / scale
 }
 
-// stateLayers splits golden [L,B,C] state tensors into a State.
+// stateFields are the golden files' names of State's per-layer fields (LayerState.fields order).
+func stateFields(cfg Config) []string {
+	if cfg.Arch.Resolve() == arch.X070 {
+		return []string{"att_x", "wkv", "ffn_x"}
+	}
+	return []string{"att_x", "aa", "bb", "pp", "ffn_x"}
+}
+
+// state splits golden [L,B,...] state tensors into a State.
 func (g golden) state(prefix string, cfg Config, B int) *State {
 	s := NewState(cfg, B)
-	n := B * cfg.Embd
-	for j, field := range []string{"att_x", "aa", "bb", "pp", "ffn_x"} {
+	for j, field := range stateFields(cfg) {
 		v := g.floats(prefix + field)
 		for i := range s.Layers {
-			copy(s.Layers[i].fields()[j], v[i*n:(i+1)*n])
+			f := s.Layers[i].fields()[j]
+			copy(f, v[i*len(f):(i+1)*len(f)])
 		}
 	}
 	return s
 }
 
-func flatState(s *State) (out [5][]float64) {
+// flatState joins a State's layers field by field, as the golden files store them [L,B,...].
+func flatState(s *State) [][]float64 {
+	var out [][]float64
 	for _, l := range s.Layers {
-		for j, f := range l.fields() {
+		fs := l.fields()
+		if out == nil {
+			out = make([][]float64, len(fs))
+		}
+		for j, f := range fs {
 			out[j] = append(out[j], f...)
 		}
 	}
 	return out
 }
 
+// goldenConfig is the model config a golden file's metadata describes (either architecture).
+func (g golden) config() Config {
+	cfg := Config{Layers: g.meta("n_layer"), Embd: g.meta("n_embd"), Vocab: g.meta("vocab_size"), CtxLen: g.meta("T"), FFN: g.meta("dim_ffn")}
+	if g.f.Meta["arch"] == "x070" {
+		cfg.Arch, cfg.HeadSize = arch.X070, g.meta("head_size")
+		cfg.DimDecay, cfg.DimAAA, cfg.DimMV, cfg.DimGate = g.meta("D_decay"), g.meta("D_aaa"), g.meta("D_mv"), g.meta("D_gate")
+		cfg.NoV0Layer0 = !strings.HasPrefix(g.f.Meta["layer0_v"], "true")
+	}
+	return cfg
+}
+
 // TestForwardBackwardMatchesPyTorch compares logits, loss, every parameter gradient (with and
-// without L2Wrap), and the carried-state forward and backward with the PyTorch reference.
+// without L2Wrap), and the carried-state forward and backward with the PyTorch reference, for
+// RWKV-4 (golden_*) and RWKV-7 (golden7_*; layer 0's unused v0/v1/v2 have zero gradients).
 func TestForwardBackwardMatchesPyTorch(t *testing.T) {
 	for _, tc := range []struct {
 		file            string
@@ -111,10 +142,12 @@ func TestForwardBackwardMatchesPyTorch(t *testing.T) {
 	}{
 		{"golden_f32.safetensors", tensor.Float32, 1e-5, 1e-4},
 		{"golden_f64.safetensors", tensor.Float64, 1e-10, 1e-10},
+		{"golden7_f32.safetensors", tensor.Float32, 1e-5, 1e-4},
+		{"golden7_f64.safetensors", tensor.Float64, 1e-10, 1e-10},
 	} {
-		t.Run(tc.dt.String(), func(t *testing.T) {
+		t.Run(tc.file, func(t *testing.T) {
 			g := openGolden(t, tc.file)
-			cfg := Config{Layers: g.meta("n_layer"), Embd: g.meta("n_embd"), Vocab: g.meta("vocab_size"), CtxLen: g.meta("T"), FFN: g.meta("dim_ffn")}
+			cfg := g.config()
 			B, T := g.meta("B"), g.meta("T")
 			m, err := New(cfg, tc.dt)
 			if err != nil {
@@ -164,7 +197,7 @@ func TestForwardBackwardMatchesPyTorch(t *testing.T) {
 			gs.FinalState(final)
 			gs.StateGrad(sg)
 			gotS, gotG := flatState(final), flatState(sg)
-			for j, field := range []string{"att_x", "aa", "bb", "pp", "ffn_x"} {
+			for j, field := range stateFields(cfg) {
 				compare(t, "state_out/"+field, gotS[j], g.floats("state_out/"+field), tc.fwdTol)
 				compare(t, "grad_state_in/"+field, gotG[j], g.floats("grad_state_in/"+field), tc.gradTol)
 			}

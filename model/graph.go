@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 
+	"github.com/rwkv-go/rwkv-go/arch"
+
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -33,6 +35,8 @@ type Graph struct {
 
 	ids, targets []int // backing of the Int input nodes (B*T)
 	params       G.Nodes
+	unused       []bool    // per parameter: not used by the graph (x070 layer 0's v0/v1/v2), zero gradient
+	zeros        []any     // per unused parameter: its zero gradient
 	stateIn      []*G.Node // per layer: att_x (B,C), wkv (3B,C), ffn_x (B,C)
 	stateOut     []*G.Node
 	stateGradIn  []*G.Node
@@ -70,7 +74,7 @@ func (gr *Graph) input(name string, shape ...int) *G.Node {
 
 func (gr *Graph) build() error {
 	m, g := gr.m, gr.g
-	B, T, C := gr.opts.B, gr.opts.T, m.Config.Embd
+	B, T := gr.opts.B, gr.opts.T
 	N := B * T
 	for _, p := range m.Params {
 		s := p.Value.Shape()
@@ -81,6 +85,7 @@ func (gr *Graph) build() error {
 			n = G.NewMatrix(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
 		}
 		gr.params = append(gr.params, n)
+		gr.unused = append(gr.unused, unusedParam(m.Config, p.Name))
 	}
 	gr.ids, gr.targets = make([]int, N), make([]int, N)
 	idsNode := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("tokens"),
@@ -89,7 +94,56 @@ func (gr *Graph) build() error {
 
 	b := &builder{B: B, T: T}
 	x := b.do(func() (*G.Node, error) { return Embed(p("emb.weight"), idsNode) })
-	for i := 0; i < m.Config.Layers; i++ {
+	if m.Config.Arch.Resolve() == arch.X070 {
+		x = gr.blocks7(b, x, p)
+	} else {
+		x = gr.blocks4(b, x, p)
+	}
+	xo := b.ln(x, p("ln_out.weight"), p("ln_out.bias"))
+	gr.logits = b.linear(xo, p("head.weight"))
+	if !gr.opts.Grads {
+		return b.err
+	}
+	targets := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("targets"),
+		G.WithValue(tensor.New(tensor.WithShape(N), tensor.WithBacking(gr.targets))))
+	gr.loss = b.do(func() (*G.Node, error) { return CrossEntropy(gr.logits, targets, gr.opts.L2Wrap) })
+	gr.objective = gr.loss
+	var wrt G.Nodes
+	for i, n := range gr.params {
+		if !gr.unused[i] {
+			wrt = append(wrt, n)
+		}
+	}
+	if gr.opts.State {
+		for j, out := range gr.stateOut {
+			gin := gr.input(fmt.Sprintf("stategrad.%d", j), out.Shape()...)
+			gr.stateGradIn = append(gr.stateGradIn, gin)
+			d := b.do(func() (*G.Node, error) { return Dot(out, gin) })
+			gr.objective = b.do(func() (*G.Node, error) { return G.Add(gr.objective, d) })
+		}
+		wrt = append(wrt, gr.stateIn...)
+	}
+	if b.err != nil {
+		return b.err
+	}
+	grads, err := G.Grad(gr.objective, wrt...)
+	if err != nil {
+		return fmt.Errorf("gradients: %w", err)
+	}
+	gr.grads = make(G.Nodes, len(gr.params))
+	for i := range gr.params {
+		if !gr.unused[i] {
+			gr.grads[i], grads = grads[0], grads[1:]
+		}
+	}
+	gr.stateGrads = grads
+	return nil
+}
+
+// blocks4 is RWKV-4's stack of blocks on the embeddings x.
+func (gr *Graph) blocks4(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
+	B, C := gr.opts.B, gr.m.Config.Embd
+	for i := 0; i < gr.m.Config.Layers; i++ {
 		pre := fmt.Sprintf("blocks.%d.", i)
 		lp := func(name string) *G.Node { return p(pre + name) }
 		attX := gr.input(fmt.Sprintf("state.%d.att_x", i), B, C)
@@ -108,34 +162,7 @@ func (gr *Graph) build() error {
 			gr.stateOut = append(gr.stateOut, b.lastRows(xa), wkvOut, b.lastRows(xf))
 		}
 	}
-	xo := b.ln(x, p("ln_out.weight"), p("ln_out.bias"))
-	gr.logits = b.linear(xo, p("head.weight"))
-	if !gr.opts.Grads {
-		return b.err
-	}
-	targets := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("targets"),
-		G.WithValue(tensor.New(tensor.WithShape(N), tensor.WithBacking(gr.targets))))
-	gr.loss = b.do(func() (*G.Node, error) { return CrossEntropy(gr.logits, targets, gr.opts.L2Wrap) })
-	gr.objective = gr.loss
-	wrt := append(G.Nodes(nil), gr.params...)
-	if gr.opts.State {
-		for j, out := range gr.stateOut {
-			gin := gr.input(fmt.Sprintf("stategrad.%d", j), out.Shape()...)
-			gr.stateGradIn = append(gr.stateGradIn, gin)
-			d := b.do(func() (*G.Node, error) { return Dot(out, gin) })
-			gr.objective = b.do(func() (*G.Node, error) { return G.Add(gr.objective, d) })
-		}
-		wrt = append(wrt, gr.stateIn...)
-	}
-	if b.err != nil {
-		return b.err
-	}
-	grads, err := G.Grad(gr.objective, wrt...)
-	if err != nil {
-		return fmt.Errorf("gradients: %w", err)
-	}
-	gr.grads, gr.stateGrads = grads[:len(gr.params)], grads[len(gr.params):]
-	return nil
+	return x
 }
 
 // shareOutputs is switched off by a test that checks sharing changes no result.
@@ -151,7 +178,12 @@ func (gr *Graph) share() error {
 	if gr.loss != nil {
 		keep = append(keep, gr.loss, gr.objective)
 	}
-	keep = append(append(keep, gr.grads...), gr.stateGrads...)
+	for _, g := range gr.grads {
+		if g != nil {
+			keep = append(keep, g)
+		}
+	}
+	keep = append(keep, gr.stateGrads...)
 	return shareBuffers(gr.g, keep)
 }
 
@@ -194,8 +226,8 @@ func (gr *Graph) SetState(s *State) error {
 	if s == nil {
 		s = NewState(gr.m.Config, gr.opts.B)
 	}
-	if s.B != gr.opts.B || s.C != gr.m.Config.Embd || len(s.Layers) != gr.m.Config.Layers {
-		return fmt.Errorf("model: state (B=%d, C=%d, %d layers) does not fit the graph (B=%d)", s.B, s.C, len(s.Layers), gr.opts.B)
+	if err := s.check(gr.m.Config, gr.opts.B, "graph"); err != nil {
+		return err
 	}
 	for i, l := range s.Layers {
 		putState(gr.stateIn[3*i:3*i+3], l)
@@ -215,24 +247,36 @@ func (gr *Graph) SetStateGrad(s *State) error {
 		}
 		return nil
 	}
+	if err := s.check(gr.m.Config, gr.opts.B, "graph"); err != nil {
+		return err
+	}
 	for i, l := range s.Layers {
 		putState(gr.stateGradIn[3*i:3*i+3], l)
 	}
 	return nil
 }
 
+// graphParts groups one layer's state as the graph's three inputs take it: att_x; the WKV
+// state (x040: AA, BB, PP stacked (3B, C); x070: WKV (B*H*N, N)); ffn_x.
+func (l LayerState) graphParts() [3][][]float64 {
+	if l.WKV != nil {
+		return [3][][]float64{{l.AttX}, {l.WKV}, {l.FFNX}}
+	}
+	return [3][][]float64{{l.AttX}, {l.AA, l.BB, l.PP}, {l.FFNX}}
+}
+
 // putState writes one layer's state into its three graph inputs.
 func putState(n []*G.Node, l LayerState) {
-	setFloats(n[0].Value(), l.AttX)
-	setFloats(n[1].Value(), l.AA, l.BB, l.PP)
-	setFloats(n[2].Value(), l.FFNX)
+	for i, parts := range l.graphParts() {
+		setFloats(n[i].Value(), parts...)
+	}
 }
 
 // getState reads three graph values (att_x, wkv, ffn_x) into one layer's state.
 func getState(v []G.Value, l LayerState) {
-	getFloats(v[0], l.AttX)
-	getFloats(v[1], l.AA, l.BB, l.PP)
-	getFloats(v[2], l.FFNX)
+	for i, parts := range l.graphParts() {
+		getFloats(v[i], parts...)
+	}
 }
 
 // setFloats fills a tensor with the concatenation of parts; no parts means zeros.
@@ -301,7 +345,18 @@ func (gr *Graph) LogitsF64() []float64 { d, _ := gr.Logits().([]float64); return
 
 // Grad is the gradient of the last Run for parameter i (Model.Params order), row-major in
 // Param.Shape: a []float32 or []float64 by the model dtype. It is only valid until the next Run.
-func (gr *Graph) Grad(i int) any { return gr.grads[i].Value().Data() }
+func (gr *Graph) Grad(i int) any {
+	if gr.grads[i] == nil {
+		if gr.zeros == nil {
+			gr.zeros = make([]any, len(gr.params))
+		}
+		if gr.zeros[i] == nil {
+			gr.zeros[i] = newDense(gr.m.DType, gr.m.Params[i].Len()).Data()
+		}
+		return gr.zeros[i]
+	}
+	return gr.grads[i].Value().Data()
+}
 
 // GradF32 is Grad of a Float32 model (nil for Float64).
 func (gr *Graph) GradF32(i int) []float32 { d, _ := gr.Grad(i).([]float32); return d }

@@ -13,9 +13,11 @@ import (
 
 // linearOp: (x (N,in), W (out,in)) -> x Wᵀ (N,out). W keeps PyTorch's [out, in] layout, so
 // RWKV-LM weights are used as stored; one BLAS call with a transpose flag does the product.
+// With InOut, W is stored (in,out) instead and the product is x W (MatMul).
 type linearOp struct {
 	opBase
 	N, In, Out int
+	InOut      bool
 	buf        *outBuf
 }
 
@@ -28,6 +30,24 @@ func Linear(x, w *G.Node) (*G.Node, error) {
 	return G.ApplyOp(linearOp{N: xs[0], In: xs[1], Out: ws[0], buf: newOutBuf()}, x, w)
 }
 
+// MatMul is the product x W of x (N,in) and W (in,out), for the matrices RWKV-LM uses as
+// `x @ W` rather than as nn.Linear weights (x070's LoRA matrices att.w1 [C,D], att.w2 [D,C]).
+func MatMul(x, w *G.Node) (*G.Node, error) {
+	xs, ws := x.Shape(), w.Shape()
+	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[0] {
+		return nil, fmt.Errorf("model: MatMul shapes x %v, W %v do not fit", xs, ws)
+	}
+	return G.ApplyOp(linearOp{N: xs[0], In: xs[1], Out: ws[1], InOut: true, buf: newOutBuf()}, x, w)
+}
+
+// ldw is W's leading dimension.
+func (o linearOp) ldw() int {
+	if o.InOut {
+		return o.Out
+	}
+	return o.In
+}
+
 func (o linearOp) Arity() int    { return 2 }
 func (o linearOp) Type() hm.Type { return hm.NewFnType(matT, matT, matT) }
 func (o linearOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
@@ -37,13 +57,16 @@ func (o linearOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.Out)
 	switch d := out.Data().(type) {
 	case []float32:
-		blas.Gemm(false, true, o.N, o.Out, o.In, 1, f32(in[0]), o.In, f32(in[1]), o.In, 0, d, o.Out)
+		blas.Gemm(false, !o.InOut, o.N, o.Out, o.In, 1, f32(in[0]), o.In, f32(in[1]), o.ldw(), 0, d, o.Out)
 	case []float64:
-		blas.Gemm(false, true, o.N, o.Out, o.In, 1, f64(in[0]), o.In, f64(in[1]), o.In, 0, d, o.Out)
+		blas.Gemm(false, !o.InOut, o.N, o.Out, o.In, 1, f64(in[0]), o.In, f64(in[1]), o.ldw(), 0, d, o.Out)
 	}
 	return out, nil
 }
 func (o linearOp) String() string {
+	if o.InOut {
+		return fmt.Sprintf("MatMul{N=%d,in=%d,out=%d}", o.N, o.In, o.Out)
+	}
 	return fmt.Sprintf("Linear{N=%d,in=%d,out=%d}", o.N, o.In, o.Out)
 }
 func (o linearOp) WriteHash(h hash.Hash) { writeHash(h, o) }
@@ -61,7 +84,8 @@ func (o linearOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return G.Nodes{gx, gw}, err
 }
 
-// linearGradOp: (gy (N,out), W) -> gx = gy W (N,in); or (gy, x) -> gW = gyᵀ x (out,in).
+// linearGradOp: (gy (N,out), W) -> gx = gy W (N,in); or (gy, x) -> gW = gyᵀ x (out,in). With
+// InOut: gx = gy Wᵀ, gW = xᵀ gy (in,out).
 type linearGradOp struct {
 	opBase
 	fwd  linearOp
@@ -72,6 +96,9 @@ type linearGradOp struct {
 func (o linearGradOp) Arity() int    { return 2 }
 func (o linearGradOp) Type() hm.Type { return hm.NewFnType(matT, matT, matT) }
 func (o linearGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	if o.wrtW && o.fwd.InOut {
+		return tensor.Shape{o.fwd.In, o.fwd.Out}, nil
+	}
 	if o.wrtW {
 		return tensor.Shape{o.fwd.Out, o.fwd.In}, nil
 	}
@@ -90,6 +117,15 @@ func (o linearGradOp) Do(in ...G.Value) (G.Value, error) {
 }
 
 func linearGrad[F Float](o linearOp, wrtW bool, gy, other, out []F) {
+	if o.InOut {
+		if wrtW { // gW (in,out) = xᵀ (in,N) · gy (N,out)
+			blas.Gemm(true, false, o.In, o.Out, o.N, 1, other, o.In, gy, o.Out, 0, out, o.Out)
+			return
+		}
+		// gx (N,in) = gy (N,out) · Wᵀ (out,in), W stored (in,out)
+		blas.Gemm(false, true, o.N, o.In, o.Out, 1, gy, o.Out, other, o.Out, 0, out, o.In)
+		return
+	}
 	if wrtW { // gW (out,in) = gyᵀ (out,N) · x (N,in)
 		blas.Gemm(true, false, o.Out, o.In, o.N, 1, gy, o.Out, other, o.In, 0, out, o.In)
 		return

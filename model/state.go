@@ -1,27 +1,45 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
 
-// State is the recurrent state of B sequences: everything RWKV-4 carries from one token (or one
-// chunk) to the next. Per layer, each field holds B rows of C values (row-major (B, C)):
-// AttX and FFNX are the last LayerNorm outputs seen by the time-mix and channel-mix token
-// shifts; AA, BB, PP are the WKV numerator, denominator and their shared log-scale. It is kept in
-// float64 whatever the model dtype; it is small.
+	"github.com/rwkv-go/rwkv-go/arch"
+)
+
+// State is the recurrent state of B sequences: everything a model carries from one token (or one
+// chunk) to the next. Per layer, each field holds B rows (row-major, sequence first):
+//
+//	both:  AttX, FFNX (B, C): the last LayerNorm outputs seen by the time-mix and channel-mix
+//	       token shifts;
+//	x040:  AA, BB, PP (B, C): the WKV numerator, denominator and their shared log-scale;
+//	x070:  WKV (B, H, N, N): the WKV-7 state of each head, [value i][key j] as RWKV-LM's.
+//
+// The fields an architecture does not have are nil. It is kept in float64 whatever the model
+// dtype (a Float32 model's state holds float32 values exactly); it is small.
 type State struct {
 	B, C   int
+	Arch   arch.Arch // resolved: x040 or x070
+	H, N   int       // x070: heads and head size
 	Layers []LayerState
 }
 
 // LayerState is one layer's part of State.
 type LayerState struct {
 	AttX, AA, BB, PP, FFNX []float64
+	WKV                    []float64
 }
 
-// NewState returns the state of B fresh sequences: zeros, with PP = -1e38.
+// NewState returns the state of B fresh sequences of a model of cfg: zeros, with PP = -1e38
+// (x040).
 func NewState(cfg Config, B int) *State {
-	s := &State{B: B, C: cfg.Embd, Layers: make([]LayerState, cfg.Layers)}
+	s := &State{B: B, C: cfg.Embd, Arch: cfg.Arch.Resolve(), Layers: make([]LayerState, cfg.Layers)}
 	n := B * cfg.Embd
 	for i := range s.Layers {
+		if s.Arch == arch.X070 {
+			s.H, s.N = cfg.Heads(), cfg.HeadSizeX070()
+			s.Layers[i] = LayerState{AttX: make([]float64, n), WKV: make([]float64, n*s.N), FFNX: make([]float64, n)}
+			continue
+		}
 		s.Layers[i] = LayerState{AttX: make([]float64, n), AA: make([]float64, n), BB: make([]float64, n),
 			PP: make([]float64, n), FFNX: make([]float64, n)}
 	}
@@ -31,14 +49,10 @@ func NewState(cfg Config, B int) *State {
 
 // Reset returns every sequence to the fresh state.
 func (s *State) Reset() {
+	s.Zero()
 	for i := range s.Layers {
-		l := &s.Layers[i]
-		clear(l.AttX)
-		clear(l.AA)
-		clear(l.BB)
-		clear(l.FFNX)
-		for j := range l.PP {
-			l.PP[j] = ppInit
+		for j := range s.Layers[i].PP {
+			s.Layers[i].PP[j] = ppInit
 		}
 	}
 }
@@ -52,14 +66,32 @@ func (s *State) Zero() {
 	}
 }
 
-// fields lists the per-layer tensors in a fixed order.
-func (l *LayerState) fields() [5][]float64 { return [5][]float64{l.AttX, l.AA, l.BB, l.PP, l.FFNX} }
+// fields lists the per-layer tensors the architecture has, in a fixed order: x040 AttX, AA, BB,
+// PP, FFNX; x070 AttX, WKV, FFNX.
+func (l *LayerState) fields() [][]float64 {
+	if l.WKV != nil {
+		return [][]float64{l.AttX, l.WKV, l.FFNX}
+	}
+	return [][]float64{l.AttX, l.AA, l.BB, l.PP, l.FFNX}
+}
+
+// fits reports whether o has the same architecture and shapes as s.
+func (s *State) fits(o *State) bool {
+	return s.B == o.B && s.C == o.C && s.Arch == o.Arch && s.H == o.H && s.N == o.N && len(s.Layers) == len(o.Layers)
+}
+
+// shape describes the state for messages: "x070 2 layers x (B=1, C=128, H=2)".
+func (s *State) shape() string {
+	if s.Arch == arch.X070 {
+		return fmt.Sprintf("%s %d layers x (B=%d, C=%d, H=%d)", s.Arch, len(s.Layers), s.B, s.C, s.H)
+	}
+	return fmt.Sprintf("%s %d layers x (B=%d, C=%d)", s.Arch.Resolve(), len(s.Layers), s.B, s.C)
+}
 
 // CopyFrom copies o into s; the shapes must match.
 func (s *State) CopyFrom(o *State) error {
-	if s.B != o.B || s.C != o.C || len(s.Layers) != len(o.Layers) {
-		return fmt.Errorf("model: state of %d layers x (%d, %d) cannot take one of %d layers x (%d, %d)",
-			len(s.Layers), s.B, s.C, len(o.Layers), o.B, o.C)
+	if !s.fits(o) {
+		return fmt.Errorf("model: state of %s cannot take one of %s", s.shape(), o.shape())
 	}
 	for i := range s.Layers {
 		dst, src := s.Layers[i].fields(), o.Layers[i].fields()
@@ -88,12 +120,32 @@ func (s *State) Scale(o *State, k float64) error {
 
 // Clone returns a deep copy.
 func (s *State) Clone() *State {
-	c := &State{B: s.B, C: s.C, Layers: make([]LayerState, len(s.Layers))}
-	for i := range s.Layers {
-		f := s.Layers[i].fields()
-		c.Layers[i] = LayerState{AttX: clone(f[0]), AA: clone(f[1]), BB: clone(f[2]), PP: clone(f[3]), FFNX: clone(f[4])}
+	c := *s
+	c.Layers = make([]LayerState, len(s.Layers))
+	for i, l := range s.Layers {
+		c.Layers[i] = LayerState{AttX: clone(l.AttX), AA: clone(l.AA), BB: clone(l.BB), PP: clone(l.PP),
+			FFNX: clone(l.FFNX), WKV: clone(l.WKV)}
 	}
-	return c
+	return &c
 }
 
-func clone(x []float64) []float64 { return append([]float64(nil), x...) }
+func clone(x []float64) []float64 {
+	if x == nil {
+		return nil
+	}
+	return append([]float64(nil), x...)
+}
+
+// check is nil when s is the state of B sequences of a model of cfg, and otherwise an error
+// naming both shapes (what is "graph" or "RNN").
+func (s *State) check(cfg Config, B int, what string) error {
+	a := cfg.Arch.Resolve()
+	ok := s.B == B && s.C == cfg.Embd && s.Arch == a && len(s.Layers) == cfg.Layers
+	if ok && a == arch.X070 {
+		ok = s.H == cfg.Heads() && s.N == cfg.HeadSizeX070()
+	}
+	if !ok {
+		return fmt.Errorf("model: state of %s does not fit the %s of %v with B=%d", s.shape(), what, cfg, B)
+	}
+	return nil
+}
