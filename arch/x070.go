@@ -1,6 +1,9 @@
 package arch
 
-import "math"
+import (
+	"math"
+	"strings"
+)
 
 // layoutX070 is RWKV-7 (RWKV-LM RWKV-v7 train_temp/src/model.py; NEXT-ARCH §1.3), in the order
 // its modules register their parameters: 6 + 33·L tensors with layer 0's unused v0/v1/v2,
@@ -70,7 +73,9 @@ func layoutX070(d Dims) []Spec {
 // inferX070 reads RWKV-7's sizes: V, C from emb.weight [V,C]; L from the blocks.l.ln1.weight
 // present; F from blocks.0.ffn.key.weight [F,C]; N from blocks.0.att.r_k [H,N]; the LoRA
 // widths from the second dimension of att.w1, a1, g1 (layer 0) and att.v1 (layer 1, or layer 0
-// when it has one); V0Layer0 from blocks.0.att.v0. Match checks the rest.
+// when it has one; a one-layer model without layer 0's v1 has no V, and gets DefaultLoRA's so
+// that exports can write the v0/v1/v2 RWKV-LM gives layer 0); V0Layer0 from blocks.0.att.v0.
+// Match checks the rest.
 func inferX070(ts []Spec) Dims {
 	shape := make(map[string][]int, len(ts))
 	for _, t := range ts {
@@ -96,7 +101,28 @@ func inferX070(ts []Spec) Dims {
 	d.FFN = dim("blocks.0.ffn.key.weight", 0)
 	d.HeadSize = dim("blocks.0.att.r_k", 1)
 	d.LoRA = LoRA{W: dim("blocks.0.att.w1", 1), A: dim("blocks.0.att.a1", 1), V: dim(v1, 1), G: dim("blocks.0.att.g1", 1)}
+	if _, ok := shape[v1]; !ok && d.Layers == 1 {
+		d.LoRA.V = DefaultLoRA(d.Embd).V
+	}
 	return d
+}
+
+// x070Variant is the name of the first tensor of ts that belongs to the RWKV-7a (DeepEmbed:
+// ffn.s_emb, ffn.s0/s1/s2) or RWKV-7b (DEA: qkv.*) variants of x070, or "".
+func x070Variant(ts []Spec) string {
+	for _, t := range ts {
+		block := blockName.FindString(t.Name)
+		if block == "" {
+			continue
+		}
+		p := t.Name[len(block):]
+		for _, v := range []string{"ffn.s_emb", "ffn.s0", "ffn.s1", "ffn.s2", "qkv."} {
+			if strings.HasPrefix(p, v) {
+				return t.Name
+			}
+		}
+	}
+	return ""
 }
 
 // DefaultLoRA is current RWKV-LM's choice of x070 LoRA widths for width C (RWKV-v7 train_temp
