@@ -128,8 +128,25 @@ func x070Variant(ts []Spec) string {
 // DefaultLoRA is current RWKV-LM's choice of x070 LoRA widths for width C (RWKV-v7 train_temp
 // model.py): max(32, round(k·√C/32)·32) with k = 2.5 (decay W, in-context rate A), 1.7 (value
 // residual V) and 5 (gate G), rounding half to even as Python's round does (C = 1024 gives
-// W = 64, not 96). Released checkpoints used an older rule: always read widths from the tensors.
+// W = 64, not 96). Released checkpoints used an older rule (ReleasedLoRA): always read widths
+// from the tensors.
 func DefaultLoRA(C int) LoRA {
-	w := func(k float64) int { return max(32, int(math.RoundToEven(k*math.Sqrt(float64(C))/32))*32) }
-	return LoRA{W: w(2.5), A: w(2.5), V: w(1.7), G: w(5)}
+	s := math.Sqrt(float64(C))
+	return LoRA{W: loraRound(2.5 * s), A: loraRound(2.5 * s), V: loraRound(1.7 * s), G: loraRound(5 * s)}
 }
+
+// ReleasedLoRA is the older rule the released RWKV-7 checkpoints were trained with (RWKV-LM's
+// earlier RWKV_Tmix_x070; llama.cpp's calc_lora_rank): k = 1.8 (W, A) and 1.3 (V) times √C and
+// G = 0.6·C^0.8, rounded as DefaultLoRA, except G = 128 for C = 1024, which the released 0.4B
+// files carry (the formula gives 160).
+func ReleasedLoRA(C int) LoRA {
+	s := math.Sqrt(float64(C))
+	r := LoRA{W: loraRound(1.8 * s), A: loraRound(1.8 * s), V: loraRound(1.3 * s), G: loraRound(0.6 * math.Pow(float64(C), 0.8))}
+	if C == 1024 {
+		r.G = 128
+	}
+	return r
+}
+
+// loraRound is max(32, round(x/32)·32) with Python's round (half to even).
+func loraRound(x float64) int { return max(32, int(math.RoundToEven(x/32))*32) }

@@ -102,16 +102,24 @@ func TestInferX070(t *testing.T) {
 	}
 }
 
-// TestDefaultLoRA: RWKV-LM's current rule, NEXT-ARCH §1.3's table (C = 1024 is a tie that
-// rounds to even).
+// TestDefaultLoRA: RWKV-LM's current rule and the released checkpoints' older one, NEXT-ARCH
+// §1.3's tables (C = 1024 is a tie that rounds to even under the current rule, and the released
+// 0.4B's G = 128 under the older one); 64 shows the floor of 32.
 func TestDefaultLoRA(t *testing.T) {
 	for _, tt := range []struct {
-		C    int
-		want LoRA
-	}{{768, LoRA{64, 64, 32, 128}}, {1024, LoRA{64, 64, 64, 160}}, {2048, LoRA{128, 128, 64, 224}},
-		{2560, LoRA{128, 128, 96, 256}}, {4096, LoRA{160, 160, 96, 320}}, {64, LoRA{32, 32, 32, 32}}} {
-		if got := DefaultLoRA(tt.C); got != tt.want {
-			t.Errorf("DefaultLoRA(%d) = %+v, want %+v", tt.C, got, tt.want)
+		C                 int
+		current, released LoRA
+	}{{768, LoRA{64, 64, 32, 128}, LoRA{64, 64, 32, 128}}, {1024, LoRA{64, 64, 64, 160}, LoRA{64, 64, 32, 128}},
+		{2048, LoRA{128, 128, 64, 224}, LoRA{96, 96, 64, 256}}, {2560, LoRA{128, 128, 96, 256}, LoRA{96, 96, 64, 320}},
+		{4096, LoRA{160, 160, 96, 320}, LoRA{128, 128, 96, 480}}, {64, LoRA{32, 32, 32, 32}, LoRA{32, 32, 32, 32}}} {
+		if got := DefaultLoRA(tt.C); got != tt.current {
+			t.Errorf("DefaultLoRA(%d) = %+v, want %+v", tt.C, got, tt.current)
 		}
+		if got := ReleasedLoRA(tt.C); got != tt.released {
+			t.Errorf("ReleasedLoRA(%d) = %+v, want %+v", tt.C, got, tt.released)
+		}
+	}
+	if got := ReleasedLoRA(rwkv7_1b5.Embd); got != rwkv7_1b5.LoRA { // the released 1.5B's widths
+		t.Errorf("ReleasedLoRA(2048) = %+v, want RWKV7-1.5B's %+v", got, rwkv7_1b5.LoRA)
 	}
 }
