@@ -15,8 +15,8 @@ import (
 // not finite after conversion (an F16 overflow, say). RWKV-7 has its own
 // exports (ExportX070PTH, ExportX070RWKV, ExportHF7, ExportGGUF7).
 func exportTensors(ts []Tensor, dt DType) (Dims, []Tensor, error) {
-	if dt != F32 && dt != F16 && dt != BF16 {
-		return Dims{}, nil, fmt.Errorf("export dtype %q (want F32, F16 or BF16): %w", dt, ErrDType)
+	if err := exportDType(dt); err != nil {
+		return Dims{}, nil, err
 	}
 	d, ordered, err := Check(ts)
 	if err == nil && d.Arch.Resolve() != arch.X040 {
@@ -25,18 +25,33 @@ func exportTensors(ts []Tensor, dt DType) (Dims, []Tensor, error) {
 	if err != nil {
 		return d, nil, err
 	}
-	out := make([]Tensor, len(ordered))
-	for i, t := range ordered {
+	out, err := convertFinite(ordered, dt)
+	return d, out, err
+}
+
+// exportDType refuses a dtype the exports do not write (they write F32, F16 and BF16).
+func exportDType(dt DType) error {
+	if dt != F32 && dt != F16 && dt != BF16 {
+		return fmt.Errorf("export dtype %q (want F32, F16 or BF16): %w", dt, ErrDType)
+	}
+	return nil
+}
+
+// convertFinite converts every tensor of ts to dt, refusing values that are not finite after
+// conversion (an F16 overflow, say).
+func convertFinite(ts []Tensor, dt DType) ([]Tensor, error) {
+	out := make([]Tensor, len(ts))
+	for i, t := range ts {
 		c, err := t.Convert(dt)
-		if err != nil {
-			return d, nil, err
+		if err == nil {
+			err = c.CheckFinite()
 		}
-		if err := c.CheckFinite(); err != nil {
-			return d, nil, err
+		if err != nil {
+			return nil, err
 		}
 		out[i] = c
 	}
-	return d, out, nil
+	return out, nil
 }
 
 // ExportRWKV writes an RWKV-LM-named safetensors file in dt (F32, F16 or

@@ -279,26 +279,19 @@ func hf7Config(d Dims, cfg HF7Config, dt DType) (hf7ConfigJSON, error) {
 // file rwkv_vocab_v20230424.txt is copied next to it). Every tensor is
 // written in dt (F32, F16 or BF16). Each file is written atomically.
 func ExportHF7(dir string, ts []Tensor, cfg HF7Config, dt DType) error {
-	if dt != F32 && dt != F16 && dt != BF16 {
-		return fmt.Errorf("export hf7 %s: dtype %q (want F32, F16 or BF16): %w", dir, dt, ErrDType)
+	if err := exportDType(dt); err != nil {
+		return fmt.Errorf("export hf7 %s: %w", dir, err)
 	}
 	d, _, err := CheckX070(ts)
 	if err != nil {
 		return fmt.Errorf("export hf7 %s: %w", dir, err)
 	}
 	fla, err := X070ToFLA(ts)
+	if err == nil {
+		fla, err = convertFinite(fla, dt)
+	}
 	if err != nil {
 		return fmt.Errorf("export hf7 %s: %w", dir, err)
-	}
-	for i, t := range fla {
-		c, err := t.Convert(dt)
-		if err == nil {
-			err = c.CheckFinite()
-		}
-		if err != nil {
-			return fmt.Errorf("export hf7 %s: %w", dir, err)
-		}
-		fla[i] = c
 	}
 	conf, err := hf7Config(d, cfg, dt)
 	if err != nil {

@@ -27,8 +27,8 @@ func CheckX070(ts []Tensor) (Dims, []Tensor, error) {
 // them and never reads them) when absent, and converts every tensor to dt,
 // refusing values that are not finite after conversion.
 func x070ForRWKVLM(ts []Tensor, dt DType) (Dims, []Tensor, error) {
-	if dt != F32 && dt != F16 && dt != BF16 {
-		return Dims{}, nil, fmt.Errorf("export dtype %q (want F32, F16 or BF16): %w", dt, ErrDType)
+	if err := exportDType(dt); err != nil {
+		return Dims{}, nil, err
 	}
 	d, ordered, err := CheckX070(ts)
 	if err != nil {
@@ -50,18 +50,8 @@ func x070ForRWKVLM(ts []Tensor, dt DType) (Dims, []Tensor, error) {
 			ordered = append(ordered, t)
 		}
 	}
-	out := make([]Tensor, len(ordered))
-	for i, t := range ordered {
-		c, err := t.Convert(dt)
-		if err != nil {
-			return d, nil, err
-		}
-		if err := c.CheckFinite(); err != nil {
-			return d, nil, err
-		}
-		out[i] = c
-	}
-	return d, out, nil
+	out, err := convertFinite(ordered, dt)
+	return d, out, err
 }
 
 // ExportX070PTH writes an x070 model as RWKV-LM's torch.save writes its
