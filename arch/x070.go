@@ -21,23 +21,8 @@ import (
 //
 // Unlike RWKV-4 the LoRA modules create w1, w2 before w0 (and a, v likewise).
 func layoutX070(d Dims) []Spec {
-	C, F, V, N, r := d.Embd, d.FFN, d.Vocab, d.HeadSize, d.LoRA
-	H := 0
-	if N > 0 {
-		H = C / N
-	}
-	s := []Spec{{"emb.weight", []int{V, C}}}
-	for l := 0; l < d.Layers; l++ {
-		p := Block(l)
-		add := func(name string, shape ...int) { s = append(s, Spec{p + name, shape}) }
-		add("ln1.weight", C)
-		add("ln1.bias", C)
-		add("ln2.weight", C)
-		add("ln2.bias", C)
-		if l == 0 {
-			add("ln0.weight", C)
-			add("ln0.bias", C)
-		}
+	C, F, N, H, r := d.Embd, d.FFN, d.HeadSize, d.Heads(), d.LoRA
+	return frame(d, func(l int, add func(string, ...int)) {
 		for _, x := range []string{"r", "w", "k", "v", "a", "g"} {
 			add("att.x_"+x, 1, 1, C)
 		}
@@ -66,8 +51,7 @@ func layoutX070(d Dims) []Spec {
 		add("ffn.x_k", 1, 1, C)
 		add("ffn.key.weight", F, C)
 		add("ffn.value.weight", C, F)
-	}
-	return append(s, Spec{"ln_out.weight", []int{C}}, Spec{"ln_out.bias", []int{C}}, Spec{"head.weight", []int{V, C}})
+	})
 }
 
 // inferX070 reads RWKV-7's sizes: V, C from emb.weight [V,C]; L from the blocks.l.ln1.weight
