@@ -9,14 +9,17 @@ package arch
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Arch is an RWKV architecture under RWKV-LM's module name: "x040" is RWKV-4, "x070" RWKV-7.
 // The zero Arch is x040, the default of model.arch.
 type Arch string
 
-// The architectures Infer recognises. X040 and X070 have a layout, X040 alone is supported (a
-// model builds it) so far; the others are detected so that loading one fails naming it.
+// The architectures Detect recognises. X040 and X070 have a layout (Layout, Infer: checkpoint
+// reads, checks and exports their files); X040 alone is supported (a model builds it) so far.
+// The others are detected so that reading one fails naming it.
 const (
 	X040 Arch = "x040" // RWKV-4
 	X050 Arch = "x050" // RWKV-5.0/5.1 (ln_x, no gate)
@@ -25,9 +28,14 @@ const (
 	X070 Arch = "x070" // RWKV-7 "Goose"
 )
 
-// Supported lists the architectures rwkv-go builds, in the order they were added; Infer refuses
-// the others with ErrUnsupported. Adding x070 here is the switch that lets its files load.
+// Supported lists the architectures rwkv-go builds (trains, evaluates, runs), in the order they
+// were added; model config validation and weights loading refuse the others (CheckSupported).
+// Adding x070 here is the switch that lets its files load into a model.
 var Supported = []Arch{X040}
+
+// Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
+// sets, whether or not a model can be built from them yet.
+var Layouts = []Arch{X040, X070}
 
 // Sentinel errors that callers can test with errors.Is.
 var (
@@ -47,13 +55,18 @@ func (a Arch) Resolve() Arch {
 }
 
 // IsSupported reports whether a (after Resolve) is in Supported.
-func (a Arch) IsSupported() bool {
-	for _, s := range Supported {
-		if a.Resolve() == s {
-			return true
-		}
+func (a Arch) IsSupported() bool { return slices.Contains(Supported, a.Resolve()) }
+
+// HasLayout reports whether a (after Resolve) is in Layouts.
+func (a Arch) HasLayout() bool { return slices.Contains(Layouts, a.Resolve()) }
+
+// CheckSupported is nil for a supported architecture and otherwise an ErrUnsupported error
+// naming it: the gate between reading a file (Infer, any layout) and building a model of it.
+func (a Arch) CheckSupported() error {
+	if a.IsSupported() {
+		return nil
 	}
-	return false
+	return fmt.Errorf("%s is not supported yet: rwkv-go builds %s models: %w", a.Title(), list(Supported), ErrUnsupported)
 }
 
 // Title is the release name: "RWKV-4 (x040)".
@@ -89,6 +102,23 @@ type Dims struct {
 	// V0Layer0: layer 0 carries v0/v1/v2, which it never uses (RWKV-LM state dicts have them,
 	// FLA's drop them).
 	V0Layer0 bool
+}
+
+// Heads is the number of x070 heads, H = C/N (0 without a head size).
+func (d Dims) Heads() int {
+	if d.HeadSize <= 0 {
+		return 0
+	}
+	return d.Embd / d.HeadSize
+}
+
+// list is "RWKV-4 (x040)" or "RWKV-4 (x040), RWKV-7 (x070)".
+func list(as []Arch) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.Title()
+	}
+	return strings.Join(s, ", ")
 }
 
 // LoRA are x070's low-rank widths: att.w1 [C,W], att.a1 [C,A], att.v1 [C,V], att.g1 [C,G].

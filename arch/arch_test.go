@@ -70,9 +70,11 @@ func TestInfer(t *testing.T) {
 		{"duplicate", with(x040, x040[0]), ErrTensors, "", `duplicate tensor "emb.weight"`},
 		{"bad shape", badShape, ErrTensors, X040, `tensor "blocks.0.ln2.weight": shape [5], want [4]`},
 		{"no blocks", []Spec{{"emb.weight", []int{11, 4}}, {"ln_out.weight", []int{4}}, {"ln_out.bias", []int{4}}, {"head.weight", []int{11, 4}}}, ErrTensors, X040, "no blocks"},
-		{"x070", with(x040, Spec{"blocks.1.att.k_k", []int{1, 1, 4}}, Spec{"blocks.0.att.ln_x.weight", []int{4}}), ErrUnsupported, X070,
-			`tensor "blocks.1.att.k_k": the tensors hold an RWKV-7 (x070) model; x070 is not supported yet (rwkv-go loads RWKV-4 (x040))`},
-		{"x060", with(x040, Spec{"blocks.0.att.time_maa_x", []int{1, 1, 4}}), ErrUnsupported, X060, "RWKV-6 (x060) model; x060 is not supported yet"},
+		// x070 has a layout: an RWKV-4 set with a k_k is checked against it, and the error says so.
+		{"x070", with(x040, Spec{"blocks.1.att.k_k", []int{1, 1, 4}}, Spec{"blocks.0.att.ln_x.weight", []int{4}}), ErrTensors, X070,
+			`RWKV-7 (x070) model (tensor "blocks.1.att.k_k"): missing tensor "blocks.0.att.x_r"`},
+		{"x060", with(x040, Spec{"blocks.0.att.time_maa_x", []int{1, 1, 4}}), ErrUnsupported, X060,
+			`tensor "blocks.0.att.time_maa_x": the tensors hold an RWKV-6 (x060) model; x060 is not supported yet (rwkv-go reads RWKV-4 (x040), RWKV-7 (x070))`},
 		{"x052", with(without(x040, "blocks.0.att.time_decay"), Spec{"blocks.0.att.gate.weight", []int{4, 4}}, Spec{"blocks.0.att.time_decay", []int{2, 2}}), ErrUnsupported, X052,
 			"RWKV-5.2 (x052) model"},
 		{"x050", with(x040, Spec{"blocks.0.att.ln_x.weight", []int{4}}), ErrUnsupported, X050, `tensor "blocks.0.att.ln_x.weight": the tensors hold an RWKV-5 (x050) model`},
@@ -93,15 +95,24 @@ func TestInfer(t *testing.T) {
 	}
 }
 
-// TestArchDefault: the zero Arch is x040, the only supported one so far.
+// TestArchDefault: the zero Arch is x040, the only supported one so far; x070 has a layout (files
+// are read and checked) but CheckSupported refuses to build it, naming it.
 func TestArchDefault(t *testing.T) {
 	for _, tt := range []struct {
-		a         Arch
-		supported bool
-		title     string
-	}{{"", true, "RWKV-4 (x040)"}, {X040, true, "RWKV-4 (x040)"}, {X070, false, "RWKV-7 (x070)"}, {"x999", false, `"x999"`}} {
+		a                    Arch
+		supported, hasLayout bool
+		title                string
+	}{{"", true, true, "RWKV-4 (x040)"}, {X040, true, true, "RWKV-4 (x040)"}, {X070, false, true, "RWKV-7 (x070)"},
+		{X060, false, false, "RWKV-6 (x060)"}, {"x999", false, false, `"x999"`}} {
 		if got := tt.a.IsSupported(); got != tt.supported {
 			t.Errorf("%q.IsSupported() = %v, want %v", tt.a, got, tt.supported)
+		}
+		if got := tt.a.HasLayout(); got != tt.hasLayout {
+			t.Errorf("%q.HasLayout() = %v, want %v", tt.a, got, tt.hasLayout)
+		}
+		err := tt.a.CheckSupported()
+		if tt.supported != (err == nil) || !tt.supported && (!errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.title+" is not supported yet")) {
+			t.Errorf("%q.CheckSupported() = %v", tt.a, err)
 		}
 		if got := tt.a.Title(); got != tt.title {
 			t.Errorf("%q.Title() = %q, want %q", tt.a, got, tt.title)

@@ -45,7 +45,9 @@ func Detect(ts []Spec) (a Arch, marker string) {
 
 // Infer tells the architecture and sizes from the tensors' RWKV-LM names and shapes, as
 // runtimes do, and checks that ts hold exactly that architecture's tensors with its shapes
-// (order does not matter; Dims.Layout gives it). An architecture without a layout yet is an
+// (order does not matter; Dims.Layout gives it). It reads every architecture with a layout
+// (Layouts), including those a model cannot be built from yet: callers that build one check
+// Dims.Arch.CheckSupported. An architecture without a layout, or an RWKV-7a/7b variant, is an
 // ErrUnsupported error naming it, with Dims.Arch set; any other mismatch is ErrTensors.
 func Infer(ts []Spec) (Dims, error) {
 	seen := make(map[string]bool, len(ts))
@@ -61,27 +63,21 @@ func Infer(ts []Spec) (Dims, error) {
 	case X040:
 		d = inferX040(ts)
 	case X070:
+		if v := x070Variant(ts); v != "" {
+			return Dims{Arch: a}, fmt.Errorf("tensor %q belongs to an RWKV-7a/7b variant (DeepEmbed or DEA), which is not supported; use a plain RWKV-7 (x070) model: %w", v, ErrUnsupported)
+		}
 		d = inferX070(ts)
 	default:
-		d = Dims{Arch: a}
-	}
-	if !a.IsSupported() { // d holds what could be read, for messages
-		return d, fmt.Errorf("tensor %q: the tensors hold an %s model; %s is not supported yet (rwkv-go loads %s): %w",
-			marker, a.Title(), a, supportedList(), ErrUnsupported)
+		return Dims{Arch: a}, fmt.Errorf("tensor %q: the tensors hold an %s model; %s is not supported yet (rwkv-go reads %s): %w",
+			marker, a.Title(), a, list(Layouts), ErrUnsupported)
 	}
 	if err := Match(d, ts); err != nil {
+		if a != X040 { // say which layout the names were checked against
+			return d, fmt.Errorf("%s model (tensor %q): %w", a.Title(), marker, err)
+		}
 		return d, err
 	}
 	return d, nil
-}
-
-// supportedList is "RWKV-4 (x040)" or "RWKV-4 (x040), RWKV-7 (x070)".
-func supportedList() string {
-	s := make([]string, len(Supported))
-	for i, a := range Supported {
-		s[i] = a.Title()
-	}
-	return strings.Join(s, ", ")
 }
 
 // inferX040 reads RWKV-4's sizes: V and C from emb.weight [V,C], L from the blocks.l.ln1.weight

@@ -43,19 +43,8 @@ func (d Dims) NumParams() int {
 //	  ffn.time_mix_k/r [1,1,C]; ffn.key.weight [F,C]; ffn.receptance.weight [C,C]; ffn.value.weight [C,F]
 //	ln_out.weight, ln_out.bias [C]; head.weight [V,C]
 func layoutX040(d Dims) []Spec {
-	C, F, V := d.Embd, d.FFN, d.Vocab
-	s := []Spec{{"emb.weight", []int{V, C}}}
-	for l := 0; l < d.Layers; l++ {
-		p := Block(l)
-		add := func(name string, shape ...int) { s = append(s, Spec{p + name, shape}) }
-		add("ln1.weight", C)
-		add("ln1.bias", C)
-		add("ln2.weight", C)
-		add("ln2.bias", C)
-		if l == 0 { // RWKV-LM's Block creates ln0 after ln1 and ln2
-			add("ln0.weight", C)
-			add("ln0.bias", C)
-		}
+	C, F := d.Embd, d.FFN
+	return frame(d, func(l int, add func(string, ...int)) {
 		add("att.time_decay", C)
 		add("att.time_first", C)
 		add("att.time_mix_k", 1, 1, C)
@@ -70,6 +59,28 @@ func layoutX040(d Dims) []Spec {
 		add("ffn.key.weight", F, C)
 		add("ffn.receptance.weight", C, C)
 		add("ffn.value.weight", C, F)
+	})
+}
+
+// frame is what every RWKV-LM version's model registers around its blocks' att and ffn:
+// emb.weight [V,C] first; in each block ln1, ln2 and, in layer 0, ln0 (RWKV-LM's Block creates
+// it after them) [C] weight and bias, then the block's own tensors (block adds them under
+// "blocks.l."); ln_out.weight, ln_out.bias [C] and head.weight [V,C] last.
+func frame(d Dims, block func(l int, add func(name string, shape ...int))) []Spec {
+	C, V := d.Embd, d.Vocab
+	s := []Spec{{"emb.weight", []int{V, C}}}
+	for l := 0; l < d.Layers; l++ {
+		p := Block(l)
+		add := func(name string, shape ...int) { s = append(s, Spec{p + name, shape}) }
+		add("ln1.weight", C)
+		add("ln1.bias", C)
+		add("ln2.weight", C)
+		add("ln2.bias", C)
+		if l == 0 {
+			add("ln0.weight", C)
+			add("ln0.bias", C)
+		}
+		block(l, add)
 	}
 	return append(s, Spec{"ln_out.weight", []int{C}}, Spec{"ln_out.bias", []int{C}}, Spec{"head.weight", []int{V, C}})
 }

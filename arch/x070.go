@@ -1,6 +1,9 @@
 package arch
 
-import "math"
+import (
+	"math"
+	"strings"
+)
 
 // layoutX070 is RWKV-7 (RWKV-LM RWKV-v7 train_temp/src/model.py; NEXT-ARCH §1.3), in the order
 // its modules register their parameters: 6 + 33·L tensors with layer 0's unused v0/v1/v2,
@@ -18,23 +21,8 @@ import "math"
 //
 // Unlike RWKV-4 the LoRA modules create w1, w2 before w0 (and a, v likewise).
 func layoutX070(d Dims) []Spec {
-	C, F, V, N, r := d.Embd, d.FFN, d.Vocab, d.HeadSize, d.LoRA
-	H := 0
-	if N > 0 {
-		H = C / N
-	}
-	s := []Spec{{"emb.weight", []int{V, C}}}
-	for l := 0; l < d.Layers; l++ {
-		p := Block(l)
-		add := func(name string, shape ...int) { s = append(s, Spec{p + name, shape}) }
-		add("ln1.weight", C)
-		add("ln1.bias", C)
-		add("ln2.weight", C)
-		add("ln2.bias", C)
-		if l == 0 {
-			add("ln0.weight", C)
-			add("ln0.bias", C)
-		}
+	C, F, N, H, r := d.Embd, d.FFN, d.HeadSize, d.Heads(), d.LoRA
+	return frame(d, func(l int, add func(string, ...int)) {
 		for _, x := range []string{"r", "w", "k", "v", "a", "g"} {
 			add("att.x_"+x, 1, 1, C)
 		}
@@ -63,14 +51,15 @@ func layoutX070(d Dims) []Spec {
 		add("ffn.x_k", 1, 1, C)
 		add("ffn.key.weight", F, C)
 		add("ffn.value.weight", C, F)
-	}
-	return append(s, Spec{"ln_out.weight", []int{C}}, Spec{"ln_out.bias", []int{C}}, Spec{"head.weight", []int{V, C}})
+	})
 }
 
 // inferX070 reads RWKV-7's sizes: V, C from emb.weight [V,C]; L from the blocks.l.ln1.weight
 // present; F from blocks.0.ffn.key.weight [F,C]; N from blocks.0.att.r_k [H,N]; the LoRA
 // widths from the second dimension of att.w1, a1, g1 (layer 0) and att.v1 (layer 1, or layer 0
-// when it has one); V0Layer0 from blocks.0.att.v0. Match checks the rest.
+// when it has one; a one-layer model without layer 0's v1 has no V, and gets DefaultLoRA's so
+// that exports can write the v0/v1/v2 RWKV-LM gives layer 0); V0Layer0 from blocks.0.att.v0.
+// Match checks the rest.
 func inferX070(ts []Spec) Dims {
 	shape := make(map[string][]int, len(ts))
 	for _, t := range ts {
@@ -96,14 +85,52 @@ func inferX070(ts []Spec) Dims {
 	d.FFN = dim("blocks.0.ffn.key.weight", 0)
 	d.HeadSize = dim("blocks.0.att.r_k", 1)
 	d.LoRA = LoRA{W: dim("blocks.0.att.w1", 1), A: dim("blocks.0.att.a1", 1), V: dim(v1, 1), G: dim("blocks.0.att.g1", 1)}
+	if _, ok := shape[v1]; !ok && d.Layers == 1 {
+		d.LoRA.V = DefaultLoRA(d.Embd).V
+	}
 	return d
+}
+
+// x070Variant is the name of the first tensor of ts that belongs to the RWKV-7a (DeepEmbed:
+// ffn.s_emb, ffn.s0/s1/s2) or RWKV-7b (DEA: qkv.*) variants of x070, or "".
+func x070Variant(ts []Spec) string {
+	for _, t := range ts {
+		block := blockName.FindString(t.Name)
+		if block == "" {
+			continue
+		}
+		p := t.Name[len(block):]
+		for _, v := range []string{"ffn.s_emb", "ffn.s0", "ffn.s1", "ffn.s2", "qkv."} {
+			if strings.HasPrefix(p, v) {
+				return t.Name
+			}
+		}
+	}
+	return ""
 }
 
 // DefaultLoRA is current RWKV-LM's choice of x070 LoRA widths for width C (RWKV-v7 train_temp
 // model.py): max(32, round(k·√C/32)·32) with k = 2.5 (decay W, in-context rate A), 1.7 (value
 // residual V) and 5 (gate G), rounding half to even as Python's round does (C = 1024 gives
-// W = 64, not 96). Released checkpoints used an older rule: always read widths from the tensors.
+// W = 64, not 96). Released checkpoints used an older rule (ReleasedLoRA): always read widths
+// from the tensors.
 func DefaultLoRA(C int) LoRA {
-	w := func(k float64) int { return max(32, int(math.RoundToEven(k*math.Sqrt(float64(C))/32))*32) }
-	return LoRA{W: w(2.5), A: w(2.5), V: w(1.7), G: w(5)}
+	s := math.Sqrt(float64(C))
+	return LoRA{W: loraRound(2.5 * s), A: loraRound(2.5 * s), V: loraRound(1.7 * s), G: loraRound(5 * s)}
 }
+
+// ReleasedLoRA is the older rule the released RWKV-7 checkpoints were trained with (RWKV-LM's
+// earlier RWKV_Tmix_x070; llama.cpp's calc_lora_rank): k = 1.8 (W, A) and 1.3 (V) times √C and
+// G = 0.6·C^0.8, rounded as DefaultLoRA, except G = 128 for C = 1024, which the released 0.4B
+// files carry (the formula gives 160).
+func ReleasedLoRA(C int) LoRA {
+	s := math.Sqrt(float64(C))
+	r := LoRA{W: loraRound(1.8 * s), A: loraRound(1.8 * s), V: loraRound(1.3 * s), G: loraRound(0.6 * math.Pow(float64(C), 0.8))}
+	if C == 1024 {
+		r.G = 128
+	}
+	return r
+}
+
+// loraRound is max(32, round(x/32)·32) with Python's round (half to even).
+func loraRound(x float64) int { return max(32, int(math.RoundToEven(x/32))*32) }

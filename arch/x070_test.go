@@ -3,6 +3,7 @@ package arch
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -52,12 +53,12 @@ func TestLayoutX070(t *testing.T) {
 func equal(a, b []int) bool { return slices.Equal(a, b) }
 
 // TestInferX070: the sizes come back from the tensors, with and without layer 0's v0/v1/v2 and
-// for one layer (no v1 to read V from); until x070 is in Supported, Infer refuses it but says
-// what it read.
+// for one layer (no v1 to read V from: DefaultLoRA's V); Infer reads x070 although a model
+// cannot be built from it yet (CheckSupported says so).
 func TestInferX070(t *testing.T) {
 	small := Dims{Arch: X070, Vocab: 17, Embd: 64, FFN: 256, Layers: 3, HeadSize: 16, LoRA: LoRA{W: 8, A: 4, V: 12, G: 20}}
 	one := small
-	one.Layers, one.LoRA.V = 1, 0
+	one.Layers, one.LoRA.V = 1, DefaultLoRA(64).V
 	oneV0 := one
 	oneV0.V0Layer0, oneV0.LoRA.V = true, 12
 	withV0 := small
@@ -70,10 +71,26 @@ func TestInferX070(t *testing.T) {
 		if err := Match(d, ts); err != nil {
 			t.Errorf("%+v: Match: %v", d, err)
 		}
+		slices.Reverse(ts)
 		got, err := Infer(ts)
-		if !errors.Is(err, ErrUnsupported) || got != d {
-			t.Errorf("Infer = %+v, %v; want %+v and ErrUnsupported", got, err, d)
+		if err != nil || got != d {
+			t.Errorf("Infer = %+v, %v; want %+v", got, err, d)
 		}
+		if err := got.Arch.CheckSupported(); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("CheckSupported = %v, want ErrUnsupported until a model builds x070", err)
+		}
+	}
+	for _, tt := range []struct{ name, variant string }{
+		{"7a", "blocks.1.ffn.s_emb.weight"}, {"7a s0", "blocks.0.ffn.s0"}, {"7b", "blocks.0.qkv.k_emb.weight"},
+	} {
+		_, err := Infer(append(small.Layout(), Spec{tt.variant, []int{17, 4}}))
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), `tensor "`+tt.variant+`" belongs to an RWKV-7a/7b variant`) {
+			t.Errorf("%s: %v, want ErrUnsupported naming %s", tt.name, err, tt.variant)
+		}
+	}
+	// Outside a block the names are not a variant's, only an extra tensor.
+	if _, err := Infer(append(small.Layout(), Spec{"qkv.x", []int{1}})); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), `unexpected tensor "qkv.x"`) {
+		t.Errorf("top-level qkv.x: %v, want ErrTensors", err)
 	}
 	bad := small.Layout()
 	bad = append(bad[:len(bad)-1:len(bad)-1], Spec{"head.weight", []int{17, 32}})
@@ -85,16 +102,24 @@ func TestInferX070(t *testing.T) {
 	}
 }
 
-// TestDefaultLoRA: RWKV-LM's current rule, NEXT-ARCH §1.3's table (C = 1024 is a tie that
-// rounds to even).
+// TestDefaultLoRA: RWKV-LM's current rule and the released checkpoints' older one, NEXT-ARCH
+// §1.3's tables (C = 1024 is a tie that rounds to even under the current rule, and the released
+// 0.4B's G = 128 under the older one); 64 shows the floor of 32.
 func TestDefaultLoRA(t *testing.T) {
 	for _, tt := range []struct {
-		C    int
-		want LoRA
-	}{{768, LoRA{64, 64, 32, 128}}, {1024, LoRA{64, 64, 64, 160}}, {2048, LoRA{128, 128, 64, 224}},
-		{2560, LoRA{128, 128, 96, 256}}, {4096, LoRA{160, 160, 96, 320}}, {64, LoRA{32, 32, 32, 32}}} {
-		if got := DefaultLoRA(tt.C); got != tt.want {
-			t.Errorf("DefaultLoRA(%d) = %+v, want %+v", tt.C, got, tt.want)
+		C                 int
+		current, released LoRA
+	}{{768, LoRA{64, 64, 32, 128}, LoRA{64, 64, 32, 128}}, {1024, LoRA{64, 64, 64, 160}, LoRA{64, 64, 32, 128}},
+		{2048, LoRA{128, 128, 64, 224}, LoRA{96, 96, 64, 256}}, {2560, LoRA{128, 128, 96, 256}, LoRA{96, 96, 64, 320}},
+		{4096, LoRA{160, 160, 96, 320}, LoRA{128, 128, 96, 480}}, {64, LoRA{32, 32, 32, 32}, LoRA{32, 32, 32, 32}}} {
+		if got := DefaultLoRA(tt.C); got != tt.current {
+			t.Errorf("DefaultLoRA(%d) = %+v, want %+v", tt.C, got, tt.current)
 		}
+		if got := ReleasedLoRA(tt.C); got != tt.released {
+			t.Errorf("ReleasedLoRA(%d) = %+v, want %+v", tt.C, got, tt.released)
+		}
+	}
+	if got := ReleasedLoRA(rwkv7_1b5.Embd); got != rwkv7_1b5.LoRA { // the released 1.5B's widths
+		t.Errorf("ReleasedLoRA(2048) = %+v, want RWKV7-1.5B's %+v", got, rwkv7_1b5.LoRA)
 	}
 }

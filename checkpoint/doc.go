@@ -2,7 +2,9 @@
 // tensors (Tensor: name, dtype, shape, little-endian bytes) and never imports
 // the model. Which tensors make a model (names, shapes, state-dict order) is
 // package arch's table: Check tells the architecture and sizes from a set of
-// tensors and puts them in that order.
+// tensors and puts them in that order. It reads every architecture arch has a
+// layout for (RWKV-4 and RWKV-7), whether or not a model can be built from it
+// yet; whoever builds one checks Dims.Arch.CheckSupported.
 //
 // Training checkpoints (Save, Load, Latest, Prune) are single safetensors
 // files, step-<step>.safetensors, holding the weights ("model/<name>"), the
@@ -15,7 +17,9 @@
 //
 // Exports: ExportRWKV (RWKV-LM names in F32, F16 or BF16), ExportWebRWKV
 // (all F16), ExportHF (a transformers RwkvForCausalLM directory) and
-// ExportPTH / WritePTH (a torch.save-compatible zip). Imports: ReadPTH,
+// ExportPTH / WritePTH (a torch.save-compatible zip), all RWKV-4; RWKV-7 has
+// ExportX070PTH, ExportX070RWKV, ExportHF7 (FLA) and ExportGGUF7 (llama.cpp),
+// with CheckX070 for its tensor sets. Imports: ReadPTH,
 // ReadHFDir (model.safetensors, pytorch_model.bin or either sharded with an
 // index.json, checked against config.json) and ReadWeights, which detects
 // the layout and returns RWKV-LM names; LoadLatest reads the newest

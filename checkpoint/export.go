@@ -10,29 +10,48 @@ import (
 	"github.com/rwkv-go/rwkv-go/arch"
 )
 
-// exportTensors checks that ts is a complete model (Check), puts it in
-// RWKV-LM order and converts every tensor to dt, refusing values that are
-// not finite after conversion (an F16 overflow, say).
+// exportTensors checks that ts is a complete RWKV-4 model (Check), puts it
+// in RWKV-LM order and converts every tensor to dt, refusing values that are
+// not finite after conversion (an F16 overflow, say). RWKV-7 has its own
+// exports (ExportX070PTH, ExportX070RWKV, ExportHF7, ExportGGUF7).
 func exportTensors(ts []Tensor, dt DType) (Dims, []Tensor, error) {
-	if dt != F32 && dt != F16 && dt != BF16 {
-		return Dims{}, nil, fmt.Errorf("export dtype %q (want F32, F16 or BF16): %w", dt, ErrDType)
+	if err := exportDType(dt); err != nil {
+		return Dims{}, nil, err
 	}
 	d, ordered, err := Check(ts)
+	if err == nil && d.Arch.Resolve() != arch.X040 {
+		err = fmt.Errorf("the tensors hold an %s model; this export writes RWKV-4 only (RWKV-7 has the x070 exports): %w", d.Arch.Title(), arch.ErrUnsupported)
+	}
 	if err != nil {
 		return d, nil, err
 	}
-	out := make([]Tensor, len(ordered))
-	for i, t := range ordered {
+	out, err := convertFinite(ordered, dt)
+	return d, out, err
+}
+
+// exportDType refuses a dtype the exports do not write (they write F32, F16 and BF16).
+func exportDType(dt DType) error {
+	if dt != F32 && dt != F16 && dt != BF16 {
+		return fmt.Errorf("export dtype %q (want F32, F16 or BF16): %w", dt, ErrDType)
+	}
+	return nil
+}
+
+// convertFinite converts every tensor of ts to dt, refusing values that are not finite after
+// conversion (an F16 overflow, say).
+func convertFinite(ts []Tensor, dt DType) ([]Tensor, error) {
+	out := make([]Tensor, len(ts))
+	for i, t := range ts {
 		c, err := t.Convert(dt)
-		if err != nil {
-			return d, nil, err
+		if err == nil {
+			err = c.CheckFinite()
 		}
-		if err := c.CheckFinite(); err != nil {
-			return d, nil, err
+		if err != nil {
+			return nil, err
 		}
 		out[i] = c
 	}
-	return d, out, nil
+	return out, nil
 }
 
 // ExportRWKV writes an RWKV-LM-named safetensors file in dt (F32, F16 or
@@ -137,9 +156,6 @@ func (c HFConfig) resolve(d Dims) (HFConfig, error) {
 // file is written atomically; dir is created if needed.
 func ExportHF(dir string, ts []Tensor, cfg HFConfig, dt DType) error {
 	d, out, err := exportTensors(ts, dt)
-	if err == nil && d.Arch.Resolve() != arch.X040 {
-		err = fmt.Errorf("the tensors hold an %s model, RwkvForCausalLM is RWKV-4 only: %w", d.Arch.Title(), arch.ErrUnsupported)
-	}
 	if err != nil {
 		return fmt.Errorf("export hf %s: %w", dir, err)
 	}

@@ -315,12 +315,29 @@ for arg in sys.argv[2:]:
 	}
 }
 
-// TestCheckUnsupportedArch: a file of another RWKV version is refused naming the version, not
-// with a list of missing RWKV-4 tensors.
+// TestCheckUnsupportedArch: a file of an RWKV version without a layout is refused naming the
+// version, not with a list of missing RWKV-4 tensors; an RWKV-7 file passes Check (its layout
+// is known) but the RWKV-4 exports refuse it naming it.
 func TestCheckUnsupportedArch(t *testing.T) {
-	ts := append(tinyModel(tinyDims), FromFloat32("blocks.0.att.k_k", []int{1, 1, 4}, make([]float32, 4), F32))
+	ts := append(tinyModel(tinyDims), FromFloat32("blocks.0.att.time_maa_x", []int{1, 1, 4}, make([]float32, 4), F32))
 	_, _, err := Check(ts)
-	if !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), "x070 is not supported yet") {
-		t.Errorf("error %v, want arch.ErrUnsupported naming x070", err)
+	if !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), "x060 is not supported yet") {
+		t.Errorf("error %v, want arch.ErrUnsupported naming x060", err)
+	}
+	x070 := tinyX070Model(tinyX070, true)
+	d, ordered, err := Check(x070)
+	if err != nil || d.Arch != arch.X070 || len(ordered) != len(x070) {
+		t.Fatalf("Check of an x070 model: %+v, %d tensors, %v", d.Arch, len(ordered), err)
+	}
+	var buf bytes.Buffer
+	for name, f := range map[string]func() error{
+		"rwkv":     func() error { return ExportRWKV(&buf, x070, F32) },
+		"web-rwkv": func() error { return ExportWebRWKV(&buf, x070) },
+		"pth":      func() error { return ExportPTH(&buf, x070, F32) },
+		"hf":       func() error { return ExportHF(t.TempDir(), x070, HFConfig{}, F32) },
+	} {
+		if err := f(); !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), "RWKV-7 (x070) model; this export writes RWKV-4 only") {
+			t.Errorf("%s export of x070: %v, want arch.ErrUnsupported", name, err)
+		}
 	}
 }

@@ -143,7 +143,7 @@ func X070ToGGUF7(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("gguf dtype %q (want F32, F16 or BF16): %w", opt.DType, ErrDType)
 	}
-	d, ordered, _, err := CheckX070(ts)
+	d, ordered, err := CheckX070(ts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -227,11 +227,11 @@ func X070ToGGUF7(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 		GGUFKV{a("block_count"), uint32(d.Layers)},
 		GGUFKV{a("attention.layer_norm_epsilon"), float32(1e-5)},
 		GGUFKV{a("wkv.head_size"), uint32(d.HeadSize)},
-		GGUFKV{a("attention.decay_lora_rank"), uint32(d.Dw)},
-		GGUFKV{a("attention.iclr_lora_rank"), uint32(d.Da)},
-		GGUFKV{a("attention.value_residual_mix_lora_rank"), uint32(d.Dv)},
-		GGUFKV{a("attention.gate_lora_rank"), uint32(d.Dg)},
-		GGUFKV{a("feed_forward_length"), uint32(d.DimFFN)},
+		GGUFKV{a("attention.decay_lora_rank"), uint32(d.LoRA.W)},
+		GGUFKV{a("attention.iclr_lora_rank"), uint32(d.LoRA.A)},
+		GGUFKV{a("attention.value_residual_mix_lora_rank"), uint32(d.LoRA.V)},
+		GGUFKV{a("attention.gate_lora_rank"), uint32(d.LoRA.G)},
+		GGUFKV{a("feed_forward_length"), uint32(d.FFN)},
 		GGUFKV{"general.file_type", ft},
 		GGUFKV{a("attention.head_count"), uint32(0)}, // required by llama.cpp, unused
 	)
@@ -454,7 +454,7 @@ func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
 			return nil, fmt.Errorf("unexpected tensor %q in an rwkv7 GGUF: %w", t.Name, ErrTensors)
 		}
 	}
-	_, ordered, _, err := CheckX070(out)
+	_, ordered, err := CheckX070(out)
 	if err != nil {
 		return nil, err
 	}

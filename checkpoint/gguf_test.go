@@ -281,24 +281,24 @@ func TestWriteGGUFFuzzSeeds(t *testing.T) {
 
 // gguf7Names lists every tensor llama.cpp's rwkv7 load_arch_tensors creates
 // for L layers, with its ggml ne.
-func gguf7Names(d X070Dims) map[string][]int {
-	C, V, F := d.Embd, d.Vocab, d.DimFFN
+func gguf7Names(d Dims) map[string][]int {
+	C, V, F := d.Embd, d.Vocab, d.FFN
 	m := map[string][]int{
 		"token_embd.weight": {C, V}, "token_embd_norm.weight": {C}, "token_embd_norm.bias": {C},
 		"output_norm.weight": {C}, "output_norm.bias": {C}, "output.weight": {C, V},
 	}
 	for l := 0; l < d.Layers; l++ {
 		p := fmt.Sprintf("blk.%d.", l)
-		dv := d.Dv
+		dv := d.LoRA.V
 		if l == 0 {
-			dv = d.Da // llama.cpp: layer 0's v1/v2 take n_lora_iclr
+			dv = d.LoRA.A // llama.cpp: layer 0's v1/v2 take n_lora_iclr
 		}
 		for k, v := range map[string][]int{
 			"attn_norm.weight": {C}, "attn_norm.bias": {C}, "attn_norm_2.weight": {C}, "attn_norm_2.bias": {C},
-			"time_mix_w0.weight": {C}, "time_mix_w1.weight": {C, d.Dw}, "time_mix_w2.weight": {d.Dw, C},
-			"time_mix_a0.weight": {C}, "time_mix_a1.weight": {C, d.Da}, "time_mix_a2.weight": {d.Da, C},
+			"time_mix_w0.weight": {C}, "time_mix_w1.weight": {C, d.LoRA.W}, "time_mix_w2.weight": {d.LoRA.W, C},
+			"time_mix_a0.weight": {C}, "time_mix_a1.weight": {C, d.LoRA.A}, "time_mix_a2.weight": {d.LoRA.A, C},
 			"time_mix_v0.weight": {C}, "time_mix_v1.weight": {C, dv}, "time_mix_v2.weight": {dv, C},
-			"time_mix_g1.weight": {C, d.Dg}, "time_mix_g2.weight": {d.Dg, C},
+			"time_mix_g1.weight": {C, d.LoRA.G}, "time_mix_g2.weight": {d.LoRA.G, C},
 			"time_mix_lerp_fused.weight": {C, 1, 1, 6},
 			"time_mix_k_k.weight":        {C}, "time_mix_k_a.weight": {C}, "time_mix_r_k.weight": {C},
 			"time_mix_key.weight": {C, C}, "time_mix_value.weight": {C, C}, "time_mix_receptance.weight": {C, C},
@@ -371,7 +371,7 @@ func TestExportGGUF7(t *testing.T) {
 			w1, _ := f.Tensor("blk.1.time_mix_w1.weight")
 			w1v, _ := w1.Float32s()
 			sw1, _ := src["blocks.1.att.w1"].Float32s()
-			if r, c := 4, 9; w1v[r*C+c] != sw1[c*tinyX070.Dw+r] {
+			if r, c := 4, 9; w1v[r*C+c] != sw1[c*tinyX070.LoRA.W+r] {
 				t.Error("time_mix_w1 is not the transpose of w1")
 			}
 			for _, s := range []string{"0", "1", "2"} {

@@ -148,7 +148,7 @@ func flaVector(rest string) bool {
 // X070ToFLA renames and reshapes a checked x070 model (RWKV-LM names) to the
 // FLA layout, dropping layer 0's v0/v1/v2. Tensors keep their dtype.
 func X070ToFLA(ts []Tensor) ([]Tensor, error) {
-	_, ordered, _, err := CheckX070(ts)
+	_, ordered, err := CheckX070(ts)
 	if err != nil {
 		return nil, err
 	}
@@ -199,9 +199,9 @@ func X070FromFLA(ts []Tensor) ([]Tensor, error) {
 		}
 		out = append(out, t)
 	}
-	if _, ordered, layer0V, err := CheckX070(out); err != nil {
+	if d, ordered, err := CheckX070(out); err != nil {
 		return nil, err
-	} else if layer0V {
+	} else if d.V0Layer0 {
 		return nil, fmt.Errorf("FLA tensors give layer 0 a v_lora, which FLA never has: %w", ErrTensors)
 	} else {
 		return ordered, nil
@@ -247,7 +247,7 @@ type hf7ConfigJSON struct {
 	TorchDType            string   `json:"torch_dtype"`
 }
 
-func hf7Config(d X070Dims, cfg HF7Config, dt DType) (hf7ConfigJSON, error) {
+func hf7Config(d Dims, cfg HF7Config, dt DType) (hf7ConfigJSON, error) {
 	torchDType, err := dt.torchName()
 	if err != nil {
 		return hf7ConfigJSON{}, err
@@ -264,9 +264,9 @@ func hf7Config(d X070Dims, cfg HF7Config, dt DType) (hf7ConfigJSON, error) {
 	}
 	return hf7ConfigJSON{
 		Architectures: []string{"RWKV7ForCausalLM"}, ModelType: "rwkv7", AttnMode: "chunk",
-		VocabSize: d.Vocab, HiddenSize: d.Embd, HiddenRatio: float64(d.DimFFN) / float64(d.Embd),
-		IntermediateSize: d.DimFFN, NumHiddenLayers: d.Layers, HeadDim: d.HeadSize, NumHeads: d.Heads(),
-		DecayLowRankDim: d.Dw, GateLowRankDim: d.Dg, ALowRankDim: d.Da, VLowRankDim: d.Dv, ValueDim: vd,
+		VocabSize: d.Vocab, HiddenSize: d.Embd, HiddenRatio: float64(d.FFN) / float64(d.Embd),
+		IntermediateSize: d.FFN, NumHiddenLayers: d.Layers, HeadDim: d.HeadSize, NumHeads: d.Heads(),
+		DecayLowRankDim: d.LoRA.W, GateLowRankDim: d.LoRA.G, ALowRankDim: d.LoRA.A, VLowRankDim: d.LoRA.V, ValueDim: vd,
 		HiddenAct: "sqrelu", MaxPositionEmbeddings: cfg.MaxPositionEmbeddings,
 		NormFirst: true, NormBias: true, NormEps: 1e-5, FuseNorm: false, FuseCrossEntropy: true,
 		UseL2Warp: true, UseCache: true, TieWordEmbeddings: false, TorchDType: torchDType,
@@ -279,26 +279,19 @@ func hf7Config(d X070Dims, cfg HF7Config, dt DType) (hf7ConfigJSON, error) {
 // file rwkv_vocab_v20230424.txt is copied next to it). Every tensor is
 // written in dt (F32, F16 or BF16). Each file is written atomically.
 func ExportHF7(dir string, ts []Tensor, cfg HF7Config, dt DType) error {
-	if dt != F32 && dt != F16 && dt != BF16 {
-		return fmt.Errorf("export hf7 %s: dtype %q (want F32, F16 or BF16): %w", dir, dt, ErrDType)
+	if err := exportDType(dt); err != nil {
+		return fmt.Errorf("export hf7 %s: %w", dir, err)
 	}
-	d, err := InferX070Dims(ts)
+	d, _, err := CheckX070(ts)
 	if err != nil {
 		return fmt.Errorf("export hf7 %s: %w", dir, err)
 	}
 	fla, err := X070ToFLA(ts)
+	if err == nil {
+		fla, err = convertFinite(fla, dt)
+	}
 	if err != nil {
 		return fmt.Errorf("export hf7 %s: %w", dir, err)
-	}
-	for i, t := range fla {
-		c, err := t.Convert(dt)
-		if err == nil {
-			err = c.CheckFinite()
-		}
-		if err != nil {
-			return fmt.Errorf("export hf7 %s: %w", dir, err)
-		}
-		fla[i] = c
 	}
 	conf, err := hf7Config(d, cfg, dt)
 	if err != nil {
@@ -363,7 +356,7 @@ func checkHF7Config(dir string, ts []Tensor) error {
 	if mt, _ := c["model_type"].(string); mt != "rwkv7" {
 		return fmt.Errorf("weights %s: model_type %q, want \"rwkv7\" (an fla-hub RWKV-7 directory): %w", path, c["model_type"], ErrTensors)
 	}
-	d, err := InferX070Dims(ts)
+	d, _, err := CheckX070(ts)
 	if err != nil {
 		return fmt.Errorf("weights %s: %w", dir, err)
 	}
@@ -372,8 +365,8 @@ func checkHF7Config(dir string, ts []Tensor) error {
 		want int
 	}{
 		{"vocab_size", d.Vocab}, {"hidden_size", d.Embd}, {"num_hidden_layers", d.Layers},
-		{"head_dim", d.HeadSize}, {"intermediate_size", d.DimFFN}, {"decay_low_rank_dim", d.Dw},
-		{"a_low_rank_dim", d.Da}, {"v_low_rank_dim", d.Dv}, {"gate_low_rank_dim", d.Dg},
+		{"head_dim", d.HeadSize}, {"intermediate_size", d.FFN}, {"decay_low_rank_dim", d.LoRA.W},
+		{"a_low_rank_dim", d.LoRA.A}, {"v_low_rank_dim", d.LoRA.V}, {"gate_low_rank_dim", d.LoRA.G},
 	} {
 		v, ok := c[k.key].(float64)
 		if !ok {

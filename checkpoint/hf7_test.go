@@ -46,7 +46,9 @@ func TestFLANames(t *testing.T) {
 		}
 	}
 	// Every name of the layout maps and maps back, except layer 0's v's.
-	for _, l := range x070Layout(tinyX070, true) {
+	full := tinyX070
+	full.V0Layer0 = true
+	for _, l := range full.Layout() {
 		fla, ok := FLAName(l.Name)
 		if isVLoRA(strings.TrimPrefix(l.Name, "blocks.0.")) {
 			if ok {
@@ -95,17 +97,17 @@ func TestHF7RoundTrip(t *testing.T) {
 			C := tinyX070.Embd
 			shapes := map[string][]int{
 				"model.layers.1.attn.x_r":                  {1, 1, C},
-				"model.layers.1.attn.w_lora.lora.0.weight": {tinyX070.Dw, C},
-				"model.layers.1.attn.w_lora.lora.2.weight": {C, tinyX070.Dw},
+				"model.layers.1.attn.w_lora.lora.0.weight": {tinyX070.LoRA.W, C},
+				"model.layers.1.attn.w_lora.lora.2.weight": {C, tinyX070.LoRA.W},
 				"model.layers.1.attn.w_lora.lora.2.bias":   {C},
-				"model.layers.1.attn.v_lora.lora.0.weight": {tinyX070.Dv, C},
-				"model.layers.0.attn.a_lora.lora.2.weight": {C, tinyX070.Da},
-				"model.layers.0.attn.g_lora.lora.0.weight": {tinyX070.Dg, C},
+				"model.layers.1.attn.v_lora.lora.0.weight": {tinyX070.LoRA.V, C},
+				"model.layers.0.attn.a_lora.lora.2.weight": {C, tinyX070.LoRA.A},
+				"model.layers.0.attn.g_lora.lora.0.weight": {tinyX070.LoRA.G, C},
 				"model.layers.0.attn.k_k":                  {C},
 				"model.layers.0.attn.k_a":                  {C},
 				"model.layers.0.attn.r_k":                  {2, 64},
 				"model.layers.0.ffn.x_k":                   {C},
-				"model.layers.0.ffn.key.weight":            {tinyX070.DimFFN, C},
+				"model.layers.0.ffn.key.weight":            {tinyX070.FFN, C},
 				"model.embeddings.weight":                  {tinyX070.Vocab, C},
 			}
 			for name, shape := range shapes {
@@ -125,8 +127,8 @@ func TestHF7RoundTrip(t *testing.T) {
 			a, _ := lw.Float32s()
 			b, _ := src["blocks.1.att.w1"].Convert(dt)
 			bv, _ := b.Float32s()
-			if r, c := 3, 5; a[r*C+c] != bv[c*tinyX070.Dw+r] {
-				t.Errorf("lora.0.weight[%d][%d] = %g, want w1[%d][%d] = %g", r, c, a[r*C+c], c, r, bv[c*tinyX070.Dw+r])
+			if r, c := 3, 5; a[r*C+c] != bv[c*tinyX070.LoRA.W+r] {
+				t.Errorf("lora.0.weight[%d][%d] = %g, want w1[%d][%d] = %g", r, c, a[r*C+c], c, r, bv[c*tinyX070.LoRA.W+r])
 			}
 
 			var conf map[string]any

@@ -74,8 +74,10 @@ type Dims = arch.Dims
 
 // Check tells the architecture and sizes from ts (RWKV-LM names) with arch.Infer, checks that ts
 // hold exactly that architecture's tensors with its shapes and float dtypes, and returns ts in
-// RWKV-LM state_dict order. A wrong tensor set is ErrTensors, an architecture rwkv-go cannot
-// build yet arch.ErrUnsupported.
+// RWKV-LM state_dict order. It accepts every architecture with a layout (arch.Layouts: RWKV-4
+// and RWKV-7), including those a model cannot be built from yet: callers that build one check
+// Dims.Arch.CheckSupported. A wrong tensor set is ErrTensors, an architecture without a layout
+// arch.ErrUnsupported.
 func Check(ts []Tensor) (Dims, []Tensor, error) {
 	specs := make([]arch.Spec, len(ts))
 	for i, t := range ts {

@@ -7,29 +7,35 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // tinyX070 has every x070 tensor kind at a size the tests can afford:
 // L=2, C=128, H=2 heads of 64, V=64, F=4C, distinct ranks so that a
 // transposed or swapped LoRA shows.
-var tinyX070 = X070Dims{Layers: 2, Embd: 128, Vocab: 64, HeadSize: 64, DimFFN: 512, Dw: 16, Da: 24, Dv: 8, Dg: 32}
+var tinyX070 = Dims{Arch: arch.X070, Layers: 2, Embd: 128, Vocab: 64, HeadSize: 64, FFN: 512,
+	LoRA: arch.LoRA{W: 16, A: 24, V: 8, G: 32}}
 
-// tinyX070Model returns the x070 tensors of d in RWKV-LM order, F32, with
-// deterministic values (each tensor's values differ from every other's).
-func tinyX070Model(d X070Dims, layer0V bool) []Tensor {
-	layout := x070Layout(d, layer0V)
+// tinyX070Model returns the x070 tensors of d (with layer 0's v0/v1/v2 when
+// v0) in RWKV-LM order, F32, with deterministic values (each tensor's values
+// differ from every other's).
+func tinyX070Model(d Dims, v0 bool) []Tensor {
+	d.V0Layer0 = v0
+	var out []Tensor
 	seed := uint32(7)
-	for i, l := range layout {
-		v := make([]float32, numel(l.Shape))
+	for _, l := range d.Layout() {
+		v := make([]float32, l.Size())
 		for j := range v {
 			seed = seed*1664525 + 1013904223
 			v[j] = float32(int32(seed>>8)-1<<23) / float32(1<<23)
 		}
-		layout[i] = FromFloat32(l.Name, l.Shape, v, F32)
+		out = append(out, FromFloat32(l.Name, l.Shape, v, F32))
 	}
-	return layout
+	return out
 }
 
 func tensorMap(ts []Tensor) map[string]Tensor {
@@ -69,38 +75,57 @@ func sameTensors(t *testing.T, got, want []Tensor, tol float64) {
 // f16Tol bounds the rounding of values in [-1, 1] to F16 (half an ulp at 1).
 const f16Tol = 1.0 / 2048
 
-func TestInferX070Dims(t *testing.T) {
-	for _, layer0V := range []bool{true, false} {
-		d, err := InferX070Dims(tinyX070Model(tinyX070, layer0V))
-		if err != nil || d != tinyX070 {
-			t.Errorf("layer0V=%v: %+v, %v; want %+v", layer0V, d, err, tinyX070)
+// TestCheckX070Dims: CheckX070 reads the sizes of x070 tensor sets (arch.Infer),
+// with and without layer 0's v0/v1/v2, and for one layer without them (no v1 to
+// read V from: the current rule's V, which the RWKV-LM exports give layer 0).
+func TestCheckX070Dims(t *testing.T) {
+	for _, v0 := range []bool{true, false} {
+		want := tinyX070
+		want.V0Layer0 = v0
+		d, _, err := CheckX070(tinyX070Model(tinyX070, v0))
+		if err != nil || d != want {
+			t.Errorf("v0=%v: %+v, %v; want %+v", v0, d, err, want)
 		}
 	}
 	one := tinyX070
 	one.Layers = 1
-	if d, err := InferX070Dims(tinyX070Model(one, true)); err != nil || d.Dv != one.Dv {
-		t.Errorf("L=1 with layer-0 v1: Dv %d, %v; want %d from blocks.0.att.v1", d.Dv, err, one.Dv)
+	if d, _, err := CheckX070(tinyX070Model(one, true)); err != nil || d.LoRA.V != one.LoRA.V {
+		t.Errorf("L=1 with layer-0 v1: V %d, %v; want %d from blocks.0.att.v1", d.LoRA.V, err, one.LoRA.V)
 	}
-	if d, err := InferX070Dims(tinyX070Model(one, false)); err != nil || d.Dv != 32 {
-		t.Errorf("L=1 without v1: Dv %d, %v; want the rank rule's 32 for C=128", d.Dv, err)
+	if d, _, err := CheckX070(tinyX070Model(one, false)); err != nil || d.LoRA.V != 32 {
+		t.Errorf("L=1 without v1: V %d, %v; want the rank rule's 32 for C=128", d.LoRA.V, err)
+	}
+	var buf bytes.Buffer
+	if err := ExportX070PTH(&buf, tinyX070Model(one, false), F32); err != nil {
+		t.Fatalf("L=1 without v1: %v", err)
+	}
+	got, err := readPTH(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1 := tensorMap(got)["blocks.0.att.v1"]; !equalShape(v1.Shape, []int{128, 32}) {
+		t.Errorf("L=1 export: blocks.0.att.v1 shape %v, want [128 32]", v1.Shape)
 	}
 }
 
-func TestX070LoRARank(t *testing.T) {
-	// NEXT-ARCH §1.3's table of the current LM7 rule (k = 2.5, 2.5, 1.7).
-	tests := []struct {
-		C       int
-		k       float64
-		want    int
-		comment string
-	}{
-		{768, 2.5, 64, ""}, {768, 1.7, 32, ""}, {1024, 2.5, 64, "2.5 is a tie: half to even"},
-		{1024, 1.7, 64, ""}, {2048, 2.5, 128, ""}, {2560, 1.7, 96, ""}, {4096, 2.5, 160, ""},
+// TestX070StateDictOrder: the RWKV-LM exports write each layer's LoRAs in the
+// order RWKV_Tmix_x070 registers them (w1, w2, w0: the matrices before the
+// bias), as torch.save of its state_dict does.
+func TestX070StateDictOrder(t *testing.T) {
+	var buf bytes.Buffer
+	if err := ExportX070PTH(&buf, tinyX070Model(tinyX070, false), F32); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		if got := X070LoRARank(tt.C, tt.k); got != tt.want {
-			t.Errorf("X070LoRARank(%d, %g) = %d, want %d %s", tt.C, tt.k, got, tt.want, tt.comment)
-		}
+	got, err := readPTH(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := names(got)
+	want := "blocks.1.att.x_g blocks.1.att.w1 blocks.1.att.w2 blocks.1.att.w0 blocks.1.att.a1 blocks.1.att.a2 blocks.1.att.a0 " +
+		"blocks.1.att.v1 blocks.1.att.v2 blocks.1.att.v0 blocks.1.att.g1 blocks.1.att.g2 blocks.1.att.k_k"
+	i := slices.Index(n, "blocks.1.att.x_g")
+	if i < 0 || i+13 > len(n) || strings.Join(n[i:i+13], " ") != want {
+		t.Errorf("layer 1 order %v, want %s", n[max(i, 0):min(max(i, 0)+13, len(n))], want)
 	}
 }
 
@@ -110,9 +135,9 @@ func TestCheckX070(t *testing.T) {
 	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 		rev[i], rev[j] = rev[j], rev[i]
 	}
-	d, ordered, layer0V, err := CheckX070(rev)
-	if err != nil || d != tinyX070 || !layer0V {
-		t.Fatalf("CheckX070: %+v %v %v", d, layer0V, err)
+	d, ordered, err := CheckX070(rev)
+	if err != nil || !d.V0Layer0 || d.LoRA != tinyX070.LoRA {
+		t.Fatalf("CheckX070: %+v %v", d, err)
 	}
 	if strings.Join(names(ordered), " ") != strings.Join(names(model), " ") {
 		t.Errorf("not in RWKV-LM order: %v", names(ordered)[:8])
@@ -137,24 +162,28 @@ func TestCheckX070(t *testing.T) {
 			badShape[i] = FromFloat32(tt.Name, []int{128}, make([]float32, 128), F32)
 		}
 	}
+	badDType := append([]Tensor{}, model...)
+	badDType[3] = Tensor{Name: badDType[3].Name, DType: I32, Shape: badDType[3].Shape, Data: badDType[3].Data}
 	tests := []struct {
 		name string
 		ts   []Tensor
+		err  error
 		want string
 	}{
-		{"missing", without("blocks.1.att.g2"), `missing tensor "blocks.1.att.g2"`},
-		{"extra", append(append([]Tensor{}, model...), FromFloat32("blocks.0.att.time_decay", []int{128}, make([]float32, 128), F32)), `unexpected tensor "blocks.0.att.time_decay"`},
-		{"7a", append(append([]Tensor{}, model...), FromFloat32("blocks.0.ffn.s_emb.weight", []int{64, 4}, make([]float32, 256), F32)), "RWKV-7a/7b variant"},
-		{"7b", append(append([]Tensor{}, model...), FromFloat32("blocks.0.qkv.k_emb", []int{4}, make([]float32, 4), F32)), "RWKV-7a/7b variant"},
-		{"shape", badShape, `tensor "blocks.1.att.k_k": shape [128], want [1 1 128]`},
-		{"rwkv4", tinyModel(tinyDims), `missing tensor "blocks.0.att.r_k"`},
-		{"partial layer-0 v", without("blocks.0.att.v2"), `missing tensor "blocks.0.att.v2"`},
+		{"missing", without("blocks.1.att.g2"), ErrTensors, `missing tensor "blocks.1.att.g2"`},
+		{"extra", append(append([]Tensor{}, model...), FromFloat32("blocks.0.att.time_decay", []int{128}, make([]float32, 128), F32)), ErrTensors, `unexpected tensor "blocks.0.att.time_decay"`},
+		{"7a", append(append([]Tensor{}, model...), FromFloat32("blocks.0.ffn.s_emb.weight", []int{64, 4}, make([]float32, 256), F32)), arch.ErrUnsupported, "RWKV-7a/7b variant"},
+		{"7b", append(append([]Tensor{}, model...), FromFloat32("blocks.0.qkv.k_emb", []int{4}, make([]float32, 4), F32)), arch.ErrUnsupported, "RWKV-7a/7b variant"},
+		{"shape", badShape, ErrTensors, `tensor "blocks.1.att.k_k": shape [128], want [1 1 128]`},
+		{"rwkv4", tinyModel(tinyDims), ErrTensors, "the tensors hold an RWKV-4 (x040) model, not RWKV-7 (x070)"},
+		{"partial layer-0 v", without("blocks.0.att.v2"), ErrTensors, `missing tensor "blocks.0.att.v2"`},
+		{"dtype", badDType, ErrDType, "dtype I32"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, _, err := CheckX070(tt.ts)
-			if !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("err = %v, want ErrTensors with %q", err, tt.want)
+			_, _, err := CheckX070(tt.ts)
+			if !errors.Is(err, tt.err) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %v with %q", err, tt.err, tt.want)
 			}
 		})
 	}
@@ -169,10 +198,12 @@ func TestExportX070RWKVLM(t *testing.T) {
 		model := tinyX070Model(tinyX070, layer0V)
 		var want []Tensor
 		by := tensorMap(model)
-		for _, w := range x070Layout(tinyX070, true) {
+		full := tinyX070
+		full.V0Layer0 = true
+		for _, w := range full.Layout() {
 			tt, ok := by[w.Name]
 			if !ok {
-				tt = FromFloat32(w.Name, w.Shape, make([]float32, numel(w.Shape)), F32)
+				tt = FromFloat32(w.Name, w.Shape, make([]float32, w.Size()), F32)
 			}
 			want = append(want, tt)
 		}
@@ -212,7 +243,7 @@ func TestExportX070RWKVLM(t *testing.T) {
 		t.Errorf("I32 export: %v, want ErrDType", err)
 	}
 	huge := append([]Tensor{}, full...)
-	huge[1] = FromFloat32(huge[1].Name, huge[1].Shape, append([]float32{1e6}, make([]float32, numel(huge[1].Shape)-1)...), F32)
+	huge[1] = FromFloat32(huge[1].Name, huge[1].Shape, append([]float32{1e6}, make([]float32, huge[1].NumElements()-1)...), F32)
 	if err := ExportX070PTH(&buf, huge, F16); !errors.Is(err, ErrNonFinite) {
 		t.Errorf("F16 overflow: %v, want ErrNonFinite", err)
 	}
