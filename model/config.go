@@ -127,7 +127,9 @@ func (c Config) Validate() error {
 	if a != arch.X070 && c.NoV0Layer0 {
 		errs = append(errs, fmt.Errorf("%w: model.no_v0_layer0 = true: only RWKV-7 (model.arch: x070) has it; remove it", ErrConfig))
 	}
-	if a == arch.X070 && c.Embd > 0 && c.HeadSize >= 0 && c.Embd%c.HeadSizeX070() != 0 {
+	if a == arch.X070 && c.HeadSize == 1 {
+		bad("head_size", c.HeadSize, "must be at least 2, or 0 for 64")
+	} else if a == arch.X070 && c.Embd > 0 && c.HeadSize >= 0 && c.Embd%c.HeadSizeX070() != 0 {
 		bad("head_size", c.HeadSizeX070(), fmt.Sprintf("must divide n_embd = %d into heads", c.Embd))
 	}
 	if c.Layers <= 0 {

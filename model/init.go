@@ -1,11 +1,13 @@
 package model
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"strings"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
@@ -14,7 +16,22 @@ import (
 // ffn.value/receptance to zero, emb.weight ~ U(-embScale, embScale) (RWKV-LM uses lr_init),
 // every other matrix orthogonal with gain sqrt(out/in) when out > in (head: 0.5 times that).
 // Each tensor draws from its own stream (seed, name), so the result does not depend on order.
+//
+// An x070 model gets RWKV-LM's effective x070 init instead (init7.go), where emb.weight is
+// U(-1e-4, 1e-4) as in RWKV-LM's generate_init_weight and embScale is not used.
 func (m *Model) Init(seed uint64, embScale float64) {
+	if m.Config.Arch.Resolve() == arch.X070 {
+		p, err := init7(m.Config.Dims(), seed)
+		if err != nil { // New validated the config, which init7 accepts
+			panic(fmt.Sprintf("model: x070 init of %v: %v", m.Config, err))
+		}
+		for _, q := range m.Params {
+			if err := q.SetFloat64s(p[q.Name].Data); err != nil {
+				panic(err)
+			}
+		}
+		return
+	}
 	L, C := m.Config.Layers, m.Config.Embd
 	for _, p := range m.Params {
 		v := make([]float64, p.Len())

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // The effective RWKV-LM x070 init (NEXT-ARCH §1.3 table; reference/rwkv7.py init_params): the
@@ -26,27 +28,8 @@ import (
 //
 // With one layer r0 = 0 (RWKV-LM would divide by zero).
 
-// loraRanks7LM7 is the current RWKV-LM rule: max(32, round(k·√C/32)·32) with k = 2.5, 2.5, 1.7
-// for Dw, Da, Dv and 5 for Dg, rounding half to even as Python's round (C = 1024: Dw = 64).
-func loraRanks7LM7(C int) loraRanks7 {
-	s := math.Sqrt(float64(C))
-	return loraRanks7{rank7Round(2.5 * s), rank7Round(2.5 * s), rank7Round(1.7 * s), rank7Round(5 * s)}
-}
-
-// loraRanks7Released is the older rule the released RWKV-7 checkpoints were trained with (LM5's
-// RWKV_Tmix_x070; llama.cpp calc_lora_rank): k = 1.8, 1.8, 1.3 times √C and Dg = 0.6·C^0.8,
-// rounded as above, except Dg = 128 for C = 1024, which is what the released 0.4B files carry
-// (RWKV-PEFT special-cases it; the formula gives 160). Loaders take ranks from the tensors.
-func loraRanks7Released(C int) loraRanks7 {
-	s := math.Sqrt(float64(C))
-	r := loraRanks7{rank7Round(1.8 * s), rank7Round(1.8 * s), rank7Round(1.3 * s), rank7Round(0.6 * math.Pow(float64(C), 0.8))}
-	if C == 1024 {
-		r.G = 128
-	}
-	return r
-}
-
-func rank7Round(x float64) int { return max(32, int(math.RoundToEven(x/32))*32) }
+// The LoRA widths come from arch (DefaultLoRA, RWKV-LM's current rule; ReleasedLoRA, the
+// released checkpoints'), through Config.LoRA.
 
 // init7Deterministic reports whether the init of the tensor called name is a formula (no random
 // draw): everything but the 2-D `.weight` matrices and the LoRA matrices.
@@ -67,15 +50,15 @@ func init7Deterministic(name string) bool {
 // init7 returns every parameter of an x070 model with dimensions d, initialised as RWKV-LM does
 // (see above), in float64. Each random tensor draws from its own stream (seed, name), so the
 // result does not depend on the order of the tensors.
-func init7(d dims7, seed uint64) (params7[float64], error) {
+func init7(d arch.Dims, seed uint64) (params7[float64], error) {
 	L, C, V, N := d.Layers, d.Embd, d.Vocab, d.HeadSize
 	switch {
 	case L < 1 || C < 2 || V < 1 || d.FFN < 1:
 		return nil, fmt.Errorf("x070 init: need layers, vocabulary and dim_ffn >= 1 and width >= 2, got %+v", d)
-	case N < 2 || C%N != 0 || d.Heads != C/N:
-		return nil, fmt.Errorf("x070 init: width %d, head size %d, heads %d: want head size >= 2 dividing the width into heads", C, N, d.Heads)
-	case min(d.Ranks.W, d.Ranks.A, d.Ranks.G) < 1 || (d.Ranks.V < 1 && (L > 1 || d.Layer0V)):
-		return nil, fmt.Errorf("x070 init: LoRA ranks %+v: want every rank >= 1", d.Ranks)
+	case N < 2 || C%N != 0:
+		return nil, fmt.Errorf("x070 init: width %d, head size %d: want head size >= 2 dividing the width into heads", C, N)
+	case min(d.LoRA.W, d.LoRA.A, d.LoRA.G) < 1 || (d.LoRA.V < 1 && (L > 1 || d.V0Layer0)):
+		return nil, fmt.Errorf("x070 init: LoRA ranks %+v: want every rank >= 1", d.LoRA)
 	}
 	n := func(i int) float64 { return float64(i) }
 	linear := func(i int) float64 { return n(i)/n(C-1) - 0.5 }
@@ -86,7 +69,7 @@ func init7(d dims7, seed uint64) (params7[float64], error) {
 	ddd := func(i int) float64 { return n(i) / n(C) }
 	mixExp := map[string]float64{"att.x_r": 0.2, "att.x_w": 0.9, "att.x_k": 0.7, "att.x_v": 0.7, "att.x_a": 0.9, "att.x_g": 0.2}
 	p := params7[float64]{}
-	for _, t := range shapes7(d) {
+	for _, t := range d.Layout() {
 		v := make([]float64, prodInts(t.Shape))
 		l := layerOf(t.Name)
 		last := t.Name
@@ -151,7 +134,7 @@ func init7(d dims7, seed uint64) (params7[float64], error) {
 		case last == "att.receptance.weight", last == "att.value.weight", last == "ffn.key.weight":
 			ortho(1)
 		default:
-			return nil, fmt.Errorf("x070 init: no rule for %q", t.Name) // shapes7 and this switch disagree
+			return nil, fmt.Errorf("x070 init: no rule for %q", t.Name) // the layout and this switch disagree
 		}
 		p[t.Name] = param7[float64]{Shape: append([]int(nil), t.Shape...), Data: v}
 	}

@@ -9,31 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-func TestLoraRanks7(t *testing.T) {
-	cases := []struct {
-		C             int
-		lm7, released loraRanks7
-	}{
-		// NEXT-ARCH §1.3 tables; C = 1024 is Python's half-to-even tie (2.5 -> 2) under LM7 and
-		// the released 0.4B's Dg = 128 under the released rule.
-		{768, loraRanks7{64, 64, 32, 128}, loraRanks7{64, 64, 32, 128}},
-		{1024, loraRanks7{64, 64, 64, 160}, loraRanks7{64, 64, 32, 128}},
-		{2048, loraRanks7{128, 128, 64, 224}, loraRanks7{96, 96, 64, 256}},
-		{2560, loraRanks7{128, 128, 96, 256}, loraRanks7{96, 96, 64, 320}},
-		{4096, loraRanks7{160, 160, 96, 320}, loraRanks7{128, 128, 96, 480}},
-		{64, loraRanks7{32, 32, 32, 32}, loraRanks7{32, 32, 32, 32}}, // the floor of 32
-	}
-	for _, c := range cases {
-		if got := loraRanks7LM7(c.C); got != c.lm7 {
-			t.Errorf("loraRanks7LM7(%d) = %+v, want %+v", c.C, got, c.lm7)
-		}
-		if got := loraRanks7Released(c.C); got != c.released {
-			t.Errorf("loraRanks7Released(%d) = %+v, want %+v", c.C, got, c.released)
-		}
-	}
-}
+	"github.com/rwkv-go/rwkv-go/arch"
+)
 
 // init7GoldenCase is one shape of testdata/init7_golden.json: the deterministic x070 init
 // vectors from reference/rwkv7.py init_params (float64).
@@ -52,9 +30,9 @@ var init7GoldenShapes = []init7GoldenCase{
 	{L: 1, C: 32, N: 16, V: 8, Ranks: [4]int{32, 32, 32, 32}, Layer0V: false},
 }
 
-func (c init7GoldenCase) dims() dims7 {
-	return dims7{Layers: c.L, Embd: c.C, Vocab: c.V, Heads: c.C / c.N, HeadSize: c.N, FFN: 4 * c.C,
-		Ranks: loraRanks7{c.Ranks[0], c.Ranks[1], c.Ranks[2], c.Ranks[3]}, Layer0V: c.Layer0V}
+func (c init7GoldenCase) dims() arch.Dims {
+	return arch.Dims{Arch: arch.X070, Layers: c.L, Embd: c.C, Vocab: c.V, HeadSize: c.N, FFN: 4 * c.C,
+		LoRA: arch.LoRA{W: c.Ranks[0], A: c.Ranks[1], V: c.Ranks[2], G: c.Ranks[3]}, V0Layer0: c.Layer0V}
 }
 
 // init7TorchScript prints init7GoldenShapes (JSON in argv[1]) with every deterministic tensor of
@@ -297,12 +275,12 @@ func TestInit7Errors(t *testing.T) {
 	good := init7GoldenShapes[0].dims()
 	cases := []struct {
 		name string
-		edit func(d *dims7)
+		edit func(d *arch.Dims)
 		want string
 	}{
-		{"heads", func(d *dims7) { d.HeadSize = 20 }, "head size"},
-		{"layers", func(d *dims7) { d.Layers = 0 }, "layers"},
-		{"rank", func(d *dims7) { d.Ranks.A = 0 }, "LoRA ranks"},
+		{"heads", func(d *arch.Dims) { d.HeadSize = 20 }, "head size"},
+		{"layers", func(d *arch.Dims) { d.Layers = 0 }, "layers"},
+		{"rank", func(d *arch.Dims) { d.LoRA.A = 0 }, "LoRA ranks"},
 	}
 	for _, c := range cases {
 		d := good

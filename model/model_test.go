@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -20,7 +22,15 @@ func TestConfigValidate(t *testing.T) {
 		{"valid", Config{Layers: 2, Embd: 64, Vocab: 256, CtxLen: 128}, ""},
 		{"valid custom ffn", Config{Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1, FFN: 100}, ""},
 		{"x040 named", Config{Arch: "x040", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, ""},
-		{"x070 not yet", Config{Arch: "x070", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "x070": RWKV-7 is coming`},
+		{"x070", Config{Arch: "x070", Layers: 1, Embd: 128, Vocab: 10, CtxLen: 1}, ""},
+		{"x070 sizes", Config{Arch: "x070", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1, HeadSize: 16, DimDecay: 8, DimAAA: 8, DimMV: 8, DimGate: 8, NoV0Layer0: true}, ""},
+		{"x070 head size default does not divide", Config{Arch: "x070", Layers: 1, Embd: 96, Vocab: 10, CtxLen: 1}, "model.head_size = 64: must divide n_embd = 96"},
+		{"x070 head size does not divide", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 48}, "model.head_size = 48: must divide n_embd = 64"},
+		{"x070 head size 1", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 1}, "model.head_size = 1: must be at least 2"},
+		{"x070 negative lora", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, DimGate: -1}, "model.d_gate_lora = -1: must be positive"},
+		{"x040 head size", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 64}, "model.head_size = 64: only RWKV-7"},
+		{"x040 lora", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, DimMV: 32}, "model.d_mv_lora = 32: only RWKV-7"},
+		{"x040 no_v0_layer0", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, NoV0Layer0: true}, "model.no_v0_layer0 = true: only RWKV-7"},
 		{"unknown arch", Config{Arch: "rwkv4", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "rwkv4": unknown architecture; use x040`},
 		{"zero layers", Config{Layers: 0, Embd: 64, Vocab: 256, CtxLen: 128}, "model.n_layer = 0"},
 		{"embd not multiple of 32", Config{Layers: 2, Embd: 48, Vocab: 256, CtxLen: 128}, "model.n_embd = 48: must be a multiple of 32"},
@@ -84,6 +94,22 @@ func tiny(t testing.TB, dt tensor.Dtype) *Model {
 	return m
 }
 
+// tiny7 is a small x070 model: 2 heads of 16, LoRA widths all different.
+func tiny7(t testing.TB, dt tensor.Dtype) *Model {
+	m, err := New(Config{Arch: arch.X070, Layers: 2, Embd: 32, HeadSize: 16, Vocab: 64, CtxLen: 16,
+		DimDecay: 8, DimAAA: 12, DimMV: 4, DimGate: 16}, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// tinies are the small models of both architectures, for tests of either.
+var tinies = []struct {
+	name string
+	new  func(testing.TB, tensor.Dtype) *Model
+}{{"x040", tiny}, {"x070", tiny7}}
+
 // randomize gives every parameter non-degenerate random values, so that no gradient vanishes.
 func randomize(m *Model, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -91,14 +117,14 @@ func randomize(m *Model, seed uint64) {
 		v := make([]float64, p.Len())
 		scale, shift := 1/math.Sqrt(float64(p.Shape[len(p.Shape)-1])), 0.0
 		switch {
-		case strings.Contains(p.Name, "time_mix"):
+		case strings.Contains(p.Name, "time_mix"), strings.Contains(p.Name, ".x_"):
 			scale, shift = 0.2, 0.5
 		case strings.Contains(p.Name, "time_decay"):
 			scale, shift = 1, -1
 		case strings.Contains(p.Name, "time_first"), strings.HasSuffix(p.Name, ".bias"):
 			scale = 0.3
 		case strings.HasSuffix(p.Name, "ln0.weight"), strings.HasSuffix(p.Name, "ln1.weight"),
-			strings.HasSuffix(p.Name, "ln2.weight"), p.Name == "ln_out.weight":
+			strings.HasSuffix(p.Name, "ln2.weight"), p.Name == "ln_out.weight", strings.HasSuffix(p.Name, "ln_x.weight"):
 			scale, shift = 0.2, 1
 		case p.Name == "emb.weight":
 			scale = 1
@@ -196,10 +222,17 @@ func TestInitMatchesRWKVLM(t *testing.T) {
 // TestParallelEqualsRecurrent checks RWKV-LM's verify.py as an assertion: the graph over a whole
 // sequence gives the logits of feeding the tokens one at a time, and the same final state.
 func TestParallelEqualsRecurrent(t *testing.T) {
-	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
-		t.Run(dt.String(), func(t *testing.T) {
+	for _, tc := range tinies {
+		for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+			t.Run(tc.name+"/"+dt.String(), func(t *testing.T) { testParallelEqualsRecurrent(t, tc.new(t, dt), dt) })
+		}
+	}
+}
+
+func testParallelEqualsRecurrent(t *testing.T, m *Model, dt tensor.Dtype) {
+	{
+		{
 			const B, T = 2, 16
-			m := tiny(t, dt)
 			randomize(m, 3)
 			V := m.Config.Vocab
 			rng := rand.New(rand.NewPCG(5, 5))
@@ -246,13 +279,16 @@ func TestParallelEqualsRecurrent(t *testing.T) {
 			}
 			t.Logf("max |rnn - parallel| logit difference %.3g", worst)
 			compareStates(t, "final state", parState, s, tol)
-		})
+		}
 	}
 }
 
 func compareStates(t *testing.T, what string, got, want *State, tol float64) {
 	t.Helper()
 	names := []string{"att_x", "aa", "bb", "pp", "ffn_x"}
+	if want.Arch == arch.X070 {
+		names = []string{"att_x", "wkv", "ffn_x"}
+	}
 	for i := range want.Layers {
 		g, w := got.Layers[i].fields(), want.Layers[i].fields()
 		for j := range w {
@@ -283,8 +319,13 @@ func toFloat64(d any) []float64 {
 // gradient carried backward, and checks the loss, the parameter gradients and the final state
 // against one pass over all T tokens.
 func TestChunkedEqualsSinglePass(t *testing.T) {
+	for _, tc := range tinies {
+		t.Run(tc.name, func(t *testing.T) { testChunkedEqualsSinglePass(t, tc.new(t, tensor.Float64)) })
+	}
+}
+
+func testChunkedEqualsSinglePass(t *testing.T, m *Model) {
 	const B, T, Tc = 2, 16, 8
-	m := tiny(t, tensor.Float64)
 	randomize(m, 9)
 	V := m.Config.Vocab
 	rng := rand.New(rand.NewPCG(8, 8))

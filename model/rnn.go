@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
@@ -21,8 +22,13 @@ type RNN struct {
 // NewRNN prepares scratch space for B parallel sequences.
 func (m *Model) NewRNN(B int) *RNN {
 	r := &RNN{m: m, B: B, layers: m.Config.Layers}
-	switch m.DType.String() {
-	case "float32":
+	x070 := m.Config.Arch.Resolve() == arch.X070
+	switch {
+	case m.DType == Float32 && x070:
+		r.step = newRNN7Kernel[float32](m, B).step
+	case x070:
+		r.step = newRNN7Kernel[float64](m, B).step
+	case m.DType == Float32:
 		r.step = newRNNKernel[float32](m, B).step
 	default:
 		r.step = newRNNKernel[float64](m, B).step
@@ -37,8 +43,8 @@ func (r *RNN) Step(s *State, tokens []int, logits []float64) error {
 	if len(tokens) != r.B || len(logits) != r.B*V {
 		return fmt.Errorf("model: RNN step takes %d tokens and %d logits, got %d and %d", r.B, r.B*V, len(tokens), len(logits))
 	}
-	if s.B != r.B || s.C != r.m.Config.Embd || len(s.Layers) != r.layers {
-		return fmt.Errorf("model: state (B=%d, C=%d, %d layers) does not fit the RNN (B=%d)", s.B, s.C, len(s.Layers), r.B)
+	if err := s.check(r.m.Config, r.B, "RNN"); err != nil {
+		return err
 	}
 	for i, id := range tokens {
 		if id < 0 || id >= V {

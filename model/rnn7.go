@@ -3,7 +3,9 @@ package model
 import (
 	"fmt"
 	"math"
-	"strings"
+	"sort"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // The RNN form of RWKV-7 "Goose" (x070; NEXT-ARCH §1.3), one token at a time, written directly
@@ -42,155 +44,38 @@ type param7[F Float] struct {
 // Layer 0's v0/v1/v2 are optional (RWKV-LM carries them unused; FLA files drop them).
 type params7[F Float] map[string]param7[F]
 
-// dims7 are an x070 model's dimensions; rnn7Dims infers them from the tensors.
-type dims7 struct {
-	Layers, Embd, Vocab, Heads, HeadSize, FFN int
-	Ranks                                     loraRanks7
-	Layer0V                                   bool // layer 0 carries the unused v0/v1/v2
-}
-
-// loraRanks7 are the ranks of the decay (W), in-context rate (A), value-residual (V) and gate
-// (G) LoRAs.
-type loraRanks7 struct{ W, A, V, G int }
-
-// shapes7 returns every x070 tensor name with its shape, in RWKV-LM state_dict order (module
-// registration order; reference/rwkv7.py param_shapes).
-func shapes7(d dims7) []struct {
-	Name  string
-	Shape []int
-} {
-	type ns = struct {
-		Name  string
-		Shape []int
+// rnn7Dims infers the dimensions from the tensors with arch.Infer (the one x070 layout: names,
+// shapes, no unknown tensor, RWKV-7a/7b variants refused) and checks that each tensor has as
+// many values as its shape.
+func rnn7Dims[F Float](p params7[F]) (arch.Dims, error) {
+	specs := make([]arch.Spec, 0, len(p))
+	for name, t := range p {
+		specs = append(specs, arch.Spec{Name: name, Shape: t.Shape})
 	}
-	C, V, F := d.Embd, d.Vocab, d.FFN
-	vec := []int{1, 1, C}
-	out := []ns{{"emb.weight", []int{V, C}}}
-	for l := 0; l < d.Layers; l++ {
-		p := fmt.Sprintf("blocks.%d.", l)
-		out = append(out, ns{p + "ln1.weight", []int{C}}, ns{p + "ln1.bias", []int{C}},
-			ns{p + "ln2.weight", []int{C}}, ns{p + "ln2.bias", []int{C}})
-		if l == 0 {
-			out = append(out, ns{p + "ln0.weight", []int{C}}, ns{p + "ln0.bias", []int{C}})
-		}
-		a := p + "att."
-		for _, m := range "rwkvag" {
-			out = append(out, ns{a + "x_" + string(m), vec})
-		}
-		out = append(out, ns{a + "w1", []int{C, d.Ranks.W}}, ns{a + "w2", []int{d.Ranks.W, C}}, ns{a + "w0", vec},
-			ns{a + "a1", []int{C, d.Ranks.A}}, ns{a + "a2", []int{d.Ranks.A, C}}, ns{a + "a0", vec})
-		if l > 0 || d.Layer0V {
-			out = append(out, ns{a + "v1", []int{C, d.Ranks.V}}, ns{a + "v2", []int{d.Ranks.V, C}}, ns{a + "v0", vec})
-		}
-		out = append(out, ns{a + "g1", []int{C, d.Ranks.G}}, ns{a + "g2", []int{d.Ranks.G, C}},
-			ns{a + "k_k", vec}, ns{a + "k_a", vec}, ns{a + "r_k", []int{d.Heads, d.HeadSize}})
-		for _, m := range []string{"receptance", "key", "value", "output"} {
-			out = append(out, ns{a + m + ".weight", []int{C, C}})
-		}
-		out = append(out, ns{a + "ln_x.weight", []int{C}}, ns{a + "ln_x.bias", []int{C}},
-			ns{p + "ffn.x_k", vec}, ns{p + "ffn.key.weight", []int{F, C}}, ns{p + "ffn.value.weight", []int{C, F}})
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+	d, err := arch.Infer(specs)
+	if err != nil {
+		return d, fmt.Errorf("x070 parameters: %w", err)
 	}
-	return append(out, ns{"ln_out.weight", []int{C}}, ns{"ln_out.bias", []int{C}}, ns{"head.weight", []int{V, C}})
-}
-
-// rnn7Dims infers the dimensions from the tensors and checks every tensor's shape, and that no
-// tensor is unknown.
-func rnn7Dims[F Float](p params7[F]) (dims7, error) {
-	shape := func(name string, rank int) ([]int, error) {
-		t, ok := p[name]
-		if !ok {
-			return nil, fmt.Errorf("x070 parameters: no tensor %q", name)
-		}
-		if len(t.Shape) != rank {
-			return nil, fmt.Errorf("x070 parameters: %q has shape %v, want %d dimensions", name, t.Shape, rank)
-		}
-		return t.Shape, nil
+	if d.Arch != arch.X070 {
+		return d, fmt.Errorf("x070 parameters: the tensors hold an %s model", d.Arch.Title())
 	}
-	var d dims7
-	for {
-		if _, ok := p[fmt.Sprintf("blocks.%d.ln1.weight", d.Layers)]; !ok {
-			break
-		}
-		d.Layers++
-	}
-	if d.Layers == 0 {
-		return d, fmt.Errorf("x070 parameters: no tensor \"blocks.0.ln1.weight\"")
-	}
-	steps := []struct {
-		name string
-		rank int
-		set  func(s []int)
-	}{
-		{"emb.weight", 2, func(s []int) { d.Vocab, d.Embd = s[0], s[1] }},
-		{"blocks.0.att.r_k", 2, func(s []int) { d.Heads, d.HeadSize = s[0], s[1] }},
-		{"blocks.0.ffn.key.weight", 2, func(s []int) { d.FFN = s[0] }},
-		{"blocks.0.att.w1", 2, func(s []int) { d.Ranks.W = s[1] }},
-		{"blocks.0.att.a1", 2, func(s []int) { d.Ranks.A = s[1] }},
-		{"blocks.0.att.g1", 2, func(s []int) { d.Ranks.G = s[1] }},
-	}
-	_, d.Layer0V = p["blocks.0.att.v1"]
-	vName := "blocks.1.att.v1"
-	if d.Layer0V || d.Layers == 1 {
-		vName = "blocks.0.att.v1"
-	}
-	if d.Layers > 1 || d.Layer0V {
-		steps = append(steps, struct {
-			name string
-			rank int
-			set  func(s []int)
-		}{vName, 2, func(s []int) { d.Ranks.V = s[1] }})
-	}
-	for _, s := range steps {
-		sh, err := shape(s.name, s.rank)
-		if err != nil {
-			return d, err
-		}
-		s.set(sh)
-	}
-	if d.Heads*d.HeadSize != d.Embd {
-		return d, fmt.Errorf("x070 parameters: blocks.0.att.r_k is %dx%d but emb.weight has width %d; want heads×head_size = width",
-			d.Heads, d.HeadSize, d.Embd)
-	}
-	want := shapes7(d)
-	for _, w := range want {
-		t, ok := p[w.Name]
-		if !ok {
-			return d, fmt.Errorf("x070 parameters: no tensor %q", w.Name)
-		}
-		if !equalInts(t.Shape, w.Shape) {
-			return d, fmt.Errorf("x070 parameters: %q has shape %v, want %v", w.Name, t.Shape, w.Shape)
-		}
-		if n := prodInts(w.Shape); len(t.Data) != n {
-			return d, fmt.Errorf("x070 parameters: %q has %d values for shape %v (%d)", w.Name, len(t.Data), w.Shape, n)
-		}
-	}
-	if len(p) != len(want) {
-		known := map[string]bool{}
-		for _, w := range want {
-			known[w.Name] = true
-		}
-		for name := range p {
-			if !known[name] {
-				if strings.Contains(name, "s_emb") || strings.Contains(name, "qkv.") {
-					return d, fmt.Errorf("x070 parameters: tensor %q belongs to the rwkv7a/rwkv7b variants, which are not supported", name)
-				}
-				return d, fmt.Errorf("x070 parameters: unexpected tensor %q", name)
-			}
+	for _, w := range d.Layout() {
+		if n := prodInts(w.Shape); len(p[w.Name].Data) != n {
+			return d, fmt.Errorf("x070 parameters: %q has %d values for shape %v (%d)", w.Name, len(p[w.Name].Data), w.Shape, n)
 		}
 	}
 	return d, nil
 }
 
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
+// params7Of views a Model's tensors (x070) as params7, sharing their memory: the RNN form reads
+// the Model's weights, not a copy. F must be the Model's dtype.
+func params7Of[F Float](m *Model) params7[F] {
+	p := make(params7[F], len(m.Params))
+	for _, t := range m.Params {
+		p[t.Name] = param7[F]{Shape: t.Shape, Data: t.Value.Data().([]F)}
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return p
 }
 
 func prodInts(s []int) int {
@@ -209,17 +94,17 @@ type x070State[F Float] struct {
 }
 
 // newX070States returns the empty (zero) state of every layer.
-func newX070States[F Float](d dims7) []x070State[F] {
+func newX070States[F Float](d arch.Dims) []x070State[F] {
 	st := make([]x070State[F], d.Layers)
 	for l := range st {
-		st[l] = x070State[F]{AttX: make([]F, d.Embd), WKV: make([]F, d.Heads*d.HeadSize*d.HeadSize), FFNX: make([]F, d.Embd)}
+		st[l] = x070State[F]{AttX: make([]F, d.Embd), WKV: make([]F, d.Embd*d.HeadSize), FFNX: make([]F, d.Embd)}
 	}
 	return st
 }
 
 // rnn7 runs an x070 model one token at a time.
 type rnn7[F Float] struct {
-	d dims7
+	d arch.Dims
 	p params7[F]
 	// scratch, one per vector
 	x, xa, xf, vFirst, r, k, v, w, a, g, kk, y, tmp []F
@@ -239,7 +124,7 @@ func newRNN7[F Float](p params7[F]) (*rnn7[F], error) {
 	vec := func() []F { return make([]F, C) }
 	m := &rnn7[F]{d: d, p: p, x: vec(), xa: vec(), xf: vec(), vFirst: vec(), r: vec(), k: vec(), v: vec(),
 		w: vec(), a: vec(), g: vec(), kk: vec(), y: vec(), tmp: vec(), ffn: make([]F, d.FFN),
-		lora: make([]float64, max(d.Ranks.W, d.Ranks.A, d.Ranks.V, d.Ranks.G)), acc: make([]float64, C)}
+		lora: make([]float64, max(d.LoRA.W, d.LoRA.A, d.LoRA.V, d.LoRA.G)), acc: make([]float64, C)}
 	for i := range m.mix {
 		m.mix[i] = vec()
 	}
@@ -274,7 +159,7 @@ func (m *rnn7[F]) step(token int, st []x070State[F], logits []F) error {
 
 func (m *rnn7[F]) layer(l int, s *x070State[F]) error {
 	d := m.d
-	C, H, N := d.Embd, d.Heads, d.HeadSize
+	C, H, N := d.Embd, d.Heads(), d.HeadSize
 	if len(s.AttX) != C || len(s.FFNX) != C || len(s.WKV) != H*N*N {
 		return fmt.Errorf("x070 rnn: layer %d state has sizes %d/%d/%d, want %d/%d/%d (att_x/wkv/ffn_x)",
 			l, len(s.AttX), len(s.WKV), len(s.FFNX), C, H*N*N, C)

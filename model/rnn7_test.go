@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // golden7Case is one x070 golden file (reference/gen_golden7.py) and its tolerances relative to
@@ -53,8 +55,8 @@ func runRNN7[F Float](t *testing.T, m *rnn7[F], tokens []int, B, T int, st [][]x
 }
 
 // statesFrom splits golden state tensors [L,B,...] into per-sequence, per-layer states.
-func statesFrom[F Float](d dims7, B int, attX, wkv, ffnX []float64) [][]x070State[F] {
-	C, S := d.Embd, d.Heads*d.HeadSize*d.HeadSize
+func statesFrom[F Float](d arch.Dims, B int, attX, wkv, ffnX []float64) [][]x070State[F] {
+	C, S := d.Embd, d.Embd*d.HeadSize
 	st := make([][]x070State[F], B)
 	for b := range st {
 		st[b] = newX070States[F](d)
@@ -105,10 +107,10 @@ func testRNN7Golden[F Float](t *testing.T, g golden, tol float64) {
 	}
 	d := m.d
 	B, T := g.meta("B"), g.meta("T")
-	want := dims7{Layers: g.meta("n_layer"), Embd: g.meta("n_embd"), Vocab: g.meta("vocab_size"),
-		Heads: g.meta("n_embd") / g.meta("head_size"), HeadSize: g.meta("head_size"), FFN: g.meta("dim_ffn"),
-		Ranks:   loraRanks7{g.meta("D_decay"), g.meta("D_aaa"), g.meta("D_mv"), g.meta("D_gate")},
-		Layer0V: true}
+	want := arch.Dims{Arch: arch.X070, Layers: g.meta("n_layer"), Embd: g.meta("n_embd"), Vocab: g.meta("vocab_size"),
+		HeadSize: g.meta("head_size"), FFN: g.meta("dim_ffn"),
+		LoRA:     arch.LoRA{W: g.meta("D_decay"), A: g.meta("D_aaa"), V: g.meta("D_mv"), G: g.meta("D_gate")},
+		V0Layer0: true}
 	if d != want {
 		t.Fatalf("inferred dims %+v, golden metadata says %+v", d, want)
 	}
@@ -152,8 +154,8 @@ func TestRNN7Layer0VOptional(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if short.d.Layer0V || short.d.Ranks != full.d.Ranks {
-		t.Fatalf("without layer 0's v*: dims %+v, want %+v with Layer0V false", short.d, full.d)
+	if short.d.V0Layer0 || short.d.LoRA != full.d.LoRA {
+		t.Fatalf("without layer 0's v*: dims %+v, want %+v with V0Layer0 false", short.d, full.d)
 	}
 	// Poison layer 0's v tensors in the full model: a use of them would change the logits.
 	for _, n := range []string{"blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2"} {
@@ -186,21 +188,21 @@ func TestRNN7DimsErrors(t *testing.T) {
 		edit func(p params7[float64])
 		want string
 	}{
-		{"missing", func(p params7[float64]) { delete(p, "blocks.1.att.k_a") }, `no tensor "blocks.1.att.k_a"`},
+		{"missing", func(p params7[float64]) { delete(p, "blocks.1.att.k_a") }, `missing tensor "blocks.1.att.k_a"`},
 		{"shape", func(p params7[float64]) {
 			p["blocks.1.att.w2"] = param7[float64]{Shape: []int{17, 128}, Data: make([]float64, 17*128)}
-		}, `"blocks.1.att.w2" has shape [17 128], want [16 128]`},
+		}, `tensor "blocks.1.att.w2": shape [17 128], want [16 128]`},
 		{"data", func(p params7[float64]) {
 			x := p["ln_out.bias"]
 			p["ln_out.bias"] = param7[float64]{Shape: x.Shape, Data: x.Data[:3]}
 		}, `"ln_out.bias" has 3 values`},
 		{"variant", func(p params7[float64]) {
 			p["blocks.0.ffn.s_emb.weight"] = param7[float64]{Shape: []int{64, 1024}}
-		}, "rwkv7a/rwkv7b"},
+		}, "RWKV-7a/7b variant"},
 		{"extra", func(p params7[float64]) { p["blocks.0.att.time_decay"] = param7[float64]{} }, `unexpected tensor "blocks.0.att.time_decay"`},
 		{"heads", func(p params7[float64]) {
 			p["blocks.0.att.r_k"] = param7[float64]{Shape: []int{4, 64}, Data: make([]float64, 256)}
-		}, "heads×head_size"},
+		}, `tensor "blocks.0.att.r_k": shape [4 64], want [2 64]`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
