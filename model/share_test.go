@@ -6,14 +6,27 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // TestSharedBuffersChangeNothing runs the same batches through a graph whose intermediate
 // values share memory and one where every op owns its output, with state carried and its
-// gradient injected, and requires bit-identical logits, loss, gradients and states.
+// gradient injected, and requires bit-identical logits, loss, gradients and states, for both
+// architectures.
 func TestSharedBuffersChangeNothing(t *testing.T) {
+	const T = 20
+	for _, cfg := range []Config{
+		{Layers: 3, Embd: 64, Vocab: 96, CtxLen: T},
+		{Arch: arch.X070, Layers: 3, Embd: 64, Vocab: 96, CtxLen: T, HeadSize: 32, DimDecay: 8, DimAAA: 8, DimMV: 4, DimGate: 16},
+	} {
+		t.Run(string(cfg.Arch.Resolve()), func(t *testing.T) { testSharedBuffersChangeNothing(t, cfg) })
+	}
+}
+
+func testSharedBuffersChangeNothing(t *testing.T, cfg Config) {
 	const B, T = 3, 20
-	m, err := New(Config{Layers: 3, Embd: 64, Vocab: 96, CtxLen: T}, tensor.Float32)
+	m, err := New(cfg, tensor.Float32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,10 @@
 package model
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // TestTypedViews: the typed views are the graph's and the parameters' own memory in the model
@@ -45,7 +48,15 @@ func TestTypedViews(t *testing.T) {
 
 // TestStateScale: Scale sets every value of every layer to k times the source's, also in place.
 func TestStateScale(t *testing.T) {
-	cfg := Config{Layers: 2, Embd: 32, Vocab: 64, CtxLen: 16}
+	for _, cfg := range []Config{
+		{Layers: 2, Embd: 32, Vocab: 64, CtxLen: 16},
+		{Arch: arch.X070, Layers: 2, Embd: 32, Vocab: 64, CtxLen: 16, HeadSize: 16},
+	} {
+		t.Run(string(cfg.Arch.Resolve()), func(t *testing.T) { testStateScale(t, cfg) })
+	}
+}
+
+func testStateScale(t *testing.T, cfg Config) {
 	src := NewState(cfg, 2)
 	for i := range src.Layers {
 		for j, f := range src.Layers[i].fields() {
@@ -72,5 +83,18 @@ func TestStateScale(t *testing.T) {
 	}
 	if err := dst.Scale(NewState(cfg, 3), 1); err == nil {
 		t.Error("Scale of a state of another batch size: no error")
+	}
+	other := cfg
+	if cfg.Arch.Resolve() == arch.X070 {
+		other = Config{Layers: cfg.Layers, Embd: cfg.Embd, Vocab: cfg.Vocab, CtxLen: cfg.CtxLen}
+	} else {
+		other.Arch = arch.X070
+		other.HeadSize = 16
+	}
+	if err := dst.CopyFrom(NewState(other, 2)); err == nil || !strings.Contains(err.Error(), "cannot take") {
+		t.Errorf("CopyFrom a state of the other architecture: error %v", err)
+	}
+	if got := len(src.Layers[0].fields()); (cfg.Arch.Resolve() == arch.X070) != (got == 3) {
+		t.Errorf("%s state has %d fields per layer", cfg.Arch.Resolve(), got)
 	}
 }

@@ -1,0 +1,245 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/arch"
+)
+
+// randomState fills every field of s with N(0, scale²) values.
+func randomState(s *State, rng *rand.Rand, scale float64) {
+	for _, l := range s.Layers {
+		for _, f := range l.fields() {
+			for i := range f {
+				f[i] = scale * rng.NormFloat64()
+			}
+		}
+	}
+}
+
+// TestX070GraphFiniteDifferences checks the whole x070 graph (float64, 2 layers, 2 heads, a
+// carried random initial state) against central differences of its loss: two entries of every
+// parameter tensor (so every kind: embedding, norms, the six mixes, each LoRA, k_k, k_a, r_k,
+// the linears, ln_x, the channel mix, the head) and of every layer's att_x, wkv and ffn_x state.
+func TestX070GraphFiniteDifferences(t *testing.T) {
+	const B, T = 2, 5
+	m, err := New(Config{Arch: arch.X070, Layers: 2, Embd: 32, HeadSize: 16, Vocab: 24, CtxLen: T,
+		DimDecay: 4, DimAAA: 6, DimMV: 3, DimGate: 5}, tensor.Float64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomize(m, 21)
+	rng := rand.New(rand.NewPCG(4, 4))
+	ids, tg := make([]int, B*T), make([]int, B*T)
+	for i := range ids {
+		ids[i], tg[i] = rng.IntN(24), rng.IntN(24)
+	}
+	s0 := NewState(m.Config, B)
+	randomState(s0, rng, 0.5)
+	gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, State: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gr.Close()
+	if err := gr.SetTokens(ids, tg); err != nil {
+		t.Fatal(err)
+	}
+	loss := func() float64 {
+		if err := gr.SetState(s0); err != nil {
+			t.Fatal(err)
+		}
+		if err := gr.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return gr.Loss()
+	}
+	loss()
+	grads := make([][]float64, len(m.Params))
+	for i := range m.Params {
+		grads[i] = append([]float64(nil), toFloat64(gr.Grad(i))...)
+	}
+	sg := NewState(m.Config, B)
+	gr.StateGrad(sg)
+
+	const h = 1e-5
+	var worst float64
+	check := func(what string, x *float64, analytic float64) {
+		old := *x
+		*x = old + h
+		lp := loss()
+		*x = old - h
+		lm := loss()
+		*x = old
+		fd := (lp - lm) / (2 * h)
+		d := math.Abs(fd - analytic)
+		worst = math.Max(worst, d)
+		if d > 1e-7*math.Max(1, math.Abs(fd)) || math.IsNaN(d) {
+			t.Errorf("%s: analytic %.10g, finite difference %.10g", what, analytic, fd)
+		}
+	}
+	for i, p := range m.Params {
+		w := p.F64()
+		for k := 0; k < 2; k++ {
+			j := rng.IntN(len(w))
+			if unusedParam(m.Config, p.Name) && grads[i][j] != 0 {
+				t.Errorf("%s[%d]: unused, gradient %v", p.Name, j, grads[i][j])
+			}
+			check(p.Name, &w[j], grads[i][j])
+		}
+	}
+	names := []string{"att_x", "wkv", "ffn_x"}
+	for l := range s0.Layers {
+		for f, field := range s0.Layers[l].fields() {
+			for k := 0; k < 3; k++ {
+				j := rng.IntN(len(field))
+				check(names[f], &field[j], sg.Layers[l].fields()[f][j])
+			}
+		}
+	}
+	t.Logf("max |analytic - finite difference| %.3g", worst)
+}
+
+// TestRNN7FastMatchesIndependent: the fast batched RNN (NewRNN) and the independent one-sequence
+// rnn7 form, fed from the same Model's tensors, give the same logits and states from a random
+// initial state.
+func TestRNN7FastMatchesIndependent(t *testing.T) {
+	for _, dt := range []DType{Float32, Float64} {
+		t.Run(dt.String(), func(t *testing.T) {
+			if dt == Float32 {
+				testRNN7FastMatchesIndependent[float32](t, 2e-5)
+			} else {
+				testRNN7FastMatchesIndependent[float64](t, 1e-12)
+			}
+		})
+	}
+}
+
+func testRNN7FastMatchesIndependent[F Float](t *testing.T, tol float64) {
+	const B, T = 3, 7
+	dt := Float64
+	if _, ok := any(F(0)).(float32); ok {
+		dt = Float32
+	}
+	m := tiny7(t, dt)
+	randomize(m, 17)
+	rng := rand.New(rand.NewPCG(2, 2))
+	s := NewState(m.Config, B)
+	randomState(s, rng, 0.5)
+	ref, err := newRNN7(params7Of[F](m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the independent form's per-sequence states, from the same values
+	st := make([][]x070State[F], B)
+	C, S := m.Config.Embd, m.Config.Embd*m.Config.HeadSizeX070()
+	for b := range st {
+		st[b] = newX070States[F](ref.d)
+		for l, ls := range s.Layers {
+			copy(st[b][l].AttX, convert[F](ls.AttX[b*C:(b+1)*C]))
+			copy(st[b][l].WKV, convert[F](ls.WKV[b*S:(b+1)*S]))
+			copy(st[b][l].FFNX, convert[F](ls.FFNX[b*C:(b+1)*C]))
+		}
+	}
+	for l := range s.Layers { // the fast RNN starts from the same (rounded) values
+		for b := range st {
+			copy(s.Layers[l].AttX[b*C:], convert[float64](st[b][l].AttX))
+			copy(s.Layers[l].WKV[b*S:], convert[float64](st[b][l].WKV))
+			copy(s.Layers[l].FFNX[b*C:], convert[float64](st[b][l].FFNX))
+		}
+	}
+	V := m.Config.Vocab
+	rnn := m.NewRNN(B)
+	logits, one := make([]float64, B*V), make([]F, V)
+	var worst float64
+	for i := 0; i < T; i++ {
+		tokens := make([]int, B)
+		for b := range tokens {
+			tokens[b] = rng.IntN(V)
+		}
+		if err := rnn.Step(s, tokens, logits); err != nil {
+			t.Fatal(err)
+		}
+		for b := range tokens {
+			if err := ref.step(tokens[b], st[b], one); err != nil {
+				t.Fatal(err)
+			}
+			for v, x := range one {
+				d := math.Abs(logits[b*V+v] - float64(x))
+				worst = math.Max(worst, d)
+				if d > tol*(1+math.Abs(float64(x))) {
+					t.Fatalf("token %d sequence %d logit %d: fast %v, independent %v", i, b, v, logits[b*V+v], x)
+				}
+			}
+		}
+	}
+	for l, ls := range s.Layers {
+		for b := range st {
+			for _, c := range []struct {
+				name      string
+				got, want []float64
+			}{
+				{"att_x", ls.AttX[b*C : (b+1)*C], convert[float64](st[b][l].AttX)},
+				{"wkv", ls.WKV[b*S : (b+1)*S], convert[float64](st[b][l].WKV)},
+				{"ffn_x", ls.FFNX[b*C : (b+1)*C], convert[float64](st[b][l].FFNX)},
+			} {
+				for j := range c.want {
+					if d := math.Abs(c.got[j] - c.want[j]); d > tol*(1+math.Abs(c.want[j])) {
+						t.Fatalf("layer %d sequence %d %s[%d]: fast %v, independent %v", l, b, c.name, j, c.got[j], c.want[j])
+					}
+				}
+			}
+		}
+	}
+	t.Logf("max |fast - independent| logit difference %.3g", worst)
+}
+
+// TestRNN7FastGolden runs the fast RNN over the golden tokens from the golden state_in and
+// compares with PyTorch's logits_state and state_out.
+func TestRNN7FastGolden(t *testing.T) {
+	for _, c := range golden7Cases {
+		t.Run(c.file, func(t *testing.T) {
+			g := openGolden(t, c.file)
+			cfg := g.config()
+			dt := Float64
+			if c.f32 {
+				dt = Float32
+			}
+			m, err := New(cfg, dt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range m.Params {
+				if err := p.SetFloat64s(g.floats("param/" + p.Name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			B, T, V := g.meta("B"), g.meta("T"), cfg.Vocab
+			ids := g.ints("tokens")
+			s := g.state("state_in/", cfg, B)
+			rnn := m.NewRNN(B)
+			got, step := make([]float64, B*T*V), make([]float64, B*V)
+			for i := 0; i < T; i++ {
+				tokens := make([]int, B)
+				for b := range tokens {
+					tokens[b] = ids[b*T+i]
+				}
+				if err := rnn.Step(s, tokens, step); err != nil {
+					t.Fatal(err)
+				}
+				for b := 0; b < B; b++ {
+					copy(got[(b*T+i)*V:(b*T+i+1)*V], step[b*V:(b+1)*V])
+				}
+			}
+			r := compare(t, "logits_state", got, g.floats("logits_state"), c.tolOut)
+			fs := flatState(s)
+			for j, field := range stateFields(cfg) {
+				compare(t, "state_out/"+field, fs[j], g.floats("state_out/"+field), c.tolOut)
+			}
+			t.Logf("logits relative difference %.3g", r)
+		})
+	}
+}
