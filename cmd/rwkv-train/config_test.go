@@ -142,7 +142,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{name: "bad model width", yaml: "model:\n  n_embd: 100\n", kind: model.ErrConfig,
 			want: []string{"config {file}: ", "model.n_embd = 100: must be a multiple of 32"}},
 		{name: "x070 not yet", yaml: "model:\n  arch: x070\n", kind: model.ErrConfig,
-			want: []string{"config {file}: ", `model.arch = "x070": RWKV-7 is coming`}},
+			want: []string{"config {file}: ", `model.arch = "x070": RWKV-7 (x070) models can be built but not trained yet`}},
 		{name: "unknown arch from a flag", yaml: "checkpoint: {keep: 1}\n", overrides: []string{"--model.arch=v4"}, kind: model.ErrConfig,
 			want: []string{"config {file}: ", `model.arch = "v4": unknown architecture; use x040`}},
 		{name: "arch not a string", yaml: "model:\n  arch: 4\n", kind: errBadValue,
@@ -372,11 +372,19 @@ func fullConfig() train.Config {
 	return c
 }
 
+// x070Only are the model keys only RWKV-7 has; fullConfig can set them once rwkv-train takes
+// model.arch x070.
+var x070Only = map[string]bool{"model.head_size": true, "model.d_decay_lora": true, "model.d_aaa_lora": true,
+	"model.d_mv_lora": true, "model.d_gate_lora": true, "model.no_v0_layer0": true}
+
 func TestMarshalConfigRoundTrip(t *testing.T) {
 	t.Parallel()
 	full, def := reflect.ValueOf(fullConfig()), reflect.ValueOf(train.DefaultConfig())
 	for _, f := range configFields() {
 		if f.key == "train.max_steps" { // excludes max_tokens; baseConfig sets it
+			continue
+		}
+		if x070Only[f.key] { // valid only with model.arch x070, which rwkv-train refuses so far
 			continue
 		}
 		if full.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) {
