@@ -29,8 +29,8 @@ type Param struct {
 // Len is the number of elements.
 func (p *Param) Len() int { return p.Value.Shape().TotalSize() }
 
-// Model is the set of parameters (RWKV-4 or RWKV-7, by Config.Arch) of one Config in one dtype (Float32 or Float64),
-// in RWKV-LM state-dict order.
+// Model is the set of parameters (RWKV-4 or RWKV-7, by Config.Arch) of one Config in one
+// dtype (Float32 or Float64), in RWKV-LM state-dict order.
 type Model struct {
 	Config Config
 	DType  DType
@@ -42,7 +42,8 @@ type Model struct {
 type ParamSpec = arch.Spec
 
 // Specs lists every parameter of cfg with RWKV-LM's names and shapes, in state-dict order
-// (arch's layout of cfg.Dims(); RWKV-4: 6 + 18*n_layer tensors; RWKV-7: 6 + 33*n_layer, 3 fewer with no_v0_layer0).
+// (arch's layout of cfg.Dims(); RWKV-4: 6 + 18*n_layer tensors; RWKV-7: 6 + 33*n_layer, 3
+// fewer with no_v0_layer0).
 func Specs(cfg Config) []ParamSpec { return cfg.Dims().Layout() }
 
 // graphShape drops RWKV-LM's leading singleton dims of the time_mix vectors.
