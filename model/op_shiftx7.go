@@ -16,25 +16,43 @@ import (
 // x: (B*T, C); prev: (B, C), the last x of the previous chunk (zeros for a fresh sequence);
 // mix_i: (C). This equals ShiftMix (RWKV-4's x⊙m + xx⊙(1-m)) with m = 1 - mix_i, but takes the
 // RWKV-LM parameter as stored. With K = 1 the output is out_1 (B*T, C); with K > 1 it is packed
-// (K*B*T, C) and ShiftLerp returns K extract views.
+// (K*B*T, C) and split into K extract views.
+//
+// ShiftLerp builds one K = 1 node per mix. The fused K = 6 node (δ computed once, one pass) is
+// faster as a kernel but slower in the graph: the gradient of a packed output is the sum of one
+// zeroed full-size scatter per view (six 6·N·C scatters and five 6·N·C additions), while six
+// single nodes cost five N·C additions for gx. BenchmarkX070ShiftGraph, B8 T256 C512 float32,
+// forward+backward with Gorgonia's gradient plumbing: fused 133 ms, six single nodes 53 ms.
 type shiftLerpOp struct {
 	opBase
 	B, T, C, K int
 	buf        *outBuf
 }
 
-// ShiftLerp returns x + (shift(x) - x) ⊙ mix_i for every mix in mixes.
+// ShiftLerp returns x + (shift(x) - x) ⊙ mix_i for every mix in mixes (each (C)), one (B*T, C)
+// node per mix; x is (B*T, C) and prev (B, C).
 func ShiftLerp(x, prev *G.Node, mixes G.Nodes, B, T int) (G.Nodes, error) {
-	s := x.Shape()
-	if len(s) != 2 || s[0] != B*T || len(prev.Shape()) != 2 || prev.Shape()[0] != B || prev.Shape()[1] != s[1] || len(mixes) == 0 {
-		return nil, fmt.Errorf("model: ShiftLerp shapes x %v, prev %v, %d mixes do not fit B=%d T=%d", s, prev.Shape(), len(mixes), B, T)
+	if err := checkShiftLerp(x, prev, mixes, B, T); err != nil {
+		return nil, err
 	}
+	out := make(G.Nodes, len(mixes))
 	for i, m := range mixes {
-		if m.Dims() != 1 || m.Shape()[0] != s[1] {
-			return nil, fmt.Errorf("model: ShiftLerp mix %d has shape %v, want (%d)", i, m.Shape(), s[1])
+		n, err := G.ApplyOp(shiftLerpOp{B: B, T: T, C: x.Shape()[1], K: 1, buf: newOutBuf()}, x, prev, m)
+		if err != nil {
+			return nil, fmt.Errorf("model: ShiftLerp mix %d: %w", i, err)
 		}
+		out[i] = n
 	}
-	K, N, C := len(mixes), B*T, s[1]
+	return out, nil
+}
+
+// shiftLerpFused is ShiftLerp as one K-mix node with a packed output (kept for the comparison
+// benchmark and its gradient test).
+func shiftLerpFused(x, prev *G.Node, mixes G.Nodes, B, T int) (G.Nodes, error) {
+	if err := checkShiftLerp(x, prev, mixes, B, T); err != nil {
+		return nil, err
+	}
+	K, N, C := len(mixes), B*T, x.Shape()[1]
 	in := append(G.Nodes{x, prev}, mixes...)
 	packed, err := G.ApplyOp(shiftLerpOp{B: B, T: T, C: C, K: K, buf: newOutBuf()}, in...)
 	if err != nil || K == 1 {
@@ -45,6 +63,19 @@ func ShiftLerp(x, prev *G.Node, mixes G.Nodes, B, T int) (G.Nodes, error) {
 		shapes[i] = []int{N, C}
 	}
 	return split(packed, shapes...)
+}
+
+func checkShiftLerp(x, prev *G.Node, mixes G.Nodes, B, T int) error {
+	s := x.Shape()
+	if len(s) != 2 || s[0] != B*T || len(prev.Shape()) != 2 || prev.Shape()[0] != B || prev.Shape()[1] != s[1] || len(mixes) == 0 {
+		return fmt.Errorf("model: ShiftLerp shapes x %v, prev %v, %d mixes do not fit B=%d T=%d", s, prev.Shape(), len(mixes), B, T)
+	}
+	for i, m := range mixes {
+		if m.Dims() != 1 || m.Shape()[0] != s[1] {
+			return fmt.Errorf("model: ShiftLerp mix %d has shape %v, want (%d)", i, m.Shape(), s[1])
+		}
+	}
+	return nil
 }
 
 func (o shiftLerpOp) Arity() int { return 2 + o.K }

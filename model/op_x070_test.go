@@ -154,18 +154,24 @@ func x7Cases() []x7Case {
 		}
 	}
 	for _, K := range []int{1, 6} {
-		cases = append(cases, x7Case{fmt.Sprintf("ShiftLerp K=%d", K), 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
-			x, prev := mk("x", 1, 0, N, C), mk("prev", 1, 0, x7B, C)
-			wrt := G.Nodes{x, prev}
-			var mixes G.Nodes
-			for i := range K {
-				m := mk(fmt.Sprintf("mix%d", i), 0.3, 0.5, C)
-				mixes = append(mixes, m)
-				wrt = append(wrt, m)
-			}
-			outs, err := ShiftLerp(x, prev, mixes, x7B, x7T)
-			return wrt, outs, err
-		}})
+		for _, fused := range []bool{false, true} {
+			cases = append(cases, x7Case{fmt.Sprintf("ShiftLerp K=%d fused=%v", K, fused), 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
+				x, prev := mk("x", 1, 0, N, C), mk("prev", 1, 0, x7B, C)
+				wrt := G.Nodes{x, prev}
+				var mixes G.Nodes
+				for i := range K {
+					m := mk(fmt.Sprintf("mix%d", i), 0.3, 0.5, C)
+					mixes = append(mixes, m)
+					wrt = append(wrt, m)
+				}
+				shift := ShiftLerp
+				if fused {
+					shift = shiftLerpFused
+				}
+				outs, err := shift(x, prev, mixes, x7B, x7T)
+				return wrt, outs, err
+			}})
+		}
 	}
 	return cases
 }
