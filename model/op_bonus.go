@@ -9,8 +9,8 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// bonusOp: (o (N,C), r (N,C), k (N,C), v (N,C), rk (H*S)) -> (N,C), RWKV-7's "bonus" added after
-// ln_x, with S = C/H channels per head and rk = att.r_k flattened row-major from (H, S):
+// bonusOp: (o (N,C), r (N,C), k (N,C), v (N,C), rk (H,S) or (C)) -> (N,C), RWKV-7's "bonus" added
+// after ln_x, with S = C/H channels per head and rk = att.r_k, row-major (H, S):
 //
 //	out[row, h*S+j] = o[row, h*S+j] + s[row,h] · v[row, h*S+j],   s[row,h] = Σ_j r·k·rk over head h
 //
@@ -20,22 +20,26 @@ import (
 type bonusOp struct {
 	opBase
 	N, C, H int
+	RkDims  int // 2 for r_k as (H, S), 1 for r_k as (C)
 	buf     *outBuf
 }
 
-// Bonus adds the per-head r_k bonus to o. r_k is a vector of C = H·S values (att.r_k (H,S)
-// flattened); o, r, k, v are (N, C).
+// Bonus adds the per-head r_k bonus to o; o, r, k, v are (N, C), r_k is att.r_k as (H, S) or
+// flattened to (C) (graphShape gives (S) when H = 1).
 func Bonus(o, r, k, v, rk *G.Node, H int) (*G.Node, error) {
 	s := o.Shape()
-	if len(s) != 2 || H <= 0 || s[1]%H != 0 || !r.Shape().Eq(s) || !k.Shape().Eq(s) || !v.Shape().Eq(s) ||
-		rk.Dims() != 1 || rk.Shape()[0] != s[1] {
-		return nil, fmt.Errorf("model: Bonus shapes o %v, r %v, k %v, v %v, r_k %v do not fit H=%d", s, r.Shape(), k.Shape(), v.Shape(), rk.Shape(), H)
+	rs := rk.Shape()
+	rkOK := H > 0 && (rk.Dims() == 1 && rs[0] == s[1] || rk.Dims() == 2 && rs[0] == H && rs[0]*rs[1] == s[1])
+	if len(s) != 2 || H <= 0 || s[1]%H != 0 || !r.Shape().Eq(s) || !k.Shape().Eq(s) || !v.Shape().Eq(s) || !rkOK {
+		return nil, fmt.Errorf("model: Bonus shapes o %v, r %v, k %v, v %v, r_k %v do not fit H=%d", s, r.Shape(), k.Shape(), v.Shape(), rs, H)
 	}
-	return G.ApplyOp(bonusOp{N: s[0], C: s[1], H: H, buf: newOutBuf()}, o, r, k, v, rk)
+	return G.ApplyOp(bonusOp{N: s[0], C: s[1], H: H, RkDims: rk.Dims(), buf: newOutBuf()}, o, r, k, v, rk)
 }
 
-func (o bonusOp) Arity() int    { return 5 }
-func (o bonusOp) Type() hm.Type { return hm.NewFnType(matT, matT, matT, matT, vecT, matT) }
+func (o bonusOp) Arity() int { return 5 }
+func (o bonusOp) Type() hm.Type {
+	return hm.NewFnType(matT, matT, matT, matT, tensorType(o.RkDims), matT)
+}
 func (o bonusOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{o.N, o.C}, nil
 }
@@ -49,7 +53,9 @@ func (o bonusOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	return out, nil
 }
-func (o bonusOp) String() string        { return fmt.Sprintf("Bonus{N=%d,C=%d,H=%d}", o.N, o.C, o.H) }
+func (o bonusOp) String() string {
+	return fmt.Sprintf("Bonus{N=%d,C=%d,H=%d,rk=%dD}", o.N, o.C, o.H, o.RkDims)
+}
 func (o bonusOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o bonusOp) Hashcode() uint32      { return hashcode(o) }
 func (o bonusOp) DiffWRT(int) []bool    { return []bool{true, true, true, true, true} }
@@ -58,7 +64,11 @@ func (o bonusOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if err != nil {
 		return nil, err
 	}
-	parts, err := split(packed, []int{o.N, o.C}, []int{o.N, o.C}, []int{o.N, o.C}, []int{o.C})
+	grkShape := []int{o.C}
+	if o.RkDims == 2 {
+		grkShape = []int{o.H, o.C / o.H}
+	}
+	parts, err := split(packed, []int{o.N, o.C}, []int{o.N, o.C}, []int{o.N, o.C}, grkShape)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +100,7 @@ type bonusBackOp struct {
 
 func (o bonusBackOp) Arity() int { return 5 }
 func (o bonusBackOp) Type() hm.Type {
-	return hm.NewFnType(matT, matT, matT, vecT, matT, vecT)
+	return hm.NewFnType(matT, matT, matT, tensorType(o.fwd.RkDims), matT, vecT)
 }
 func (o bonusBackOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{3*o.fwd.N*o.fwd.C + o.fwd.C}, nil

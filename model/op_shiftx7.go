@@ -22,7 +22,8 @@ import (
 // faster as a kernel but slower in the graph: the gradient of a packed output is the sum of one
 // zeroed full-size scatter per view (six 6·N·C scatters and five 6·N·C additions), while six
 // single nodes cost five N·C additions for gx. BenchmarkX070ShiftGraph, B8 T256 C512 float32,
-// forward+backward with Gorgonia's gradient plumbing: fused 133 ms, six single nodes 53 ms.
+// forward+backward with Gorgonia's gradient plumbing (load 4-5 on 2 cores): fused 62-133 ms,
+// six single nodes 34-53 ms.
 type shiftLerpOp struct {
 	opBase
 	B, T, C, K int

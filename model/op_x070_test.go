@@ -124,8 +124,13 @@ func x7Cases() []x7Case {
 			k2, err := KeyMod(k, a, ka)
 			return G.Nodes{k, kk, a, ka}, G.Nodes{al, be, k2}, err
 		}},
-		x7Case{"Bonus", 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
+		x7Case{"Bonus r_k (C)", 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
 			o, r, k, v, rk := mk("o", 1, 0, N, C), mk("r", 1, 0, N, C), mk("k", 1, 0, N, C), mk("v", 1, 0, N, C), mk("rk", 0.5, -0.04, C)
+			y, err := Bonus(o, r, k, v, rk, x7H)
+			return G.Nodes{o, r, k, v, rk}, G.Nodes{y}, err
+		}},
+		x7Case{"Bonus r_k (H,S)", 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
+			o, r, k, v, rk := mk("o", 1, 0, N, C), mk("r", 1, 0, N, C), mk("k", 1, 0, N, C), mk("v", 1, 0, N, C), mk("rk", 0.5, -0.04, x7H, x7S)
 			y, err := Bonus(o, r, k, v, rk, x7H)
 			return G.Nodes{o, r, k, v, rk}, G.Nodes{y}, err
 		}},
@@ -305,7 +310,7 @@ func x7TimeMixStandIn(mk nodeMaker) (G.Nodes, G.Nodes, error) {
 	a0, a1, a2 := mk("a0", 0.3, 0, C), mk("a1", 0.5, 0, D, C), mk("a2", 0.5, 0, C, D)
 	v0, v1, v2 := mk("v0", 0.3, 0.7, C), mk("v1", 0.5, 0, D, C), mk("v2", 0.5, 0, C, D)
 	g1, g2 := mk("g1", 0.5, 0, D, C), mk("g2", 0.5, 0, C, D)
-	kk, ka, rk := mk("k_k", 0.1, 0.7, C), mk("k_a", 0.1, 1, C), mk("r_k", 0.3, -0.04, C)
+	kk, ka, rk := mk("k_k", 0.1, 0.7, C), mk("k_a", 0.1, 1, C), mk("r_k", 0.3, -0.04, H, S)
 	lnw, lnb := mk("lnx_w", 0.2, 1, C), mk("lnx_b", 0.2, 0, C)
 
 	xs, err := ShiftLerp(x, prev, mixes, B, T)
