@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -133,6 +134,11 @@ func x7Cases() []x7Case {
 			o, r, k, v, rk := mk("o", 1, 0, N, C), mk("r", 1, 0, N, C), mk("k", 1, 0, N, C), mk("v", 1, 0, N, C), mk("rk", 0.5, -0.04, x7H, x7S)
 			y, err := Bonus(o, r, k, v, rk, x7H)
 			return G.Nodes{o, r, k, v, rk}, G.Nodes{y}, err
+		}},
+		x7Case{"Hadamard", 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
+			x, y := mk("x", 1, 0, N, C), mk("y", 1, 0, N, C)
+			o, err := Hadamard(x, y)
+			return G.Nodes{x, y}, G.Nodes{o}, err
 		}},
 		x7Case{"ValueResidual", 1e-6, func(mk nodeMaker) (G.Nodes, G.Nodes, error) {
 			v, vf, v0, z := mk("v", 1, 0, N, C), mk("vfirst", 1, 0, N, C), mk("v0", 0.5, 0.7, C), mk("z", 2, 0, N, C)
@@ -332,7 +338,7 @@ func x7TimeMixStandIn(mk nodeMaker) (G.Nodes, G.Nodes, error) {
 	o := must(Residual(must(Gate(w, must(Residual(r, alpha)))), must(Gate(beta, must(Residual(k, v))))))
 	o = must(GroupNorm(o, lnw, lnb, H, GroupNormEpsX070))
 	o = must(Bonus(o, r, k, v, rk, H))
-	out := must(Linear(must(Gate(g, o)), wo))
+	out := must(Linear(must(Hadamard(o, g)), wo))
 	wrt := G.Nodes{x, prev, vFirst}
 	wrt = append(wrt, mixes...)
 	wrt = append(wrt, wr, wk, wv, wo, w0, w1, w2, a0, a1, a2, v0, v1, v2, g1, g2, kk, ka, rk, lnw, lnb)
@@ -413,3 +419,39 @@ func TestX070ChainSharedBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestX070OpShapeErrors: every constructor rejects inputs that do not fit, with an error naming
+// the op and the shapes.
+func TestX070OpShapeErrors(t *testing.T) {
+	g := G.NewGraph()
+	mk := newNodeMaker(g, tensor.Float64, 1)
+	x, x2, prev := mk("x", 1, 0, 6, 12), mk("x2", 1, 0, 6, 8), mk("prev", 1, 0, 2, 12)
+	v12, v8, m34 := mk("v12", 1, 0, 12), mk("v8", 1, 0, 8), mk("m34", 1, 0, 3, 4)
+	for _, c := range []struct {
+		name string
+		err  error
+	}{
+		{"GroupNorm H does not divide C", second(GroupNorm(x, v12, v12, 5, 1e-5))},
+		{"GroupNorm weight size", second(GroupNorm(x, v8, v12, 3, 1e-5))},
+		{"GroupNorm eps", second(GroupNorm(x, v12, v12, 3, 0))},
+		{"KappaAlpha k_k size", second(KappaAlpha(x, v8, 3))},
+		{"KappaBeta shapes", second(KappaBeta(x, x2))},
+		{"KeyMod k_a size", second(KeyMod(x, x, v8))},
+		{"Bonus r_k heads", second(Bonus(x, x, x, x, m34, 4))},
+		{"Bonus v shape", second(Bonus(x, x, x, x2, v12, 3))},
+		{"Hadamard shapes", second(Hadamard(x, x2))},
+		{"ValueResidual v0 size", second(ValueResidual(x, x, v8, x))},
+		{"Activate identity without bias", second(Activate(x, nil, ActIdentity))},
+		{"Activate bias size", second(Activate(x, v8, ActSigmoid))},
+		{"ShiftLerp B*T", second(ShiftLerp(x, prev, G.Nodes{v12}, 2, 4))},
+		{"ShiftLerp mix size", second(ShiftLerp(x, prev, G.Nodes{v12, v8}, 2, 3))},
+	} {
+		if c.err == nil {
+			t.Errorf("%s: no error", c.name)
+		} else if !strings.HasPrefix(c.err.Error(), "model: ") || strings.Contains(c.err.Error(), "\n") {
+			t.Errorf("%s: error %q is not one line starting with model:", c.name, c.err)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
