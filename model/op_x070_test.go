@@ -455,3 +455,116 @@ func TestX070OpShapeErrors(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestX070KernelsSplitRows runs every kernel on a tensor large enough to be split over several
+// goroutine pieces and compares it with the same kernel run one row (one sequence for the
+// shift) at a time: the piece boundaries must not change any row, and the column sums must agree.
+func TestX070KernelsSplitRows(t *testing.T) {
+	const B, T, H, S = 3, 24, 8, 64 // one sequence is a single piece, the whole is split mid-sequence
+	const N, C = B * T, H * S
+	if pieces(N, C) < 2 {
+		t.Fatalf("test too small to split: %d pieces", pieces(N, C))
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	r := func(n int, scale, shift float64) []float64 {
+		x := make([]float64, n)
+		for i := range x {
+			x[i] = shift + scale*rng.NormFloat64()
+		}
+		return x
+	}
+	x, y, z, u, g := r(N*C, 1, 0), r(N*C, 1, 0), r(N*C, 1, 0), r(N*C, 0.3, 0.5), r(N*C, 1, 0)
+	w, b, prev := r(C, 0.3, 1), r(C, 0.3, 0), r(B*C, 1, 0)
+	mixes := [][]float64{r(C, 0.3, 0.5), r(C, 0.3, 0.5)}
+	// kernel(lo, hi, outs) runs on rows [lo, hi) (all of them when called with 0, N) and
+	// writes its row outputs at row offsets of outs[0..] and its column sums to the last ones.
+	type kernel struct {
+		name     string
+		rows     int // rows per independent unit (T for the shift)
+		nRow     int // number of row outputs
+		nCol     int // number of (C) outputs
+		run      func(lo, hi int, rowOut [][]float64, colOut [][]float64)
+		colWidth int
+	}
+	sl := func(a []float64, lo, hi int) []float64 { return a[lo*C : hi*C] }
+	ks := []kernel{
+		{"gnForward", 1, 1, 0, func(lo, hi int, ro, _ [][]float64) {
+			gnForward(sl(x, lo, hi), w, b, sl(ro[0], lo, hi), hi-lo, C, H, 1e-5)
+		}, C},
+		{"gnBackward", 1, 1, 2, func(lo, hi int, ro, co [][]float64) {
+			gnBackward(sl(x, lo, hi), w, sl(g, lo, hi), sl(ro[0], lo, hi), co[0], co[1], hi-lo, C, H, 1e-5)
+		}, C},
+		{"kappaForward", 1, 1, 0, func(lo, hi int, ro, _ [][]float64) { kappaForward(sl(x, lo, hi), w, sl(ro[0], lo, hi), hi-lo, C, H) }, C},
+		{"kappaBackward", 1, 1, 1, func(lo, hi int, ro, co [][]float64) {
+			kappaBackward(sl(x, lo, hi), w, sl(g, lo, hi), sl(ro[0], lo, hi), co[0], hi-lo, C, H)
+		}, C},
+		{"keyModBackward", 1, 2, 1, func(lo, hi int, ro, co [][]float64) {
+			keyModBackward(sl(x, lo, hi), sl(u, lo, hi), w, sl(g, lo, hi), sl(ro[0], lo, hi), sl(ro[1], lo, hi), co[0], hi-lo, C)
+		}, C},
+		{"bonusBackward", 1, 3, 1, func(lo, hi int, ro, co [][]float64) {
+			bonusBackward(sl(x, lo, hi), sl(y, lo, hi), sl(z, lo, hi), w, sl(g, lo, hi), sl(ro[0], lo, hi), sl(ro[1], lo, hi), sl(ro[2], lo, hi), co[0], hi-lo, C, H)
+		}, C},
+		{"vresBackward", 1, 3, 1, func(lo, hi int, ro, co [][]float64) {
+			vresBackward(sl(x, lo, hi), sl(y, lo, hi), w, sl(z, lo, hi), sl(g, lo, hi), sl(ro[0], lo, hi), sl(ro[1], lo, hi), co[0], sl(ro[2], lo, hi), hi-lo, C)
+		}, C},
+		{"actBackward sigmoid+bias", 1, 1, 1, func(lo, hi int, ro, co [][]float64) {
+			out := make([]float64, (hi-lo)*C+C)
+			actBackward(actOp{N: hi - lo, D: C, Kind: ActSigmoid, HasBias: true}, sl(u, lo, hi), sl(g, lo, hi), out)
+			copy(sl(ro[0], lo, hi), out)
+			copy(co[0], out[(hi-lo)*C:])
+		}, C},
+		{"shiftLerpBackward K=2", T, 1, 1, func(lo, hi int, ro, co [][]float64) {
+			nb := (hi - lo) / T
+			gg := make([]float64, 2*(hi-lo)*C)
+			for i := range 2 { // the gradient of out_i for these rows
+				copy(gg[i*(hi-lo)*C:], g[lo*C:hi*C])
+			}
+			gprev := make([]float64, nb*C)
+			shiftLerpBackward(sl(x, lo, hi), prev[lo/T*C:hi/T*C], mixes, gg, sl(ro[0], lo, hi), gprev, co[0], nb, T, C)
+		}, 2 * C},
+	}
+	for _, k := range ks {
+		whole := func(unit bool) ([][]float64, [][]float64) {
+			ro, co := make([][]float64, k.nRow), make([][]float64, k.nCol)
+			for i := range ro {
+				ro[i] = make([]float64, N*C)
+			}
+			for i := range co {
+				co[i] = make([]float64, k.colWidth)
+			}
+			if !unit {
+				k.run(0, N, ro, co)
+				return ro, co
+			}
+			for lo := 0; lo < N; lo += k.rows {
+				part := make([][]float64, k.nCol)
+				for i := range part {
+					part[i] = make([]float64, k.colWidth)
+				}
+				k.run(lo, lo+k.rows, ro, part)
+				for i := range co {
+					for c := range co[i] {
+						co[i][c] += part[i][c]
+					}
+				}
+			}
+			return ro, co
+		}
+		ra, ca := whole(false)
+		rb, cb := whole(true)
+		for i := range ra {
+			for j := range ra[i] {
+				if ra[i][j] != rb[i][j] {
+					t.Fatalf("%s: row output %d[%d]: split %v, one unit at a time %v", k.name, i, j, ra[i][j], rb[i][j])
+				}
+			}
+		}
+		for i := range ca {
+			for j := range ca[i] {
+				if math.Abs(ca[i][j]-cb[i][j]) > 1e-9*(1+math.Abs(cb[i][j])) {
+					t.Fatalf("%s: column sum %d[%d]: split %v, one unit at a time %v", k.name, i, j, ca[i][j], cb[i][j])
+				}
+			}
+		}
+	}
+}
