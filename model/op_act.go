@@ -96,7 +96,9 @@ func (o actOp) Do(in ...G.Value) (G.Value, error) {
 		if o.HasBias {
 			b = f32(in[1])
 		}
-		actForward(o.Kind, f32(in[0]), b, d, o.N, o.D)
+		if !actForwardFast(o.Kind, f32(in[0]), b, d, o.N, o.D) {
+			actForward(o.Kind, f32(in[0]), b, d, o.N, o.D)
+		}
 	case []float64:
 		var b []float64
 		if o.HasBias {

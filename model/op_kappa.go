@@ -137,21 +137,18 @@ func kappaBackward[F Float](k, kk, ga, gk, gkk []F, N, C, H int) {
 			raw := headNorm(kg, kkg)
 			// torch's clamp_min passes the gradient to the norm where norm ≥ eps.
 			clamped := raw < kappaEps
-			n := math.Max(raw, kappaEps)
-			// gκ̂ = -gα; κ̂·gκ̂ is needed only above the clamp.
+			inv := 1 / math.Max(raw, kappaEps)
+			// gκ̂ = -gα; dot = κ̂·gκ̂ is needed only above the clamp.
 			var dot float64
 			if !clamped {
 				for j := range kg {
-					dot += float64(kg[j]) * float64(kkg[j]) / n * -float64(gag[j])
+					dot -= float64(kg[j]) * float64(kkg[j]) * float64(gag[j])
 				}
+				dot *= inv
 			}
 			for j := range kg {
-				kh := float64(kg[j]) * float64(kkg[j]) / n
-				gkh := -float64(gag[j])
-				gkappa := gkh / n
-				if !clamped {
-					gkappa = (gkh - kh*dot) / n
-				}
+				kh := float64(kg[j]) * float64(kkg[j]) * inv
+				gkappa := (-float64(gag[j]) - kh*dot) * inv
 				gk[i+j] = F(gkappa * float64(kkg[j]))
 				pp[c0+j] += gkappa * float64(kg[j])
 			}

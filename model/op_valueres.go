@@ -41,7 +41,9 @@ func (o valueResidualOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.N, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
-		vresForward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d, o.N, o.C)
+		if !vresForwardFast(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d, o.N, o.C) {
+			vresForward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), d, o.N, o.C)
+		}
 	case []float64:
 		vresForward(f64(in[0]), f64(in[1]), f64(in[2]), f64(in[3]), d, o.N, o.C)
 	}
@@ -88,7 +90,9 @@ func (o valueResidualBackOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, 3*n+C)
 	switch d := out.Data().(type) {
 	case []float32:
-		vresBackward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), d[:n], d[n:2*n], d[2*n:2*n+C], d[2*n+C:], N, C)
+		if !vresBackwardFast(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), d[:n], d[n:2*n], d[2*n:2*n+C], d[2*n+C:], N, C) {
+			vresBackward(f32(in[0]), f32(in[1]), f32(in[2]), f32(in[3]), f32(in[4]), d[:n], d[n:2*n], d[2*n:2*n+C], d[2*n+C:], N, C)
+		}
 	case []float64:
 		vresBackward(f64(in[0]), f64(in[1]), f64(in[2]), f64(in[3]), f64(in[4]), d[:n], d[n:2*n], d[2*n:2*n+C], d[2*n+C:], N, C)
 	}

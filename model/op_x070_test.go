@@ -568,3 +568,63 @@ func TestX070KernelsSplitRows(t *testing.T) {
 		}
 	}
 }
+
+// TestX070FastMatchesGo compares the AVX2 float32 kernels (tanh, sigmoid, value residual) with
+// the Go ones, on widths with and without a tail of fewer than 8 channels, with NaN-poisoned
+// scratch, and split over several pieces.
+func TestX070FastMatchesGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
+	}
+	for _, sh := range []struct{ N, C int }{{5, 37}, {96, 512}} {
+		N, C := sh.N, sh.C
+		t.Run(fmt.Sprintf("N%d_C%d", N, C), func(t *testing.T) {
+			poisonScratch()
+			rng := rand.New(rand.NewPCG(uint64(C), 3))
+			r := func(n int, scale float64) []float32 {
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = float32(scale * rng.NormFloat64())
+				}
+				return x
+			}
+			x, b, v, vf, z, g := r(N*C, 4), r(C, 1), r(N*C, 1), r(N*C, 1), r(N*C, 3), r(N*C, 1)
+			x[0], x[1] = 100, -100 // saturated
+			near := func(name string, fast, slow []float32, tol float64) {
+				t.Helper()
+				var scale float64
+				for _, s := range slow {
+					scale = math.Max(scale, math.Abs(float64(s)))
+				}
+				for i := range slow {
+					if d := math.Abs(float64(fast[i] - slow[i])); !(d <= tol*math.Max(scale, 1)) {
+						t.Fatalf("%s[%d]: avx2 %v, go %v", name, i, fast[i], slow[i])
+					}
+				}
+			}
+			mk := func() []float32 { return make([]float32, N*C) }
+			for _, kind := range []ActKind{ActTanh, ActSigmoid} {
+				for _, bias := range [][]float32{nil, b} {
+					f, s := mk(), mk()
+					if !actForwardFast(kind, x, bias, f, N, C) {
+						t.Fatal("fast kernel refused")
+					}
+					actForward(kind, x, bias, s, N, C)
+					near(fmt.Sprintf("%v bias=%v", kind, bias != nil), f, s, 1e-6)
+				}
+			}
+			fo, so := mk(), mk()
+			vresForwardFast(v, vf, b, z, fo, N, C)
+			vresForward(v, vf, b, z, so, N, C)
+			near("value residual", fo, so, 1e-6)
+			fgv, fgvf, fgz, fgv0 := mk(), mk(), mk(), make([]float32, C)
+			sgv, sgvf, sgz, sgv0 := mk(), mk(), mk(), make([]float32, C)
+			vresBackwardFast(v, vf, b, z, g, fgv, fgvf, fgv0, fgz, N, C)
+			vresBackward(v, vf, b, z, g, sgv, sgvf, sgv0, sgz, N, C)
+			near("gv", fgv, sgv, 1e-6)
+			near("gvFirst", fgvf, sgvf, 1e-6)
+			near("gz", fgz, sgz, 1e-6)
+			near("gv0", fgv0, sgv0, 1e-5)
+		})
+	}
+}
