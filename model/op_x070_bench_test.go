@@ -8,6 +8,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
 // The RWKV-7 time-mix ops at B=8, T=256, C=512, H=8 (head size 64), float32, forward+backward
@@ -144,4 +146,38 @@ func BenchmarkX070ShiftGraph(b *testing.B) {
 			b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
+}
+
+// BenchmarkX070TimeMixStandIn runs the x070 time mix of one layer (TestX070ChainGradient's
+// graph: these ops, Linear for every matmul, a Gate/Residual stand-in for WKV7) forward and
+// backward at B8 T256 C512 H8, LoRA width 64, float32, with shared buffers.
+func BenchmarkX070TimeMixStandIn(b *testing.B) {
+	const B, T, H, S, D = x7bB, x7bT, x7bH, x7bC / x7bH, 64
+	g := G.NewGraph()
+	mk := newNodeMaker(g, tensor.Float32, 1)
+	wrt, outs, err := x7TimeMixStandInSized(mk, B, T, H, S, D)
+	if err != nil {
+		b.Fatal(err)
+	}
+	loss, err := Dot(outs[0], mk("R", 1, 0, outs[0].Shape()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	grads, err := G.Grad(loss, wrt[1:]...) // not x: the first layer's input needs none
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := shareBuffers(g, append(G.Nodes{loss}, grads...)); err != nil {
+		b.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	b.Logf("blas: %s", blas.Backend())
+	for b.Loop() {
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tok/s")
 }

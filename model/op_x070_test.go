@@ -297,8 +297,11 @@ func TestKappaAlphaClampSemantics(t *testing.T) {
 // exercises gradients summed over several consumers (k, a, α, v, the shift output) and the
 // lifetimes of op-owned buffers. B=2, T=3, H=2, S=4, LoRA width 3.
 func x7TimeMixStandIn(mk nodeMaker) (G.Nodes, G.Nodes, error) {
-	const B, T, H, S, D = 2, 3, 2, 4, 3
-	const N, C = B * T, H * S
+	return x7TimeMixStandInSized(mk, 2, 3, 2, 4, 3)
+}
+
+func x7TimeMixStandInSized(mk nodeMaker, B, T, H, S, D int) (G.Nodes, G.Nodes, error) {
+	N, C := B*T, H*S
 	var err error
 	must := func(n *G.Node, e error) *G.Node {
 		if err == nil {
