@@ -23,3 +23,7 @@ package model
 // Each op has one output and a packed backward split by extract views (op.go); every op keeps
 // its output in an outBuf and declares everything its backward reads as an input, so
 // shareBuffers applies unchanged (TestX070ChainSharedBuffers).
+//
+// Kernels are Go, parallel over rows (parallelFor/pieces), float64 accumulation. The exp-bound
+// float32 ones (Activate tanh/sigmoid forward, ValueResidual both ways) also have AVX2 C
+// versions (op_x070_avx2.go), used when the CPU has AVX2+FMA and RWKV_KERNELS != go.
