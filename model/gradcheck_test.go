@@ -163,6 +163,12 @@ func TestOpGradients(t *testing.T) {
 			y, err := Linear(x, w)
 			return G.Nodes{x, w}, G.Nodes{y}, err
 		}},
+		{"MatMul", func(g *G.ExprGraph) (G.Nodes, G.Nodes, error) {
+			rng := rand.New(rand.NewPCG(3, 2))
+			x, w := randNode(g, rng, "x", 1, 0, N, C), randNode(g, rng, "W", 1, 0, C, 4) // W (in, out)
+			y, err := MatMul(x, w)
+			return G.Nodes{x, w}, G.Nodes{y}, err
+		}},
 		{"Gate", func(g *G.ExprGraph) (G.Nodes, G.Nodes, error) {
 			rng := rand.New(rand.NewPCG(4, 1))
 			r, y := randNode(g, rng, "r", 2, 0, N, C), randNode(g, rng, "y", 1, 0, N, C)
