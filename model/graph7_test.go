@@ -243,3 +243,39 @@ func TestRNN7FastGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestX070ConfigDims: an x070 config's defaults (head size 64, RWKV-LM's LoRA rule, 4C, layer
+// 0's v0/v1/v2) give the released 0.1B layout, RWKV-LM's parameter count, and survive
+// ConfigOf (how a loaded file's sizes become a config).
+func TestX070ConfigDims(t *testing.T) {
+	cfg := Config{Arch: arch.X070, Layers: 12, Embd: 768, Vocab: 65536, CtxLen: 512}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Dims()
+	if d.HeadSize != 64 || d.FFN != 3072 || !d.V0Layer0 || d.LoRA != (arch.LoRA{W: 64, A: 64, V: 32, G: 128}) {
+		t.Fatalf("dims %+v", d)
+	}
+	const L, C, V = 12, 768, 65536
+	want := 2*V*C + 4*C + L*(19*C+12*C*C+2*C*(64+32+64+128)) // RWKV-LM README's count
+	if n := d.NumParams(); n != want || n != 191084544 {
+		t.Errorf("%d parameters, want %d", n, want)
+	}
+	if specs := Specs(cfg); len(specs) != 6+33*L {
+		t.Errorf("%d tensors, want %d", len(specs), 6+33*L)
+	}
+	if back := ConfigOf(d, 512); back.Dims() != d || back.Validate() != nil {
+		t.Errorf("ConfigOf(%+v) = %+v, dims %+v", d, back, back.Dims())
+	}
+	cfg.NoV0Layer0, cfg.HeadSize, cfg.DimGate = true, 32, 96
+	d = cfg.Dims()
+	if len(Specs(cfg)) != 6+33*L-3 || d.HeadSize != 32 || d.LoRA.G != 96 || d.V0Layer0 {
+		t.Errorf("no_v0_layer0, head_size 32, d_gate_lora 96: %d tensors, dims %+v", len(Specs(cfg)), d)
+	}
+	if back := ConfigOf(d, 512); back.Dims() != d || back.NoV0Layer0 != true || back.HeadSize != 32 {
+		t.Errorf("ConfigOf(%+v) = %+v, dims %+v", d, back, back.Dims())
+	}
+	if s := NewState(cfg, 2); s.H != 24 || s.N != 32 || len(s.Layers[0].WKV) != 2*24*32*32 || s.Layers[0].AA != nil {
+		t.Errorf("state H=%d N=%d wkv %d", s.H, s.N, len(s.Layers[0].WKV))
+	}
+}
