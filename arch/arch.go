@@ -18,7 +18,8 @@ import (
 type Arch string
 
 // The architectures Detect recognises. X040 and X070 have a layout (Layout, Infer: checkpoint
-// reads, checks and exports their files); X040 alone is supported (a model builds it) so far.
+// reads, checks and exports their files, model builds both); X040 alone is supported (trained
+// and evaluated) so far.
 // The others are detected so that reading one fails naming it.
 const (
 	X040 Arch = "x040" // RWKV-4
@@ -28,9 +29,10 @@ const (
 	X070 Arch = "x070" // RWKV-7 "Goose"
 )
 
-// Supported lists the architectures rwkv-go builds (trains, evaluates, runs), in the order they
-// were added; model config validation and weights loading refuse the others (CheckSupported).
-// Adding x070 here is the switch that lets its files load into a model.
+// Supported lists the architectures rwkv-go's commands train and evaluate, in the order they
+// were added; the trainer's config validation and weights loading refuse the others
+// (CheckSupported). Package model builds x040 and x070 (graph, RNN, state); adding x070 here is
+// the switch that lets its files load and its configs train, once those paths take it.
 var Supported = []Arch{X040}
 
 // Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
