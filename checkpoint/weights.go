@@ -17,6 +17,7 @@ import (
 // web-rwkv or Hugging Face safetensors file, a training checkpoint of Save,
 // a directory of training checkpoints (the newest is read; a corrupt newest
 // one is an error, never skipped), a Hugging Face directory as transformers
+// (RWKV-4) or flash-linear-attention (RWKV-7, the fla-hub rwkv7 layout)
 // writes it (see ReadHFDir), or the index.json of a sharded Hugging Face
 // checkpoint. The tensor set must be exactly one architecture's (Check): missing or extra
 // tensors are errors, and so is any NaN or infinity, named by tensor.
@@ -145,13 +146,25 @@ func readWeightsFile(path string) ([]Tensor, error) {
 }
 
 // fromHFNames maps Hugging Face names to RWKV-LM names when the tensors use
-// them (any name starts with "rwkv."), and returns ts unchanged otherwise.
+// them: transformers' RWKV-4 names (any name starts with "rwkv.") or FLA's
+// rwkv7 names (model.embeddings.weight or a model.layers.N name; see
+// X070FromFLA). It returns ts unchanged otherwise.
 func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
-	hf := false
+	hf, fla := false, false
 	for _, t := range ts {
 		if strings.HasPrefix(t.Name, "rwkv.") {
 			hf = true
 		}
+		if t.Name == "model.embeddings.weight" || strings.HasPrefix(t.Name, "model.layers.") {
+			fla = true
+		}
+	}
+	if fla && !hf {
+		out, err := X070FromFLA(ts)
+		if err != nil {
+			return nil, fmt.Errorf("weights %s: %w", path, err)
+		}
+		return out, nil
 	}
 	if !hf {
 		return ts, nil
