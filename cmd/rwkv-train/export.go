@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -125,6 +126,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			n = checkpointCtxLen(path)
 		}
 		err = checkpoint.ExportHF(*out, ts, checkpoint.HFConfig{ContextLength: n}, dt)
+	}
+	if errors.Is(err, checkpoint.ErrNonFinite) && dt == checkpoint.F16 {
+		// The input is finite (ReadWeights checks): the value overflows fp16.
+		return fmt.Errorf("%w: fp16 holds values up to 65504; export with --dtype bf16 or fp32", err)
 	}
 	if err != nil {
 		return err

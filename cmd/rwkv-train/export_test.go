@@ -239,3 +239,172 @@ func withV0Zeros(ts []checkpoint.Tensor) []checkpoint.Tensor {
 	}
 	return out
 }
+
+// writeVocab writes a World-format vocabulary: ids 1-256 the single bytes, then extra from
+// id 257 on, every token a bytes literal of \x escapes.
+func writeVocab(t *testing.T, path string, extra ...string) {
+	t.Helper()
+	var sb strings.Builder
+	tok := func(id int, b []byte) {
+		fmt.Fprintf(&sb, "%d b'", id)
+		for _, c := range b {
+			fmt.Fprintf(&sb, `\x%02x`, c)
+		}
+		fmt.Fprintf(&sb, "' %d\n", len(b))
+	}
+	for c := range 256 {
+		tok(c+1, []byte{byte(c)})
+	}
+	for i, s := range extra {
+		tok(257+i, []byte(s))
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExportGGUFVocab: --vocab puts a vocabulary into the GGUF file as llama.cpp's rwkv
+// tokenizer (tokens escaped like Python bytes, padded to the model's rows; the World chat
+// template and end-of-turn token when id 261 is "\n\n"); none and the default for a model
+// that is not 65536 wide write none; the built-in World vocabulary does not fit a smaller model.
+func TestExportGGUFVocab(t *testing.T) {
+	dir := t.TempDir()
+	d := tinyX070
+	d.Vocab = 320
+	in := writePTH(t, dir, "v320.pth", randomTensors(d))
+	vocab := filepath.Join(dir, "vocab.txt")
+	writeVocab(t, vocab, "ab", "cd", "ef", "gh", "\n\n", "it's")
+	tests := []struct {
+		name   string
+		vocab  []string
+		code   int
+		tokens bool
+		chat   bool
+		stderr string
+	}{
+		{"file", []string{"--vocab", "world:" + vocab}, exitOK, true, true, ""},
+		{"none", []string{"--vocab", "none"}, exitOK, false, false, ""},
+		{"default for V=320", nil, exitOK, false, false, "the GGUF file holds no vocabulary"},
+		{"built-in world too big", []string{"--vocab", "world"}, exitUsage, false, false, "--vocab world: the World vocabulary has 65536 tokens but the model has 320 embedding rows"},
+		{"missing file", []string{"--vocab", "world:" + filepath.Join(dir, "nope.txt")}, exitError, false, false, "nope.txt"},
+		{"bad spec", []string{"--vocab", "gpt2"}, exitUsage, false, false, `--vocab "gpt2": want world, world:FILE or none`},
+		{"not gguf", []string{"--vocab", "world", "--format", "pth"}, exitUsage, false, false, "--vocab world: only gguf files hold a vocabulary"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(dir, fmt.Sprintf("m%d.gguf", i))
+			args := append([]string{"--checkpoint", in, "--out", out, "--format", "gguf"}, tt.vocab...)
+			code, stdout, stderr := exportCmd(args...)
+			if code != tt.code || !strings.Contains(stderr, tt.stderr) {
+				t.Fatalf("exit %d, want %d and %q in stderr:\n%s%s", code, tt.code, tt.stderr, stdout, stderr)
+			}
+			if code != exitOK {
+				if _, err := os.Stat(out); err == nil {
+					t.Errorf("%s written by a failed export", out)
+				}
+				return
+			}
+			f, err := checkpoint.OpenGGUF(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, ok := f.Get("tokenizer.ggml.tokens")
+			if ok != tt.tokens {
+				t.Fatalf("tokenizer.ggml.tokens present %v, want %v", ok, tt.tokens)
+			}
+			if _, ok := f.Get("tokenizer.chat_template"); ok != tt.chat {
+				t.Errorf("tokenizer.chat_template present %v, want %v", ok, tt.chat)
+			}
+			if !ok {
+				return
+			}
+			toks, _ := v.([]string)
+			if len(toks) != 320 {
+				t.Fatalf("%d tokens, want one per embedding row (320)", len(toks))
+			}
+			if m, _ := f.Get("tokenizer.ggml.model"); m != "rwkv" {
+				t.Errorf("tokenizer.ggml.model %v, want rwkv", m)
+			}
+			for id, want := range map[int]string{0: "<s>", 1: `\x00`, 66: "A", 257: "ab", 261: `\n\n`, 262: `it's`, 263: "[PAD263]", 319: "[PAD319]"} {
+				if toks[id] != want {
+					t.Errorf("token %d = %q, want %q", id, toks[id], want)
+				}
+			}
+			if eot, _ := f.Get("tokenizer.ggml.eot_token_id"); eot != uint32(261) {
+				t.Errorf("eot_token_id %v, want 261", eot)
+			}
+		})
+	}
+}
+
+// TestGGUFVocabDefault: a 65536-token model gets the built-in World vocabulary (its 65529
+// tokens, id 261 "\n\n", so the chat template), other sizes none; a vocabulary larger than the
+// model is refused. (A 65536-wide model is too big for a test file: this checks the choice.)
+func TestGGUFVocabDefault(t *testing.T) {
+	toks, chat, err := ggufVocab("", 65536)
+	if err != nil || !chat || len(toks) < 65530 || string(toks[261]) != "\n\n" || toks[0] != nil || len(toks[1]) != 1 {
+		t.Fatalf("ggufVocab(\"\", 65536) = %d tokens, chat %v, %v", len(toks), chat, err)
+	}
+	if toks, _, err := ggufVocab("", 65535); toks != nil || err != nil {
+		t.Errorf("ggufVocab(\"\", 65535) = %d tokens, %v; want none", len(toks), err)
+	}
+	vocab := filepath.Join(t.TempDir(), "v.txt")
+	writeVocab(t, vocab, "ab")
+	if _, _, err := ggufVocab("world:"+vocab, 200); err == nil || !strings.Contains(err.Error(), "largest id is 257 but the model has 200 embedding rows") {
+		t.Errorf("vocabulary larger than the model: %v", err)
+	}
+	if _, chat, err := ggufVocab("world:"+vocab, 300); err != nil || chat {
+		t.Errorf("a vocabulary without \"\\n\\n\" at 261: chat %v, %v; want false", chat, err)
+	}
+}
+
+// TestExportRefusals: the format and dtype combinations an architecture or format cannot
+// hold exit 2 naming why and write nothing; a value an fp16 file cannot hold exits 1 naming
+// the tensor.
+func TestExportRefusals(t *testing.T) {
+	dir := t.TempDir()
+	x070 := writePTH(t, dir, "x070.pth", randomTensors(tinyX070))
+	x040 := writePTH(t, dir, "x040.pth", randomTensors(arch.Dims{Arch: arch.X040, Layers: 1, Embd: 8, Vocab: 16, FFN: 32}))
+	big := randomTensors(tinyX070)
+	key := 0 // blocks.1.att.key.weight: a matrix, which every fp16 export writes in fp16
+	for i, t := range big {
+		if t.Name == "blocks.1.att.key.weight" {
+			key = i
+		}
+	}
+	v, _ := big[key].Float32s()
+	v[3] = 1e6
+	big[key] = checkpoint.FromFloat32(big[key].Name, big[key].Shape, v, checkpoint.F32)
+	const fp16Hint = "is not finite: non-finite value: fp16 holds values up to 65504; export with --dtype bf16 or fp32"
+	huge := writePTH(t, dir, "huge.pth", big)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"rwkv-4 to gguf", []string{"--checkpoint", x040, "--format", "gguf"}, exitUsage, "--format gguf: " + x040 + " holds an RWKV-4 (x040) model, and llama.cpp has no RWKV-4 architecture"},
+		{"rwkv-7 to web-rwkv", []string{"--checkpoint", x070, "--format", "web-rwkv"}, exitUsage, "--format web-rwkv: " + x070 + " holds an RWKV-7 (x070) model; this export writes web-rwkv's RWKV-4 layout only"},
+		{"bad dtype", []string{"--checkpoint", x070, "--format", "gguf", "--dtype", "q8_0"}, exitUsage, `--dtype "q8_0": want fp32, fp16 or bf16`},
+		{"web-rwkv bf16", []string{"--checkpoint", x040, "--format", "web-rwkv", "--dtype", "bf16"}, exitUsage, "--dtype bf16: web-rwkv is always fp16"},
+		{"fp16 overflow rwkv", []string{"--checkpoint", huge, "--format", "rwkv", "--dtype", "fp16"}, exitError, `tensor "blocks.1.att.key.weight": element 3 ` + fp16Hint},
+		{"fp16 overflow hf", []string{"--checkpoint", huge, "--format", "hf", "--dtype", "fp16"}, exitError, `tensor "model.layers.1.attn.k_proj.weight": element 3 ` + fp16Hint},
+		{"fp16 overflow gguf", []string{"--checkpoint", huge, "--format", "gguf"}, exitError, `tensor "blk.1.time_mix_key.weight": element 3 ` + fp16Hint},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(dir, fmt.Sprintf("out%d", i))
+			code, stdout, stderr := exportCmd(append(tt.args, "--out", out)...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, want %d and %q in stderr:\n%s%s", code, tt.code, tt.want, stdout, stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("%s written by a failed export", out)
+			}
+		})
+	}
+	// RWKV-4 keeps its web-rwkv export.
+	if code, stdout, stderr := exportCmd("--checkpoint", x040, "--format", "web-rwkv", "--out", filepath.Join(dir, "w.st")); code != exitOK {
+		t.Errorf("rwkv-4 web-rwkv: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
