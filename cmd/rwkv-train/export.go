@@ -26,7 +26,7 @@ var exportFormats = []string{"rwkv", "pth", "hf", "gguf", "web-rwkv"}
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (its newest), an out_dir with model.safetensors, a Hugging Face directory (RWKV-4 transformers or RWKV-7 fla-hub), or a weights file (.pth, .safetensors)")
+	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (its newest), an out_dir with model.safetensors, a Hugging Face directory (RWKV-4 transformers or RWKV-7 fla-hub), or a weights file (.pth, .safetensors, an unquantized rwkv7 .gguf)")
 	format := fs.String("format", "rwkv", "rwkv (RWKV-LM safetensors), pth (RWKV-LM .pth, what ChatRWKV and rwkv.cpp's converter read), hf (Hugging Face directory: transformers RWKV-4, fla-hub rwkv7 for RWKV-7), gguf (llama.cpp, RWKV-7 only), web-rwkv (fp16 safetensors, RWKV-4 only)")
 	dtype := fs.String("dtype", "", "fp32, fp16 or bf16 (default: fp32; bf16 for pth; fp16 for gguf, whose vectors stay fp32; web-rwkv is always fp16)")
 	out := fs.String("out", "", "output file (rwkv, pth, gguf, web-rwkv) or directory (hf)")

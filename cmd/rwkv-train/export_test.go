@@ -167,9 +167,10 @@ func TestExportX070(t *testing.T) {
 		{"gguf default fp16", in, []string{"--format", "gguf"}, "m.gguf", "as gguf f16", readGGUF, withoutV0(model), checkpoint.F16, f16Tol},
 		{"gguf fp32", in, []string{"--format", "gguf", "--dtype", "fp32"}, "m32.gguf", "as gguf f32", readGGUF, withoutV0(model), checkpoint.F32, 0},
 		{"gguf bf16", in, []string{"--format", "gguf", "--dtype", "bf16", "--vocab", "none"}, "mb.gguf", "as gguf bf16", readGGUF, withoutV0(model), checkpoint.BF16, bf16Tol},
-		// Inputs other than a .pth: the fp32 HF directory written above (FLA names, no layer-0
-		// v's: the RWKV-LM export puts zeros there), and a training checkpoint directory.
+		// Inputs other than a .pth: the fp32 HF directory and GGUF file written above (no
+		// layer-0 v's: the RWKV-LM exports put zeros there), a training checkpoint directory.
 		{"from hf dir", filepath.Join(dir, "hf"), []string{"--format", "rwkv"}, "fromhf.safetensors", "(RWKV-7 (x070) L2-D16-V64, 69 tensors)", readWeights, withV0Zeros(model), checkpoint.F32, 0},
+		{"from gguf", filepath.Join(dir, "m32.gguf"), []string{"--format", "pth", "--dtype", "fp32"}, "fromgguf.pth", "(RWKV-7 (x070) L2-D16-V64, 69 tensors)", readWeights, withV0Zeros(model), checkpoint.F32, 0},
 		{"from checkpoint dir", ckdir, []string{"--format", "hf"}, "hfck", "exported " + filepath.Join(ckdir, checkpoint.FileName(5)) + " ", readWeights, withoutV0(model), checkpoint.F32, 0},
 	}
 	for _, tt := range tests {
