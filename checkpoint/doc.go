@@ -21,8 +21,10 @@
 // ExportX070PTH, ExportX070RWKV, ExportHF7 (FLA) and ExportGGUF7 (llama.cpp),
 // with CheckX070 for its tensor sets. Imports: ReadPTH,
 // ReadHFDir (model.safetensors, pytorch_model.bin or either sharded with an
-// index.json, checked against config.json) and ReadWeights, which detects
-// the layout and returns RWKV-LM names; LoadLatest reads the newest
+// index.json, checked against config.json; transformers' RWKV-4 names or
+// FLA's rwkv7 ones), ReadHF7Dir, X070FromGGUF7 and ReadWeights, which
+// detects the layout (an unquantized rwkv7 GGUF file among them) and returns
+// RWKV-LM names; LoadLatest reads the newest
 // checkpoint of a directory, naming a corrupt one and the newest intact one.
 //
 // Weights files are untrusted input. Only regular files are opened (a FIFO

@@ -592,3 +592,32 @@ func TestX070FromGGUF7Errors(t *testing.T) {
 		})
 	}
 }
+
+// TestReadWeightsGGUF: ReadWeights reads an rwkv7 GGUF file as RWKV-LM tensors (without layer
+// 0's dummy v0/v1/v2) and refuses another architecture's GGUF file, naming it.
+func TestReadWeightsGGUF(t *testing.T) {
+	model := tinyX070Model(tinyX070, true)
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	var buf bytes.Buffer
+	if err := ExportGGUF7(&buf, model, GGUF7Options{DType: F32}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadWeights(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameTensors(t, got, withoutV0(model), 0)
+	buf.Reset()
+	if err := WriteGGUF(&buf, []GGUFKV{{"general.architecture", "llama"}}, model[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadWeights(path); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), `general.architecture llama, want "rwkv7"`) {
+		t.Errorf("llama GGUF: %v", err)
+	}
+}

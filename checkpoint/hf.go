@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
@@ -36,7 +37,8 @@ func hfWeightsFile(dir string) (string, bool) {
 }
 
 // ReadHFDir reads a Hugging Face RwkvForCausalLM directory as transformers
-// writes it: model.safetensors, a sharded model.safetensors.index.json,
+// writes it, or an fla-hub RWKV7ForCausalLM directory as flash-linear-attention
+// writes it (FLA names are mapped back with X070FromFLA): model.safetensors, a sharded model.safetensors.index.json,
 // pytorch_model.bin (a torch zip pickle, read without running code) or a
 // sharded pytorch_model.bin.index.json, looked for in that order, as
 // from_pretrained does. The tensors are returned with RWKV-LM names. When
@@ -58,10 +60,20 @@ func ReadHFDir(dir string) ([]Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkHFConfig(dir, ts); err != nil {
+	if err := checkDirConfig(dir, ts); err != nil {
 		return nil, err
 	}
 	return ts, nil
+}
+
+// checkDirConfig checks dir/config.json against ts (RWKV-LM names): as
+// transformers' RwkvConfig for RWKV-4 tensors, as FLA's RWKV7Config for
+// RWKV-7 ones.
+func checkDirConfig(dir string, ts []Tensor) error {
+	if d, _, err := Check(ts); err == nil && d.Arch.Resolve() == arch.X070 {
+		return checkHF7Config(dir, ts)
+	}
+	return checkHFConfig(dir, ts)
 }
 
 // hfIndex is a sharded checkpoint's index.json.
@@ -143,7 +155,7 @@ func readSharded(indexPath string) ([]Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkHFConfig(dir, out); err != nil {
+	if err := checkDirConfig(dir, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -170,7 +182,7 @@ func checkHFConfig(dir string, ts []Tensor) error {
 	if mt, ok := raw["model_type"]; ok {
 		var s string
 		if json.Unmarshal(mt, &s) != nil || s != "rwkv" {
-			return fmt.Errorf("weights %s: model_type %s: only RWKV-4 models (\"rwkv\") load: %w", path, bytes.TrimSpace(mt), ErrTensors)
+			return fmt.Errorf("weights %s: model_type %s, but the tensors hold an RWKV-4 model (model_type \"rwkv\"): %w", path, bytes.TrimSpace(mt), ErrTensors)
 		}
 	}
 	// intKey returns the key's value, whether it is set (not absent, not null).

@@ -213,3 +213,59 @@ func TestReadHF7DirErrors(t *testing.T) {
 		t.Errorf("RWKV-4 model: %v, want ErrTensors", err)
 	}
 }
+
+// TestReadWeightsFLA: ReadWeights (what every command reads through) reads an fla-hub rwkv7
+// directory and its model.safetensors alone as RWKV-LM tensors (ResolveWeights keeps the
+// directory), checks its config.json as FLA's RWKV7Config, and refuses an RWKV-4 config.json
+// beside RWKV-7 tensors and an rwkv7 one beside RWKV-4 tensors.
+func TestReadWeightsFLA(t *testing.T) {
+	model := tinyX070Model(tinyX070, true)
+	dir := t.TempDir()
+	if err := ExportHF7(dir, model, HF7Config{}, F32); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ResolveWeights(dir); err != nil || p != dir {
+		t.Errorf("ResolveWeights(%s) = %q, %v", dir, p, err)
+	}
+	for _, path := range []string{dir, filepath.Join(dir, "model.safetensors")} {
+		got, err := ReadWeights(path)
+		if err != nil {
+			t.Fatalf("ReadWeights(%s): %v", path, err)
+		}
+		sameTensors(t, got, withoutV0(model), 0)
+	}
+	conf := filepath.Join(dir, "config.json")
+	b, _ := os.ReadFile(conf)
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(b), `"hidden_size": 128`, `"hidden_size": 64`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadWeights(dir); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), "hidden_size is 64 but the tensors give 128") {
+		t.Errorf("hidden_size mismatch: %v", err)
+	}
+	if err := os.WriteFile(conf, []byte(strings.Replace(string(b), `"model_type": "rwkv7"`, `"model_type": "rwkv"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadWeights(dir); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), `model_type "rwkv", want "rwkv7"`) {
+		t.Errorf("RWKV-4 config.json beside RWKV-7 tensors: %v", err)
+	}
+	// An RWKV-4 directory whose config.json says rwkv7.
+	dir4 := t.TempDir()
+	if err := ExportHF(dir4, tinyModel(tinyDims), HFConfig{ContextLength: 16}, F32); err != nil {
+		t.Fatal(err)
+	}
+	editFile(t, filepath.Join(dir4, "config.json"), `"model_type": "rwkv"`, `"model_type": "rwkv7"`)
+	if _, err := ReadWeights(dir4); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), `model_type "rwkv7", but the tensors hold an RWKV-4 model`) {
+		t.Errorf("rwkv7 config.json beside RWKV-4 tensors: %v", err)
+	}
+}
+
+// withoutV0 is ts without layer 0's v0/v1/v2, which FLA does not have.
+func withoutV0(ts []Tensor) []Tensor {
+	var out []Tensor
+	for _, t := range ts {
+		if !isVLoRA(strings.TrimPrefix(t.Name, "blocks.0.")) {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -14,9 +14,10 @@ import (
 // ReadWeights reads model weights from any layout this package writes or
 // imports and returns them with RWKV-LM names, in state_dict order, in the
 // dtype they were stored in. path may be a PyTorch .pth (zip), an RWKV-LM,
-// web-rwkv or Hugging Face safetensors file, a training checkpoint of Save,
+// web-rwkv or Hugging Face safetensors file, an unquantized rwkv7 GGUF file, a training checkpoint of Save,
 // a directory of training checkpoints (the newest is read; a corrupt newest
 // one is an error, never skipped), a Hugging Face directory as transformers
+// (RWKV-4) or flash-linear-attention (RWKV-7, the fla-hub rwkv7 layout)
 // writes it (see ReadHFDir), or the index.json of a sharded Hugging Face
 // checkpoint. The tensor set must be exactly one architecture's (Check): missing or extra
 // tensors are errors, and so is any NaN or infinity, named by tensor.
@@ -115,7 +116,8 @@ func readWeightsDir(dir string) ([]Tensor, error) {
 }
 
 // readWeightsFile reads one weights file, names as stored: a .pth zip, a
-// training checkpoint (its weights) or any other safetensors file.
+// training checkpoint (its weights) or any other safetensors file; an rwkv7
+// GGUF file (llama.cpp's) with RWKV-LM names (X070FromGGUF7).
 func readWeightsFile(path string) ([]Tensor, error) {
 	f, _, err := fsutil.OpenRegular(path)
 	if err != nil {
@@ -129,6 +131,9 @@ func readWeightsFile(path string) ([]Tensor, error) {
 	}
 	if bytes.Equal(magic, []byte("PK\x03\x04")) {
 		return ReadPTH(path)
+	}
+	if bytes.Equal(magic, []byte("GGUF")) {
+		return readGGUF7(path)
 	}
 	sf, err := OpenSafetensors(path)
 	if err != nil {
@@ -145,13 +150,25 @@ func readWeightsFile(path string) ([]Tensor, error) {
 }
 
 // fromHFNames maps Hugging Face names to RWKV-LM names when the tensors use
-// them (any name starts with "rwkv."), and returns ts unchanged otherwise.
+// them: transformers' RWKV-4 names (any name starts with "rwkv.") or FLA's
+// rwkv7 names (model.embeddings.weight or a model.layers.N name; see
+// X070FromFLA). It returns ts unchanged otherwise.
 func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
-	hf := false
+	hf, fla := false, false
 	for _, t := range ts {
 		if strings.HasPrefix(t.Name, "rwkv.") {
 			hf = true
 		}
+		if t.Name == "model.embeddings.weight" || strings.HasPrefix(t.Name, "model.layers.") {
+			fla = true
+		}
+	}
+	if fla && !hf {
+		out, err := X070FromFLA(ts)
+		if err != nil {
+			return nil, fmt.Errorf("weights %s: %w", path, err)
+		}
+		return out, nil
 	}
 	if !hf {
 		return ts, nil
@@ -166,4 +183,18 @@ func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
 		out[i] = t
 	}
 	return out, nil
+}
+
+// readGGUF7 reads an rwkv7 GGUF file (unquantized: F32, F16 or BF16) as
+// RWKV-LM tensors without layer 0's dummy v0/v1/v2.
+func readGGUF7(path string) ([]Tensor, error) {
+	f, err := OpenGGUF(path)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	ts, err := X070FromGGUF7(f)
+	if err != nil {
+		return nil, fmt.Errorf("weights %s: %w (rwkv-go reads unquantized rwkv7 GGUF files)", path, err)
+	}
+	return ts, nil
 }

@@ -100,6 +100,11 @@ func parseWorldLine(line string) (int, []byte, error) {
 	return id, tok, nil
 }
 
+// TokenBytes returns the bytes of every token by id (nil for id 0, the end
+// of a document, and for unused ids); the slices must not be modified.
+// Exporters write them as a vocabulary (a GGUF file's tokenizer metadata).
+func (t *WorldTokenizer) TokenBytes() [][]byte { return slices.Clone(t.tokens) }
+
 func (t *WorldTokenizer) Name() string   { return "world" }
 func (t *WorldTokenizer) VocabSize() int { return t.vocab }
 
