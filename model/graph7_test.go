@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -198,7 +199,8 @@ func testRNN7FastMatchesIndependent[F Float](t *testing.T, tol float64) {
 }
 
 // TestRNN7FastGolden runs the fast RNN over the golden tokens from the golden state_in and
-// compares with PyTorch's logits_state and state_out.
+// compares with PyTorch's logits_state and state_out; and the graph without gradients from the
+// same state.
 func TestRNN7FastGolden(t *testing.T) {
 	for _, c := range golden7Cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -239,6 +241,22 @@ func TestRNN7FastGolden(t *testing.T) {
 			for j, field := range stateFields(cfg) {
 				compare(t, "state_out/"+field, fs[j], g.floats("state_out/"+field), c.tolOut)
 			}
+			// the logits-only parallel graph (rwkv-eval's parallel mode) from the same state
+			gr, err := m.NewGraph(GraphOptions{B: B, T: T})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer gr.Close()
+			if err := gr.SetTokens(ids, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := gr.SetState(g.state("state_in/", cfg, B)); err != nil {
+				t.Fatal(err)
+			}
+			if err := gr.Run(); err != nil {
+				t.Fatal(err)
+			}
+			compare(t, "logits_state (graph without grads)", toFloat64(gr.Logits()), g.floats("logits_state"), c.tolOut)
 			t.Logf("logits relative difference %.3g", r)
 		})
 	}
@@ -277,5 +295,37 @@ func TestX070ConfigDims(t *testing.T) {
 	}
 	if s := NewState(cfg, 2); s.H != 24 || s.N != 32 || len(s.Layers[0].WKV) != 2*24*32*32 || s.Layers[0].AA != nil {
 		t.Errorf("state H=%d N=%d wkv %d", s.H, s.N, len(s.Layers[0].WKV))
+	}
+}
+
+// TestStateMustFit: a graph or RNN refuses a state of the other architecture, head layout or
+// batch, naming both.
+func TestStateMustFit(t *testing.T) {
+	m := tiny7(t, Float64)
+	gr, err := m.NewGraph(GraphOptions{B: 2, T: 2, Grads: true, State: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gr.Close()
+	rnn := m.NewRNN(2)
+	heads := m.Config
+	heads.HeadSize = 8
+	for name, s := range map[string]*State{
+		"x040":  NewState(tiny(t, Float64).Config, 2),
+		"heads": NewState(heads, 2),
+		"batch": NewState(m.Config, 3),
+	} {
+		for what, err := range map[string]error{
+			"SetState":     gr.SetState(s),
+			"SetStateGrad": gr.SetStateGrad(s),
+			"Step":         rnn.Step(s, []int{1, 2}, make([]float64, 2*m.Config.Vocab)),
+		} {
+			if err == nil || !strings.Contains(err.Error(), "does not fit") {
+				t.Errorf("%s with a %s state: error %v", what, name, err)
+			}
+		}
+	}
+	if err := gr.SetState(NewState(m.Config, 2)); err != nil {
+		t.Error(err)
 	}
 }
