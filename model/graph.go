@@ -3,10 +3,10 @@ package model
 import (
 	"fmt"
 
-	"github.com/rwkv-go/rwkv-go/arch"
-
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // GraphOptions fixes what a Graph computes. Shapes are fixed when the graph is built.
@@ -37,7 +37,7 @@ type Graph struct {
 	params       G.Nodes
 	unused       []bool    // per parameter: not used by the graph (x070 layer 0's v0/v1/v2), zero gradient
 	zeros        []any     // per unused parameter: its zero gradient
-	stateIn      []*G.Node // per layer: att_x (B,C), wkv (3B,C), ffn_x (B,C)
+	stateIn      []*G.Node // per layer: att_x (B,C), wkv (x040 (3B,C), x070 (B*H*N,N)), ffn_x (B,C)
 	stateOut     []*G.Node
 	stateGradIn  []*G.Node
 	logits, loss *G.Node
@@ -223,6 +223,12 @@ func (gr *Graph) SetTokens(ids, targets []int) error {
 
 // SetState sets the state the sequences start from; nil means fresh sequences.
 func (gr *Graph) SetState(s *State) error {
+	if s == nil && gr.m.Config.Arch.Resolve() == arch.X070 { // fresh x070 state: zeros
+		for _, n := range gr.stateIn {
+			setFloats(n.Value(), nil)
+		}
+		return nil
+	}
 	if s == nil {
 		s = NewState(gr.m.Config, gr.opts.B)
 	}

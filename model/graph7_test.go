@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -325,7 +326,28 @@ func TestStateMustFit(t *testing.T) {
 			}
 		}
 	}
-	if err := gr.SetState(NewState(m.Config, 2)); err != nil {
-		t.Error(err)
+	// SetState(nil) returns to fresh sequences after a carried state
+	randomize(m, 5)
+	ids := []int{1, 2, 3, 4}
+	run := func(s *State) []float64 {
+		if err := gr.SetTokens(ids, ids); err != nil {
+			t.Fatal(err)
+		}
+		if err := gr.SetState(s); err != nil {
+			t.Fatal(err)
+		}
+		if err := gr.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float64(nil), toFloat64(gr.Logits())...)
+	}
+	fresh := run(NewState(m.Config, 2))
+	carried := NewState(m.Config, 2)
+	randomState(carried, rand.New(rand.NewPCG(1, 2)), 1)
+	if got := run(carried); got[0] == fresh[0] {
+		t.Fatal("a random state changed no logit")
+	}
+	if got := run(nil); !slices.Equal(got, fresh) {
+		t.Error("SetState(nil) after a carried state: logits differ from a fresh state's")
 	}
 }
