@@ -58,6 +58,25 @@ func NewTrainSampler(c Config, toks *Tokens, ctxLen int, seed uint64) (Sampler, 
 	return nil, fmt.Errorf("data: dataload %q: %w: want pad or packed", c.Dataload, ErrBadConfig)
 }
 
+// AttachValMask attaches VAL.mask to the validation tokens when the training
+// data is masked (Config.Mask not "none") and prepare wrote one next to a
+// binidx data.val, so that validation scores the responses as training does.
+func AttachValMask(c Config, val *Tokens) error {
+	if c.Mask == MaskNone || val.index == nil || c.Val == "" {
+		return nil
+	}
+	path := MaskPath(c.Val)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	m, err := OpenMask(path, val.Len())
+	if err != nil {
+		return err
+	}
+	val.SetMask(m)
+	return nil
+}
+
 // PadSampler yields one document (instruction sample) per row, from its
 // start: row b of x is the document's first T tokens and of y the next T,
 // the rest of a shorter document padded with token 0 in x and IgnoreTarget

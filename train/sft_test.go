@@ -39,7 +39,7 @@ func sftCorpus(t *testing.T) string {
 	}
 	out := filepath.Join(dir, "sft")
 	if _, err := data.Prepare(context.Background(), data.PrepareOptions{Inputs: []string{in}, Output: out,
-		Tokenizer: data.NewByteTokenizer(), SFT: true}, nil); err != nil {
+		Tokenizer: data.NewByteTokenizer(), SFT: true, ValFraction: 0.125}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -57,13 +57,26 @@ func TestSFTRunResponseLossFalls(t *testing.T) {
 	c := DefaultConfig()
 	// "User: xxxxxxxx\n\nAssistant: ok\n\n" and token 0 is 32 bytes: one sample a row.
 	c.Model.Config = model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32}
-	c.Data = data.Config{Train: prefix, Sampling: "random"} // PREFIX.mask is found, dataload pad
+	c.Data = data.Config{Train: prefix, Val: prefix + "_val", Sampling: "random"} // PREFIX.mask is found, dataload pad
 	c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = 1e-2, 3e-3, 2
 	c.Train.MicroBsz, c.Train.MaxSteps, c.Train.EvalEvery = 4, 40, 0
 	c.OutDir = t.TempDir()
 	tr := newTrainer(t, c, Options{})
+	before, err := tr.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := tr.Run(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	after, err := tr.Validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Validation scores the held-out responses only (8 samples, " ok\n\n" and 0: 6 tokens each).
+	if before.Tokens != 8*6 || after.Tokens != 8*6 || !(after.Loss < 0.3) || !(before.Loss > 4.5) {
+		t.Errorf("validation on %d, %d tokens: loss %.3f -> %.3f; want 48 response tokens, loss from about 5.5 to under 0.3",
+			before.Tokens, after.Tokens, before.Loss, after.Loss)
 	}
 	h := tr.History()
 	mean := func(p []Point) float64 {
@@ -74,7 +87,7 @@ func TestSFTRunResponseLossFalls(t *testing.T) {
 		return s / float64(len(p))
 	}
 	first, last := mean(h[:3]), mean(h[len(h)-5:])
-	t.Logf("response-token loss %.3f -> %.3f over %d steps", first, last, len(h))
+	t.Logf("response-token loss %.3f -> %.3f over %d steps; held-out responses %.3f -> %.3f", first, last, len(h), before.Loss, after.Loss)
 	if !(first > 4.5) || !(last < 0.3) {
 		t.Fatalf("response-token loss %.3f -> %.3f, want it to fall from about ln 256 = 5.5 to under 0.3", first, last)
 	}

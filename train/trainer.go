@@ -215,6 +215,9 @@ func (t *Trainer) openData() error {
 		if t.val.Len() < 2 {
 			return fmt.Errorf("data.val %q: %d tokens, need at least 2 to score one", c.Data.Val, t.val.Len())
 		}
+		if err := data.AttachValMask(c.Data, t.val); err != nil {
+			return err
+		}
 	}
 	return nil
 }
