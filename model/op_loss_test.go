@@ -1,8 +1,11 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
 	"math/rand/v2"
 	"testing"
 
@@ -219,4 +222,78 @@ func toF64(d any) []float64 {
 		return out
 	}
 	return nil
+}
+
+// maskedCETorchScript computes, in float64, RWKV-PEFT's SFT loss (light_rwkv.py:
+// sum(F.cross_entropy(reduction='none') * mask) / sum(mask)), torch's ignore_index=-100 mean,
+// the gradient of the loss, and that gradient plus RWKV-PEFT's L2Wrap term (factor 1e-4/(B*T)
+// at each row's argmax, every row).
+const maskedCETorchScript = `
+import json, sys, torch
+import torch.nn.functional as F
+a = json.loads(sys.argv[1])
+N, V = a["N"], a["V"]
+y = torch.tensor(a["logits"], dtype=torch.float64).reshape(N, V).requires_grad_()
+t = torch.tensor(a["targets"])
+mask = (t != -100).double()
+loss = (F.cross_entropy(y, t.clamp(min=0), reduction='none') * mask).sum() / mask.sum()
+ign = F.cross_entropy(y, t, ignore_index=-100)
+loss.backward()
+g = y.grad.clone()
+m, ids = torch.max(y.detach(), -1, keepdim=True)
+l2 = torch.zeros_like(g).scatter_(-1, ids, m * 1e-4 / N)
+print(json.dumps({"loss": loss.item(), "ignore_index": ign.item(), "grad": g.flatten().tolist(), "l2wrap": l2.flatten().tolist()}))
+`
+
+// TestMaskedCrossEntropyMatchesTorch: the masked loss equals RWKV-PEFT's and torch's
+// ignore_index mean, its gradient torch's autograd; with L2Wrap the learned rows get RWKV-PEFT's
+// term and the masked rows none (RWKV-PEFT adds it there too: the one deliberate difference).
+// Skips without torch unless RWKV_REQUIRE_TORCH is set.
+func TestMaskedCrossEntropyMatchesTorch(t *testing.T) {
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
+			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v (apt-get install python3-torch)", python, err)
+		}
+		t.Skipf("skipping: %s cannot import torch (apt-get install python3-torch to run the PyTorch reference)", python)
+	}
+	const N, V = 7, 9
+	I := IgnoreTarget
+	targets := []int{I, 3, I, I, 0, 8, I}
+	rng := rand.New(rand.NewPCG(11, 3))
+	logits := make([]float64, N*V)
+	for i := range logits {
+		logits[i] = 2 * rng.NormFloat64()
+	}
+	arg, _ := json.Marshal(map[string]any{"N": N, "V": V, "logits": logits, "targets": targets})
+	out, err := exec.Command(python, "-c", maskedCETorchScript, string(arg)).Output()
+	if err != nil {
+		t.Fatalf("torch reference: %v", err)
+	}
+	var ref struct {
+		Loss        float64   `json:"loss"`
+		IgnoreIndex float64   `json:"ignore_index"`
+		Grad        []float64 `json:"grad"`
+		L2Wrap      []float64 `json:"l2wrap"`
+	}
+	if err := json.Unmarshal(out, &ref); err != nil || len(ref.Grad) != N*V {
+		t.Fatalf("torch reference output: %v", err)
+	}
+	got := ceForward(logits, targets, N, V)
+	if math.Abs(got-ref.Loss) > 1e-12 || math.Abs(got-ref.IgnoreIndex) > 1e-12 {
+		t.Errorf("loss %.15g, torch %.15g (ignore_index %.15g)", got, ref.Loss, ref.IgnoreIndex)
+	}
+	for _, l2 := range []bool{false, true} {
+		g := make([]float64, N*V)
+		ceBackward(logits, targets, 1, l2, N, V, g)
+		for i := range g {
+			want := ref.Grad[i]
+			if l2 && targets[i/V] != I {
+				want += ref.L2Wrap[i]
+			}
+			if math.Abs(g[i]-want) > 1e-12 {
+				t.Fatalf("l2wrap=%v: gradient[%d] (row %d) %.15g, torch %.15g", l2, i, i/V, g[i], want)
+			}
+		}
+	}
 }
