@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
-	"math/rand/v2"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
