@@ -402,3 +402,26 @@ func FuzzParseSFTLine(f *testing.F) {
 		}
 	})
 }
+
+// TestMaskTruncatedDuringRun: Check, which the loader runs before each batch, reports a mask
+// file that changed size since it was opened, naming it.
+func TestMaskTruncatedDuringRun(t *testing.T) {
+	prefix := sftCorpus(t, [][]int{{5, 6, 7, 0}, {9, 10, 11, 0}}, [][]byte{{0, 0, 1, 1}, {0, 0, 1, 1}})
+	toks, err := Open(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toks.Close()
+	if _, err := NewTrainSampler(Config{Train: prefix}, toks, 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := toks.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(MaskPath(prefix), maskHeaderSize+2); err != nil {
+		t.Fatal(err)
+	}
+	if err := toks.Check(); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), MaskPath(prefix)) {
+		t.Errorf("Check after truncating the mask: %v", err)
+	}
+}

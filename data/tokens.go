@@ -165,8 +165,12 @@ func (t *Tokens) Close() error {
 
 // SetMask attaches a loss mask, which the samplers then apply: a target
 // whose mask is 0 becomes IgnoreTarget. The Tokens own it from then on and
-// close it with themselves.
-func (t *Tokens) SetMask(m *Mask) { t.mask = m }
+// close it with themselves, and Check watches its file too. Call it before
+// sharing the Tokens between goroutines.
+func (t *Tokens) SetMask(m *Mask) {
+	t.mask = m
+	t.files = append(t.files, mappedFile{m.path, int64(maskHeaderSize + len(m.bits))})
+}
 
 // Mask is the attached loss mask, nil if none.
 func (t *Tokens) Mask() *Mask { return t.mask }
