@@ -53,6 +53,9 @@ type PrepareStats struct {
 	InvalidUTF8 int64
 	// LearnTokens and ValLearnTokens count the tokens with mask 1 (SFT only).
 	LearnTokens, ValLearnTokens int64
+	// LongSamples counts the SFT samples, both splits, longer than CtxLen+1
+	// tokens: padded rows (data.dataload pad) cut them.
+	LongSamples int64
 }
 
 // Prepare tokenizes the inputs into binidx, appending token 0 after each
@@ -128,7 +131,7 @@ func Prepare(ctx context.Context, opt PrepareOptions, progress func(done, total 
 		}
 	}
 	st = PrepareStats{Files: int64(len(files)), Bytes: total, Docs: p.train.docs, Tokens: p.train.tokens,
-		InvalidUTF8: p.invalid, CtxLen: opt.CtxLen, LearnTokens: p.train.learn}
+		InvalidUTF8: p.invalid, CtxLen: opt.CtxLen, LearnTokens: p.train.learn, LongSamples: p.long}
 	if st.Docs == 0 {
 		return st, fmt.Errorf("data: prepare: %w: no documents in the training split", ErrEmpty)
 	}
@@ -245,6 +248,7 @@ type preparer struct {
 	train, val *binidxWriter
 	docs       int64 // documents seen, both splits
 	invalid    int64 // documents with invalid UTF-8, both splits
+	long       int64 // SFT samples longer than CtxLen+1 tokens, both splits
 	done       int64
 	total      int64
 	reported   int64
@@ -430,10 +434,16 @@ func (p *preparer) sft(path string) error {
 					path, line, ErrBadInput, perr)
 			}
 			w := p.writer()
+			n := 1 // the final 0
 			for _, s := range segs {
-				if werr := w.writeSFT(p.opt.Tokenizer.Encode(s.Text), s.Learn); werr != nil {
+				ids := p.opt.Tokenizer.Encode(s.Text)
+				if werr := w.writeSFT(ids, s.Learn); werr != nil {
 					return werr
 				}
+				n += len(ids)
+			}
+			if p.opt.CtxLen > 0 && n > p.opt.CtxLen+1 {
+				p.long++
 			}
 			if werr := w.mask.write(1, true); werr != nil {
 				return werr

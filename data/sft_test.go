@@ -118,7 +118,7 @@ func TestPrepareSFTRoundTrip(t *testing.T) {
 	in := filepath.Join(dir, "sft.jsonl")
 	writeFile(t, in, []byte(lines[0]+"\n\n"+lines[1]+"\n"))
 	out := filepath.Join(dir, "sft")
-	st, err := Prepare(context.Background(), PrepareOptions{Inputs: []string{in}, Output: out, Tokenizer: tok, SFT: true}, nil)
+	st, err := Prepare(context.Background(), PrepareOptions{Inputs: []string{in}, Output: out, Tokenizer: tok, SFT: true, CtxLen: 20}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,8 @@ func TestPrepareSFTRoundTrip(t *testing.T) {
 			learn++
 		}
 	}
-	if m.Learn() != learn || st.LearnTokens != int64(learn) || st.Tokens != int64(len(want)) || st.Docs != 2 {
+	// The first sample has 17 tokens, the second 34: more than ctx_len+1 = 21.
+	if m.Learn() != learn || st.LearnTokens != int64(learn) || st.Tokens != int64(len(want)) || st.Docs != 2 || st.LongSamples != 1 {
 		t.Errorf("learn %d, stats %+v; want %d learned of %d", m.Learn(), st, learn, len(want))
 	}
 	// A plain prepare over the same prefix removes the mask, which would no longer fit.

@@ -104,6 +104,10 @@ its loss on those only.
 		if st.ValDocs > 0 {
 			fmt.Fprintf(stdout, "wrote %s.mask: loss on %d of %d tokens (validation)\n", cmp.Or(opt.ValOutput, *output+"_val"), st.ValLearnTokens, st.ValTokens)
 		}
+		if st.LongSamples > 0 {
+			fmt.Fprintf(stdout, "%d samples are longer than ctx_len+1 = %d tokens: one sample a row (data.dataload pad) cuts them; raise model.ctx_len or use packed\n",
+				st.LongSamples, *ctxLen+1)
+		}
 	}
 	if st.InvalidUTF8 > 0 {
 		fmt.Fprintf(stdout, "%d documents had invalid UTF-8: each invalid sequence became U+FFFD, as Python's errors=\"replace\" does\n", st.InvalidUTF8)
