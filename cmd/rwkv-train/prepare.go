@@ -21,7 +21,7 @@ func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	output := fs.String("output", "", "binidx prefix to write: PREFIX.bin and PREFIX.idx")
 	valOutput := fs.String("val-output", "", "binidx prefix of the validation split (default PREFIX_val)")
 	valFraction := fs.Float64("val-fraction", 0, "fraction of documents held out for validation, spread evenly")
-	ctxLen := fs.Int("ctx-len", 1024, "ctx_len for which to print the magic prime")
+	ctxLen := fs.Int("ctx-len", 1024, "ctx_len for which to print the magic prime (with --sft, also to count the samples longer than it)")
 	quiet := fs.Bool("quiet", false, "do not show progress")
 	sft := fs.Bool("sft", false, "instruction data: each .jsonl line a prompt/response pair or chat messages, rendered with the RWKV World chat template; writes PREFIX.mask (loss on the responses only)")
 	sftFields := fs.String("sft-fields", "", "with --sft, the PROMPT,RESPONSE keys (e.g. query,response); default: prompt,response, else query,response, else messages")
