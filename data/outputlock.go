@@ -34,7 +34,7 @@ func removeStaleTemps(prefix string) {
 	if dir == "" {
 		dir = "."
 	}
-	stale := regexp.MustCompile(`^` + regexp.QuoteMeta(base) + `\.(bin|sizes|idx)\.[0-9]+\.tmp$`)
+	stale := regexp.MustCompile(`^` + regexp.QuoteMeta(base) + `\.(bin|sizes|idx|mask)\.[0-9]+\.tmp$`)
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if stale.MatchString(e.Name()) && e.Type().IsRegular() {

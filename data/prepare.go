@@ -33,6 +33,12 @@ type PrepareOptions struct {
 	// when floor((i+1)*f) > floor(i*f)), goes to the validation split.
 	ValFraction float64
 	CtxLen      int // for the magic prime in the stats; 0 to skip it
+	// SFT reads every input as instruction data (.jsonl only; see
+	// ParseSFTLine) and writes PREFIX.mask next to each split's binidx.
+	SFT bool
+	// SFTFields are the prompt and response keys; nil tries
+	// DefaultSFTFields and the "messages" form.
+	SFTFields *[2]string
 }
 
 // PrepareStats describes what Prepare wrote.
@@ -45,6 +51,11 @@ type PrepareStats struct {
 	// UTF-8 (or, in .jsonl, held a lone surrogate escape such as "\ud800"):
 	// each maximal invalid sequence became one U+FFFD.
 	InvalidUTF8 int64
+	// LearnTokens and ValLearnTokens count the tokens with mask 1 (SFT only).
+	LearnTokens, ValLearnTokens int64
+	// LongSamples counts the SFT samples, both splits, longer than CtxLen+1
+	// tokens: padded rows (data.dataload pad) cut them.
+	LongSamples int64
 }
 
 // Prepare tokenizes the inputs into binidx, appending token 0 after each
@@ -98,8 +109,19 @@ func Prepare(ctx context.Context, opt PrepareOptions, progress func(done, total 
 		}
 		defer p.val.abort()
 	}
+	if opt.SFT {
+		for _, w := range []*binidxWriter{p.train, p.val} {
+			if w != nil {
+				if w.mask, err = newMaskWriter(w.prefix); err != nil {
+					return st, err
+				}
+			}
+		}
+	}
 	for _, f := range files {
-		if strings.HasSuffix(f, ".jsonl") {
+		if opt.SFT {
+			err = p.sft(f)
+		} else if strings.HasSuffix(f, ".jsonl") {
 			err = p.jsonl(f)
 		} else {
 			err = p.text(f)
@@ -109,12 +131,12 @@ func Prepare(ctx context.Context, opt PrepareOptions, progress func(done, total 
 		}
 	}
 	st = PrepareStats{Files: int64(len(files)), Bytes: total, Docs: p.train.docs, Tokens: p.train.tokens,
-		InvalidUTF8: p.invalid, CtxLen: opt.CtxLen}
+		InvalidUTF8: p.invalid, CtxLen: opt.CtxLen, LearnTokens: p.train.learn, LongSamples: p.long}
 	if st.Docs == 0 {
 		return st, fmt.Errorf("data: prepare: %w: no documents in the training split", ErrEmpty)
 	}
 	if p.val != nil {
-		st.ValDocs, st.ValTokens = p.val.docs, p.val.tokens
+		st.ValDocs, st.ValTokens, st.ValLearnTokens = p.val.docs, p.val.tokens, p.val.learn
 		if st.ValDocs == 0 {
 			return st, fmt.Errorf("data: prepare: %w: validation fraction %g of %d documents holds none", ErrEmpty, opt.ValFraction, p.docs)
 		}
@@ -146,6 +168,8 @@ func (o PrepareOptions) check() error {
 		return fmt.Errorf("data: prepare: %w: validation output %q is the training output", ErrBadConfig, o.ValOutput)
 	case o.CtxLen < 0:
 		return fmt.Errorf("data: prepare: %w: ctx_len %d", ErrBadConfig, o.CtxLen)
+	case o.SFTFields != nil && !o.SFT:
+		return fmt.Errorf("data: prepare: %w: SFT fields %q given without SFT", ErrBadConfig, *o.SFTFields)
 	}
 	return nil
 }
@@ -224,6 +248,7 @@ type preparer struct {
 	train, val *binidxWriter
 	docs       int64 // documents seen, both splits
 	invalid    int64 // documents with invalid UTF-8, both splits
+	long       int64 // SFT samples longer than CtxLen+1 tokens, both splits
 	done       int64
 	total      int64
 	reported   int64
@@ -368,6 +393,63 @@ func (p *preparer) jsonl(path string) error {
 				return werr
 			}
 			if werr := p.endDoc(w, invalid); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// sft writes each non-blank line of an instruction .jsonl as one sample:
+// the rendered chat (ParseSFTLine) tokenized segment by segment, then token
+// 0, with the loss mask 1 on the assistant's tokens and the final 0.
+func (p *preparer) sft(path string) error {
+	if !strings.HasSuffix(path, ".jsonl") {
+		return fmt.Errorf("data: prepare: %q: %w: instruction (--sft) inputs must be .jsonl files", path, ErrBadInput)
+	}
+	f, err := openRegular(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if p.rd == nil {
+		p.rd = bufio.NewReaderSize(f, 1<<20)
+	} else {
+		p.rd.Reset(f)
+	}
+	for line := 1; ; line++ {
+		b, err := p.readLine()
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("data: prepare: read %q: %w", path, err)
+		}
+		if rerr := p.read(len(b)); rerr != nil {
+			return rerr
+		}
+		if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
+			segs, perr := ParseSFTLine(trimmed, p.opt.SFTFields)
+			if perr != nil {
+				return fmt.Errorf("data: prepare: %q line %d: %w: %v; want {\"prompt\": ..., \"response\": ...} (or the --sft-fields keys) or {\"messages\": [{\"role\": \"user\", \"content\": ...}, {\"role\": \"assistant\", ...}]} per line",
+					path, line, ErrBadInput, perr)
+			}
+			w := p.writer()
+			n := 1 // the final 0
+			for _, s := range segs {
+				ids := p.opt.Tokenizer.Encode(s.Text)
+				if werr := w.writeSFT(ids, s.Learn); werr != nil {
+					return werr
+				}
+				n += len(ids)
+			}
+			if p.opt.CtxLen > 0 && n > p.opt.CtxLen+1 {
+				p.long++
+			}
+			if werr := w.mask.write(1, true); werr != nil {
+				return werr
+			}
+			w.learn++
+			if werr := p.endDoc(w, false); werr != nil {
 				return werr
 			}
 		}

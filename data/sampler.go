@@ -74,6 +74,13 @@ func fillBatch(t *Tokens, x, y []int, B, T, ctxLen int, next func() int) {
 		t.Slice(off, T, xr)
 		copy(yr, xr[1:])
 		yr[T-1] = t.At(off + T)
+		if m := t.mask; m != nil { // packed instruction data: the mask carries over samples
+			for i := range yr {
+				if !m.At(off + 1 + i) {
+					yr[i] = IgnoreTarget
+				}
+			}
+		}
 	}
 }
 

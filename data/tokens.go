@@ -29,6 +29,8 @@ type Tokens struct {
 
 	mu      sync.Mutex
 	checked int // smallest vocab size CheckVocab has accepted, 0 if none
+
+	mask *Mask // loss mask of instruction data, nil if none (SetMask)
 }
 
 // mappedFile is a mapped file and its size when mapped.
@@ -152,13 +154,26 @@ func openNpy(path string) (_ *Tokens, err error) {
 // Close unmaps the files. Slices returned earlier stay valid; Slice must not
 // be called after Close.
 func (t *Tokens) Close() error {
-	var errs []error
+	errs := []error{t.mask.Close()}
+	t.mask = nil
 	for _, c := range t.close {
 		errs = append(errs, c())
 	}
 	t.close, t.data = nil, nil
 	return errors.Join(errs...)
 }
+
+// SetMask attaches a loss mask, which the samplers then apply: a target
+// whose mask is 0 becomes IgnoreTarget. The Tokens own it from then on and
+// close it with themselves, and Check watches its file too. Call it before
+// sharing the Tokens between goroutines.
+func (t *Tokens) SetMask(m *Mask) {
+	t.mask = m
+	t.files = append(t.files, mappedFile{m.path, int64(maskHeaderSize + len(m.bits))})
+}
+
+// Mask is the attached loss mask, nil if none.
+func (t *Tokens) Mask() *Mask { return t.mask }
 
 // Path is the file holding the tokens (.bin or .npy).
 func (t *Tokens) Path() string { return t.path }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 )
@@ -26,6 +27,8 @@ type binidxWriter struct {
 	cont       []int64 // sequences that continue the document before them
 	tokens     int64
 	docs       int64
+	mask       *maskWriter // the loss mask of instruction data, nil for plain text
+	learn      int64       // tokens with mask 1
 }
 
 // newBinidxWriter writes u16 tokens if every id < vocab fits, else i32.
@@ -89,6 +92,17 @@ func (w *binidxWriter) closeSeq() error {
 	return nil
 }
 
+// writeSFT appends tokens to the open document with their loss mask.
+func (w *binidxWriter) writeSFT(toks []int, learn bool) error {
+	if err := w.write(toks); err != nil {
+		return err
+	}
+	if learn {
+		w.learn += int64(len(toks))
+	}
+	return w.mask.write(len(toks), learn)
+}
+
 // endDoc closes the open document.
 func (w *binidxWriter) endDoc() error {
 	w.docs++
@@ -104,6 +118,14 @@ func (w *binidxWriter) commit() (err error) {
 	}()
 	if w.cur > 0 {
 		return fmt.Errorf("data: write %q: document not ended", w.prefix)
+	}
+	if w.mask != nil {
+		if err := w.mask.commit(); err != nil {
+			return err
+		}
+	} else if err := os.Remove(w.prefix + ".mask"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// A mask left by an earlier `prepare --sft` would be taken for this corpus's.
+		return fmt.Errorf("data: write %q: remove the old mask: %w", w.prefix+".mask", err)
 	}
 	if err := errors.Join(w.binw.Flush(), w.bin.Sync(), w.szw.Flush()); err != nil {
 		return fmt.Errorf("data: write %q: %w", w.prefix+".bin", err)
@@ -179,6 +201,7 @@ func (w *binidxWriter) writeIndex(f *os.File) error {
 
 // abort removes the temporary files.
 func (w *binidxWriter) abort() {
+	w.mask.abort()
 	for _, f := range []*os.File{w.bin, w.sizes} {
 		if f != nil {
 			f.Close()

@@ -62,6 +62,9 @@ type Options struct {
 	Chunk int
 	// MaxTokens > 0 stops after scoring that many tokens.
 	MaxTokens int64
+	// Mask, if not nil, scores only the targets at the stream positions where it is true (the
+	// responses of instruction data, data.Mask.At); the others are context only.
+	Mask func(pos int) bool
 	// BucketSize > 0 reports the loss per BucketSize stream positions (Result.Buckets).
 	BucketSize int64
 	// Progress, if not nil, is called with (scored, total) as scoring advances: after each batch
@@ -84,7 +87,7 @@ func Perplexity(ctx context.Context, m *model.Model, src Source, o Options) (Res
 	if o.Mode == "" {
 		o.Mode = Parallel
 	}
-	t := &tally{size: o.BucketSize}
+	t := &tally{size: o.BucketSize, mask: o.Mask}
 	var err error
 	switch o.Mode {
 	case Parallel:
@@ -96,6 +99,9 @@ func Perplexity(ctx context.Context, m *model.Model, src Source, o Options) (Res
 	}
 	if err != nil {
 		return Result{}, err
+	}
+	if t.n == 0 {
+		return Result{}, fmt.Errorf("eval: perplexity: none of the %d targets is in the mask", total)
 	}
 	return t.result(o.Mode), nil
 }

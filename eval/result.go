@@ -45,10 +45,14 @@ type tally struct {
 	size    int64 // bucket size; 0: no buckets
 	buckets []Bucket
 	sums    []float64
+	mask    func(pos int) bool // nil: every target counts
 }
 
 // add records the NLL of the target at stream position pos.
 func (t *tally) add(pos int64, nll float64) {
+	if t.mask != nil && !t.mask(int(pos)) {
+		return
+	}
 	t.sum += nll
 	t.n++
 	if t.size <= 0 {

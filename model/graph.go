@@ -198,7 +198,8 @@ func (m *Model) indexOf(name string) int {
 }
 
 // SetTokens copies the inputs and targets (B*T each, row-major (B, T)) into the graph. Targets
-// are ignored by a graph without Grads and may be nil there.
+// are ignored by a graph without Grads and may be nil there; a target IgnoreTarget leaves its
+// position out of the loss.
 func (gr *Graph) SetTokens(ids, targets []int) error {
 	V := gr.m.Config.Vocab
 	if len(ids) != len(gr.ids) || (gr.opts.Grads && len(targets) != len(gr.targets)) {
@@ -212,7 +213,7 @@ func (gr *Graph) SetTokens(ids, targets []int) error {
 	copy(gr.ids, ids)
 	if gr.opts.Grads {
 		for i, t := range targets {
-			if t < 0 || t >= V {
+			if t != IgnoreTarget && (t < 0 || t >= V) {
 				return fmt.Errorf("model: target id %d at position %d is outside the vocabulary [0, %d)", t, i, V)
 			}
 		}

@@ -14,15 +14,25 @@ import (
 // row's argmax, which keeps logits from drifting upwards.
 const l2WrapFactor = 1e-4
 
-// crossEntropyOp: (logits (N,V), targets Int (N)) -> mean over rows of -log softmax[target].
+// IgnoreTarget is the target of a row that takes no part in the loss (torch's ignore_index
+// -100): a prompt or padding position of instruction (SFT) data. Such a row adds nothing to the
+// loss, its logits' gradient is exactly zero (L2Wrap included), and the loss is the mean over
+// the other rows, as RWKV-PEFT's sum(loss*mask)/sum(mask) is.
+const IgnoreTarget = -100
+
+// crossEntropyOp: (logits (N,V), targets Int (N)) -> mean over rows whose target is not
+// IgnoreTarget of -log softmax[target].
 type crossEntropyOp struct {
 	opBase
 	N, V   int
 	l2wrap bool
 }
 
-// CrossEntropy is the mean softmax cross-entropy of logits (N, V) against integer targets (N).
-// With l2wrap the value is unchanged and the backward adds RWKV-LM's L2Wrap term.
+// CrossEntropy is the mean softmax cross-entropy of logits (N, V) against integer targets (N),
+// over the rows whose target is not IgnoreTarget (0 when every row is ignored). With l2wrap the
+// value is unchanged and the backward adds RWKV-LM's L2Wrap term, max_logit*1e-4/N at the
+// argmax of each row that is not ignored (RWKV-PEFT adds it to every row; here an ignored row's
+// gradient stays exactly zero).
 func CrossEntropy(logits, targets *G.Node, l2wrap bool) (*G.Node, error) {
 	s := logits.Shape()
 	return G.ApplyOp(crossEntropyOp{N: s[0], V: s[1], l2wrap: l2wrap}, logits, targets)
@@ -38,7 +48,7 @@ func (o crossEntropyOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 func (o crossEntropyOp) Do(in ...G.Value) (G.Value, error) {
 	targets := in[1].Data().([]int)
 	for i, t := range targets {
-		if t < 0 || t >= o.V {
+		if t != IgnoreTarget && (t < 0 || t >= o.V) {
 			return nil, fmt.Errorf("model: target %d at position %d is outside the vocabulary [0, %d)", t, i, o.V)
 		}
 	}
@@ -65,7 +75,8 @@ func (o crossEntropyOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) 
 	return G.Nodes{g, nil}, err
 }
 
-// ceForward returns the mean NLL; rows are reduced in fixed pieces for determinism.
+// ceForward returns the mean NLL over the rows not ignored; rows are reduced in fixed pieces for
+// determinism.
 func ceForward[F Float](logits []F, targets []int, N, V int) float64 {
 	return meanNLL(logits, targets, N, V, logSumExp[F])
 }
@@ -77,6 +88,9 @@ func meanNLL[F Float](logits []F, targets []int, N, V int, lse func(row []F) flo
 	parallelFor(N, np, func(p, lo, hi int) {
 		var s float64
 		for r := lo; r < hi; r++ {
+			if targets[r] == IgnoreTarget {
+				continue
+			}
 			row := logits[r*V : (r+1)*V]
 			s += lse(row) - float64(row[targets[r]])
 		}
@@ -86,7 +100,22 @@ func meanNLL[F Float](logits []F, targets []int, N, V int, lse func(row []F) flo
 	for _, x := range part {
 		s += x
 	}
-	return s / float64(N)
+	n := counted(targets[:N])
+	if n == 0 {
+		return 0
+	}
+	return s / float64(n)
+}
+
+// counted is the number of targets that are not IgnoreTarget.
+func counted(targets []int) int {
+	n := 0
+	for _, t := range targets {
+		if t != IgnoreTarget {
+			n++
+		}
+	}
+	return n
 }
 
 func logSumExp[F Float](row []F) float64 {
@@ -101,7 +130,8 @@ func logSumExp[F Float](row []F) float64 {
 	return m + math.Log(s)
 }
 
-// crossEntropyBackOp: (logits, targets, g scalar) -> g*(softmax - onehot)/N (+ L2Wrap) (N,V).
+// crossEntropyBackOp: (logits, targets, g scalar) -> g*(softmax - onehot)/n (+ L2Wrap) (N,V),
+// n the rows not ignored; an ignored row's gradient is zero.
 type crossEntropyBackOp struct {
 	opBase
 	fwd crossEntropyOp
@@ -156,14 +186,20 @@ func softmaxRow[F Float](row, o []F, scale float64) int {
 // ceGrad is ceBackward with each row's scaled softmax and argmax computed by softmax.
 func ceGrad[F Float](logits []F, targets []int, g float64, l2wrap bool, N, V int, out []F,
 	softmax func(row, o []F, scale float64) int) {
-	scale := g / float64(N)
+	n := counted(targets[:N])
+	scale := g / float64(max(n, 1))
 	parallelFor(N, pieces(N, V), func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row, o := logits[r*V:(r+1)*V], out[r*V:(r+1)*V]
+			if targets[r] == IgnoreTarget {
+				clear(o)
+				continue
+			}
 			arg := softmax(row, o, scale)
 			o[targets[r]] -= F(scale)
 			if l2wrap {
-				// Not scaled by g: RWKV-LM's L2Wrap returns this term unconditionally.
+				// Not scaled by g: RWKV-LM's L2Wrap returns this term unconditionally. Its
+				// factor stays 1e-4/(B*T), as in RWKV-PEFT, whatever the rows ignored.
 				o[arg] += F(float64(row[arg]) * l2WrapFactor / float64(N))
 			}
 		}

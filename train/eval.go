@@ -11,11 +11,14 @@ import (
 type EvalResult = eval.Result
 
 // Validate measures the loss on the validation file (train.eval_tokens of it, or all) with the
-// code of `rwkv-eval ppl`.
+// code of `rwkv-eval ppl`; with a loss mask next to it, on the masked (response) tokens only.
 func (t *Trainer) Validate() (EvalResult, error) {
 	if t.val == nil {
 		return EvalResult{}, fmt.Errorf("no validation data (data.val)")
 	}
-	return eval.Perplexity(context.Background(), t.Model, t.val, eval.Options{Mode: eval.Parallel,
-		CtxLen: t.cfg.Model.CtxLen, Batch: t.cfg.Train.MicroBsz, MaxTokens: t.cfg.Train.EvalTokens})
+	o := eval.Options{Mode: eval.Parallel, CtxLen: t.cfg.Model.CtxLen, Batch: t.cfg.Train.MicroBsz, MaxTokens: t.cfg.Train.EvalTokens}
+	if m := t.val.Mask(); m != nil { // instruction data: the loss on the responses, as in training
+		o.Mask = m.At
+	}
+	return eval.Perplexity(context.Background(), t.Model, t.val, o)
 }

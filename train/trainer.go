@@ -191,9 +191,16 @@ func (t *Trainer) openData() error {
 	if err := toks.CheckVocab(c.Model.Vocab); err != nil {
 		return err
 	}
-	sampler, err := data.NewSampler(c.Data.Sampling, toks, c.Model.CtxLen, c.Train.Seed)
+	sampler, err := data.NewTrainSampler(c.Data, toks, c.Model.CtxLen, c.Train.Seed)
 	if err != nil {
 		return err
+	}
+	if m := toks.Mask(); m != nil {
+		if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
+			return fmt.Errorf("%w: train.chunk_len %d with the loss mask %q: chunked training of instruction data is not supported yet; set train.chunk_len to 0",
+				ErrConfig, c.Train.ChunkLen, m.Path())
+		}
+		t.log.Info("instruction data: loss on masked tokens only", "mask", m.Path(), "learn_tokens", m.Learn(), "tokens", toks.Len())
 	}
 	if t.loader, err = data.NewLoader(sampler, c.Train.MicroBsz, c.Model.CtxLen, 4); err != nil {
 		return err
@@ -207,6 +214,9 @@ func (t *Trainer) openData() error {
 		}
 		if t.val.Len() < 2 {
 			return fmt.Errorf("data.val %q: %d tokens, need at least 2 to score one", c.Data.Val, t.val.Len())
+		}
+		if err := data.AttachValMask(c.Data, t.val); err != nil {
+			return err
 		}
 	}
 	return nil

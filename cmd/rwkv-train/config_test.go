@@ -360,6 +360,7 @@ func fullConfig() train.Config {
 	c.Model.Arch = ""               // until x070 lands the only other valid value: empty means x040
 	c.Data.Train, c.Data.Val, c.Data.Format = "true", "null", "npy"
 	c.Data.Tokenizer, c.Data.Sampling = "world:vocab #1.txt", "sequential"
+	c.Data.Mask, c.Data.Dataload = "masks/a b.mask", "packed"
 	c.Optim.Kind, c.Optim.LRInit, c.Optim.LRFinal = "cosine", 3e-4, 1.0000000000000002e-6
 	c.Optim.WarmupSteps, c.Optim.TotalSteps = 5, 123
 	c.Optim.Beta1, c.Optim.Beta2, c.Optim.Eps, c.Optim.WeightDecay = 0.8, 0.999, 1e-10, 0.1

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -20,8 +21,10 @@ func runPrepare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	output := fs.String("output", "", "binidx prefix to write: PREFIX.bin and PREFIX.idx")
 	valOutput := fs.String("val-output", "", "binidx prefix of the validation split (default PREFIX_val)")
 	valFraction := fs.Float64("val-fraction", 0, "fraction of documents held out for validation, spread evenly")
-	ctxLen := fs.Int("ctx-len", 1024, "ctx_len for which to print the magic prime")
+	ctxLen := fs.Int("ctx-len", 1024, "ctx_len for which to print the magic prime (with --sft, also to count the samples longer than it)")
 	quiet := fs.Bool("quiet", false, "do not show progress")
+	sft := fs.Bool("sft", false, "instruction data: each .jsonl line a prompt/response pair or chat messages, rendered with the RWKV World chat template; writes PREFIX.mask (loss on the responses only)")
+	sftFields := fs.String("sft-fields", "", "with --sft, the PROMPT,RESPONSE keys (e.g. query,response); default: prompt,response, else query,response, else messages")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: rwkv-train prepare --tokenizer byte|world|neox|world:FILE|neox:FILE --output PREFIX [flags] INPUT...
 
@@ -31,6 +34,13 @@ case-sensitive and blank lines are skipped). Token 0 ends every document.
 Text is read as UTF-8: invalid sequences become U+FFFD, as Python's
 errors="replace" makes them, and the summary counts the documents that had any.
 PREFIX.lock keeps a second prepare off the same output while one runs.
+
+With --sft every INPUT is a .jsonl of instruction samples, one a line:
+  {"prompt": "...", "response": "..."}   (keys set by --sft-fields)
+  {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+rendered as "User: q\n\nAssistant: a\n\n" (System: likewise) and ended by
+token 0. PREFIX.mask marks the assistant's tokens and the 0: training takes
+its loss on those only.
 
 `)
 		fs.PrintDefaults()
@@ -53,12 +63,19 @@ PREFIX.lock keeps a second prepare off the same output while one runs.
 	case *ctxLen < 1:
 		return usagef("--ctx-len must be at least 1")
 	}
+	if *sftFields != "" && !*sft {
+		return usagef("--sft-fields needs --sft")
+	}
+	fields, err := data.ParseSFTFields(*sftFields)
+	if err != nil {
+		return usagef("--sft-fields %q: want two different keys, PROMPT,RESPONSE (e.g. query,response)", *sftFields)
+	}
 	tok, err := data.ParseTokenizer(*tokSpec)
 	if err != nil {
 		return err // data.ErrBadConfig: a usage error
 	}
 	opt := data.PrepareOptions{Inputs: fs.Args(), Output: *output, ValOutput: *valOutput,
-		Tokenizer: tok, ValFraction: *valFraction, CtxLen: *ctxLen}
+		Tokenizer: tok, ValFraction: *valFraction, CtxLen: *ctxLen, SFT: *sft, SFTFields: fields}
 	var progress func(done, total int64)
 	if !*quiet {
 		progress = progressPrinter(stderr)
@@ -81,6 +98,16 @@ PREFIX.lock keeps a second prepare off the same output while one runs.
 			val = *output + "_val"
 		}
 		fmt.Fprintf(stdout, "wrote %s.bin and %s.idx: %d tokens, %d documents (validation)\n", val, val, st.ValTokens, st.ValDocs)
+	}
+	if *sft {
+		fmt.Fprintf(stdout, "wrote %s.mask: loss on %d of %d tokens (the responses)\n", *output, st.LearnTokens, st.Tokens)
+		if st.ValDocs > 0 {
+			fmt.Fprintf(stdout, "wrote %s.mask: loss on %d of %d tokens (validation)\n", cmp.Or(opt.ValOutput, *output+"_val"), st.ValLearnTokens, st.ValTokens)
+		}
+		if st.LongSamples > 0 {
+			fmt.Fprintf(stdout, "%d samples are longer than ctx_len+1 = %d tokens: one sample a row (data.dataload pad) cuts them; raise model.ctx_len or use packed\n",
+				st.LongSamples, *ctxLen+1)
+		}
 	}
 	if st.InvalidUTF8 > 0 {
 		fmt.Fprintf(stdout, "%d documents had invalid UTF-8: each invalid sequence became U+FFFD, as Python's errors=\"replace\" does\n", st.InvalidUTF8)

@@ -204,3 +204,48 @@ func TestPrepareCommandSummary(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareSFTCommand runs `rwkv-train prepare --sft` on a jsonl with RWKV-PEFT's field
+// names picked by --sft-fields, and checks the summary and the mask; flag misuse exits 2.
+func TestPrepareSFTCommand(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "chat.jsonl")
+	writeFile(t, in, `{"instruction": "Say hi", "output": "hi"}`+"\n"+`{"instruction": "Say yo", "output": "yo"}`+"\n")
+	out := filepath.Join(dir, "sft")
+	var stdout, stderr bytes.Buffer
+	args := []string{"prepare", "--sft", "--sft-fields", "instruction,output", "--tokenizer", "world", "--output", out, "--quiet", in}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	toks, err := data.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toks.Close()
+	m, err := data.OpenMask(data.MaskPath(out), toks.Len())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tok, _ := data.ParseTokenizer("world")
+	want := len(tok.Encode(" hi\n\n")) + len(tok.Encode(" yo\n\n")) + 2
+	if m.Learn() != want || !strings.Contains(stdout.String(), fmt.Sprintf("wrote %s.mask: loss on %d of %d tokens", out, want, toks.Len())) {
+		t.Errorf("learn %d, want %d; stdout:\n%s", m.Learn(), want, stdout.String())
+	}
+	for _, bad := range [][]string{
+		{"prepare", "--sft-fields", "a,b", "--tokenizer", "byte", "--output", out, in},
+		{"prepare", "--sft", "--sft-fields", "a", "--tokenizer", "byte", "--output", out, in},
+	} {
+		stderr.Reset()
+		if code := run(context.Background(), bad, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--sft-fields") {
+			t.Errorf("%v: exit %d, stderr %s", bad, code, stderr.String())
+		}
+	}
+	// A bad line exits non-zero naming the file and line.
+	writeFile(t, in, `{"instruction": "x"}`+"\n")
+	stderr.Reset()
+	if code := run(context.Background(), []string{"prepare", "--sft", "--tokenizer", "byte", "--output", out, "--quiet", in}, &stdout, &stderr); code == 0 ||
+		!strings.Contains(stderr.String(), in) || !strings.Contains(stderr.String(), "line 1") {
+		t.Errorf("bad line: exit %d, stderr %s", code, stderr.String())
+	}
+}
