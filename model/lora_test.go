@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/mat"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
@@ -457,5 +458,257 @@ func BenchmarkLoRALinear(b *testing.B) {
 				b.ReportMetric(float64(N*b.N)/b.Elapsed().Seconds(), "tok/s")
 			})
 		}
+	}
+}
+
+// TestInitLoRA: A ~ U(-1/√in, 1/√in) (kaiming_uniform with a = √5) fills the range, B = 0.
+func TestInitLoRA(t *testing.T) {
+	const r, in, out = 16, 64, 10
+	a, b := make([]float32, r*in), make([]float32, out*r)
+	for i := range b {
+		b[i] = 1
+	}
+	if err := InitLoRA(a, b, r, in, rand.New(rand.NewPCG(1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	bound := 1 / math.Sqrt(in)
+	var hi, sum float64
+	for _, v := range a {
+		hi = math.Max(hi, math.Abs(float64(v)))
+		sum += float64(v)
+	}
+	if hi > bound || hi < 0.95*bound {
+		t.Errorf("max |A| = %g, want just under 1/√in = %g", hi, bound)
+	}
+	if mean := sum / float64(len(a)); math.Abs(mean) > 0.1*bound {
+		t.Errorf("mean of A = %g, want about 0", mean)
+	}
+	for i, v := range b {
+		if v != 0 {
+			t.Fatalf("B[%d] = %g, want 0", i, v)
+		}
+	}
+	if err := InitLoRA(a, b, r, in+1, rand.New(rand.NewPCG(1, 1))); err == nil {
+		t.Error("InitLoRA accepted A of the wrong size")
+	}
+}
+
+// knownSpectrum returns U diag(s) Vᵀ (rows×cols) for random orthonormal U, V.
+func knownSpectrum(t *testing.T, rows, cols int, s []float64, seed uint64) []float64 {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 2))
+	k := len(s)
+	orth := func(n int) []float64 {
+		m := make([]float64, n*k)
+		for i := range m {
+			m[i] = rng.NormFloat64()
+		}
+		if _, err := blas.ThinQR(n, k, m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	u, v := orth(rows), orth(cols)
+	for i := range rows {
+		for j := range k {
+			u[i*k+j] *= s[j]
+		}
+	}
+	w := make([]float64, rows*cols)
+	blas.Gemm(false, true, rows, cols, k, 1, u, k, v, k, 0, w, cols)
+	return w
+}
+
+func frobDiff(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += (a[i] - b[i]) * (a[i] - b[i])
+	}
+	return math.Sqrt(s)
+}
+
+// TestRandomizedSVDSpectrum: on a matrix with a known, slowly decaying spectrum the top r
+// singular values match the truth (and gonum's full SVD), in both orientations; more power
+// iterations give a better rank-r approximation, approaching the optimal error.
+func TestRandomizedSVDSpectrum(t *testing.T) {
+	const r = 8
+	for _, sh := range []struct{ rows, cols int }{{96, 64}, {48, 80}} {
+		k := min(sh.rows, sh.cols)
+		s := make([]float64, k)
+		for i := range s {
+			s[i] = 10 * math.Pow(0.85, float64(i))
+		}
+		w := knownSpectrum(t, sh.rows, sh.cols, s, uint64(sh.rows))
+		var full mat.SVD // the reference: gonum's full SVD agrees with the construction
+		if !full.Factorize(mat.NewDense(sh.rows, sh.cols, append([]float64(nil), w...)), mat.SVDNone) {
+			t.Fatal("full SVD failed")
+		}
+		if d := maxAbsDiff(full.Values(nil), s); d > 1e-10 {
+			t.Fatalf("full SVD differs from the constructed spectrum by %g", d)
+		}
+		var opt float64 // optimal rank-r error: sqrt(Σ_{i≥r} s_i²)
+		for _, x := range s[r:] {
+			opt += x * x
+		}
+		opt = math.Sqrt(opt)
+		prev := math.Inf(1)
+		for _, niter := range []int{0, 1, 4, 12} {
+			svd, err := RandomizedSVD(w, sh.rows, sh.cols, r, niter, rand.New(rand.NewPCG(3, 3)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			approx := make([]float64, len(w))
+			us := append([]float64(nil), svd.U...)
+			for i := range sh.rows {
+				for j := range r {
+					us[i*r+j] *= svd.S[j]
+				}
+			}
+			blas.Gemm(false, true, sh.rows, sh.cols, r, 1, us, r, svd.V, r, 0, approx, sh.cols)
+			e := frobDiff(approx, w)
+			t.Logf("%dx%d niter %d: error %.4f (optimal %.4f), S[0] %.4f S[%d] %.4f (true %.4f %.4f)", sh.rows, sh.cols, niter, e, opt, svd.S[0], r-1, svd.S[r-1], s[0], s[r-1])
+			if e > prev*1.0001 {
+				t.Errorf("%dx%d: niter %d error %.5f is worse than with fewer iterations (%.5f)", sh.rows, sh.cols, niter, e, prev)
+			}
+			prev = e
+			if niter == 12 {
+				if e > opt*1.01 {
+					t.Errorf("%dx%d: error %.5f after 12 iterations, optimal %.5f", sh.rows, sh.cols, e, opt)
+				}
+				for j := range r {
+					if math.Abs(svd.S[j]-s[j]) > 1e-2*s[j] {
+						t.Errorf("%dx%d: S[%d] = %.5f, true %.5f", sh.rows, sh.cols, j, svd.S[j], s[j])
+					}
+				}
+			}
+		}
+		// niter 0 is measurably off on this spectrum, so the checks above can fail.
+		svd0, _ := RandomizedSVD(w, sh.rows, sh.cols, r, 0, rand.New(rand.NewPCG(3, 3)))
+		if math.Abs(svd0.S[r-1]-s[r-1]) < 1e-2*s[r-1] {
+			t.Errorf("%dx%d: niter 0 already exact; the spectrum is too easy for this test", sh.rows, sh.cols)
+		}
+	}
+	if _, err := RandomizedSVD(make([]float64, 12), 3, 4, 4, 1, rand.New(rand.NewPCG(1, 1))); err == nil {
+		t.Error("rank 4 of a 3×4 matrix accepted")
+	}
+}
+
+// TestPiSSA: A = diag(√S)Vᵀ, B = U diag(√S) (so B·A is the rank-r approximation and the
+// columns of B are orthogonal with norms S), and W_res + B·A reproduces W to float32 precision
+// after the three are rounded to float32; merging the untrained pair gives W back, merging a
+// trained pair gives W_res + B·A.
+func TestPiSSA(t *testing.T) {
+	const out, in, r = 40, 56, 6
+	rng := rand.New(rand.NewPCG(8, 8))
+	w := make([]float64, out*in)
+	for i := range w {
+		w[i] = 0.2 * rng.NormFloat64()
+	}
+	p, err := PiSSA(w, out, in, r, 4, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f32s := func(v []float64) []float32 {
+		o := make([]float32, len(v))
+		for i, x := range v {
+			o[i] = float32(x)
+		}
+		return o
+	}
+	a32, b32, res32 := f32s(p.A), f32s(p.B), f32s(p.WRes)
+	var worst, scale float64
+	for o := range out {
+		for c := range in {
+			v := float64(res32[o*in+c])
+			for j := range r {
+				v += float64(b32[o*r+j]) * float64(a32[j*in+c])
+			}
+			worst = math.Max(worst, math.Abs(v-w[o*in+c]))
+			scale = math.Max(scale, math.Abs(w[o*in+c]))
+		}
+	}
+	if worst > 4e-7*scale {
+		t.Errorf("W_res + B·A in float32 differs from W by %g (|W| ≤ %g)", worst, scale)
+	}
+	for i := range r {
+		for j := range r {
+			var dot float64
+			for o := range out {
+				dot += p.B[o*r+i] * p.B[o*r+j]
+			}
+			want := 0.0
+			if i == j {
+				want = p.S[i]
+			}
+			if math.Abs(dot-want) > 1e-9*p.S[0] {
+				t.Errorf("(BᵀB)[%d,%d] = %g, want %g", i, j, dot, want)
+			}
+		}
+	}
+	// Merge: untrained adapter gives W back; a trained one gives W_res + B'·A'.
+	merged := append([]float64(nil), w...)
+	if err := MergePiSSA(merged, p.B, p.A, p.B, p.A, out, in, r); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxAbsDiff(merged, w); d > 1e-12 {
+		t.Errorf("merging the untrained PiSSA adapter changed W by %g", d)
+	}
+	a2, b2 := append([]float64(nil), p.A...), append([]float64(nil), p.B...)
+	for i := range a2 {
+		a2[i] += 0.01 * rng.NormFloat64()
+	}
+	for i := range b2 {
+		b2[i] -= 0.02 * rng.NormFloat64()
+	}
+	merged = append(merged[:0], w...)
+	if err := MergePiSSA(merged, p.B, p.A, b2, a2, out, in, r); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]float64(nil), p.WRes...)
+	for o := range out {
+		for c := range in {
+			for j := range r {
+				want[o*in+c] += b2[o*r+j] * a2[j*in+c]
+			}
+		}
+	}
+	if d := maxAbsDiff(merged, want); d > 1e-12 {
+		t.Errorf("MergePiSSA differs from (W − B0A0) + BA by %g", d)
+	}
+	if err := MergePiSSA(merged, p.B, p.A, b2, a2[1:], out, in, r); err == nil {
+		t.Error("MergePiSSA accepted A of the wrong size")
+	}
+}
+
+// TestMergeLoRA: W + s·B·A against explicit products, float32.
+func TestMergeLoRA(t *testing.T) {
+	const out, in, r, s = 5, 7, 3, 4.0
+	rng := rand.New(rand.NewPCG(2, 9))
+	f := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	w, b, a := f(out*in), f(out*r), f(r*in)
+	want := make([]float64, out*in)
+	for o := range out {
+		for c := range in {
+			want[o*in+c] = float64(w[o*in+c])
+			for j := range r {
+				want[o*in+c] += s * float64(b[o*r+j]) * float64(a[j*in+c])
+			}
+		}
+	}
+	if err := MergeLoRA(w, b, a, out, in, r, s); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float64, len(w))
+	for i, v := range w {
+		got[i] = float64(v)
+	}
+	if d := maxAbsDiff(got, want); d > 1e-5 {
+		t.Errorf("MergeLoRA differs from W + s·B·A by %g", d)
 	}
 }

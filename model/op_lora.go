@@ -122,7 +122,7 @@ func loraForward[F Float](o loraOp, x, w, a, b, y, u []F) []F {
 		defer done()
 		o.applyMask(x, xd)
 	}
-	blas.Gemm(false, true, N, R, In, 1, xd, In, a, In, 0, u, R)          // u = drop(x)·Aᵀ
+	blas.Gemm(false, true, N, R, In, 1, xd, In, a, In, 0, u, R)              // u = drop(x)·Aᵀ
 	blas.Gemm(false, true, N, Out, R, F(o.cfg.Scale), u, R, b, R, 1, y, Out) // y += s·u·Bᵀ
 	return u
 }
