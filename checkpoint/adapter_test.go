@@ -225,14 +225,25 @@ func TestAdapterTorch(t *testing.T) {
 	if err := WriteAdapterPTH(path, a.Tensors()); err != nil {
 		t.Fatal(err)
 	}
-	const load = `
+	// One interpreter start (about 3 s): load the adapter, then torch.save an init file with
+	// model.-prefixed keys, a BF16 factor among them.
+	const script = `
 import json, sys, torch
 sd = torch.load(sys.argv[1], map_location="cpu")
 json.dump([{"name": k, "shape": list(v.shape), "values": v.float().flatten().tolist()} for k, v in sd.items()], sys.stdout)
+torch.manual_seed(0)
+sd = {}
+for l in range(2):
+    for m in ["att.receptance", "ffn.key"]:
+        o, i = (32, 8) if m == "ffn.key" else (8, 8)
+        sd[f"model.blocks.{l}.{m}.init_lora_A"] = torch.randn(4, i)
+        sd[f"model.blocks.{l}.{m}.init_lora_B"] = torch.randn(o, 4).bfloat16()
+torch.save(sd, sys.argv[2])
 `
-	out, err := exec.Command(py, "-c", load, path).Output()
+	init := filepath.Join(dir, "init_pissa.pth")
+	out, err := exec.Command(py, "-c", script, path, init).Output()
 	if err != nil {
-		t.Fatalf("torch.load: %v", err)
+		t.Fatalf("torch: %v", err)
 	}
 	var got []struct {
 		Name   string
@@ -257,21 +268,6 @@ json.dump([{"name": k, "shape": list(v.shape), "values": v.float().flatten().tol
 				t.Fatalf("%s[%d] = %g in torch, %g here", w.Name, j, g.Values[j], v[j])
 			}
 		}
-	}
-	const save = `
-import sys, torch
-torch.manual_seed(0)
-sd = {}
-for l in range(2):
-    for m in ["att.receptance", "ffn.key"]:
-        o, i = (32, 8) if m == "ffn.key" else (8, 8)
-        sd[f"model.blocks.{l}.{m}.init_lora_A"] = torch.randn(4, i)
-        sd[f"model.blocks.{l}.{m}.init_lora_B"] = torch.randn(o, 4).bfloat16()
-torch.save(sd, sys.argv[1])
-`
-	init := filepath.Join(dir, "init_pissa.pth")
-	if out, err := exec.Command(py, "-c", save, init).CombinedOutput(); err != nil {
-		t.Fatalf("torch.save: %v\n%s", err, out)
 	}
 	i, err := ReadAdapter(init, specsOf(adapterX070), AdapterRules{Rank: 4})
 	if err != nil {

@@ -1,8 +1,13 @@
 package model
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -710,5 +715,130 @@ func TestMergeLoRA(t *testing.T) {
 	}
 	if d := maxAbsDiff(got, want); d > 1e-5 {
 		t.Errorf("MergeLoRA differs from W + s·B·A by %g", d)
+	}
+}
+
+// TestLoRAMatchesTorch compares the LoRA layer's output and the gradients of x, A and B in
+// float64 with PyTorch autograd on RWKV-PEFT's expression (reference/peft.py), without dropout
+// and with dropout (rwkv-go's mask replayed in torch), and checks torch computes no gradient for
+// the frozen W either; and PiSSA's singular values and B·A against torch.svd_lowrank's on a
+// matrix with a decaying spectrum (both converge to the truncated SVD; their random draws
+// differ). It skips where /usr/bin/python3 cannot import torch, unless RWKV_REQUIRE_TORCH is set.
+func TestLoRAMatchesTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: starts PyTorch")
+	}
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
+			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v", py, err)
+		}
+		t.Skipf("skipping: %s cannot import torch", py)
+	}
+	const N, in, out, k, s, p = 10, 70, 12, 3, 1.5, 0.3
+	v := newLoRAValues(6, N, in, out, k, false)
+	// PiSSA input: known spectrum 10·0.7^i, 30×20, r 4.
+	spec := make([]float64, 20)
+	for i := range spec {
+		spec[i] = 10 * math.Pow(0.7, float64(i))
+	}
+	pw := knownSpectrum(t, 30, 20, spec, 11)
+	type goSide struct {
+		y, gx, gA, gB []float64
+	}
+	var goRes []goSide
+	var cases []map[string]any
+	for _, drop := range []bool{false, true} {
+		cfg, ctl := LoRAConfig{Scale: s}, (*LoRAControl)(nil)
+		if drop {
+			cfg, ctl = LoRAConfig{Scale: s, Dropout: p, Seed: 3}, &LoRAControl{Train: true, Step: 4}
+		}
+		g := G.NewGraph()
+		x := matNode(g, tensor.Float64, "x", v.x, N, in)
+		w := matNode(g, tensor.Float64, "W", v.w, out, in)
+		a := matNode(g, tensor.Float64, "A", v.a, k, in)
+		b := matNode(g, tensor.Float64, "B", v.b, out, k)
+		y, err := LoRALinear(x, w, a, b, cfg, ctl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, err := Dot(y, matNode(g, tensor.Float64, "R", v.r, N, out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads, err := G.Grad(loss, x, a, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := G.NewTapeMachine(g)
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		var mask []float64
+		if drop {
+			op := y.Op().(loraOp)
+			W := op.maskWords()
+			mask = make([]float64, N*in)
+			for i := range N {
+				for c := range in {
+					mask[i*in+c] = float64(op.cache.mask[i*W+c/64] >> (c % 64) & 1)
+				}
+			}
+		}
+		goRes = append(goRes, goSide{asF64(y.Value()), asF64(grads[0].Value()), asF64(grads[1].Value()), asF64(grads[2].Value())})
+		vm.Close()
+		cases = append(cases, map[string]any{"N": N, "in": in, "out": out, "r": k, "s": s, "p": p,
+			"x": v.x, "W": v.w, "A": v.a, "B": v.b, "R": v.r, "mask": mask})
+	}
+	const niter = 40 // σ5/σ4 = 0.7: the basis error shrinks like 0.7^(2·niter+1)
+	req := map[string]any{"lora": cases, "pissa": map[string]any{"out": 30, "in": 20, "r": 4, "niter": niter, "W": pw}}
+	body, _ := json.Marshal(req)
+	cmd := exec.Command(py, filepath.Join("..", "reference", "peft.py"))
+	cmd.Stdin = bytes.NewReader(body)
+	res, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("peft.py: %v", err)
+	}
+	var got struct {
+		LoRA []struct {
+			Y, Gx, GA, GB []float64
+			WHasGrad      bool `json:"W_has_grad"`
+		}
+		PiSSA struct {
+			S, BA    []float64
+			ReconErr float64 `json:"recon_err"`
+		}
+	}
+	if err := json.Unmarshal(res, &got); err != nil || len(got.LoRA) != len(goRes) {
+		t.Fatalf("peft.py output: %v, %d LoRA results", err, len(got.LoRA))
+	}
+	for i, gr := range goRes {
+		tr := got.LoRA[i]
+		for _, c := range []struct {
+			name      string
+			go_, want []float64
+		}{{"y", gr.y, tr.Y}, {"gx", gr.gx, tr.Gx}, {"gA", gr.gA, tr.GA}, {"gB", gr.gB, tr.GB}} {
+			if d := maxAbsDiff(c.go_, c.want); d > 1e-10 {
+				t.Errorf("dropout %v: %s differs from torch by %g", i == 1, c.name, d)
+			}
+		}
+		if tr.WHasGrad {
+			t.Error("torch computed a gradient for the frozen W: the reference is not RWKV-PEFT's")
+		}
+	}
+	ps, err := PiSSA(pw, 30, 20, 4, niter, rand.New(rand.NewPCG(2, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba := make([]float64, 30*20)
+	blas.Gemm(false, false, 30, 20, 4, 1, ps.B, 4, ps.A, 20, 0, ba, 20)
+	if d := maxAbsDiff(ps.S, got.PiSSA.S); d > 1e-9 {
+		t.Errorf("PiSSA singular values %v, torch %v", ps.S, got.PiSSA.S)
+	}
+	if d := maxAbsDiff(ba, got.PiSSA.BA); d > 1e-9 {
+		t.Errorf("PiSSA B·A differs from torch's by %g", d)
+	}
+	if got.PiSSA.ReconErr > 1e-12 {
+		t.Errorf("torch's PiSSA reconstructs W to %g only", got.PiSSA.ReconErr)
 	}
 }
