@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/rwkv-go/rwkv-go/arch"
+	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
@@ -277,17 +278,25 @@ func renamed(t Tensor, name string) Tensor {
 	return t
 }
 
-// ReadAdapter reads an adapter, PiSSA init or state file (a .pth written by torch.save or
-// WriteAdapterPTH, or a safetensors file; told apart by content) and checks it with
-// CheckAdapter against the base model's tensor list.
-func ReadAdapter(path string, base []arch.Spec, rules AdapterRules) (*Adapter, error) {
-	ts, err := readAdapterFile(path)
-	if err != nil {
-		return nil, err
+// ReadAdapter reads adapter, PiSSA init and state files (each a .pth written by torch.save or
+// WriteAdapterPTH, or a safetensors file; told apart by content) and checks their tensors
+// together with CheckAdapter against the base model's tensor list: pass an adapter and its
+// init file to merge a PiSSA adapter.
+func ReadAdapter(base []arch.Spec, rules AdapterRules, paths ...string) (*Adapter, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("adapter: no file given")
+	}
+	var ts []Tensor
+	for _, p := range paths {
+		t, err := readAdapterFile(p)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t...)
 	}
 	a, err := CheckAdapter(ts, base, rules)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", strings.Join(paths, " + "), err)
 	}
 	return a, nil
 }
@@ -328,4 +337,86 @@ func WriteAdapterPTH(path string, ts []Tensor) error {
 		return fmt.Errorf("adapter %s: %w", path, err)
 	}
 	return nil
+}
+
+// MergeAdapter folds an adapter into a copy of the base weights, as RWKV-PEFT's merge scripts
+// do, and returns the full model in the base's names, order and dtypes (each merged tensor is
+// computed in float64 and rounded once to its base dtype): for a LoRA adapter (no Init pairs)
+// W ← W + scale·B·A with scale = α/r (merge_lora.py); for PiSSA (Init pairs present for every
+// adapted module) W ← (W − B0·A0) + B·A, scale ignored (merge_pissa.py), where W is the
+// original base weight, not W_res; train_parts replace their base tensors. States are not
+// merged: the base layouts have no time_state (write them as a state file; ChatRWKV's RWKV-5/6
+// loader also reads them appended to the model dict, as merge_state.py does). The base is
+// left unchanged.
+func MergeAdapter(base []Tensor, a *Adapter, scale float64) ([]Tensor, error) {
+	idx := make(map[string]int, len(base))
+	for i, t := range base {
+		idx[t.Name] = i
+	}
+	out := slices.Clone(base)
+	init := make(map[string]LoRAPair, len(a.Init))
+	for _, p := range a.Init {
+		init[p.Module] = p
+	}
+	if len(a.Init) > 0 && len(a.Init) != len(a.LoRA) {
+		return nil, fmt.Errorf("adapter merge: %d PiSSA init pairs for %d trained pairs; pass the init file of this adapter: %w", len(a.Init), len(a.LoRA), ErrTensors)
+	}
+	for _, p := range a.LoRA {
+		name := p.Module + ".weight"
+		i, ok := idx[name]
+		if !ok {
+			return nil, fmt.Errorf("adapter merge: the base has no %q for %q: %w", name, p.A.Name, ErrTensors)
+		}
+		w := base[i]
+		if len(w.Shape) != 2 || !slices.Equal(p.A.Shape[1:], w.Shape[1:]) || p.B.Shape[0] != w.Shape[0] {
+			return nil, fmt.Errorf("adapter merge: %q %v and %q %v do not fit %q %v: %w", p.A.Name, p.A.Shape, p.B.Name, p.B.Shape, name, w.Shape, ErrTensors)
+		}
+		rows, cols, r := w.Shape[0], w.Shape[1], p.A.Shape[0]
+		wv, err := w.Float64s()
+		if err != nil {
+			return nil, fmt.Errorf("adapter merge %q: %w", name, err)
+		}
+		add := func(pair LoRAPair, s float64) error {
+			av, err := pair.A.Float64s()
+			if err != nil {
+				return fmt.Errorf("adapter merge %q: %w", pair.A.Name, err)
+			}
+			bv, err := pair.B.Float64s()
+			if err != nil {
+				return fmt.Errorf("adapter merge %q: %w", pair.B.Name, err)
+			}
+			blas.Gemm(false, false, rows, cols, r, s, bv, r, av, cols, 1, wv, cols)
+			return nil
+		}
+		s := scale
+		if len(a.Init) > 0 {
+			p0, ok := init[p.Module]
+			if !ok {
+				return nil, fmt.Errorf("adapter merge: no %s%s in the PiSSA init file for %q: %w", p.Module, InitSuffixA, p.A.Name, ErrTensors)
+			}
+			if err := add(p0, -1); err != nil {
+				return nil, err
+			}
+			s = 1
+		}
+		if err := add(p, s); err != nil {
+			return nil, err
+		}
+		out[i] = FromFloat64(name, w.Shape, wv, w.DType)
+		if err := out[i].CheckFinite(); err != nil {
+			return nil, fmt.Errorf("adapter merge: %w", err)
+		}
+	}
+	for _, t := range a.Parts {
+		i, ok := idx[t.Name]
+		if !ok {
+			return nil, fmt.Errorf("adapter merge: the base has no %q: %w", t.Name, ErrTensors)
+		}
+		c, err := t.Convert(base[i].DType)
+		if err != nil {
+			return nil, fmt.Errorf("adapter merge %q: %w", t.Name, err)
+		}
+		out[i] = c
+	}
+	return out, nil
 }

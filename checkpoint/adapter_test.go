@@ -91,11 +91,11 @@ func TestAdapterRoundTrip(t *testing.T) {
 			if err := WriteAdapterPTH(init, in.InitTensors()); err != nil {
 				t.Fatal(err)
 			}
-			a, err := ReadAdapter(adapter, specsOf(d), AdapterRules{Rank: 2})
+			a, err := ReadAdapter(specsOf(d), AdapterRules{Rank: 2}, adapter)
 			if err != nil {
 				t.Fatal(err)
 			}
-			i, err := ReadAdapter(init, specsOf(d), AdapterRules{Rank: 2})
+			i, err := ReadAdapter(specsOf(d), AdapterRules{Rank: 2}, init)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +127,7 @@ func TestAdapterModelPrefix(t *testing.T) {
 	if err := WriteAdapterPTH(path, ts); err != nil {
 		t.Fatal(err)
 	}
-	a, err := ReadAdapter(path, specsOf(tinyDims), AdapterRules{})
+	a, err := ReadAdapter(specsOf(tinyDims), AdapterRules{}, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ torch.save(sd, sys.argv[2])
 			}
 		}
 	}
-	i, err := ReadAdapter(init, specsOf(adapterX070), AdapterRules{Rank: 4})
+	i, err := ReadAdapter(specsOf(adapterX070), AdapterRules{Rank: 4}, init)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,4 +294,121 @@ func FuzzCheckAdapter(f *testing.F) {
 			t.Errorf("accepted %q %v but kept %d of %d tensors", name, extra.Shape, len(a.Tensors())+len(a.InitTensors()), len(ts))
 		}
 	})
+}
+
+// TestMergeAdapter: LoRA merges W + s·B·A, PiSSA (W − B0·A0) + B·A, each against explicit
+// sums; train_parts replace their base tensors; every other tensor keeps its bytes; the merged
+// set is still a valid model in the base's dtype (BF16 here), and the base is unchanged.
+func TestMergeAdapter(t *testing.T) {
+	base := make([]Tensor, 0)
+	for _, b := range tinyModel(tinyDims) {
+		c, err := b.Convert(BF16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base = append(base, c)
+	}
+	baseCopy := make([]Tensor, len(base))
+	for i, b := range base {
+		baseCopy[i] = b
+		baseCopy[i].Data = bytes.Clone(b.Data)
+	}
+	full, err := CheckAdapter(tinyAdapter(t, tinyDims), specsOf(tinyDims), AdapterRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const scale = 2.5
+	explicit := func(name string, pairs []LoRAPair, s []float64) []float64 {
+		var w Tensor
+		for _, b := range base {
+			if b.Name == name {
+				w = b
+			}
+		}
+		v, _ := w.Float64s()
+		out, in := w.Shape[0], w.Shape[1]
+		for k, p := range pairs {
+			a, _ := p.A.Float64s()
+			b, _ := p.B.Float64s()
+			r := p.A.Shape[0]
+			for o := range out {
+				for c := range in {
+					for j := range r {
+						v[o*in+c] += s[k] * b[o*r+j] * a[j*in+c]
+					}
+				}
+			}
+		}
+		return v
+	}
+	for _, pissa := range []bool{false, true} {
+		a := *full
+		if !pissa {
+			a.Init = nil
+		}
+		merged, err := MergeAdapter(base, &a, scale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Check(merged); err != nil {
+			t.Fatalf("merged model: %v", err)
+		}
+		adapted := map[string]bool{}
+		for k, p := range a.LoRA {
+			name := p.Module + ".weight"
+			adapted[name] = true
+			want := explicit(name, []LoRAPair{p}, []float64{scale})
+			if pissa {
+				want = explicit(name, []LoRAPair{a.Init[k], p}, []float64{-1, 1})
+			}
+			var got Tensor
+			for _, m := range merged {
+				if m.Name == name {
+					got = m
+				}
+			}
+			g, _ := got.Float64s()
+			for i := range g {
+				if math.Abs(g[i]-want[i]) > math.Abs(want[i])/128+1e-6 { // one BF16 rounding
+					t.Fatalf("pissa %v: %s[%d] = %g, want %g", pissa, name, i, g[i], want[i])
+				}
+			}
+			if got.DType != BF16 {
+				t.Errorf("%s merged as %s, want the base's BF16", name, got.DType)
+			}
+		}
+		for i, m := range merged {
+			switch {
+			case adapted[m.Name]:
+			case slices.ContainsFunc(a.Parts, func(p Tensor) bool { return p.Name == m.Name }):
+				pv, _ := a.Parts[slices.IndexFunc(a.Parts, func(p Tensor) bool { return p.Name == m.Name })].Float64s()
+				mv, _ := m.Float64s()
+				if maxAbs(pv, mv) > 1e-2 || m.DType != BF16 {
+					t.Errorf("part %s not replaced (%s)", m.Name, m.DType)
+				}
+			default:
+				if !sameTensor(m, base[i]) {
+					t.Errorf("%s changed though nothing adapts it", m.Name)
+				}
+			}
+		}
+	}
+	for i := range base {
+		if !sameTensor(base[i], baseCopy[i]) {
+			t.Fatalf("MergeAdapter changed the base's %s", base[i].Name)
+		}
+	}
+	half := *full
+	half.Init = half.Init[:1]
+	if _, err := MergeAdapter(base, &half, 1); err == nil || !errors.Is(err, ErrTensors) {
+		t.Errorf("PiSSA merge with a partial init file: %v", err)
+	}
+}
+
+func maxAbs(a, b []float64) float64 {
+	var m float64
+	for i := range a {
+		m = math.Max(m, math.Abs(a[i]-b[i]))
+	}
+	return m
 }
