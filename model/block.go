@@ -7,6 +7,9 @@ import G "gorgonia.org/gorgonia"
 type builder struct {
 	B, T int
 	err  error
+	// adapted gives a weight node's LoRA factors (nil: no adapters); ctl their switches.
+	adapted func(w *G.Node) (a, b *G.Node, cfg LoRAConfig, ok bool)
+	ctl     *LoRAControl
 }
 
 func (b *builder) do(f func() (*G.Node, error)) *G.Node {
@@ -24,6 +27,11 @@ func (b *builder) ln(x, w, bias *G.Node) *G.Node {
 	return b.do(func() (*G.Node, error) { return LayerNorm(x, w, bias) })
 }
 func (b *builder) linear(x, w *G.Node) *G.Node {
+	if b.adapted != nil && w != nil {
+		if la, lb, cfg, ok := b.adapted(w); ok {
+			return b.do(func() (*G.Node, error) { return LoRALinear(x, w, la, lb, cfg, b.ctl) })
+		}
+	}
 	return b.do(func() (*G.Node, error) { return Linear(x, w) })
 }
 func (b *builder) add(x, y *G.Node) *G.Node {

@@ -51,6 +51,9 @@ func (m *Model) NewGraph(opts GraphOptions) (*Graph, error) {
 	if opts.B <= 0 || opts.T <= 0 {
 		return nil, fmt.Errorf("model: graph needs B, T > 0, got B=%d T=%d", opts.B, opts.T)
 	}
+	if opts.State && m.peft != nil && m.peft.state {
+		return nil, fmt.Errorf("model: a state-tuned model (blocks.N%s) starts every sample from its own state; build its graph without State (no chunks)", TimeStateSuffix)
+	}
 	gr := &Graph{m: m, opts: opts, g: G.NewGraph()}
 	if err := gr.build(); err != nil {
 		return nil, fmt.Errorf("model: build graph %v B=%d T=%d: %w", m.Config, opts.B, opts.T, err)
@@ -85,14 +88,17 @@ func (gr *Graph) build() error {
 			n = G.NewMatrix(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
 		}
 		gr.params = append(gr.params, n)
-		gr.unused = append(gr.unused, unusedParam(m.Config, p.Name))
+		gr.unused = append(gr.unused, unusedParam(m.Config, p.Name) || m.Frozen(p.Name))
 	}
 	gr.ids, gr.targets = make([]int, N), make([]int, N)
 	idsNode := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("tokens"),
 		G.WithValue(tensor.New(tensor.WithShape(N), tensor.WithBacking(gr.ids))))
 	p := func(name string) *G.Node { return gr.params[gr.m.indexOf(name)] }
 
-	b := &builder{B: B, T: T}
+	b := &builder{B: B, T: T, adapted: gr.adapted}
+	if m.peft != nil {
+		b.ctl = &m.peft.ctl
+	}
 	x := b.do(func() (*G.Node, error) { return Embed(p("emb.weight"), idsNode) })
 	if m.Config.Arch.Resolve() == arch.X070 {
 		x = gr.blocks7(b, x, p)
@@ -150,6 +156,9 @@ func (gr *Graph) blocks4(b *builder, x *G.Node, p func(string) *G.Node) *G.Node 
 		wkvS := gr.input(fmt.Sprintf("state.%d.wkv", i), 3*B, C)
 		ffnX := gr.input(fmt.Sprintf("state.%d.ffn_x", i), B, C)
 		gr.stateIn = append(gr.stateIn, attX, wkvS, ffnX)
+		if ts := gr.timeState(b, i); ts != nil {
+			wkvS = ts
+		}
 		if i == 0 {
 			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
 		}

@@ -41,6 +41,9 @@ func (gr *Graph) blocks7(b *builder, x *G.Node, p func(string) *G.Node) *G.Node 
 		wkvS := gr.input(fmt.Sprintf("state.%d.wkv", i), B*H*N, N)
 		ffnX := gr.input(fmt.Sprintf("state.%d.ffn_x", i), B, C)
 		gr.stateIn = append(gr.stateIn, attX, wkvS, ffnX)
+		if ts := gr.timeState(b, i); ts != nil {
+			wkvS = ts
+		}
 		if i == 0 {
 			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
 		}

@@ -36,6 +36,7 @@ type Model struct {
 	DType  DType
 	Params []*Param
 	index  map[string]*Param
+	peft   *peftState // adapters (peft.go); nil: none
 }
 
 // ParamSpec is the name and RWKV-LM shape of a parameter.
