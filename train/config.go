@@ -21,6 +21,7 @@ type Config struct {
 	Optim      optim.Config     `mapstructure:"optim" yaml:"optim"`
 	Train      LoopConfig       `mapstructure:"train" yaml:"train"`
 	Checkpoint CheckpointConfig `mapstructure:"checkpoint" yaml:"checkpoint"`
+	PEFT       PEFTConfig       `mapstructure:"peft" yaml:"peft"`
 	// OutDir receives metrics.jsonl, the loss plot, the exported model and, by default, checkpoints.
 	OutDir string `mapstructure:"out_dir" yaml:"out_dir"`
 }
@@ -72,6 +73,7 @@ func DefaultConfig() Config {
 		Optim:      optim.DefaultConfig(),
 		Train:      LoopConfig{MicroBsz: 8, GradAccum: 1, Seed: 42, LogEvery: 10, L2Wrap: true, MaxBadSteps: 5, BPTT: BPTTExact},
 		Checkpoint: CheckpointConfig{Every: 0, Keep: 3},
+		PEFT:       DefaultPEFTConfig(),
 		OutDir:     "out",
 	}
 }
@@ -151,6 +153,7 @@ func (c Config) Validate() error {
 	if c.Checkpoint.Every < 0 || c.Checkpoint.Keep < 0 {
 		bad("checkpoint.every = %d, checkpoint.keep = %d: must not be negative", c.Checkpoint.Every, c.Checkpoint.Keep)
 	}
+	errs = append(errs, c.PEFT.validate(c)...)
 	if strings.TrimSpace(c.OutDir) == "" {
 		bad("out_dir is empty")
 	}

@@ -33,7 +33,11 @@ func (t *Trainer) Save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path, err := checkpoint.Save(dir, int64(t.step), weights.Tensors(t.Model, checkpoint.F32), ms, vs, checkpoint.State{
+	ws := weights.Tensors(t.Model, checkpoint.F32)
+	if t.cfg.PEFT.On() { // the frozen base is model.load's: save what trains
+		ws = t.trainedTensors(checkpoint.F32)
+	}
+	path, err := checkpoint.Save(dir, int64(t.step), ws, ms, vs, checkpoint.State{
 		Step: int64(t.step), OptimStep: st.Step, Tokens: t.tokens, Config: t.opts.ConfigYAML, Sampler: sampler,
 		Extra: map[string]string{"bad_steps_total": fmt.Sprint(t.badTotal), "bad_steps_in_row": fmt.Sprint(t.badInRow)},
 	})
@@ -44,6 +48,11 @@ func (t *Trainer) Save() (string, error) {
 		t.lastGood = path
 	}
 	t.log.Info("checkpoint", "path", path, "step", t.step)
+	if a, err := t.WriteAdapter(); err != nil {
+		return path, fmt.Errorf("adapter file: %w", err)
+	} else if a != "" {
+		t.log.Info("adapter", "path", a, "step", t.step)
+	}
 	if t.cfg.Checkpoint.Keep > 0 {
 		if err := checkpoint.Prune(dir, t.cfg.Checkpoint.Keep, t.lastGood); err != nil {
 			return path, err
@@ -198,7 +207,11 @@ set:
 // checkpoint.
 func (t *Trainer) resume(ck *checkpoint.Checkpoint) error {
 	path := ck.Path
-	if err := weights.Set(t.Model, ck.Weights); err != nil {
+	set := func() error { return weights.Set(t.Model, ck.Weights) }
+	if t.cfg.PEFT.On() {
+		set = func() error { return t.setTrained(ck.Weights) }
+	}
+	if err := set(); err != nil {
 		return fmt.Errorf("resume %s: %w", path, err)
 	}
 	if len(ck.OptimM) != len(t.params) || len(ck.OptimV) != len(t.params) {

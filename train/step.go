@@ -34,6 +34,11 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error) {
 	accum := t.cfg.Train.GradAccum
 	var res StepResult
+	if t.cfg.PEFT.On() { // LoRA dropout: on while training, masks drawn from the step
+		ctl := t.Model.LoRAControl()
+		ctl.Train, ctl.Step = true, uint64(t.step)
+		defer func() { ctl.Train = false }()
+	}
 	var start []byte // the sampler's state before this step's first micro-batch
 	if !t.directGrads() {
 		var err error
@@ -142,7 +147,7 @@ func (t *Trainer) directBatch(b *data.Batch) (float64, error) {
 		return 0, err
 	}
 	for i := range t.params {
-		g := t.graph.GradF32(i)
+		g := t.graph.GradF32(t.pidx[i])
 		t.params[i].Grad = g
 		if err := t.opt.SetGrad(i, g); err != nil {
 			return 0, err
@@ -158,8 +163,11 @@ func (t *Trainer) microBatch(b *data.Batch, scale float64) (float64, error) {
 		return 0, err
 	}
 	add := func(g *model.Graph, i int, w float64) {
+		if t.slot[i] < 0 { // frozen
+			return
+		}
 		s := float32(w * scale)
-		acc := t.params[i].Grad
+		acc := t.params[t.slot[i]].Grad
 		for j, v := range g.GradF32(i) {
 			acc[j] += v * s
 		}
@@ -173,7 +181,7 @@ func (t *Trainer) microBatch(b *data.Batch, scale float64) (float64, error) {
 	if err := t.graph.Run(); err != nil {
 		return 0, err
 	}
-	for i := range t.params {
+	for _, i := range t.pidx {
 		add(t.graph, i, 1)
 	}
 	return t.graph.Loss(), nil

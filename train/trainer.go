@@ -82,6 +82,8 @@ type Trainer struct {
 	graph  *model.Graph           // one pass over a whole sample, or nil when chunks is set
 	chunks *chunkRunner           // train.chunk_len: the sample in chunks with the state carried
 	params []optim.Param[float32] // Grad holds the accumulated gradient of a step
+	pidx   []int                  // per params entry: its index in Model.Params (PEFT trains a subset)
+	slot   []int                  // per Model.Params entry: its index in params, or -1 when frozen
 	opt    *optim.AdamW[float32]
 	sched  optim.Schedule
 
@@ -226,7 +228,8 @@ func (t *Trainer) openData() error {
 // checkpoint's weights replace either, so model.load is not read.
 func (t *Trainer) buildModel(resuming bool) error {
 	c := t.cfg
-	if c.Model.Load != "" && !resuming {
+	// PEFT checkpoints hold only the trained tensors: the frozen base always comes from model.load.
+	if c.Model.Load != "" && (!resuming || c.PEFT.On()) {
 		m, err := weights.Load(c.Model.Load, c.Model.CtxLen, model.Float32)
 		if err != nil {
 			return fmt.Errorf("model.load: %w", err)
@@ -243,6 +246,9 @@ func (t *Trainer) buildModel(resuming bool) error {
 		}
 		m.Init(c.Train.Seed, c.Optim.LRInit)
 		t.Model = m
+	}
+	if err := t.applyPEFT(resuming); err != nil {
+		return err
 	}
 	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
 		r, err := newChunkRunner(t.Model, c.Train.MicroBsz, c.Model.CtxLen, c.Train.ChunkLen, c.Train.BPTT, c.Train.L2Wrap)
@@ -282,7 +288,13 @@ func (t *Trainer) buildOptimizer() error {
 		}
 		scratch = make([]float32, n)
 	}
-	for _, p := range t.Model.Params {
+	for i, p := range t.Model.Params {
+		t.slot = append(t.slot, -1)
+		if t.Model.Frozen(p.Name) {
+			continue
+		}
+		t.slot[i] = len(t.params)
+		t.pidx = append(t.pidx, i)
 		w := p.F32()
 		g := scratch[:min(len(scratch), len(w))]
 		if !t.directGrads() {

@@ -369,6 +369,8 @@ func fullConfig() train.Config {
 		EvalEvery: 7, EvalTokens: 4096, LogEvery: 2, L2Wrap: false, MaxBadSteps: 9,
 		ChunkLen: 16, BPTT: train.BPTTTruncated}
 	c.Checkpoint = train.CheckpointConfig{Dir: "ck pts", Every: 11, Keep: 0}
+	c.PEFT = train.PEFTConfig{Mode: "lora", LoRAR: 8, LoRAAlpha: 16, LoRADropout: 0.05, Targets: "att.key, ffn.value",
+		TrainParts: "ln", SVDNiter: 2, Load: "adapter: #1.pth"}
 	c.OutDir = "0x10"
 	return c
 }

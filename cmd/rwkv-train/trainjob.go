@@ -110,6 +110,9 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 		return fmt.Errorf("export: %w", err)
 	}
 	fmt.Fprintf(stdout, "trained %d steps; model exported to %s (RWKV-LM names, fp32 safetensors)\n", tr.Step(), out)
+	if eff.PEFT.On() {
+		fmt.Fprintf(stdout, "adapter (peft.mode %s) written to %s\n", eff.PEFT.Mode, filepath.Join(cfg.OutDir, "adapter.pth"))
+	}
 	if v, ok := tr.LastValidation(); ok {
 		fmt.Fprintf(stdout, "validation: loss %.4f nats/token, perplexity %.3f, %.4f bits/token (%d tokens)\n", v.Loss, v.PPL, v.BitsPerToken, v.Tokens)
 	}
@@ -120,7 +123,11 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 }
 
 func exportRWKV(tr *train.Trainer, path string) error {
-	ts := weights.Tensors(tr.Model, checkpoint.F32)
+	m, err := tr.MergedModel() // PEFT: adapters folded in (train writes adapter.pth itself)
+	if err != nil {
+		return err
+	}
+	ts := weights.Tensors(m, checkpoint.F32)
 	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) })
 }
 
