@@ -18,7 +18,7 @@ func Generate(ctx context.Context, m *model.Model, prompt []int, o SampleOptions
 		return err
 	}
 	rnn := m.NewRNN(1)
-	s := model.NewState(m.Config, 1)
+	s := m.InitialState(1)
 	logits := make([]float64, m.Config.Vocab)
 	in := make([]int, 1)
 	for i, tok := range prompt {

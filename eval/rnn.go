@@ -22,7 +22,7 @@ func rnnScore(ctx context.Context, m *model.Model, src Source, total int64, o Op
 		every = 1024
 	}
 	rnn := m.NewRNN(1)
-	s := model.NewState(m.Config, 1)
+	s := m.InitialState(1)
 	logits := make([]float64, m.Config.Vocab)
 	in := make([]int, 1)
 	buf := make([]int, 0, streamRead+1)
@@ -62,7 +62,7 @@ func rnnScore(ctx context.Context, m *model.Model, src Source, total int64, o Op
 func chunkScore(ctx context.Context, m *model.Model, src Source, total int64, o Options, t *tally) error {
 	r := newWindowRunner(m)
 	defer r.close()
-	s := model.NewState(m.Config, 1)
+	s := m.InitialState(1)
 	for off := int64(0); off < total; {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -51,9 +51,6 @@ func (m *Model) NewGraph(opts GraphOptions) (*Graph, error) {
 	if opts.B <= 0 || opts.T <= 0 {
 		return nil, fmt.Errorf("model: graph needs B, T > 0, got B=%d T=%d", opts.B, opts.T)
 	}
-	if opts.State && m.peft != nil && m.peft.state {
-		return nil, fmt.Errorf("model: a state-tuned model (blocks.N%s) starts every sample from its own state; build its graph without State (no chunks)", TimeStateSuffix)
-	}
 	gr := &Graph{m: m, opts: opts, g: G.NewGraph()}
 	if err := gr.build(); err != nil {
 		return nil, fmt.Errorf("model: build graph %v B=%d T=%d: %w", m.Config, opts.B, opts.T, err)
@@ -88,7 +85,9 @@ func (gr *Graph) build() error {
 			n = G.NewMatrix(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
 		}
 		gr.params = append(gr.params, n)
-		gr.unused = append(gr.unused, unusedParam(m.Config, p.Name) || m.Frozen(p.Name))
+		// a State graph starts from SetState's state, which for a state-tuned model is
+		// InitialState: its time_state tensors are inputs there, not parameters
+		gr.unused = append(gr.unused, unusedParam(m.Config, p.Name) || m.Frozen(p.Name) || m.loraBase(p.Name) || (gr.opts.State && IsAdapterState(p.Name)))
 	}
 	gr.ids, gr.targets = make([]int, N), make([]int, N)
 	idsNode := G.NewVector(g, tensor.Int, G.WithShape(N), G.WithName("tokens"),
@@ -231,8 +230,12 @@ func (gr *Graph) SetTokens(ids, targets []int) error {
 	return nil
 }
 
-// SetState sets the state the sequences start from; nil means fresh sequences.
+// SetState sets the state the sequences start from; nil means fresh sequences (for a
+// state-tuned model, InitialState).
 func (gr *Graph) SetState(s *State) error {
+	if s == nil && gr.m.HasTimeState() {
+		s = gr.m.InitialState(gr.opts.B)
+	}
 	if s == nil && gr.m.Config.Arch.Resolve() == arch.X070 { // fresh x070 state: zeros
 		for _, n := range gr.stateIn {
 			setFloats(n.Value(), nil)

@@ -207,7 +207,7 @@ func (gr *Graph) adapted(w *G.Node) (a, b *G.Node, cfg LoRAConfig, ok bool) {
 // timeState is layer i's initial WKV state broadcast over the batch, or nil without state
 // tuning.
 func (gr *Graph) timeState(b *builder, i int) *G.Node {
-	if gr.m.peft == nil || !gr.m.peft.state {
+	if !gr.m.HasTimeState() || gr.opts.State { // a State graph takes it through SetState
 		return nil
 	}
 	s := gr.params[gr.m.indexOf(fmt.Sprintf("blocks.%d%s", i, TimeStateSuffix))]
@@ -325,3 +325,43 @@ func c0(c Config) []string {
 // IsAdapterState reports whether a parameter is a layer's time_state (state tuning trains only
 // those).
 func IsAdapterState(name string) bool { return strings.HasSuffix(name, TimeStateSuffix) }
+
+// HasTimeState reports whether the model has state-tuning states (AddTimeState).
+func (m *Model) HasTimeState() bool { return m.peft != nil && m.peft.state }
+
+// InitialState is the state B fresh sequences start from: NewState's, or with state tuning
+// every layer's time_state in each sequence's WKV state (x070 [H,N,N] [value][key]; RWKV-4
+// aa, bb, pp), token shifts zero.
+func (m *Model) InitialState(B int) *State {
+	s := NewState(m.Config, B)
+	if !m.HasTimeState() {
+		return s
+	}
+	for i := range s.Layers {
+		v := m.Param(fmt.Sprintf("blocks.%d%s", i, TimeStateSuffix)).Float64s()
+		l := &s.Layers[i]
+		if l.WKV != nil {
+			for b := 0; b < B; b++ {
+				copy(l.WKV[b*len(v):(b+1)*len(v)], v)
+			}
+			continue
+		}
+		C := m.Config.Embd
+		for b := 0; b < B; b++ {
+			copy(l.AA[b*C:(b+1)*C], v[:C])
+			copy(l.BB[b*C:(b+1)*C], v[C:2*C])
+			copy(l.PP[b*C:(b+1)*C], v[2*C:])
+		}
+	}
+	return s
+}
+
+// loraBase reports whether a parameter is the frozen W of a LoRA layer (the op has no gradient
+// for it).
+func (m *Model) loraBase(name string) bool {
+	if m.peft == nil {
+		return false
+	}
+	_, ok := m.peft.lora[name]
+	return ok
+}

@@ -175,3 +175,60 @@ func TestLoRAMergedLogits(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeStateStartsEveryPath: a state-tuned model's samples start from its time_state in the
+// broadcast graph (training), in a State graph from SetState(nil) (evaluation windows) and in
+// the RNN from InitialState (generation): all three give the same logits, and they differ from
+// a fresh start.
+func TestTimeStateStartsEveryPath(t *testing.T) {
+	for _, tc := range tinies {
+		t.Run(tc.name, func(t *testing.T) {
+			const B, T = 2, 5
+			m := tc.new(t, tensor.Float64)
+			randomize(m, 3)
+			var fresh []float64
+			ids := make([]int, B*T)
+			for i := range ids {
+				ids[i] = (i*11 + 3) % m.Config.Vocab
+			}
+			run := func(state bool) []float64 {
+				gr, err := m.NewGraph(GraphOptions{B: B, T: T, State: state})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer gr.Close()
+				gr.SetTokens(ids, nil)
+				if err := gr.Run(); err != nil {
+					t.Fatal(err)
+				}
+				return append([]float64(nil), gr.LogitsF64()...)
+			}
+			fresh = run(false)
+			m.AddTimeState()
+			randomAdapters(m, 8)
+			broadcast, windows := run(false), run(true)
+			rnn := m.NewRNN(B)
+			s := m.InitialState(B)
+			V := m.Config.Vocab
+			logits := make([]float64, B*V)
+			differs := false
+			for tt := 0; tt < T; tt++ {
+				if err := rnn.Step(s, []int{ids[tt], ids[T+tt]}, logits); err != nil {
+					t.Fatal(err)
+				}
+				for b := 0; b < B; b++ {
+					for v := 0; v < V; v++ {
+						k := (b*T+tt)*V + v
+						if math.Abs(broadcast[k]-windows[k]) > 1e-10 || math.Abs(broadcast[k]-logits[b*V+v]) > 1e-9 {
+							t.Fatalf("b=%d t=%d v=%d: broadcast %v, State graph %v, rnn %v", b, tt, v, broadcast[k], windows[k], logits[b*V+v])
+						}
+						differs = differs || math.Abs(broadcast[k]-fresh[k]) > 1e-6
+					}
+				}
+			}
+			if !differs {
+				t.Error("the time_state changed no logit")
+			}
+		})
+	}
+}

@@ -23,12 +23,19 @@ type modelFlags struct {
 	path   string
 	ctxLen int
 	dtype  string
+	// parameter-efficient fine-tuning outputs applied to the base
+	adapter, adapterInit, state string
+	loraAlpha                   float64
 }
 
 func (f *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.path, "model", "", "weights: RWKV-LM .pth, safetensors, training checkpoint or hf directory (required)")
 	fs.IntVar(&f.ctxLen, "ctx-len", 1024, "context length: the window of parallel mode")
 	fs.StringVar(&f.dtype, "dtype", "fp32", "compute in fp32 or fp64")
+	fs.StringVar(&f.adapter, "adapter", "", "evaluate --model with this adapter (adapter.pth of peft.mode lora or pissa, or RWKV-PEFT's rwkv-N.pth) merged in")
+	fs.StringVar(&f.adapterInit, "adapter-init", "", "PiSSA: the run's init_pissa.pth, needed with a PiSSA --adapter")
+	fs.Float64Var(&f.loraAlpha, "lora-alpha", 0, "LoRA: the run's peft.lora_alpha (the adapter is W + alpha/r·B·A)")
+	fs.StringVar(&f.state, "state", "", "start every sequence from this state file (blocks.N.att.time_state, from peft.mode state or RWKV-PEFT)")
 }
 
 // load checks the flags and reads the model.
@@ -51,9 +58,22 @@ func (f *modelFlags) load() (*model.Model, error) {
 	if err := blas.Init(); err != nil {
 		return nil, err
 	}
+	if f.adapter == "" && (f.adapterInit != "" || f.loraAlpha != 0) {
+		return nil, usagef("--adapter-init and --lora-alpha go with --adapter")
+	}
 	m, err := weights.Load(f.path, f.ctxLen, dt)
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
+	}
+	if f.adapter != "" {
+		if err := weights.ApplyAdapter(m, f.adapter, weights.AdapterOptions{Init: f.adapterInit, LoRAAlpha: f.loraAlpha}); err != nil {
+			return nil, fmt.Errorf("--adapter: %w", err)
+		}
+	}
+	if f.state != "" {
+		if err := weights.ApplyState(m, f.state); err != nil {
+			return nil, fmt.Errorf("--state: %w", err)
+		}
 	}
 	return m, nil
 }

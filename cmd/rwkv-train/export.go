@@ -32,8 +32,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fs.String("out", "", "output file (rwkv, pth, gguf, web-rwkv) or directory (hf)")
 	ctxLen := fs.Int("ctx-len", 0, "hf: RWKV-4's context_length (default: the checkpoint's model.ctx_len, else 1024); RWKV-7's max_position_embeddings (default 4096, unused by FLA)")
 	vocab := fs.String("vocab", "", "gguf: the tokenizer written into the file: world (the built-in World vocabulary, the default for a 65536-token model), world:FILE (a vocabulary in rwkv_vocab_v20230424.txt format) or none (the default for other vocab sizes; llama.cpp needs one to load the file)")
+	adapter := fs.String("adapter", "", "merge this adapter file (adapter.pth from peft.mode lora or pissa, or RWKV-PEFT's rwkv-N.pth) into the --checkpoint base before exporting")
+	adapterInit := fs.String("adapter-init", "", "PiSSA: the run's init_pissa.pth (init_lora_A/B), needed to merge a PiSSA adapter into the original base")
+	loraAlpha := fs.Float64("lora-alpha", 0, "LoRA: the run's peft.lora_alpha; the adapter is merged as W + (alpha/r)·B·A (not used for PiSSA)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: rwkv-train export --checkpoint PATH --format rwkv|pth|hf|gguf|web-rwkv [--dtype fp32|fp16|bf16] [--vocab world|world:FILE|none] --out PATH\n\n")
+		fmt.Fprint(stderr, "usage: rwkv-train export --checkpoint PATH [--adapter FILE (--lora-alpha A | --adapter-init FILE)] --format rwkv|pth|hf|gguf|web-rwkv [--dtype fp32|fp16|bf16] [--vocab world|world:FILE|none] --out PATH\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -86,6 +89,13 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("weights %s: %w", path, err)
 	}
+	if *adapter != "" {
+		if ts, err = mergeAdapter(ts, d, *adapter, *adapterInit, *loraAlpha); err != nil {
+			return err
+		}
+	} else if *adapterInit != "" || *loraAlpha != 0 {
+		return usagef("--adapter-init and --lora-alpha go with --adapter")
+	}
 	x070 := d.Arch.Resolve() == arch.X070
 	switch {
 	case *format == "gguf" && !x070:
@@ -136,6 +146,31 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "exported %s (%s %s, %d tensors) to %s as %s %s\n", path, d.Arch.Title(), modelShape(d), len(ts), *out, *format, strings.ToLower(string(dt)))
 	return nil
+}
+
+// mergeAdapter folds an adapter file (and PiSSA's init file) into the base tensors: LoRA as
+// W + (alpha/r)·B·A, PiSSA as (W − B0·A0) + B·A, train_parts replacing their base tensors.
+func mergeAdapter(base []checkpoint.Tensor, d arch.Dims, path, initPath string, alpha float64) ([]checkpoint.Tensor, error) {
+	paths := []string{path}
+	if initPath != "" {
+		paths = append(paths, initPath)
+	}
+	// train_parts: any base tensor saved whole in the adapter file replaces the base's
+	a, err := checkpoint.ReadAdapter(d.Layout(), checkpoint.AdapterRules{TrainParts: []string{""}}, paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.States) > 0 {
+		return nil, usagef("--adapter %s holds time_state tensors (state tuning): a state is not merged into the weights; evaluate it with rwkv-eval --state %s", path, path)
+	}
+	scale := 0.0
+	if len(a.LoRA) > 0 && len(a.Init) == 0 {
+		if !(alpha > 0) {
+			return nil, usagef("--adapter %s is a LoRA adapter (r %d): pass --lora-alpha, the run's peft.lora_alpha (merged as W + alpha/r·B·A), or --adapter-init for a PiSSA adapter", path, a.Rank)
+		}
+		scale = alpha / float64(a.Rank)
+	}
+	return checkpoint.MergeAdapter(base, a, scale)
 }
 
 // worldVocabSize is the World vocabulary's embedding rows (rwkv_vocab_v20230424.txt).
