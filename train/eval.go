@@ -11,11 +11,15 @@ import (
 type EvalResult = eval.Result
 
 // Validate measures the loss on the validation file (train.eval_tokens of it, or all) with the
-// code of `rwkv-eval ppl`.
+// code of `rwkv-eval ppl`. On several ranks each scores its share of the windows, and every
+// rank returns the whole file's loss.
 func (t *Trainer) Validate() (EvalResult, error) {
 	if t.val == nil {
 		return EvalResult{}, fmt.Errorf("no validation data (data.val)")
 	}
-	return eval.Perplexity(context.Background(), t.Model, t.val, eval.Options{Mode: eval.Parallel,
-		CtxLen: t.cfg.Model.CtxLen, Batch: t.cfg.Train.MicroBsz, MaxTokens: t.cfg.Train.EvalTokens})
+	o := eval.Options{Mode: eval.Parallel, CtxLen: t.cfg.Model.CtxLen, Batch: t.cfg.Train.MicroBsz, MaxTokens: t.cfg.Train.EvalTokens}
+	if t.world.Size() > 1 {
+		return t.validateSharded(o)
+	}
+	return eval.Perplexity(context.Background(), t.Model, t.val, o)
 }
