@@ -45,16 +45,14 @@ type Result struct {
 	Elapsed time.Duration
 }
 
-// Run runs the test named test of the current binary on np ranks under mpirun, with the extra
-// environment env, and kills it after timeout. Every rank sees Child() true.
-func Run(t testing.TB, np int, test string, timeout time.Duration, env ...string) Result {
+// Command returns mpirun -np np running the current binary with args and the extra
+// environment env (every rank sees Child() true), in a process group of its own so that
+// cancelling ctx kills it all; its stdout and stderr are not set.
+func Command(t testing.TB, ctx context.Context, np int, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	mpirun := Mpirun(t)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	args := []string{"-np", fmt.Sprint(np), "--oversubscribe", "--bind-to", "none",
-		os.Args[0], "-test.run", "^" + test + "$", "-test.v", "-test.count=1", "-test.timeout", timeout.String()}
-	cmd := exec.CommandContext(ctx, mpirun, args...)
+	all := append([]string{"-np", fmt.Sprint(np), "--oversubscribe", "--bind-to", "none", os.Args[0]}, args...)
+	cmd := exec.CommandContext(ctx, mpirun, all...)
 	cmd.Env = append(os.Environ(), childEnv+"=1", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
 		// Shared memory between the ranks of one machine, without the single-copy (CMA)
 		// mechanism that containers often forbid.
@@ -62,6 +60,16 @@ func Run(t testing.TB, np int, test string, timeout time.Duration, env ...string
 	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	return cmd
+}
+
+// Run runs the test named test of the current binary on np ranks under mpirun, with the extra
+// environment env, and kills it after timeout. Every rank sees Child() true.
+func Run(t testing.TB, np int, test string, timeout time.Duration, env ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := Command(t, ctx, np, env, "-test.run", "^"+test+"$", "-test.v", "-test.count=1", "-test.timeout", timeout.String())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
