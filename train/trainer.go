@@ -111,8 +111,10 @@ type Trainer struct {
 	diverged bool       // an update made the weights non-finite: nothing may be saved
 	prior    []Point    // metrics.jsonl's records before this Run (after a resume), for the plot
 
-	world *mpi.World
-	flat  []float32 // all gradients packed for the allreduce
+	world      *mpi.World
+	flat       []float32     // all gradients packed for the allreduce
+	reduceTime time.Duration // spent in reduceGrads since Run started (part of stepTime)
+	waitTime   time.Duration // the part of it spent waiting for the slowest rank
 }
 
 // New builds the model (initialised or loaded), its graph, the optimiser and the data
@@ -460,6 +462,11 @@ func (t *Trainer) finish() error {
 	}
 	if t.opts.Progress != nil && t.leader() {
 		t.opts.Progress.Done()
+	}
+	if n := t.world.Size(); n > 1 && t.stepTime > 0 {
+		step, wait := t.stepTime.Seconds(), t.waitTime.Seconds()
+		t.log.Info("data-parallel", "world_size", n, "step_s", step, "wait_s", wait, "allreduce_s", t.reduceTime.Seconds()-wait,
+			"wait_share", wait/step, "allreduce_share", (t.reduceTime.Seconds()-wait)/step, "gradient_bytes", 4*len(t.flat))
 	}
 	// The checkpoint first: a failed metrics or plot write must never cost it.
 	if _, err := t.Save(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/eval"
@@ -60,8 +61,15 @@ func (t *Trainer) agreeStop(ctx context.Context) (bool, error) {
 
 // reduceGrads replaces every rank's step gradient and loss by their means over the ranks:
 // one allreduce of all gradients packed in one buffer (latency once, full bandwidth), and one
-// of the loss.
+// of the loss. A barrier first separates the time spent waiting for the slowest rank from the
+// transfer, for the data-parallel log line (it costs one message latency).
 func (t *Trainer) reduceGrads(res *StepResult) error {
+	t0 := time.Now()
+	defer func() { t.reduceTime += time.Since(t0) }()
+	if err := t.world.Barrier(); err != nil {
+		return fmt.Errorf("gradient allreduce: %w", err)
+	}
+	t.waitTime += time.Since(t0)
 	n := 0
 	for _, p := range t.params {
 		n += len(p.Grad)

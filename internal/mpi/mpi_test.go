@@ -171,3 +171,44 @@ func TestKilledRankEndsJob(t *testing.T) {
 	}
 	t.Logf("a killed rank ended the job in %v: %v", r.Elapsed.Round(time.Millisecond), r.Err)
 }
+
+// TestAllreduceBandwidth measures float32 sum allreduces of 4 to 256 MiB on two ranks; it runs
+// only with RWKV_MPI_BENCH=1 (BENCHMARKS.md quotes it). algbw is bytes / time; busbw is what
+// each rank's link carried, 2(N-1)/N · bytes / time, as nccl-tests report it.
+func TestAllreduceBandwidth(t *testing.T) {
+	if os.Getenv("RWKV_MPI_BENCH") == "" {
+		t.Skip("a measurement: set RWKV_MPI_BENCH=1")
+	}
+	if !mpitest.Child() {
+		t.Log(mpitest.MustPass(t, 2, "TestAllreduceBandwidth", 5*time.Minute))
+		return
+	}
+	w, err := Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mib := range []int{4, 16, 64, 256} {
+		buf := make([]float32, mib<<18)
+		if err := w.AllreduceSumFloat32(buf); err != nil { // warm-up: pages, connections
+			t.Fatal(err)
+		}
+		reps := max(3, 256/mib)
+		w.Barrier()
+		start := time.Now()
+		for range reps {
+			if err := w.AllreduceSumFloat32(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		el := time.Since(start).Seconds() / float64(reps)
+		n := float64(w.Size())
+		bytes := float64(4 * len(buf))
+		if w.Rank() == 0 {
+			t.Logf("allreduce %4d MiB float32 on %d ranks: %.2f ms, algbw %.2f GB/s, busbw %.2f GB/s",
+				mib, w.Size(), el*1e3, bytes/el/1e9, 2*(n-1)/n*bytes/el/1e9)
+		}
+	}
+	if err := w.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+}
