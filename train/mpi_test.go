@@ -25,15 +25,19 @@ import (
 var dpSamplers = []string{data.SamplingRandom, data.SamplingMagicPrime, data.SamplingSequential}
 
 // dpConfig is the data-parallel test run: 4 steps, validation at step 2 and at the end; the
-// sequential run accumulates 2 micro-batches per step (the path with gradient buffers).
+// sequential run accumulates 2 micro-batches per step (the path with gradient buffers), and
+// the magic_prime run trains in chunks of 16 tokens with the state carried (train.chunk_len).
 func dpConfig(trainPath, valPath, sampling string, microBsz int, outDir string) Config {
 	c := DefaultConfig()
 	c.Model.Config = model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32}
 	c.Data = data.Config{Train: trainPath, Val: valPath, Sampling: sampling}
 	c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = 3e-3, 1e-3, 2
 	c.Train.MicroBsz, c.Train.MaxSteps, c.Train.EvalEvery, c.Train.EvalTokens = microBsz, 4, 2, 700
-	if sampling == data.SamplingSequential {
+	switch sampling {
+	case data.SamplingSequential:
 		c.Train.GradAccum = 2
+	case data.SamplingMagicPrime:
+		c.Train.ChunkLen = 16
 	}
 	c.OutDir = outDir
 	return c

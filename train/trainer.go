@@ -63,7 +63,8 @@ type Options struct {
 	// Progress receives the live progress line or log lines (nil: none).
 	Progress *Progress
 	// World is the data-parallel world the run is one rank of (see world.go); nil is a world
-	// of one process. Every rank calls New and Run with the same config.
+	// of one process. Every rank calls New, Run, Validate and Save together, with the same
+	// config: they are collective.
 	World *mpi.World
 }
 
