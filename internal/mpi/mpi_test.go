@@ -2,8 +2,10 @@ package mpi
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -144,8 +146,9 @@ func testRanks(t *testing.T) {
 	}
 }
 
-// TestKilledRankEndsJob: when one rank dies while the other waits in an allreduce, Open MPI's
-// mpirun (by default) kills the job and exits non-zero within seconds: no hang.
+// TestKilledRankEndsJob: when one rank dies (SIGKILL: no cleanup, as when the OOM killer or a
+// node failure strikes) or calls Abort while the other waits in an allreduce, Open MPI's mpirun
+// (by default) kills the job and exits non-zero within seconds: no hang.
 func TestKilledRankEndsJob(t *testing.T) {
 	if mpitest.Child() {
 		w, err := Init()
@@ -154,22 +157,33 @@ func TestKilledRankEndsJob(t *testing.T) {
 		}
 		if w.Rank() == 1 {
 			time.Sleep(200 * time.Millisecond)
+			if os.Getenv("RWKV_TEST_ABORT") != "" {
+				w.Abort(3)
+			}
 			p, _ := os.FindProcess(os.Getpid())
-			p.Kill() // SIGKILL: no cleanup, as when the OOM killer or a node failure strikes
+			p.Kill()
 			select {}
 		}
 		buf := make([]float32, 16)
 		err = w.AllreduceSumFloat32(buf) // never completes: rank 1 is gone
 		t.Fatalf("allreduce returned %v after rank 1 died", err)
 	}
-	r := mpitest.Run(t, 2, "TestKilledRankEndsJob", 60*time.Second)
-	if r.Err == nil {
-		t.Fatalf("mpirun exited 0 after a rank was killed\n%s", r.Output)
+	for _, tc := range []struct{ name, env string }{{"SIGKILL", ""}, {"Abort", "RWKV_TEST_ABORT=1"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mpitest.Run(t, 2, "TestKilledRankEndsJob", 60*time.Second, tc.env)
+			if r.Err == nil {
+				t.Fatalf("mpirun exited 0 after rank 1 died\n%s", r.Output)
+			}
+			if strings.Contains(r.Err.Error(), "killed after") || r.Elapsed > 20*time.Second {
+				t.Fatalf("the job took %v to end after rank 1 died (%v)\n%s", r.Elapsed, r.Err, r.Output)
+			}
+			var ee *exec.ExitError
+			if tc.env != "" && (!errors.As(r.Err, &ee) || ee.ExitCode() != 3) {
+				t.Fatalf("mpirun exited with %v, want the code 3 rank 1 aborted with:\n%s", r.Err, r.Output)
+			}
+			t.Logf("rank 1's %s ended the job in %v: %v", tc.name, r.Elapsed.Round(time.Millisecond), r.Err)
+		})
 	}
-	if strings.Contains(r.Err.Error(), "killed after") || r.Elapsed > 20*time.Second {
-		t.Fatalf("the job took %v to end after a rank was killed (%v)\n%s", r.Elapsed, r.Err, r.Output)
-	}
-	t.Logf("a killed rank ended the job in %v: %v", r.Elapsed.Round(time.Millisecond), r.Err)
 }
 
 // TestAllreduceBandwidth measures float32 sum allreduces of 4 to 256 MiB on two ranks; it runs
