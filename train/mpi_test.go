@@ -173,6 +173,14 @@ func dataParallelRank(t *testing.T) {
 		}
 		second.Close()
 	}
+	// train.max_tokens counts the global batch: 2 ranks × 2 × 32 tokens a step, as 1 × 4.
+	c := dpConfig(trainPath, "", data.SamplingRandom, 2, filepath.Join(dir, "tokens"))
+	c.Train.MaxSteps, c.Train.MaxTokens = 0, 1000
+	tr := newTrainer(t, c, Options{World: w})
+	if tr.TokensPerStep() != 128 || tr.Steps() != 8 {
+		t.Fatalf("max_tokens 1000 on 2 ranks × micro_bsz 2 × ctx 32: %d tokens a step, %d steps; want 128, 8", tr.TokensPerStep(), tr.Steps())
+	}
+	tr.Close()
 	if err := w.Finalize(); err != nil { // a rank that ends without it fails the job
 		t.Fatal(err)
 	}

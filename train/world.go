@@ -32,6 +32,14 @@ func (t *Trainer) tokensPerStep() int64 {
 	return t.cfg.TokensPerStep() * int64(t.world.Size())
 }
 
+// Steps is the run's number of optimiser steps (train.max_steps, or train.max_tokens over the
+// tokens of a step on every rank).
+func (t *Trainer) Steps() int { return t.steps }
+
+// TokensPerStep is the tokens of one optimiser step on every rank together: micro_bsz ×
+// grad_accum × ctx_len × world size.
+func (t *Trainer) TokensPerStep() int64 { return t.tokensPerStep() }
+
 // globalSteps is the run's number of steps: train.max_steps, or train.max_tokens over the
 // tokens of a step on all ranks.
 func (t *Trainer) globalSteps() int {

@@ -116,19 +116,11 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 	}
 	defer tr.Close()
 	// What is printed is what runs: on resume the model section is the checkpoint's.
-	eff := tr.Config()
 	if leader {
 		fmt.Fprintf(stderr, "# resolved config\n%s", tr.ConfigYAML())
 	}
-	steps, perStep := eff.Steps(), eff.TokensPerStep()
-	if world.Size() > 1 { // the global batch: micro_bsz × grad_accum × ctx_len on every rank
-		perStep *= int64(world.Size())
-		if eff.Train.MaxSteps == 0 {
-			steps = int((eff.Train.MaxTokens + perStep - 1) / perStep)
-		}
-	}
-	log.Info("start", "model", tr.Model.Config.String(), "params", tr.Model.NumParams(), "steps", steps,
-		"tokens_per_step", perStep, "world_size", world.Size(), "blas", blas.Backend())
+	log.Info("start", "model", tr.Model.Config.String(), "params", tr.Model.NumParams(), "steps", tr.Steps(),
+		"tokens_per_step", tr.TokensPerStep(), "world_size", world.Size(), "blas", blas.Backend())
 	if err := tr.Run(ctx); err != nil {
 		if errors.Is(err, train.ErrInterrupted) {
 			// Every rank stopped at the same step (the stop is agreed), so MPI can end cleanly
