@@ -146,11 +146,11 @@ func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
 			t.Close()
 		}
 	}()
+	var dirErr error
 	if t.leader() { // the other ranks write nothing
-		if _, err := t.shareOutcome("preparing out_dir", "", t.prepareDirs()); err != nil {
-			return nil, err
-		}
-	} else if _, err := t.shareOutcome("preparing out_dir", "", nil); err != nil {
+		dirErr = t.prepareDirs()
+	}
+	if _, err := t.shareOutcome("preparing out_dir", "", dirErr); err != nil {
 		return nil, err
 	}
 	var ck *checkpoint.Checkpoint
