@@ -10,7 +10,8 @@ import (
 
 // StopSignals stop a command gracefully: Ctrl-C, the SIGTERM schedulers (Slurm, Kubernetes)
 // send, the SIGHUP of a closed terminal, and SIGUSR1: Open MPI's mpirun forwards it to every
-// rank (a SIGTERM sent to mpirun itself kills the ranks after one second instead), and Slurm
+// rank (a SIGTERM sent to mpirun itself reaches them only as SIGTERM then SIGKILL one second
+// apart, by default), and Slurm
 // sends it ahead of a time limit with --signal=USR1@SECONDS.
 var StopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1}
 
