@@ -81,7 +81,7 @@ func (l *Loader) start() {
 // into an error. It checks the files' sizes first: a file that shrank by
 // less than a page reads as zeros rather than faulting.
 func fill(s Sampler, b *Batch, B, T int) (err error) {
-	if ts, ok := s.(interface{ tokens() *Tokens }); ok {
+	if ts, ok := s.(interface{ tokens() *Tokens }); ok && ts.tokens() != nil {
 		if err := ts.tokens().Check(); err != nil {
 			return err
 		}

@@ -185,3 +185,70 @@ func (s *SequentialSampler) SetState(b []byte) error {
 	}
 	return err
 }
+
+// skipper is a sampler that can pass over windows without reading them.
+type skipper interface {
+	skip(n int)
+}
+
+func (s *RandomSampler) skip(k int) {
+	n := s.toks.Len() - s.ctxLen
+	for range k {
+		s.rng.IntN(n) // the draws NextBatch would make
+	}
+}
+
+func (s *SequentialSampler) skip(k int) { s.next += uint64(k) }
+
+func (s *MagicPrimeSampler) skip(k int) { s.ii += uint64(k) }
+
+// ShardSampler gives one of several data-parallel ranks its share of the global batch: where
+// one process with micro-batches of size·B windows would draw them from the inner sampler,
+// rank r of size draws the same size·B windows and keeps rows [r·B, (r+1)·B). So N ranks with
+// micro_bsz B consume exactly the windows of one process with micro_bsz N·B, in the same order,
+// and every rank's sampler state is that one process's (a checkpoint resumes on any number of
+// ranks with the same global batch). The other ranks' windows are skipped, not read, for the
+// samplers of this package.
+type ShardSampler struct {
+	s          Sampler
+	rank, size int
+	x, y       []int // the global batch, for a sampler that cannot skip
+}
+
+// NewShardSampler returns rank's shard of s among size ranks.
+func NewShardSampler(s Sampler, rank, size int) (*ShardSampler, error) {
+	if size < 1 || rank < 0 || rank >= size {
+		return nil, fmt.Errorf("data: shard sampler: rank %d of %d: %w: want 0 <= rank < size", rank, size, ErrBadConfig)
+	}
+	return &ShardSampler{s: s, rank: rank, size: size}, nil
+}
+
+func (s *ShardSampler) CtxLen() int { return s.s.CtxLen() }
+
+func (s *ShardSampler) State() ([]byte, error) { return s.s.State() }
+
+func (s *ShardSampler) SetState(b []byte) error { return s.s.SetState(b) }
+
+func (s *ShardSampler) tokens() *Tokens {
+	if ts, ok := s.s.(interface{ tokens() *Tokens }); ok {
+		return ts.tokens()
+	}
+	return nil
+}
+
+// NextBatch fills x and y with this rank's B rows of the next global batch of size·B windows.
+func (s *ShardSampler) NextBatch(x, y []int, B, T int) {
+	if sk, ok := s.s.(skipper); ok {
+		sk.skip(s.rank * B)
+		s.s.NextBatch(x, y, B, T)
+		sk.skip((s.size - s.rank - 1) * B)
+		return
+	}
+	n := s.size * B * T
+	if len(s.x) < n {
+		s.x, s.y = make([]int, n), make([]int, n)
+	}
+	s.s.NextBatch(s.x[:n], s.y[:n], s.size*B, T)
+	copy(x[:B*T], s.x[s.rank*B*T:])
+	copy(y[:B*T], s.y[s.rank*B*T:])
+}

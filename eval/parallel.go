@@ -47,13 +47,19 @@ func parallelScore(ctx context.Context, m *model.Model, src Source, total int64,
 		batch = batch[:0]
 		return nil
 	}
-	for prev := int64(0); prev < total; {
+	for k, prev := 0, int64(0); prev < total; k++ {
 		e := min(prev+stride, total)
 		if prev == 0 {
 			e = T
 		}
-		batch = append(batch, window{start: e - T, from: prev})
+		mine := o.Shards <= 1 || k%o.Shards == o.Shard
+		if mine {
+			batch = append(batch, window{start: e - T, from: prev})
+		}
 		prev = e
+		if !mine {
+			continue
+		}
 		if len(batch) == B {
 			if err := flush(); err != nil {
 				return err

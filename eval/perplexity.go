@@ -71,6 +71,10 @@ type Options struct {
 	// of windows, or every ProgressEvery tokens in RNN mode.
 	Progress      func(done, total int64)
 	ProgressEvery int64 // RNN mode; 0 means 1024
+	// Shards > 1 scores only the Parallel windows k with k % Shards == Shard (data-parallel
+	// validation: each rank scores its share, and the sums of Loss·Tokens and of Tokens over
+	// the ranks give the whole stream's loss). A shard with no window has Tokens 0.
+	Shard, Shards int
 }
 
 // Perplexity scores src with m in a fixed order: the first token is context only and every later
@@ -87,6 +91,9 @@ func Perplexity(ctx context.Context, m *model.Model, src Source, o Options) (Res
 	if o.Mode == "" {
 		o.Mode = Parallel
 	}
+	if o.Shards > 1 && (o.Mode != Parallel || o.Shard < 0 || o.Shard >= o.Shards) {
+		return Result{}, fmt.Errorf("eval: %w: shard %d of %d in %s mode, want parallel mode and 0 <= shard < shards", ErrOptions, o.Shard, o.Shards, o.Mode)
+	}
 	t := &tally{size: o.BucketSize, mask: o.Mask}
 	var err error
 	switch o.Mode {
@@ -101,6 +108,9 @@ func Perplexity(ctx context.Context, m *model.Model, src Source, o Options) (Res
 		return Result{}, err
 	}
 	if t.n == 0 {
+		if o.Shards > 1 { // this shard drew no window (or no masked target): the others did
+			return Result{Mode: o.Mode}, nil
+		}
 		return Result{}, fmt.Errorf("eval: perplexity: none of the %d targets is in the mask", total)
 	}
 	return t.result(o.Mode), nil

@@ -260,3 +260,38 @@ func writeNpyU16(t *testing.T, path string, ids []int) {
 		t.Fatal(err)
 	}
 }
+
+// TestShardsPartitionTheWindows: the shards of a Parallel evaluation score disjoint sets of
+// targets whose union is the whole stream's, so their summed loss is the unsharded one.
+func TestShardsPartitionTheWindows(t *testing.T) {
+	m := tinyModel(t, 64, model.Float64)
+	toks := randomTokens(42, 64, 3) // 41 targets, the last window partial
+	for _, o := range []Options{{CtxLen: 8}, {CtxLen: 8, Batch: 2}, {CtxLen: 8, Stride: 3, Batch: 2}} {
+		whole, err := Perplexity(context.Background(), m, toks, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{2, 3, 7} {
+			var sum float64
+			var tokens int64
+			for s := range n {
+				o := o
+				o.Shard, o.Shards = s, n
+				r, err := Perplexity(context.Background(), m, toks, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Tokens > 0 {
+					sum += r.Loss * float64(r.Tokens)
+				}
+				tokens += r.Tokens
+			}
+			if tokens != whole.Tokens || !near(sum/float64(tokens), whole.Loss, 1e-9) {
+				t.Fatalf("%+v in %d shards: %d tokens, loss %.15g; unsharded %d, %.15g", o, n, tokens, sum/float64(tokens), whole.Tokens, whole.Loss)
+			}
+		}
+	}
+	if _, err := Perplexity(context.Background(), m, toks, Options{Mode: RNN, Shard: 0, Shards: 2}); !errors.Is(err, ErrOptions) {
+		t.Fatalf("sharded RNN mode: %v, want ErrOptions", err)
+	}
+}

@@ -17,11 +17,32 @@ import (
 
 // Save writes a resumable checkpoint of the current step into the checkpoint directory and
 // prunes old ones down to checkpoint.keep, never removing the last good one (the newest written
-// outside a run of non-finite steps). It returns the file's path.
+// outside a run of non-finite steps). It returns the file's path. On several ranks every rank
+// calls it; rank 0 writes, and all return its path or its error.
 func (t *Trainer) Save() (string, error) {
 	if t.diverged {
 		return "", fmt.Errorf("%w: the weights are non-finite, nothing to save; %s", ErrDiverged, t.lastGoodNote())
 	}
+	var path string
+	var err error
+	if t.leader() {
+		path, err = t.save()
+	}
+	if t.world.Size() == 1 {
+		return path, err
+	}
+	shared, serr := t.shareOutcome("checkpoint", path, err)
+	if t.leader() {
+		return path, err
+	}
+	if serr == nil && t.badInRow == 0 {
+		t.lastGood = shared
+	}
+	return shared, serr
+}
+
+// save writes the checkpoint (rank 0).
+func (t *Trainer) save() (string, error) {
 	dir := t.cfg.CheckpointDir()
 	st := t.opt.State()
 	var ms, vs []checkpoint.Tensor
@@ -39,7 +60,8 @@ func (t *Trainer) Save() (string, error) {
 	}
 	path, err := checkpoint.Save(dir, int64(t.step), ws, ms, vs, checkpoint.State{
 		Step: int64(t.step), OptimStep: st.Step, Tokens: t.tokens, Config: t.opts.ConfigYAML, Sampler: sampler,
-		Extra: map[string]string{"bad_steps_total": fmt.Sprint(t.badTotal), "bad_steps_in_row": fmt.Sprint(t.badInRow)},
+		Extra: map[string]string{"bad_steps_total": fmt.Sprint(t.badTotal), "bad_steps_in_row": fmt.Sprint(t.badInRow),
+			"world_size": fmt.Sprint(t.world.Size()), "global_micro_bsz": fmt.Sprint(t.world.Size() * t.cfg.Train.MicroBsz)},
 	})
 	if err != nil {
 		return "", err
@@ -70,12 +92,37 @@ func goodState(st checkpoint.State) bool {
 // loadResume finds and loads the checkpoint to resume from: a file, or the newest good one in
 // a directory (one saved inside a run of non-finite steps is passed over). Where from is the
 // run's own checkpoint.dir and holds no checkpoint yet, it returns nil: the run starts fresh,
-// so a scheduler may always pass --resume. The model section is taken from the checkpoint.
+// so a scheduler may always pass --resume. The model section is taken from the checkpoint. On
+// several ranks rank 0 chooses the file and every rank reads it (checkpoint.dir must be on a
+// filesystem they share).
 func (t *Trainer) loadResume(from string) (*checkpoint.Checkpoint, error) {
+	var path string
+	var err error
+	if t.leader() {
+		path, err = t.resolveResume(from)
+	}
+	if path, err = t.shareOutcome("resume", path, err); err != nil || path == "" {
+		return nil, err
+	}
+	ck, err := checkpoint.Load(path)
+	if err != nil {
+		if !t.leader() {
+			return nil, fmt.Errorf("resume: rank %d cannot read %s, the checkpoint rank 0 chose: %w; every rank must see checkpoint.dir (a shared filesystem)", t.world.Rank(), path, err)
+		}
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	if err := t.adoptModel(ck); err != nil {
+		return nil, err
+	}
+	return ck, nil
+}
+
+// resolveResume returns the checkpoint file to resume from, or "" to start fresh.
+func (t *Trainer) resolveResume(from string) (string, error) {
 	path := from
 	fi, err := os.Stat(from)
 	if err != nil {
-		return nil, fmt.Errorf("resume: %w", err)
+		return "", fmt.Errorf("resume: %w", err)
 	}
 	if fi.IsDir() {
 		var passed []string
@@ -84,24 +131,17 @@ func (t *Trainer) loadResume(from string) (*checkpoint.Checkpoint, error) {
 			t.log.Warn("resume: passing over a checkpoint saved inside a run of non-finite steps", "path", p)
 		}
 		if errors.Is(err, checkpoint.ErrNoCheckpoint) && len(passed) > 0 {
-			return nil, fmt.Errorf("resume: %s holds only checkpoints saved inside a run of non-finite steps (newest %s); to continue from one anyway, name the file", from, passed[0])
+			return "", fmt.Errorf("resume: %s holds only checkpoints saved inside a run of non-finite steps (newest %s); to continue from one anyway, name the file", from, passed[0])
 		}
 		if errors.Is(err, checkpoint.ErrNoCheckpoint) && sameDir(from, t.cfg.CheckpointDir()) {
 			t.log.Info("resume: no checkpoint yet, starting fresh", "dir", from)
-			return nil, nil
+			return "", nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("resume: %w", err)
+			return "", fmt.Errorf("resume: %w", err)
 		}
 	}
-	ck, err := checkpoint.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("resume: %w", err)
-	}
-	if err := t.adoptModel(ck); err != nil {
-		return nil, err
-	}
-	return ck, nil
+	return path, nil
 }
 
 // sameDir reports whether a and b name one directory.

@@ -59,7 +59,8 @@ func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error)
 		}
 	}
 	for a := 0; a < accum; a++ {
-		if a > 0 && ctx.Err() != nil {
+		// On several ranks the stop is agreed between steps (Run), never inside one.
+		if a > 0 && t.world.Size() == 1 && ctx.Err() != nil {
 			if err := t.loader.SetState(start); err != nil {
 				return res, fmt.Errorf("rewinding the data to the start of the abandoned step: %w", err)
 			}
@@ -71,7 +72,12 @@ func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error)
 		}
 		res.Loss += loss / float64(accum)
 	}
-	t.tokens += t.cfg.TokensPerStep()
+	if t.world.Size() > 1 {
+		if err := t.reduceGrads(&res); err != nil {
+			return res, err
+		}
+	}
+	t.tokens += t.tokensPerStep()
 	// Clipping measures the norm itself; a non-finite norm leaves nothing to update, so scaling
 	// the (about to be discarded) gradient by it does no harm.
 	if t.cfg.Optim.GradClip > 0 {

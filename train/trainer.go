@@ -14,6 +14,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/mpi"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
 	"github.com/rwkv-go/rwkv-go/weights"
@@ -61,6 +62,10 @@ type Options struct {
 	Resume string
 	// Progress receives the live progress line or log lines (nil: none).
 	Progress *Progress
+	// World is the data-parallel world the run is one rank of (see world.go); nil is a world
+	// of one process. Every rank calls New, Run, Validate and Save together, with the same
+	// config: they are collective.
+	World *mpi.World
 }
 
 // batchSource is what the loop draws micro-batches from: a *data.Loader, or a fixed list of
@@ -108,6 +113,11 @@ type Trainer struct {
 	lastGood string     // the newest checkpoint written or resumed from outside a non-finite streak
 	diverged bool       // an update made the weights non-finite: nothing may be saved
 	prior    []Point    // metrics.jsonl's records before this Run (after a resume), for the plot
+
+	world      *mpi.World
+	flat       []float32     // all gradients packed for the allreduce
+	reduceTime time.Duration // spent in reduceGrads since Run started (part of stepTime)
+	waitTime   time.Duration // the part of it spent waiting for the slowest rank
 }
 
 // New builds the model (initialised or loaded), its graph, the optimiser and the data
@@ -129,13 +139,20 @@ func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
 		}
 		opts.ConfigYAML = string(b)
 	}
-	t := &Trainer{cfg: cfg, opts: opts, log: log, lastVal: math.NaN()}
+	t := &Trainer{cfg: cfg, opts: opts, log: log, lastVal: math.NaN(), world: opts.World}
+	if t.world == nil {
+		t.world = mpi.Local()
+	}
 	defer func() {
 		if err != nil {
 			t.Close()
 		}
 	}()
-	if err := t.prepareDirs(); err != nil {
+	var dirErr error
+	if t.leader() { // the other ranks write nothing
+		dirErr = t.prepareDirs()
+	}
+	if _, err := t.shareOutcome("preparing out_dir", "", dirErr); err != nil {
 		return nil, err
 	}
 	var ck *checkpoint.Checkpoint
@@ -144,7 +161,12 @@ func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
 			return nil, err
 		}
 	}
-	t.steps = t.cfg.Steps()
+	if ck != nil {
+		if err := t.checkGlobalBatch(ck); err != nil {
+			return nil, err
+		}
+	}
+	t.steps = t.globalSteps()
 	if err := t.openData(); err != nil {
 		return nil, err
 	}
@@ -161,6 +183,9 @@ func New(cfg Config, log *slog.Logger, opts Options) (_ *Trainer, err error) {
 		if err := t.resume(ck); err != nil {
 			return nil, err
 		}
+	}
+	if err := t.syncFromLeader(); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -203,6 +228,11 @@ func (t *Trainer) openData() error {
 				ErrConfig, c.Train.ChunkLen, m.Path())
 		}
 		t.log.Info("instruction data: loss on masked tokens only", "mask", m.Path(), "learn_tokens", m.Learn(), "tokens", toks.Len())
+	}
+	if n := t.world.Size(); n > 1 { // this rank's rows of the global batch
+		if sampler, err = data.NewShardSampler(sampler, t.world.Rank(), n); err != nil {
+			return err
+		}
 	}
 	if t.loader, err = data.NewLoader(sampler, c.Train.MicroBsz, c.Model.CtxLen, 4); err != nil {
 		return err
@@ -343,20 +373,19 @@ func (t *Trainer) Run(ctx context.Context) error {
 	if t.diverged {
 		return fmt.Errorf("%w: the weights are non-finite; %s", ErrDiverged, t.lastGoodNote())
 	}
-	for _, d := range []struct{ key, dir string }{{"out_dir", t.cfg.OutDir}, {"checkpoint.dir", t.cfg.CheckpointDir()}} {
-		if _, err := checkpoint.SweepTemp(d.dir); err != nil {
-			return fmt.Errorf("%s: %w", d.key, err)
-		}
-	}
-	mw, prior, err := openMetrics(filepath.Join(t.cfg.OutDir, "metrics.jsonl"), t.step)
-	if err != nil {
+	if _, err := t.shareOutcome("opening metrics.jsonl", "", t.openRunFiles()); err != nil {
 		return err
 	}
-	t.metrics, t.prior = mw, prior
-	defer mw.Close()
+	if t.metrics != nil {
+		defer t.metrics.Close()
+	}
 	t.started, t.startStep = time.Now(), t.step
 	for t.step < t.steps {
-		if ctx.Err() != nil {
+		stop, err := t.agreeStop(ctx)
+		if err != nil {
+			return err
+		}
+		if stop {
 			return t.interrupted()
 		}
 		lr := t.sched.LR(t.step)
@@ -378,6 +407,24 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 	}
 	return t.finish()
+}
+
+// openRunFiles sweeps temporary files and opens metrics.jsonl: on rank 0 only.
+func (t *Trainer) openRunFiles() error {
+	if !t.leader() {
+		return nil
+	}
+	for _, d := range []struct{ key, dir string }{{"out_dir", t.cfg.OutDir}, {"checkpoint.dir", t.cfg.CheckpointDir()}} {
+		if _, err := checkpoint.SweepTemp(d.dir); err != nil {
+			return fmt.Errorf("%s: %w", d.key, err)
+		}
+	}
+	mw, prior, err := openMetrics(filepath.Join(t.cfg.OutDir, "metrics.jsonl"), t.step)
+	if err != nil {
+		return err
+	}
+	t.metrics, t.prior = mw, prior
+	return nil
 }
 
 // interrupted saves a resumable checkpoint of the last completed step and returns an
@@ -436,12 +483,20 @@ func (t *Trainer) finish() error {
 		t.finalVal = &v
 		t.log.Info("validation", "step", t.step, "loss", v.Loss, "ppl", v.PPL, "bits_per_token", v.BitsPerToken)
 	}
-	if t.opts.Progress != nil {
+	if t.opts.Progress != nil && t.leader() {
 		t.opts.Progress.Done()
+	}
+	if n := t.world.Size(); n > 1 && t.stepTime > 0 {
+		step, wait := t.stepTime.Seconds(), t.waitTime.Seconds()
+		t.log.Info("data-parallel", "world_size", n, "step_s", step, "wait_s", wait, "allreduce_s", t.reduceTime.Seconds()-wait,
+			"wait_share", wait/step, "allreduce_share", (t.reduceTime.Seconds()-wait)/step, "gradient_bytes", 4*len(t.flat))
 	}
 	// The checkpoint first: a failed metrics or plot write must never cost it.
 	if _, err := t.Save(); err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
+	}
+	if !t.leader() {
+		return nil
 	}
 	var errs []error
 	if err := t.metrics.write(pt); err != nil {
@@ -466,7 +521,7 @@ func (t *Trainer) tokensPerSec() float64 {
 	if el <= 0 {
 		return 0
 	}
-	return float64(int64(t.step-t.startStep)*t.cfg.TokensPerStep()) / el
+	return float64(int64(t.step-t.startStep)*t.tokensPerStep()) / el
 }
 
 // record appends a point to the history, the metrics file and the progress display.
@@ -474,6 +529,9 @@ func (t *Trainer) record(pt Point) {
 	t.history = append(t.history, pt)
 	if !math.IsNaN(pt.ValLoss) {
 		t.lastVal = pt.ValLoss
+	}
+	if !t.leader() {
+		return
 	}
 	if err := t.metrics.write(pt); err != nil {
 		t.log.Warn("metrics", "err", err)

@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/term"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/internal/mpi"
 	"github.com/rwkv-go/rwkv-go/train"
 	"github.com/rwkv-go/rwkv-go/weights"
 )
@@ -82,29 +85,54 @@ func savedOnInterrupt(err error) string {
 // trainJob runs a resolved config to the end and exports the model; after, if not nil, runs
 // last with the trained model. An interrupted run returns a *train.InterruptedError, which
 // names the checkpoint written, if any.
+//
+// Started by mpirun (or srun), the process is one rank of a data-parallel run (train/world.go):
+// rank 0 prints, logs at info level and writes the files; the other ranks log warnings only.
 func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stderr io.Writer, after func(*train.Trainer) error) error {
 	yaml, err := marshalConfig(cfg)
 	if err != nil {
 		return err
 	}
+	world, err := mpi.Init()
+	if err != nil {
+		return err
+	}
+	shareCores()
 	if err := blas.Init(); err != nil {
 		return configError{err}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	tr, err := train.New(cfg, log, train.Options{ConfigYAML: yaml, Resume: resume,
-		Progress: train.NewProgress(stderr, isTerminal(stderr), cfg.Train.LogEvery)})
+	leader := world.Rank() == 0
+	level, progress := slog.LevelInfo, train.NewProgress(stderr, isTerminal(stderr), cfg.Train.LogEvery)
+	if !leader {
+		level, progress = slog.LevelWarn, nil
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if world.Size() > 1 {
+		log = log.With("rank", world.Rank())
+	}
+	tr, err := train.New(cfg, log, train.Options{ConfigYAML: yaml, Resume: resume, Progress: progress, World: world})
 	if err != nil {
 		return err // train.ErrConfig: exit 2
 	}
 	defer tr.Close()
 	// What is printed is what runs: on resume the model section is the checkpoint's.
-	eff := tr.Config()
-	fmt.Fprintf(stderr, "# resolved config\n%s", tr.ConfigYAML())
-	log.Info("start", "model", tr.Model.Config.String(), "params", tr.Model.NumParams(), "steps", eff.Steps(),
-		"tokens_per_step", eff.TokensPerStep(), "blas", blas.Backend())
-	if err := tr.Run(ctx); err != nil {
-		return err
+	if leader {
+		fmt.Fprintf(stderr, "# resolved config\n%s", tr.ConfigYAML())
 	}
+	log.Info("start", "model", tr.Model.Config.String(), "params", tr.Model.NumParams(), "steps", tr.Steps(),
+		"tokens_per_step", tr.TokensPerStep(), "world_size", world.Size(), "blas", blas.Backend())
+	if err := tr.Run(ctx); err != nil {
+		if errors.Is(err, train.ErrInterrupted) {
+			// Every rank stopped at the same step (the stop is agreed), so MPI can end cleanly
+			// and mpirun passes the exit code on.
+			world.Finalize()
+		}
+		return err // other errors: exiting without MPI_Finalize makes mpirun end the other ranks
+	}
+	if !leader {
+		return world.Finalize()
+	}
+	defer world.Finalize()
 	out := filepath.Join(cfg.OutDir, "model.safetensors")
 	if err := exportRWKV(tr, out); err != nil {
 		return fmt.Errorf("export: %w", err)
@@ -129,6 +157,24 @@ func exportRWKV(tr *train.Trainer, path string) error {
 	}
 	ts := weights.Tensors(m, checkpoint.F32)
 	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) })
+}
+
+// shareCores divides the machine's cores between the ranks mpirun started on it, unless
+// GOMAXPROCS or OPENBLAS_NUM_THREADS says otherwise: N ranks each with every core's worth of
+// threads would oversubscribe the CPUs N times. It runs before OpenBLAS is loaded, which reads
+// its variable then.
+func shareCores() {
+	local, err := strconv.Atoi(os.Getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
+	if err != nil || local < 2 {
+		return
+	}
+	n := max(1, runtime.NumCPU()/local)
+	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
+		runtime.GOMAXPROCS(n)
+	}
+	if _, ok := os.LookupEnv("OPENBLAS_NUM_THREADS"); !ok {
+		os.Setenv("OPENBLAS_NUM_THREADS", strconv.Itoa(n))
+	}
 }
 
 // isTerminal reports whether w is a terminal, for the live progress line.

@@ -9,8 +9,11 @@ import (
 )
 
 // StopSignals stop a command gracefully: Ctrl-C, the SIGTERM schedulers (Slurm, Kubernetes)
-// send, and the SIGHUP of a closed terminal.
-var StopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+// send, the SIGHUP of a closed terminal, and SIGUSR1: Open MPI's mpirun forwards it to every
+// rank (a SIGTERM sent to mpirun itself reaches them only as SIGTERM then SIGKILL one second
+// apart, by default), and Slurm
+// sends it ahead of a time limit with --signal=USR1@SECONDS.
+var StopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1}
 
 // NotifyStop returns a context cancelled by the first of StopSignals. After it, the signals'
 // default action is restored, so a second one kills the process at once (the shell reports
