@@ -196,7 +196,7 @@ func (t *Trainer) initPiSSA(mods []string, resuming bool) error {
 		init = append(init, checkpoint.FromFloat32(mod+checkpoint.InitSuffixA, a.Shape, a.F32(), checkpoint.F32),
 			checkpoint.FromFloat32(mod+checkpoint.InitSuffixB, b.Shape, b.F32(), checkpoint.F32))
 	}
-	if resuming {
+	if resuming || !t.leader() { // rank 0 writes the run's files
 		return nil
 	}
 	if err := os.MkdirAll(t.cfg.OutDir, 0o755); err != nil {

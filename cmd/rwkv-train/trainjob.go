@@ -138,7 +138,7 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 		return fmt.Errorf("export: %w", err)
 	}
 	fmt.Fprintf(stdout, "trained %d steps; model exported to %s (RWKV-LM names, fp32 safetensors)\n", tr.Step(), out)
-	if eff.PEFT.On() {
+	if eff := tr.Config(); eff.PEFT.On() {
 		fmt.Fprintf(stdout, "adapter (peft.mode %s) written to %s\n", eff.PEFT.Mode, filepath.Join(cfg.OutDir, "adapter.pth"))
 	}
 	if v, ok := tr.LastValidation(); ok {
