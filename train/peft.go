@@ -109,8 +109,23 @@ func (p PEFTConfig) validate(c Config) []error {
 	return errs
 }
 
-// adapterFile is where the trainer writes the adapter-only file (RWKV-PEFT's names).
-func (t *Trainer) adapterFile() string { return filepath.Join(t.cfg.OutDir, "adapter.pth") }
+// adapterFile is where the trainer writes the adapter-only file (RWKV-PEFT's names): state.pth
+// for state tuning (only the time_state tensors, what RWKV-PEFT's state runs save), else
+// adapter.pth.
+func (t *Trainer) adapterFile() string {
+	if t.cfg.PEFT.Mode == PEFTState {
+		return filepath.Join(t.cfg.OutDir, "state.pth")
+	}
+	return filepath.Join(t.cfg.OutDir, "adapter.pth")
+}
+
+// AdapterFile is the adapter-only file the run writes ("" without peft).
+func (t *Trainer) AdapterFile() string {
+	if !t.cfg.PEFT.On() {
+		return ""
+	}
+	return t.adapterFile()
+}
 
 // pissaInitFile is PiSSA's init file (init_lora_A/B), which merging needs.
 func (t *Trainer) pissaInitFile() string { return filepath.Join(t.cfg.OutDir, "init_pissa.pth") }

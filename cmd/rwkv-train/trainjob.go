@@ -138,8 +138,8 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 		return fmt.Errorf("export: %w", err)
 	}
 	fmt.Fprintf(stdout, "trained %d steps; model exported to %s (RWKV-LM names, fp32 safetensors)\n", tr.Step(), out)
-	if eff := tr.Config(); eff.PEFT.On() {
-		fmt.Fprintf(stdout, "adapter (peft.mode %s) written to %s\n", eff.PEFT.Mode, filepath.Join(cfg.OutDir, "adapter.pth"))
+	if a := tr.AdapterFile(); a != "" {
+		fmt.Fprintf(stdout, "peft.mode %s: adapter file %s\n", tr.Config().PEFT.Mode, a)
 	}
 	if v, ok := tr.LastValidation(); ok {
 		fmt.Fprintf(stdout, "validation: loss %.4f nats/token, perplexity %.3f, %.4f bits/token (%d tokens)\n", v.Loss, v.PPL, v.BitsPerToken, v.Tokens)
