@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
@@ -113,7 +114,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 		var worst float64
 		for _, p := range tr.Model.Params {
 			want := f64s(t, f, prefix+p.Name)
-			scale, _ := optim.Groups(p.Name, p.Shape, true)
+			scale, _ := optim.Groups(arch.X040, p.Name, p.Shape, true)
 			got := p.F32()
 			for j := range want {
 				d := math.Abs(float64(got[j])-want[j]) / (lr * scale)
