@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/optim"
 )
 
 // corpus writes a small byte-level corpus with learnable structure and returns the binidx
@@ -49,6 +51,15 @@ func tinyConfig(t testing.TB) Config {
 	c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = 3e-3, 1e-3, 2
 	c.Train.MicroBsz, c.Train.MaxSteps, c.Train.EvalEvery, c.Train.EvalTokens = 4, 30, 10, 2000
 	c.OutDir = t.TempDir()
+	return c
+}
+
+// tinyConfigX070 is tinyConfig with an RWKV-7 model of the same size (2 heads of 16) and
+// RWKV-LM's v7 optimiser recipe (cosine_v7, eps 1e-18, weight decay on matrices).
+func tinyConfigX070(t testing.TB) Config {
+	c := tinyConfig(t)
+	c.Model.Config = model.Config{Arch: arch.X070, Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32, HeadSize: 16}
+	c.Optim.Kind, c.Optim.Eps, c.Optim.WeightDecay = optim.CosineV7, 1e-18, 0.1
 	return c
 }
 
