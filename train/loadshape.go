@@ -34,8 +34,17 @@ func checkLoadedShape(path string, got, want model.Config) error {
 		}
 		break
 	}
-	if what == "" { // the config's tensors are a prefix of the file's: it has more layers
-		what = fmt.Sprintf("has tensor %q, which the config has no place for", fmt.Sprintf("blocks.%d.ln1.weight", want.Layers))
+	if what == "" { // the config's tensors are a subset of the file's: name the first extra one
+		need := map[string]bool{}
+		for _, s := range model.Specs(want) {
+			need[s.Name] = true
+		}
+		for _, s := range model.Specs(got) {
+			if !need[s.Name] {
+				what = fmt.Sprintf("has tensor %q, which the config has no place for", s.Name)
+				break
+			}
+		}
 	}
 	return fmt.Errorf("%w: model.load %q %s: it holds a %v model, the model section says %v; fix model.* or the file",
 		ErrConfig, path, what, got, want)
