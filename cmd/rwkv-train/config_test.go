@@ -14,7 +14,9 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/optim"
 	"github.com/rwkv-go/rwkv-go/train"
 )
 
@@ -444,7 +446,8 @@ func TestConfigsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tiny.yaml", "enwik8-L6-D512.yaml", "rwkv4-169m.yaml", "finetune.yaml"} {
+	for _, want := range []string{"tiny.yaml", "enwik8-L6-D512.yaml", "rwkv4-169m.yaml", "finetune.yaml",
+		"x070-pretrain-tiny.yaml", "x070-finetune-0.1b.yaml"} {
 		if _, err := os.Stat(filepath.Join("../../configs", want)); err != nil {
 			t.Error(err)
 		}
@@ -488,6 +491,34 @@ func TestConfigsLoad(t *testing.T) {
 		row := fmt.Sprintf("| `%s` | `%s` |", f.key, strings.TrimSpace(string(b)))
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("configs/README.md has no row starting %s", row)
+		}
+	}
+}
+
+// TestX070Recipes: the RWKV-7 recipes are RWKV-LM's v7 recipe (cosine_v7, eps 1e-18, w0 at 2x
+// lr), and the 0.1B fine-tune describes the released RWKV7 0.1B World model: 191M parameters
+// (NEXT-ARCH §3: "0.1B (≈191M) 12×768"), World vocabulary, with a memory estimate of a few GiB.
+func TestX070Recipes(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"x070-pretrain-tiny.yaml", "x070-finetune-0.1b.yaml"} {
+		c, err := loadConfig(filepath.Join("../../configs", name), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Model.Arch != arch.X070 || c.Optim.Kind != optim.CosineV7 || c.Optim.Eps != 1e-18 || !c.Optim.LayerwiseLR {
+			t.Errorf("%s: arch %q, schedule %q, eps %v, layerwise_lr %v: not RWKV-LM's v7 recipe", name, c.Model.Arch, c.Optim.Kind, c.Optim.Eps, c.Optim.LayerwiseLR)
+		}
+		m := c.EstimateMemory()
+		t.Logf("%s: %d parameters; estimate: params %.2f GiB, activations %.2f GiB, logits %.2f GiB", name,
+			c.Model.Dims().NumParams(), m.Params/(1<<30), m.Activations/(1<<30), m.Logits/(1<<30))
+		if name != "x070-finetune-0.1b.yaml" {
+			continue
+		}
+		if n := c.Model.Dims().NumParams(); n < 190e6 || n > 192e6 || c.Model.Vocab != 65536 || c.Data.Tokenizer != "world" {
+			t.Errorf("%s: %d parameters, vocab %d, tokenizer %q: not the released 0.1B World model", name, n, c.Model.Vocab, c.Data.Tokenizer)
+		}
+		if tot := m.Total() / (1 << 30); tot < 4 || tot > 16 {
+			t.Errorf("%s: memory estimate %.2f GiB, want a few GiB", name, tot)
 		}
 	}
 }
