@@ -128,12 +128,18 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 	}
 }
 
-// TestChunkedTruncated: the forward (loss) is the single pass's; the gradient of the first
+// TestChunkedTruncated: for RWKV-4 and RWKV-7, the forward (loss) is the single pass's; the gradient of the first
 // chunk is that of an unchunked pass over the first chunk alone; later chunks differ from the
 // exact gradient because the border gradient is cut.
 func TestChunkedTruncated(t *testing.T) {
+	for _, cfg := range []model.Config{{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, tinyX070} {
+		t.Run(string(cfg.Arch.Resolve()), func(t *testing.T) { testChunkedTruncated(t, cfg) })
+	}
+}
+
+func testChunkedTruncated(t *testing.T, cfg model.Config) {
 	const B, T, chunk = 2, 24, 8
-	m := randomModel(t, model.Float64)
+	m := randomModelOf(t, cfg, model.Float64)
 	rng := rand.New(rand.NewPCG(6, 6))
 	x, y := make([]int, B*T), make([]int, B*T)
 	for i := range x {

@@ -100,9 +100,14 @@ func TestTinyRunLossFalls(t *testing.T) {
 	}
 }
 
-// TestGradAccumEqualsLargerBatch: micro_bsz 2 x grad_accum 2 trains like micro_bsz 4.
+// TestGradAccumEqualsLargerBatch: micro_bsz 2 x grad_accum 2 trains like micro_bsz 4, for
+// RWKV-4 and RWKV-7.
 func TestGradAccumEqualsLargerBatch(t *testing.T) {
-	c := tinyConfig(t)
+	t.Run("x040", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfig(t)) })
+	t.Run("x070", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfigX070(t)) })
+}
+
+func testGradAccumEqualsLargerBatch(t *testing.T, c Config) {
 	c.Train.MaxSteps, c.Train.EvalEvery, c.Data.Val = 4, 0, ""
 	a := c
 	a.Train.MicroBsz, a.Train.GradAccum = 2, 2
