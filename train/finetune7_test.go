@@ -63,14 +63,23 @@ func TestFineTuneX070(t *testing.T) {
 		})
 	}
 	path := filepath.Join(dir, "m.safetensors")
+	noV0 := c.Model.Config
+	noV0.NoV0Layer0 = true
+	noV0Path := filepath.Join(dir, "nov0.safetensors")
+	if err := checkpoint.WriteFileAtomic(noV0Path, func(w io.Writer) error {
+		return checkpoint.WriteSafetensors(w, weights.Tensors(randomModelOf(t, noV0, model.Float32), checkpoint.F32), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		mod  func(*Config)
 		want string
 	}{
+		{"file without v0", func(o *Config) { o.Model.Load = noV0Path }, `has no tensor "blocks.0.att.v1" (layer 0's unused v0/v1/v2: set model.no_v0_layer0: true)`},
 		{"head size", func(o *Config) { o.Model.HeadSize = 32 }, `tensor "blocks.0.att.r_k" of shape [2 16] where the config needs [1 32]`},
 		{"lora width", func(o *Config) { o.Model.DimDecay = 0 }, `tensor "blocks.0.att.w1" of shape [32 8] where the config needs [32 32]`},
-		{"no v0", func(o *Config) { o.Model.NoV0Layer0 = true }, `has tensor "blocks.0.att.v1", which the config has no place for`},
+		{"no v0", func(o *Config) { o.Model.NoV0Layer0 = true }, `has tensor "blocks.0.att.v1", which the config has no place for (layer 0's unused v0/v1/v2: set model.no_v0_layer0: false)`},
 		{"arch", func(o *Config) { o.Model.Config = model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32} },
 			`holds an RWKV-7 (x070) model, model.arch is "x040"`},
 	} {

@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/rwkv-go/rwkv-go/model"
 )
@@ -45,6 +46,9 @@ func checkLoadedShape(path string, got, want model.Config) error {
 				break
 			}
 		}
+	}
+	if got.Dims().V0Layer0 != want.Dims().V0Layer0 && strings.Contains(what, `"blocks.0.att.v`) {
+		what += fmt.Sprintf(" (layer 0's unused v0/v1/v2: set model.no_v0_layer0: %v)", !got.Dims().V0Layer0)
 	}
 	return fmt.Errorf("%w: model.load %q %s: it holds a %v model, the model section says %v; fix model.* or the file",
 		ErrConfig, path, what, got, want)
