@@ -113,6 +113,7 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 				if math.Abs(loss-wantLoss) > tc.tol*wantLoss {
 					t.Fatalf("loss %v, single pass %v", loss, wantLoss)
 				}
+				var rel float64
 				for i, p := range m.Params {
 					var worst, scale float64
 					for j := range want[i] {
@@ -122,7 +123,11 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 					if worst > tc.tol*scale {
 						t.Fatalf("%s: max diff %.3g, relative %.3g", p.Name, worst, worst/scale)
 					}
+					if scale > 0 {
+						rel = math.Max(rel, worst/scale)
+					}
 				}
+				t.Logf("worst gradient difference %.3g of its tensor's largest", rel)
 			})
 		}
 	}
