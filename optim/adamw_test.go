@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // refAdamW is torch.optim.AdamW's _single_tensor_adamw (PyTorch 1.13)
@@ -78,7 +80,7 @@ func newFixture[F Float](seed uint64, layerwiseLR bool) []Param[F] {
 		for i := range data {
 			data[i] = F(float32(2*rng.Float64() - 1))
 		}
-		ps = append(ps, NewParam(s.name, s.shape, data, make([]F, n), layerwiseLR))
+		ps = append(ps, NewParam(arch.X040, s.name, s.shape, data, make([]F, n), layerwiseLR))
 	}
 	return ps
 }
@@ -272,31 +274,46 @@ func TestAdamWMatchesTorch(t *testing.T) {
 
 func TestGroups(t *testing.T) {
 	for _, tt := range []struct {
+		a         arch.Arch
 		name      string
 		shape     []int
 		layerwise bool
 		scale     float64
 		decay     bool
 	}{
-		{"emb.weight", []int{50277, 768}, true, 1, true},
-		{"head.weight", []int{50277, 768}, false, 1, true},
-		{"blocks.3.att.key.weight", []int{768, 768}, true, 1, true},
-		{"blocks.3.ffn.value.weight", []int{768, 3072}, true, 1, true},
-		{"blocks.3.att.time_decay", []int{768}, true, 2, false},
-		{"blocks.3.att.time_decay", []int{768}, false, 1, false},
-		{"blocks.3.att.time_first", []int{768}, true, 3, false},
-		{"blocks.3.att.time_first", []int{768}, false, 1, false},
-		{"blocks.3.att.time_mix_k", []int{1, 1, 768}, true, 1, false},
-		{"blocks.3.ffn.time_mix_r", []int{1, 1, 768}, false, 1, false},
-		{"blocks.0.ln0.weight", []int{768}, true, 1, false},
-		{"ln_out.bias", []int{768}, true, 1, false},
-		{"x.weight", []int{1, 768, 1, 4}, true, 1, true},
-		{"x.weight", []int{1, 768, 1}, true, 1, false},
+		{arch.X040, "emb.weight", []int{50277, 768}, true, 1, true},
+		{"", "head.weight", []int{50277, 768}, false, 1, true},
+		{"", "blocks.3.att.key.weight", []int{768, 768}, true, 1, true},
+		{"", "blocks.3.ffn.value.weight", []int{768, 3072}, true, 1, true},
+		{"", "blocks.3.att.time_decay", []int{768}, true, 2, false},
+		{"", "blocks.3.att.time_decay", []int{768}, false, 1, false},
+		{"", "blocks.3.att.time_first", []int{768}, true, 3, false},
+		{"", "blocks.3.att.time_first", []int{768}, false, 1, false},
+		{"", "blocks.3.att.time_mix_k", []int{1, 1, 768}, true, 1, false},
+		{"", "blocks.3.ffn.time_mix_r", []int{1, 1, 768}, false, 1, false},
+		{"", "blocks.0.ln0.weight", []int{768}, true, 1, false},
+		{"", "ln_out.bias", []int{768}, true, 1, false},
+		{"", "x.weight", []int{1, 768, 1, 4}, true, 1, true},
+		{"", "x.weight", []int{1, 768, 1}, true, 1, false},
+		// x070 (RWKV-LM v7 configure_optimizers): w0 x2, decay only on >= 2-D ".weight".
+		{arch.X070, "blocks.3.att.w0", []int{1, 1, 768}, true, 2, false},
+		{arch.X070, "blocks.3.att.w0", []int{1, 1, 768}, false, 1, false},
+		{arch.X070, "emb.weight", []int{65536, 768}, true, 1, true},
+		{arch.X070, "head.weight", []int{65536, 768}, false, 1, true},
+		{arch.X070, "blocks.3.att.receptance.weight", []int{768, 768}, true, 1, true},
+		{arch.X070, "blocks.3.ffn.key.weight", []int{3072, 768}, true, 1, true},
+		{arch.X070, "blocks.3.att.w1", []int{768, 64}, true, 1, false},
+		{arch.X070, "blocks.3.att.g2", []int{128, 768}, true, 1, false},
+		{arch.X070, "blocks.3.att.r_k", []int{12, 64}, true, 1, false},
+		{arch.X070, "blocks.3.att.ln_x.weight", []int{768}, true, 1, false},
+		{arch.X070, "blocks.3.att.x_r", []int{1, 1, 768}, true, 1, false},
+		{arch.X070, "blocks.3.att.a0", []int{1, 1, 768}, true, 1, false},
+		{arch.X070, "blocks.3.att.time_decay", []int{768}, true, 1, false}, // an x040 rule does not apply
 	} {
-		scale, decay := Groups(tt.name, tt.shape, tt.layerwise)
+		scale, decay := Groups(tt.a, tt.name, tt.shape, tt.layerwise)
 		if scale != tt.scale || decay != tt.decay {
-			t.Errorf("Groups(%q, %v, %v) = %v, %v; want %v, %v",
-				tt.name, tt.shape, tt.layerwise, scale, decay, tt.scale, tt.decay)
+			t.Errorf("Groups(%q, %q, %v, %v) = %v, %v; want %v, %v",
+				tt.a, tt.name, tt.shape, tt.layerwise, scale, decay, tt.scale, tt.decay)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package optim_test
 import (
 	"fmt"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
@@ -17,8 +18,8 @@ func Example() {
 	w := []float32{0.5, -0.5, 0.25, 1}
 	decay := []float32{1, 2, 3, 4}
 	params := []optim.Param[float32]{
-		optim.NewParam("blocks.0.att.key.weight", []int{2, 2}, w, make([]float32, 4), cfg.LayerwiseLR),
-		optim.NewParam("blocks.0.att.time_decay", []int{4}, decay, make([]float32, 4), cfg.LayerwiseLR),
+		optim.NewParam(arch.X040, "blocks.0.att.key.weight", []int{2, 2}, w, make([]float32, 4), cfg.LayerwiseLR),
+		optim.NewParam(arch.X040, "blocks.0.att.time_decay", []int{4}, decay, make([]float32, 4), cfg.LayerwiseLR),
 	}
 	opt := optim.NewAdamW(params, cfg.AdamWConfig)
 	for step := range 3 {

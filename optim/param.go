@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // Float is the element type of parameters, gradients and optimiser state.
@@ -17,7 +19,7 @@ type Float interface{ ~float32 | ~float64 }
 // Shape. LRScale multiplies the learning rate passed to Step (RWKV-LM's
 // my_lr_scale; 0 freezes the tensor, as a torch group with lr 0 would).
 // Decay selects decoupled weight decay for this tensor. Groups and
-// NewParam fill LRScale and Decay by RWKV-LM's rules.
+// NewParam fill LRScale and Decay by RWKV-LM's rules for the architecture.
 type Param[F Float] struct {
 	Name    string
 	Shape   []int
@@ -27,20 +29,41 @@ type Param[F Float] struct {
 	Decay   bool
 }
 
-// NewParam returns a Param whose LRScale and Decay come from Groups.
-func NewParam[F Float](name string, shape []int, data, grad []F, layerwiseLR bool) Param[F] {
-	s, d := Groups(name, shape, layerwiseLR)
+// NewParam returns a Param whose LRScale and Decay come from Groups for architecture a.
+func NewParam[F Float](a arch.Arch, name string, shape []int, data, grad []F, layerwiseLR bool) Param[F] {
+	s, d := Groups(a, name, shape, layerwiseLR)
 	return Param[F]{Name: name, Shape: shape, Data: data, Grad: grad, LRScale: s, Decay: d}
 }
 
-// Groups applies RWKV-LM's configure_optimizers rules to one parameter.
+// Groups applies RWKV-LM's configure_optimizers rules for architecture a (the zero Arch is
+// x040) to one parameter. Whether decay has any effect depends on AdamWConfig.WeightDecay.
 //
-// With layerwiseLR, names containing "time_decay" get lr x2, "time_first"
-// x3 and "time_mix" x1, and none of them decays. Any other tensor decays
-// when its shape has at least two dimensions of size other than 1
-// (len(p.squeeze().shape) >= 2: emb, head and linear weights), and has
-// lr x1. Whether decay has any effect depends on AdamWConfig.WeightDecay.
-func Groups(name string, shape []int, layerwiseLR bool) (lrScale float64, decay bool) {
+// x040 (RWKV-LM RWKV-v4neo): with layerwiseLR, names containing "time_decay" get lr x2,
+// "time_first" x3 and "time_mix" x1, and none of them decays. Any other tensor decays when its
+// shape has at least two dimensions of size other than 1 (len(p.squeeze().shape) >= 2: emb,
+// head and linear weights), and has lr x1.
+//
+// x070 (RWKV-LM RWKV-v7 train_temp): "att.w0" gets lr x2 and no decay (RWKV-LM always does
+// this; here layerwiseLR, on by default, turns it off); a tensor decays when it has at least
+// two dimensions of size other than 1 and ".weight" in its name (emb, head, receptance, key,
+// value, output, ffn.key, ffn.value), so the LoRA matrices w1/w2, a1/a2, v1/v2, g1/g2 and r_k
+// never decay; everything else has lr x1.
+func Groups(a arch.Arch, name string, shape []int, layerwiseLR bool) (lrScale float64, decay bool) {
+	dims := 0
+	for _, d := range shape {
+		if d != 1 {
+			dims++
+		}
+	}
+	if a.Resolve() == arch.X070 {
+		if strings.Contains(name, "att.w0") {
+			if layerwiseLR {
+				return 2, false
+			}
+			return 1, false
+		}
+		return 1, dims >= 2 && strings.Contains(name, ".weight")
+	}
 	if layerwiseLR {
 		switch {
 		case strings.Contains(name, "time_mix"):
@@ -49,12 +72,6 @@ func Groups(name string, shape []int, layerwiseLR bool) (lrScale float64, decay 
 			return 2, false
 		case strings.Contains(name, "time_first"):
 			return 3, false
-		}
-	}
-	dims := 0
-	for _, d := range shape {
-		if d != 1 {
-			dims++
 		}
 	}
 	return 1, dims >= 2

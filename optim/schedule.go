@@ -13,9 +13,13 @@ const (
 	Cosine   = "cosine"   // half cosine lr_init -> lr_final
 	Linear   = "linear"   // straight line lr_init -> lr_final
 	Constant = "constant" // lr_init throughout (after warmup)
+	// CosineV7 is RWKV-LM RWKV-v7 train_temp's schedule (cosine in tokens, --my_exit_tokens):
+	// the half cosine lr_init -> lr_final over the steps after warmup, with its own warmup
+	// factor 0.01 + 0.99*step/warmup.
+	CosineV7 = "cosine_v7"
 )
 
-var kinds = []string{Exp, Cosine, Linear, Constant}
+var kinds = []string{Exp, Cosine, Linear, Constant, CosineV7}
 
 // ScheduleConfig selects and shapes the learning-rate schedule.
 type ScheduleConfig struct {
@@ -81,7 +85,8 @@ func NewSchedule(cfg ScheduleConfig) (Schedule, error) {
 func (s Schedule) Config() ScheduleConfig { return s.cfg }
 
 // LR returns the learning rate at step (counted from 0; negative steps
-// count as 0), as RWKV-LM's trainer.py computes it:
+// count as 0), as RWKV-LM's trainer.py computes it. For exp, cosine,
+// linear and constant (RWKV-v4neo's trainer):
 //
 //	progress = clamp((step - warmup + 1) / (total - warmup), 0, 1)
 //	lr       = curve(progress)
@@ -90,11 +95,22 @@ func (s Schedule) Config() ScheduleConfig { return s.cfg }
 // The exp curve is lr_init*exp(ln(lr_final/lr_init)*progress), linear
 // when either end is 0 and constant when they are equal. When total ==
 // warmup, progress is 0 before step warmup and 1 from it on.
+//
+// cosine_v7 is RWKV-v7's (train_temp trainer.py with my_exit_tokens, in
+// steps, which is tokens over a fixed number of tokens a step):
+//
+//	progress = clamp((step - warmup) / (total - warmup), 0, 1)
+//	lr       = lr_final + (lr_init - lr_final)*(1 + cos(pi*progress))/2
+//	lr      *= 0.01 + 0.99*step/warmup  while step < warmup
 func (s Schedule) LR(step int) float64 {
 	c := s.cfg
 	step = max(step, 0)
+	num := step - c.WarmupSteps + 1
+	if c.Kind == CosineV7 {
+		num = step - c.WarmupSteps
+	}
 	progress := 0.0
-	if num := step - c.WarmupSteps + 1; num > 0 {
+	if num > 0 || c.Kind == CosineV7 && num == 0 && c.TotalSteps == c.WarmupSteps {
 		if den := c.TotalSteps - c.WarmupSteps; den > 0 {
 			progress = min(1, float64(num)/float64(den))
 		} else {
@@ -108,7 +124,7 @@ func (s Schedule) LR(step int) float64 {
 		lr = a
 	case Linear:
 		lr = a + (b-a)*progress
-	case Cosine:
+	case Cosine, CosineV7:
 		lr = b + 0.5*(a-b)*(1+math.Cos(math.Pi*progress))
 	default: // Exp
 		switch {
@@ -121,7 +137,11 @@ func (s Schedule) LR(step int) float64 {
 		}
 	}
 	if step < c.WarmupSteps {
-		lr *= 0.2 + 0.8*float64(step)/float64(c.WarmupSteps)
+		if c.Kind == CosineV7 {
+			lr *= 0.01 + 0.99*float64(step)/float64(c.WarmupSteps)
+		} else {
+			lr *= 0.2 + 0.8*float64(step)/float64(c.WarmupSteps)
+		}
 	}
 	return lr
 }

@@ -81,6 +81,19 @@ func TestScheduleLR(t *testing.T) {
 		{"hand/cosine midpoint", ScheduleConfig{Cosine, 1e-3, 0, 0, 4}, []lrAt{
 			{1, 5e-4}, {3, 0},
 		}},
+		// RWKV-v7: reference/rwkv7.py lr_at (the adamw7 golden's schedule), Python 3 float64.
+		{"py/cosine_v7 warmup 2 total 6", ScheduleConfig{CosineV7, 4e-3, 1e-3, 2, 6}, []lrAt{
+			{-1, 4e-05}, {0, 4e-05}, {1, 0.00202}, {2, 0.004}, {3, 0.0035606601717798215},
+			{4, 0.0025}, {5, 0.0014393398282201788}, {6, 0.001}, {100, 0.001},
+		}},
+		{"py/cosine_v7 no warmup", ScheduleConfig{CosineV7, 6e-4, 6e-5, 0, 10}, []lrAt{
+			{0, 0.0006}, {1, 0.0005867852593996914}, {5, 0.00033}, {9, 7.321474060030856e-05},
+			{10, 6.0000000000000015e-05},
+		}},
+		// total == warmup: warmup (0.01, 0.505 of lr_init), then lr_final.
+		{"hand/cosine_v7 total equals warmup", ScheduleConfig{CosineV7, 1e-3, 1e-4, 2, 2}, []lrAt{
+			{0, 1e-5}, {1, 5.05e-4}, {2, 1e-4}, {3, 1e-4},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
@@ -92,6 +93,45 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 	c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = 6e-3, 1e-3, 3
 	c.Optim.WeightDecay, c.Optim.GradClip, c.Optim.LayerwiseLR = 0.1, 1.0, true
 	tr := newTrainer(t, c, Options{})
+	checkAdamWGolden(t, tr, f, steps, B, T)
+}
+
+// TestAdamWMatchesPyTorchX070 runs 6 x070 training steps through the trainer's step with
+// RWKV-LM's v7 recipe (L2Wrap, clipping at 1.0, AdamW with betas 0.9/0.99, eps 1e-18, weight
+// decay 0.1 only on >= 2-D ".weight" tensors, att.w0 at 2x lr, the cosine_v7 schedule with 2
+// warmup steps) and compares the losses, the gradient norms, the learning rates and the
+// weights after the first and the last step with torch.optim.AdamW (reference/gen_golden7.py).
+// The golden's layer 0 carries the unused v0/v1/v2, whose gradients are zero.
+func TestAdamWMatchesPyTorchX070(t *testing.T) {
+	f, err := checkpoint.OpenSafetensors("testdata/adamw7_golden.safetensors")
+	if err != nil {
+		t.Fatalf("%v (regenerate with /usr/bin/python3 reference/gen_golden7.py)", err)
+	}
+	meta := func(k string) int { v, _ := strconv.Atoi(f.Meta[k]); return v }
+	metaF := func(k string) float64 { v, _ := strconv.ParseFloat(f.Meta[k], 64); return v }
+	steps, B, T := meta("steps"), meta("B"), meta("T")
+	c := tinyConfig(t)
+	c.Model.Config = model.Config{Arch: arch.X070, Layers: meta("n_layer"), Embd: meta("n_embd"), Vocab: meta("vocab_size"),
+		CtxLen: T, FFN: meta("dim_ffn"), HeadSize: meta("head_size"),
+		DimDecay: meta("D_decay"), DimAAA: meta("D_aaa"), DimMV: meta("D_mv"), DimGate: meta("D_gate")}
+	c.Data = data.Config{Train: npyCorpus(t, meta("vocab_size"), 4096), Sampling: "random"}
+	c.Train.MicroBsz, c.Train.MaxSteps, c.Train.L2Wrap = B, steps, true
+	c.Optim.Kind, c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = optim.CosineV7, metaF("lr_init"), metaF("lr_final"), meta("warmup_steps")
+	c.Optim.Beta1, c.Optim.Beta2, c.Optim.Eps = metaF("beta1"), metaF("beta2"), metaF("eps")
+	c.Optim.WeightDecay, c.Optim.GradClip, c.Optim.LayerwiseLR = metaF("weight_decay"), metaF("grad_clip"), true
+	if c.Optim.Eps != 1e-18 || c.Optim.WeightDecay != 0.1 || c.Optim.Kind != "cosine_v7" {
+		t.Fatalf("golden metadata: eps %v, weight_decay %v", c.Optim.Eps, c.Optim.WeightDecay)
+	}
+	tr := newTrainer(t, c, Options{})
+	checkAdamWGolden(t, tr, f, steps, B, T)
+}
+
+// checkAdamWGolden sets the golden's initial weights, feeds its batches and compares every
+// step's lr, loss and gradient norm, and the weights after the first and the last step, in
+// units of that step's lr times the tensor's lr scale.
+func checkAdamWGolden(t *testing.T, tr *Trainer, f *checkpoint.File, steps, B, T int) {
+	t.Helper()
+	a := tr.cfg.Model.Arch
 	var ts []checkpoint.Tensor
 	for _, p := range tr.Model.Params {
 		ts = append(ts, checkpoint.FromFloat64(p.Name, p.Shape, f64s(t, f, "param/"+p.Name), checkpoint.F32))
@@ -113,7 +153,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 		var worst float64
 		for _, p := range tr.Model.Params {
 			want := f64s(t, f, prefix+p.Name)
-			scale, _ := optim.Groups(p.Name, p.Shape, true)
+			scale, _ := optim.Groups(a, p.Name, p.Shape, true)
 			got := p.F32()
 			for j := range want {
 				d := math.Abs(float64(got[j])-want[j]) / (lr * scale)
@@ -125,6 +165,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 		}
 		t.Logf("%s weights: worst difference %.3g lr", prefix, worst)
 	}
+	var worstLoss, worstNorm float64
 	for s := 0; s < steps; s++ {
 		lr := tr.sched.LR(s)
 		if math.Abs(lr-wantLR[s]) > 1e-12*wantLR[s] {
@@ -140,9 +181,12 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 		if math.Abs(res.GradNorm-wantNorm[s]) > 1e-4*wantNorm[s] {
 			t.Fatalf("step %d: grad norm %.6f, want %.6f", s, res.GradNorm, wantNorm[s])
 		}
+		worstLoss = math.Max(worstLoss, math.Abs(res.Loss-wantLoss[s])/wantLoss[s])
+		worstNorm = math.Max(worstNorm, math.Abs(res.GradNorm-wantNorm[s])/wantNorm[s])
 		if s == 0 {
 			checkWeights("after1/", wantLR[0])
 		}
 	}
+	t.Logf("loss: worst relative difference %.3g, grad norm %.3g", worstLoss, worstNorm)
 	checkWeights("final/", wantLR[steps-1])
 }

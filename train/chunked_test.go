@@ -6,13 +6,23 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
-// randomModel is a tiny model with non-degenerate random weights (no zero matrices), so that
-// every gradient is non-trivial.
+// tinyX070 is a tiny RWKV-7 shape for tests: 2 heads of 16, distinct LoRA widths.
+var tinyX070 = model.Config{Arch: arch.X070, Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24, HeadSize: 16,
+	DimDecay: 8, DimAAA: 4, DimMV: 12, DimGate: 16}
+
+// randomModel is a tiny RWKV-4 model with non-degenerate random weights (no zero matrices), so
+// that every gradient is non-trivial.
 func randomModel(t *testing.T, dt model.DType) *model.Model {
-	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, dt)
+	return randomModelOf(t, model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, dt)
+}
+
+// randomModelOf is randomModel for any config: its init plus N(0, 0.2²) on every weight.
+func randomModelOf(t *testing.T, cfg model.Config, dt model.DType) *model.Model {
+	m, err := model.New(cfg, dt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +81,21 @@ func singlePass(t *testing.T, m *model.Model, B, T int, x, y []int) (float64, []
 }
 
 // TestChunkedExactEqualsSinglePass: exact chunked training gives the loss and the gradients of
-// one pass over the whole sample, for chunk sizes that divide T and ones that do not.
+// one pass over the whole sample, for chunk sizes that divide T and ones that do not, for
+// RWKV-4 and RWKV-7 (whose WKV-7 state gradient flows back through the chunk borders).
 func TestChunkedExactEqualsSinglePass(t *testing.T) {
 	const B, T = 2, 24
 	for _, tc := range []struct {
+		cfg model.Config
 		dt  model.DType
 		tol float64
-	}{{model.Float64, 1e-9}, {model.Float32, 1e-5}} {
-		m := randomModel(t, tc.dt)
+	}{
+		{model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, model.Float64, 1e-9},
+		{model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, model.Float32, 1e-5},
+		{tinyX070, model.Float64, 1e-9},
+		{tinyX070, model.Float32, 1e-5},
+	} {
+		m := randomModelOf(t, tc.cfg, tc.dt)
 		rng := rand.New(rand.NewPCG(5, 5))
 		x, y := make([]int, B*T), make([]int, B*T)
 		for i := range x {
@@ -86,7 +103,7 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 		}
 		wantLoss, want := singlePass(t, m, B, T, x, y)
 		for _, chunk := range []int{1, 5, 8, 12, 24} {
-			t.Run(fmt.Sprintf("%v/chunk=%d", tc.dt, chunk), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/%v/chunk=%d", tc.cfg.Arch.Resolve(), tc.dt, chunk), func(t *testing.T) {
 				r, err := newChunkRunner(m, B, T, chunk, BPTTExact, true)
 				if err != nil {
 					t.Fatal(err)
@@ -96,6 +113,7 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 				if math.Abs(loss-wantLoss) > tc.tol*wantLoss {
 					t.Fatalf("loss %v, single pass %v", loss, wantLoss)
 				}
+				var rel float64
 				for i, p := range m.Params {
 					var worst, scale float64
 					for j := range want[i] {
@@ -105,18 +123,28 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 					if worst > tc.tol*scale {
 						t.Fatalf("%s: max diff %.3g, relative %.3g", p.Name, worst, worst/scale)
 					}
+					if scale > 0 {
+						rel = math.Max(rel, worst/scale)
+					}
 				}
+				t.Logf("worst gradient difference %.3g of its tensor's largest", rel)
 			})
 		}
 	}
 }
 
-// TestChunkedTruncated: the forward (loss) is the single pass's; the gradient of the first
+// TestChunkedTruncated: for RWKV-4 and RWKV-7, the forward (loss) is the single pass's; the gradient of the first
 // chunk is that of an unchunked pass over the first chunk alone; later chunks differ from the
 // exact gradient because the border gradient is cut.
 func TestChunkedTruncated(t *testing.T) {
+	for _, cfg := range []model.Config{{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, tinyX070} {
+		t.Run(string(cfg.Arch.Resolve()), func(t *testing.T) { testChunkedTruncated(t, cfg) })
+	}
+}
+
+func testChunkedTruncated(t *testing.T, cfg model.Config) {
 	const B, T, chunk = 2, 24, 8
-	m := randomModel(t, model.Float64)
+	m := randomModelOf(t, cfg, model.Float64)
 	rng := rand.New(rand.NewPCG(6, 6))
 	x, y := make([]int, B*T), make([]int, B*T)
 	for i := range x {
@@ -163,9 +191,13 @@ func TestChunkedTruncated(t *testing.T) {
 }
 
 // TestTrainerChunkedStep: the trainer with train.chunk_len in exact mode takes the same steps as
-// without it.
+// without it, for RWKV-4 and RWKV-7.
 func TestTrainerChunkedStep(t *testing.T) {
-	c := tinyConfig(t)
+	t.Run("x040", func(t *testing.T) { testTrainerChunkedStep(t, tinyConfig(t)) })
+	t.Run("x070", func(t *testing.T) { testTrainerChunkedStep(t, tinyConfigX070(t)) })
+}
+
+func testTrainerChunkedStep(t *testing.T, c Config) {
 	c.Data.Val, c.Train.EvalEvery = "", 0
 	chunked := c
 	chunked.Train.ChunkLen = 10 // ctx_len 32: chunks of 10, 10, 10, 2

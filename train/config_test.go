@@ -1,8 +1,12 @@
 package train
 
 import (
+	"math"
 	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
+	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // TestValidateAbsurdSizes: sizes that overflow or cannot fit in memory get an error naming the
@@ -32,6 +36,8 @@ func TestValidateAbsurdSizes(t *testing.T) {
 		{"chunk_len bounds the activations", func(c *Config) {
 			c.Model.CtxLen, c.Train.MicroBsz, c.Train.ChunkLen = 1<<20, 1, 256
 		}, nil},
+		{"x070 n_embd 3.2e9", func(c *Config) { c.Model.Arch, c.Model.Embd = "x070", 3_200_000_000 }, []string{"the parameters", "model.n_embd = 3200000000"}},
+		{"x070 default fits", func(c *Config) { c.Model.Arch = "x070" }, nil},
 		{"dim_ffn 1", func(c *Config) { c.Model.FFN = 1 }, []string{"model.dim_ffn = 1: must be at least 2"}},
 		{"dim_ffn 2", func(c *Config) { c.Model.FFN = 2 }, nil},
 		{"vocab_size 1", func(c *Config) { c.Model.Vocab = 1 }, []string{"model.vocab_size = 1: must be at least 2"}},
@@ -64,5 +70,32 @@ func TestValidateAbsurdSizes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEstimateMemoryParams: the parameter part of the estimate is 16 bytes for each weight of
+// the layout, exactly, for RWKV-4 and RWKV-7 shapes (defaults, explicit LoRA widths, no layer 0
+// v0/v1/v2 and the released 0.1B and 1.5B), and the x070 activations grow with head_size.
+func TestEstimateMemoryParams(t *testing.T) {
+	for _, m := range []model.Config{
+		{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256},
+		{Arch: arch.X070, Layers: 4, Embd: 128, Vocab: 256, CtxLen: 128, HeadSize: 32},
+		{Arch: arch.X070, Layers: 2, Embd: 128, Vocab: 64, CtxLen: 17, FFN: 512, DimDecay: 16, DimAAA: 24, DimMV: 8, DimGate: 32},
+		{Arch: arch.X070, Layers: 12, Embd: 768, Vocab: 65536, CtxLen: 512},
+		{Arch: arch.X070, Layers: 24, Embd: 2048, Vocab: 65536, CtxLen: 512},
+	} {
+		c := DefaultConfig()
+		c.Model.Config = m
+		got, want := c.EstimateMemory().Params, 16*float64(m.Dims().NumParams())
+		if math.Abs(got-want) > 1e-12*want {
+			t.Errorf("%v: params estimate %.0f bytes, layout has %.0f", m, got, want)
+		}
+	}
+	c := DefaultConfig()
+	c.Model.Config = model.Config{Arch: arch.X070, Layers: 12, Embd: 768, Vocab: 65536, CtxLen: 512}
+	a64 := c.EstimateMemory().Activations
+	c.Model.HeadSize = 32
+	if a32 := c.EstimateMemory().Activations; !(a32 < a64) {
+		t.Errorf("activations %v at head_size 32, %v at 64: the WKV-7 state snapshots grow with head_size", a32, a64)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/model"
 )
 
 // quickConfig is tinyConfig without validation: a few steps of a tiny model.
@@ -524,6 +525,66 @@ func TestInterruptedErrorNamesCheckpoint(t *testing.T) {
 			}
 			if _, err := checkpoint.Load(want); err != nil {
 				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestModelSectionFromCheckpointX070: an x070 run's checkpoints store its model section with
+// the x070 keys; resuming with a config that says otherwise (another head size and LoRA width,
+// or RWKV-4) builds the checkpoint's x070 model, warning for each contradicting key.
+func TestModelSectionFromCheckpointX070(t *testing.T) {
+	c := quickConfigIn(tinyConfigX070(t), 1)
+	c.Data.Val, c.Train.EvalEvery = "", 0
+	c.Model.DimDecay, c.Model.NoV0Layer0 = 8, true
+	first := newTrainer(t, c, Options{})
+	if err := first.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	path, err := checkpoint.Latest(c.CheckpointDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := checkpoint.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"arch: x070", "head_size: 16", "d_decay_lora: 8", "no_v0_layer0: true"} {
+		if !strings.Contains(ck.State.Config, want) {
+			t.Errorf("stored config lacks %q:\n%s", want, ck.State.Config)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		mod   func(*Config)
+		warns []string
+	}{
+		{"head size and lora", func(o *Config) { o.Model.HeadSize, o.Model.DimDecay, o.Model.NoV0Layer0 = 32, 0, false },
+			[]string{"model.head_size = 32 in the config but 16", "model.d_decay_lora = 32 in the config but 8", "model.no_v0_layer0 = false in the config but true"}},
+		{"x040", func(o *Config) { o.Model.Config = model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32} },
+			[]string{`model.arch = \"x040\" in the config but \"x070\"`}}, // quotes escaped by the text handler
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other := c
+			other.Train.MaxSteps = 2
+			tc.mod(&other)
+			var logBuf bytes.Buffer
+			tr, err := New(other, slog.New(slog.NewTextHandler(&logBuf, nil)), Options{Resume: c.CheckpointDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			if tr.Model.Config != first.Model.Config {
+				t.Fatalf("resumed model %+v, want the checkpoint's %+v", tr.Model.Config, first.Model.Config)
+			}
+			for _, w := range tc.warns {
+				if !strings.Contains(logBuf.String(), w) {
+					t.Errorf("log does not warn %q:\n%s", w, logBuf.String())
+				}
+			}
+			if strings.Contains(logBuf.String(), "model.d_aaa_lora") {
+				t.Errorf("warned about an agreeing key:\n%s", logBuf.String())
 			}
 		})
 	}

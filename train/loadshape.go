@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/rwkv-go/rwkv-go/model"
 )
@@ -34,8 +35,20 @@ func checkLoadedShape(path string, got, want model.Config) error {
 		}
 		break
 	}
-	if what == "" { // the config's tensors are a prefix of the file's: it has more layers
-		what = fmt.Sprintf("has tensor %q, which the config has no place for", fmt.Sprintf("blocks.%d.ln1.weight", want.Layers))
+	if what == "" { // the config's tensors are a subset of the file's: name the first extra one
+		need := map[string]bool{}
+		for _, s := range model.Specs(want) {
+			need[s.Name] = true
+		}
+		for _, s := range model.Specs(got) {
+			if !need[s.Name] {
+				what = fmt.Sprintf("has tensor %q, which the config has no place for", s.Name)
+				break
+			}
+		}
+	}
+	if got.Dims().V0Layer0 != want.Dims().V0Layer0 && strings.Contains(what, `"blocks.0.att.v`) {
+		what += fmt.Sprintf(" (layer 0's unused v0/v1/v2: set model.no_v0_layer0: %v)", !got.Dims().V0Layer0)
 	}
 	return fmt.Errorf("%w: model.load %q %s: it holds a %v model, the model section says %v; fix model.* or the file",
 		ErrConfig, path, what, got, want)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 // MemoryEstimate is a rough lower estimate of the memory a training job needs, in bytes,
@@ -20,8 +22,14 @@ type MemoryEstimate struct {
 func (m MemoryEstimate) Total() float64 { return m.Params + m.Activations + m.Logits }
 
 // activationFloats is how many floats of n_embd (plus two of dim_ffn) a token keeps per layer
-// for the backward pass: a deliberately low count, so the estimate errs on the small side.
+// for the backward pass: a deliberately low count, so the estimate errs on the small side
+// (measured for x040 at L1-L3 D256 ctx 128 B 8: about 31·C).
 const activationFloats = 12
+
+// activationFloatsX070 is the same for RWKV-7, whose time mix keeps more per token (six mixes,
+// r, w, k, v, a, b, κ, the LoRA activations, GroupNorm); the WKV-7 backward adds the state at
+// every 16th token, C·head_size/16 floats a token (measured at D256 head 64: about 52·C).
+const activationFloatsX070 = 20
 
 // EstimateMemory estimates the memory of the job. It assumes a valid config (positive sizes).
 func (c Config) EstimateMemory() MemoryEstimate {
@@ -31,8 +39,18 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		F = float64(c.Model.FFN)
 	}
 	// embedding and head V×C each; per block: time mix 4 C×C, channel mix C×C + 2 F×C, and
-	// about 12 vectors of C (mixes, decay, first, two layer norms).
-	params := 2*V*C + L*(5*C*C+2*F*C+12*C) + 4*C
+	// 11 vectors of C (five mixes, decay, first, two layer norms); ln0, ln_out. Exact.
+	params := 2*V*C + L*(5*C*C+2*F*C+11*C) + 4*C
+	perToken := activationFloats*C + 2*F // floats a token keeps per layer
+	if c.Model.Arch.Resolve() == arch.X070 {
+		// per block: receptance, key, value, output 4 C×C, channel mix 2 F×C, the four LoRAs
+		// 2·C·(Dw+Da+Dv+Dg) (layer 0's unused v1/v2 counted), 19 vectors of C; ln0, ln_out.
+		// Exact with layer 0's v0/v1/v2 (a few per mille high without them).
+		r := c.Model.LoRA()
+		lora := float64(r.W) + float64(r.A) + float64(r.V) + float64(r.G)
+		params = 2*V*C + L*(4*C*C+2*F*C+2*C*lora+19*C) + 4*C
+		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadSizeX070())/16
+	}
 	T := float64(c.Model.CtxLen)
 	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
 		T = float64(c.Train.ChunkLen) // the graph holds one chunk
@@ -40,7 +58,7 @@ func (c Config) EstimateMemory() MemoryEstimate {
 	tokens := float64(c.Train.MicroBsz) * T
 	return MemoryEstimate{
 		Params:      16 * params,
-		Activations: 4 * tokens * L * (activationFloats*C + 2*F),
+		Activations: 4 * tokens * L * perToken,
 		Logits:      2 * 4 * tokens * V,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/weights"
@@ -17,7 +18,16 @@ import (
 // zero) and returns a config fine-tuning it with mode.
 func peftBase(t *testing.T, mode string) Config {
 	t.Helper()
+	return peftBaseOf(t, mode, model.Config{})
+}
+
+// peftBaseOf is peftBase of a model shape (zero: tinyConfig's RWKV-4).
+func peftBaseOf(t *testing.T, mode string, shape model.Config) Config {
+	t.Helper()
 	c := tinyConfig(t)
+	if shape.Layers > 0 {
+		c.Model.Config = shape
+	}
 	m, err := model.New(c.Model.Config, model.Float32)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +41,11 @@ func peftBase(t *testing.T, mode string) Config {
 	}
 	path := filepath.Join(t.TempDir(), "base.safetensors")
 	ts := weights.Tensors(m, checkpoint.F32)
-	if err := checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) }); err != nil {
+	export := checkpoint.ExportRWKV
+	if c.Model.Arch.Resolve() == arch.X070 {
+		export = checkpoint.ExportX070RWKV
+	}
+	if err := checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return export(w, ts, checkpoint.F32) }); err != nil {
 		t.Fatal(err)
 	}
 	c.Model.Load = path
@@ -62,9 +76,14 @@ func baseBytes(m *model.Model) map[string][]float32 {
 // keeps no optimiser moments for the base, and a run resumed from a checkpoint at step 3 gives
 // bitwise the losses and trained tensors of the uninterrupted run.
 func TestPEFTTrainsOnlyAdapters(t *testing.T) {
-	for _, mode := range []string{PEFTLoRA, PEFTPiSSA, PEFTState} {
-		t.Run(mode, func(t *testing.T) {
-			c := peftBase(t, mode)
+	for _, tc := range []struct {
+		mode  string
+		shape model.Config
+	}{{PEFTLoRA, model.Config{}}, {PEFTPiSSA, model.Config{}}, {PEFTState, model.Config{}},
+		{PEFTLoRA, x070Bytes}, {PEFTState, x070Bytes}} {
+		mode := tc.mode
+		t.Run(mode+"-"+string(tc.shape.Arch.Resolve()), func(t *testing.T) {
+			c := peftBaseOf(t, mode, tc.shape)
 			ref := newTrainer(t, c, Options{})
 			frozen := baseBytes(ref.Model)
 			if len(frozen) == 0 || len(ref.params) == 0 || len(ref.params)+len(frozen) != len(ref.Model.Params) {
@@ -170,3 +189,6 @@ func TestPEFTConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// x070Bytes is tinyX070 over the byte corpus of tinyConfig.
+var x070Bytes = func() model.Config { c := tinyX070; c.Vocab, c.CtxLen = 256, 32; return c }()

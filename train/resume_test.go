@@ -35,9 +35,14 @@ func weightsOf(tr *Trainer) [][]float32 {
 
 // TestResumeIsExact: N steps straight versus K steps, a checkpoint, and a new trainer resuming
 // to N give bitwise-identical losses and weights, for K inside the warmup, after it, and for an
-// interrupt that arrives between the micro-batches of a step.
+// interrupt that arrives between the micro-batches of a step; for RWKV-4 and for RWKV-7 (with
+// its own optimiser groups and schedule).
 func TestResumeIsExact(t *testing.T) {
-	base := tinyConfig(t)
+	t.Run("x040", func(t *testing.T) { testResumeIsExact(t, tinyConfig(t)) })
+	t.Run("x070", func(t *testing.T) { testResumeIsExact(t, tinyConfigX070(t)) })
+}
+
+func testResumeIsExact(t *testing.T, base Config) {
 	base.Train.MaxSteps, base.Train.GradAccum, base.Train.MicroBsz = 8, 2, 2
 	base.Optim.WarmupSteps = 3
 	base.Train.EvalEvery, base.Data.Val = 0, ""

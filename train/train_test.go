@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/optim"
 )
 
 // corpus writes a small byte-level corpus with learnable structure and returns the binidx
@@ -49,6 +51,15 @@ func tinyConfig(t testing.TB) Config {
 	c.Optim.LRInit, c.Optim.LRFinal, c.Optim.WarmupSteps = 3e-3, 1e-3, 2
 	c.Train.MicroBsz, c.Train.MaxSteps, c.Train.EvalEvery, c.Train.EvalTokens = 4, 30, 10, 2000
 	c.OutDir = t.TempDir()
+	return c
+}
+
+// tinyConfigX070 is tinyConfig with an RWKV-7 model of the same size (2 heads of 16) and
+// RWKV-LM's v7 optimiser recipe (cosine_v7, eps 1e-18, weight decay on matrices).
+func tinyConfigX070(t testing.TB) Config {
+	c := tinyConfig(t)
+	c.Model.Config = model.Config{Arch: arch.X070, Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32, HeadSize: 16}
+	c.Optim.Kind, c.Optim.Eps, c.Optim.WeightDecay = optim.CosineV7, 1e-18, 0.1
 	return c
 }
 
@@ -89,9 +100,14 @@ func TestTinyRunLossFalls(t *testing.T) {
 	}
 }
 
-// TestGradAccumEqualsLargerBatch: micro_bsz 2 x grad_accum 2 trains like micro_bsz 4.
+// TestGradAccumEqualsLargerBatch: micro_bsz 2 x grad_accum 2 trains like micro_bsz 4, for
+// RWKV-4 and RWKV-7.
 func TestGradAccumEqualsLargerBatch(t *testing.T) {
-	c := tinyConfig(t)
+	t.Run("x040", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfig(t)) })
+	t.Run("x070", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfigX070(t)) })
+}
+
+func testGradAccumEqualsLargerBatch(t *testing.T, c Config) {
 	c.Train.MaxSteps, c.Train.EvalEvery, c.Data.Val = 4, 0, ""
 	a := c
 	a.Train.MicroBsz, a.Train.GradAccum = 2, 2
@@ -186,7 +202,9 @@ func TestValidateRejects(t *testing.T) {
 		{"micro_bsz", func(c *Config) { c.Train.MicroBsz = 0 }, "train.micro_bsz = 0"},
 		{"grad_accum", func(c *Config) { c.Train.GradAccum = -1 }, "train.grad_accum = -1"},
 		{"n_embd", func(c *Config) { c.Model.Embd = 100 }, "model.n_embd = 100"},
-		{"arch", func(c *Config) { c.Model.Arch = "x070" }, `model.arch = "x070"`},
+		{"arch", func(c *Config) { c.Model.Arch = "x060" }, `model.arch = "x060"`},
+		{"x070", func(c *Config) { c.Model.Arch = "x070" }, ""},
+		{"x070 head_size", func(c *Config) { c.Model.Arch, c.Model.HeadSize = "x070", 48 }, "model.head_size = 48"},
 		{"lr", func(c *Config) { c.Optim.LRInit = -1 }, "optim.lr_init"},
 		{"sampling", func(c *Config) { c.Data.Sampling = "shuffle" }, "sampling"},
 		{"keep", func(c *Config) { c.Checkpoint.Keep = -2 }, "checkpoint.keep = -2"},

@@ -330,7 +330,7 @@ func (t *Trainer) buildOptimizer() error {
 		if !t.directGrads() {
 			g = make([]float32, len(w))
 		}
-		t.params = append(t.params, optim.NewParam(p.Name, p.Shape, w, g, c.Optim.LayerwiseLR))
+		t.params = append(t.params, optim.NewParam(c.Model.Arch, p.Name, p.Shape, w, g, c.Optim.LayerwiseLR))
 	}
 	t.opt = optim.NewAdamW(t.params, c.Optim.AdamWConfig)
 	return nil

@@ -59,7 +59,7 @@ func Set(m *model.Model, ts []checkpoint.Tensor) error {
 // safetensors in RWKV-LM or Hugging Face names, a training checkpoint, an hf directory), infers
 // the architecture and shape from its tensors and returns the model in dtype. ctxLen is not
 // stored in weights files and is taken from the caller. A file of an architecture that
-// checkpoint reads but no model builds yet (RWKV-7) is an arch.ErrUnsupported error.
+// checkpoint reads but arch.Supported lacks is an arch.ErrUnsupported error.
 func Load(path string, ctxLen int, dtype model.DType) (*model.Model, error) {
 	ts, err := checkpoint.ReadWeights(path)
 	if err != nil {
@@ -67,7 +67,7 @@ func Load(path string, ctxLen int, dtype model.DType) (*model.Model, error) {
 	}
 	dims, ordered, err := checkpoint.Check(ts)
 	if err == nil {
-		err = dims.Arch.CheckSupported() // an x070 file is read and checked, but no model builds it yet
+		err = dims.Arch.CheckSupported()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -14,7 +14,9 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/optim"
 	"github.com/rwkv-go/rwkv-go/train"
 )
 
@@ -141,8 +143,10 @@ func TestLoadConfigRejects(t *testing.T) {
 			want: []string{"config {file}: ", "train.micro_bsz = 0: must be positive"}},
 		{name: "bad model width", yaml: "model:\n  n_embd: 100\n", kind: model.ErrConfig,
 			want: []string{"config {file}: ", "model.n_embd = 100: must be a multiple of 32"}},
-		{name: "x070 not yet", yaml: "model:\n  arch: x070\n", kind: model.ErrConfig,
-			want: []string{"config {file}: ", `model.arch = "x070": RWKV-7 (x070) models can be built but not trained yet`}},
+		{name: "x070 head size", yaml: "model:\n  arch: x070\n  head_size: 48\n", kind: model.ErrConfig,
+			want: []string{"config {file}: ", "model.head_size = 48: must divide n_embd = 512 into heads"}},
+		{name: "x070 key on x040", yaml: "model:\n  d_decay_lora: 8\n", kind: model.ErrConfig,
+			want: []string{"config {file}: ", "model.d_decay_lora = 8: only RWKV-7 (model.arch: x070) has it"}},
 		{name: "unknown arch from a flag", yaml: "checkpoint: {keep: 1}\n", overrides: []string{"--model.arch=v4"}, kind: model.ErrConfig,
 			want: []string{"config {file}: ", `model.arch = "v4": unknown architecture; use x040`}},
 		{name: "arch not a string", yaml: "model:\n  arch: 4\n", kind: errBadValue,
@@ -357,7 +361,8 @@ func fullConfig() train.Config {
 	c := train.DefaultConfig()
 	c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Model.FFN = 3, 96, 300, 48, 200
 	c.Model.Load = "weights: a.pth" // needs quoting
-	c.Model.Arch = ""               // until x070 lands the only other valid value: empty means x040
+	c.Model.Arch, c.Model.HeadSize, c.Model.NoV0Layer0 = "x070", 32, true
+	c.Model.DimDecay, c.Model.DimAAA, c.Model.DimMV, c.Model.DimGate = 8, 12, 4, 16
 	c.Data.Train, c.Data.Val, c.Data.Format = "true", "null", "npy"
 	c.Data.Tokenizer, c.Data.Sampling = "world:vocab #1.txt", "sequential"
 	c.Data.Mask, c.Data.Dataload = "masks/a b.mask", "packed"
@@ -375,19 +380,11 @@ func fullConfig() train.Config {
 	return c
 }
 
-// x070Only are the model keys only RWKV-7 has; fullConfig can set them once rwkv-train takes
-// model.arch x070.
-var x070Only = map[string]bool{"model.head_size": true, "model.d_decay_lora": true, "model.d_aaa_lora": true,
-	"model.d_mv_lora": true, "model.d_gate_lora": true, "model.no_v0_layer0": true}
-
 func TestMarshalConfigRoundTrip(t *testing.T) {
 	t.Parallel()
 	full, def := reflect.ValueOf(fullConfig()), reflect.ValueOf(train.DefaultConfig())
 	for _, f := range configFields() {
 		if f.key == "train.max_steps" { // excludes max_tokens; baseConfig sets it
-			continue
-		}
-		if x070Only[f.key] { // valid only with model.arch x070, which rwkv-train refuses so far
 			continue
 		}
 		if full.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) {
@@ -452,7 +449,8 @@ func TestConfigsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"tiny.yaml", "enwik8-L6-D512.yaml", "rwkv4-169m.yaml", "finetune.yaml"} {
+	for _, want := range []string{"tiny.yaml", "enwik8-L6-D512.yaml", "rwkv4-169m.yaml", "finetune.yaml",
+		"x070-pretrain-tiny.yaml", "x070-finetune-0.1b.yaml"} {
 		if _, err := os.Stat(filepath.Join("../../configs", want)); err != nil {
 			t.Error(err)
 		}
@@ -496,6 +494,34 @@ func TestConfigsLoad(t *testing.T) {
 		row := fmt.Sprintf("| `%s` | `%s` |", f.key, strings.TrimSpace(string(b)))
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("configs/README.md has no row starting %s", row)
+		}
+	}
+}
+
+// TestX070Recipes: the RWKV-7 recipes are RWKV-LM's v7 recipe (cosine_v7, eps 1e-18, w0 at 2x
+// lr), and the 0.1B fine-tune describes the released RWKV7 0.1B World model: 191M parameters
+// (NEXT-ARCH §3: "0.1B (≈191M) 12×768"), World vocabulary, with a memory estimate of a few GiB.
+func TestX070Recipes(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"x070-pretrain-tiny.yaml", "x070-finetune-0.1b.yaml"} {
+		c, err := loadConfig(filepath.Join("../../configs", name), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Model.Arch != arch.X070 || c.Optim.Kind != optim.CosineV7 || c.Optim.Eps != 1e-18 || !c.Optim.LayerwiseLR {
+			t.Errorf("%s: arch %q, schedule %q, eps %v, layerwise_lr %v: not RWKV-LM's v7 recipe", name, c.Model.Arch, c.Optim.Kind, c.Optim.Eps, c.Optim.LayerwiseLR)
+		}
+		m := c.EstimateMemory()
+		t.Logf("%s: %d parameters; estimate: params %.2f GiB, activations %.2f GiB, logits %.2f GiB", name,
+			c.Model.Dims().NumParams(), m.Params/(1<<30), m.Activations/(1<<30), m.Logits/(1<<30))
+		if name != "x070-finetune-0.1b.yaml" {
+			continue
+		}
+		if n := c.Model.Dims().NumParams(); n < 190e6 || n > 192e6 || c.Model.Vocab != 65536 || c.Data.Tokenizer != "world" {
+			t.Errorf("%s: %d parameters, vocab %d, tokenizer %q: not the released 0.1B World model", name, n, c.Model.Vocab, c.Data.Tokenizer)
+		}
+		if tot := m.Total() / (1 << 30); tot < 4 || tot > 16 {
+			t.Errorf("%s: memory estimate %.2f GiB, want a few GiB", name, tot)
 		}
 	}
 }

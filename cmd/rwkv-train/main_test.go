@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/cli"
@@ -528,5 +529,47 @@ func TestExportResolvesDirectories(t *testing.T) {
 				t.Errorf("stderr: %s", errOut)
 			}
 		})
+	}
+}
+
+// TestTrainX070Job: `rwkv-train --config` trains an RWKV-7 model from scratch, exports it as
+// RWKV-LM safetensors in the x070 layout (it used to fail: the RWKV-4 export refused it), and the
+// export loads back as the trained x070 model, weight for weight.
+func TestTrainX070Job(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyJob(t, dir)
+	var stdout, stderr bytes.Buffer
+	args := []string{"--config", cfg, "--model.arch=x070", "--model.head_size=16", "--optim.schedule=cosine_v7", "--optim.adam_eps=1e-18"}
+	if code := run(context.Background(), args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `msg=start model="x070 L1-D32-V256 ctx16"`) {
+		t.Errorf("start line does not name the x070 model:\n%s", stderr.String())
+	}
+	out := filepath.Join(dir, "out", "model.safetensors")
+	m, err := weights.Load(out, 16, model.Float32)
+	if err != nil {
+		t.Fatalf("exported model: %v", err)
+	}
+	want := model.Config{Arch: arch.X070, Layers: 1, Embd: 32, Vocab: 256, CtxLen: 16, FFN: 128, HeadSize: 16,
+		DimDecay: 32, DimAAA: 32, DimMV: 32, DimGate: 32}
+	if m.Config != want {
+		t.Fatalf("exported model %+v, want %+v", m.Config, want)
+	}
+	ck, err := checkpoint.Latest(filepath.Join(dir, "ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromCk, err := weights.Load(ck, 16, model.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range m.Params {
+		a, b := p.F32(), fromCk.Params[i].F32()
+		for j := range a {
+			if a[j] != b[j] {
+				t.Fatalf("%s[%d]: export %v, final checkpoint %v", p.Name, j, a[j], b[j])
+			}
+		}
 	}
 }

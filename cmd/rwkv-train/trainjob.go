@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/internal/mpi"
@@ -150,13 +151,19 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 	return nil
 }
 
+// exportRWKV writes the trained model in RWKV-LM names as fp32 safetensors, in its
+// architecture's layout (x070: layer 0's v0/v1/v2 included, as RWKV-LM writes them).
 func exportRWKV(tr *train.Trainer, path string) error {
-	m, err := tr.MergedModel() // PEFT: adapters folded in (train writes adapter.pth itself)
+	m, err := tr.MergedModel() // PEFT: adapters folded in (train writes the adapter file itself)
 	if err != nil {
 		return err
 	}
 	ts := weights.Tensors(m, checkpoint.F32)
-	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) })
+	export := checkpoint.ExportRWKV
+	if m.Config.Arch.Resolve() == arch.X070 {
+		export = checkpoint.ExportX070RWKV
+	}
+	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return export(w, ts, checkpoint.F32) })
 }
 
 // shareCores divides the machine's cores between the ranks mpirun started on it, unless
