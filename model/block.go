@@ -10,6 +10,8 @@ type builder struct {
 	// adapted gives a weight node's LoRA factors (nil: no adapters); ctl their switches.
 	adapted func(w *G.Node) (a, b *G.Node, cfg LoRAConfig, ok bool)
 	ctl     *LoRAControl
+	// frozen reports a weight node that takes no gradient (nil: none do).
+	frozen func(w *G.Node) bool
 }
 
 func (b *builder) do(f func() (*G.Node, error)) *G.Node {
@@ -31,6 +33,9 @@ func (b *builder) linear(x, w *G.Node) *G.Node {
 		if la, lb, cfg, ok := b.adapted(w); ok {
 			return b.do(func() (*G.Node, error) { return LoRALinear(x, w, la, lb, cfg, b.ctl) })
 		}
+	}
+	if b.frozen != nil && w != nil && b.frozen(w) {
+		return b.do(func() (*G.Node, error) { return frozenLinear(x, w, false) })
 	}
 	return b.do(func() (*G.Node, error) { return Linear(x, w) })
 }

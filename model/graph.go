@@ -95,6 +95,9 @@ func (gr *Graph) build() error {
 	p := func(name string) *G.Node { return gr.params[gr.m.indexOf(name)] }
 
 	b := &builder{B: B, T: T, adapted: gr.adapted}
+	if gr.opts.Grads && m.peft != nil {
+		b.frozen = func(w *G.Node) bool { return gr.unused[gr.m.indexOf(w.Name())] }
+	}
 	if m.peft != nil {
 		b.ctl = &m.peft.ctl
 	}

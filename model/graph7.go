@@ -63,6 +63,9 @@ func (gr *Graph) blocks7(b *builder, x *G.Node, p func(string) *G.Node) *G.Node 
 }
 
 func (b *builder) matmul(x, w *G.Node) *G.Node {
+	if b.frozen != nil && w != nil && b.frozen(w) {
+		return b.do(func() (*G.Node, error) { return frozenLinear(x, w, true) })
+	}
 	return b.do(func() (*G.Node, error) { return MatMul(x, w) })
 }
 func (b *builder) act(x, bias *G.Node, kind ActKind) *G.Node {

@@ -18,7 +18,23 @@ type linearOp struct {
 	opBase
 	N, In, Out int
 	InOut      bool
-	buf        *outBuf
+	// Frozen: W takes no gradient (a frozen base weight); SymDiff builds only x's, so the
+	// out×in product for W is never computed nor stored.
+	Frozen bool
+	buf    *outBuf
+}
+
+// frozenLinear is Linear (or with inOut MatMul) of a frozen W: no gradient for W.
+func frozenLinear(x, w *G.Node, inOut bool) (*G.Node, error) {
+	xs, ws := x.Shape(), w.Shape()
+	in, out := 1, 0 // W (out,in), or with inOut (in,out)
+	if inOut {
+		in, out = 0, 1
+	}
+	if len(xs) != 2 || len(ws) != 2 || xs[1] != ws[in] {
+		return nil, fmt.Errorf("model: Linear shapes x %v, W %v do not fit", xs, ws)
+	}
+	return G.ApplyOp(linearOp{N: xs[0], In: xs[1], Out: ws[out], InOut: inOut, Frozen: true, buf: newOutBuf()}, x, w)
 }
 
 // Linear is a bias-free linear layer y = x Wᵀ.
@@ -65,20 +81,20 @@ func (o linearOp) Do(in ...G.Value) (G.Value, error) {
 }
 func (o linearOp) String() string {
 	if o.InOut {
-		return fmt.Sprintf("MatMul{N=%d,in=%d,out=%d}", o.N, o.In, o.Out)
+		return fmt.Sprintf("MatMul{N=%d,in=%d,out=%d,frozen=%v}", o.N, o.In, o.Out, o.Frozen)
 	}
-	return fmt.Sprintf("Linear{N=%d,in=%d,out=%d}", o.N, o.In, o.Out)
+	return fmt.Sprintf("Linear{N=%d,in=%d,out=%d,frozen=%v}", o.N, o.In, o.Out, o.Frozen)
 }
 func (o linearOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o linearOp) Hashcode() uint32      { return hashcode(o) }
-func (o linearOp) DiffWRT(int) []bool    { return []bool{true, true} }
+func (o linearOp) DiffWRT(int) []bool    { return []bool{true, !o.Frozen} }
 
 // SymDiff builds the two gradient products as separate nodes, so that a compiled program that
 // does not need one of them (the gradient of data) never runs it.
 func (o linearOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	gx, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: false, buf: newOutBuf()}, grad, in[1])
-	if err != nil {
-		return nil, err
+	if err != nil || o.Frozen {
+		return G.Nodes{gx, nil}, err
 	}
 	gw, err := G.ApplyOp(linearGradOp{fwd: o, wrtW: true, buf: newOutBuf()}, grad, in[0])
 	return G.Nodes{gx, gw}, err

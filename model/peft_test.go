@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
 // peftGradCase checks a PEFT model's graph gradients against central differences: every
@@ -228,6 +230,40 @@ func TestTimeStateStartsEveryPath(t *testing.T) {
 			}
 			if !differs {
 				t.Error("the time_state changed no logit")
+			}
+		})
+	}
+}
+
+// TestFrozenBaseSkipsWeightGradients: a graph of a state-tuned model computes no gradient for
+// its frozen Linears (no out×in product for W): its matrix-product FLOPs are about 2/3 of full
+// training's (forward 2, backward to the input 2, against 2 + 4), not the same.
+func TestFrozenBaseSkipsWeightGradients(t *testing.T) {
+	for _, tc := range tinies {
+		t.Run(tc.name, func(t *testing.T) {
+			flops := func(state bool) float64 {
+				m := tc.new(t, tensor.Float32)
+				randomize(m, 1)
+				if state {
+					m.AddTimeState()
+					m.Freeze(IsAdapterState)
+				}
+				gr, err := m.NewGraph(GraphOptions{B: 2, T: 8, Grads: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer gr.Close()
+				ids := make([]int, 16)
+				gr.SetTokens(ids, ids)
+				s0 := blas.ReadStats()
+				if err := gr.Run(); err != nil {
+					t.Fatal(err)
+				}
+				return blas.ReadStats().Sub(s0).FLOPs
+			}
+			full, frozen := flops(false), flops(true)
+			if r := frozen / full; r > 0.72 {
+				t.Errorf("state tuning runs %.3g matrix-product FLOPs, full training %.3g (ratio %.2f, want about 2/3)", frozen, full, r)
 			}
 		})
 	}

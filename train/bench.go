@@ -25,6 +25,7 @@ type BenchConfig struct {
 	Dir       string // scratch directory for the synthetic corpus
 	Seed      uint64
 	GradAccum int
+	PEFT      PEFTConfig // zero Mode: full fine-tuning
 }
 
 // BenchResult is what Bench measured.
@@ -61,6 +62,9 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 	}
 	c.Optim.LRInit, c.Optim.LRFinal = 1e-4, 1e-4
 	c.OutDir = bc.Dir
+	if bc.PEFT.Mode != "" {
+		c.PEFT = bc.PEFT
+	}
 	tr, err := New(c, nil, Options{})
 	if err != nil {
 		return BenchResult{}, err

@@ -38,6 +38,14 @@ func TestValidateAbsurdSizes(t *testing.T) {
 		}, nil},
 		{"x070 n_embd 3.2e9", func(c *Config) { c.Model.Arch, c.Model.Embd = "x070", 3_200_000_000 }, []string{"the parameters", "model.n_embd = 3200000000"}},
 		{"x070 default fits", func(c *Config) { c.Model.Arch = "x070" }, nil},
+		// 1.5B at ctx 512: 24 GB of weights, gradients and moments; a frozen base is 6 GB
+		{"x070 1.5B full", func(c *Config) {
+			c.Model.Arch, c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Train.MicroBsz = "x070", 24, 2048, 65536, 512, 1
+		}, []string{"the parameters"}},
+		{"x070 1.5B LoRA fits", func(c *Config) {
+			c.Model.Arch, c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Train.MicroBsz = "x070", 24, 2048, 65536, 512, 1
+			c.PEFT.Mode = PEFTLoRA
+		}, nil},
 		{"dim_ffn 1", func(c *Config) { c.Model.FFN = 1 }, []string{"model.dim_ffn = 1: must be at least 2"}},
 		{"dim_ffn 2", func(c *Config) { c.Model.FFN = 2 }, nil},
 		{"vocab_size 1", func(c *Config) { c.Model.Vocab = 1 }, []string{"model.vocab_size = 1: must be at least 2"}},

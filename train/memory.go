@@ -56,8 +56,24 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		T = float64(c.Train.ChunkLen) // the graph holds one chunk
 	}
 	tokens := float64(c.Train.MicroBsz) * T
+	paramBytes := 16 * params
+	if c.PEFT.On() {
+		// a frozen base keeps only its weights; the adapters (LoRA: r·(in+out) per adapted
+		// Linear, at most the 7 of a block; state: one state a layer) take the 16 bytes
+		var trained float64
+		switch c.PEFT.Mode {
+		case PEFTState:
+			trained = L * C * 64
+			if c.Model.Arch.Resolve() != arch.X070 {
+				trained = 3 * L * C
+			}
+		default:
+			trained = L * float64(c.PEFT.LoRAR) * (12*C + 2*(C+F))
+		}
+		paramBytes = 4*params + 16*trained
+	}
 	return MemoryEstimate{
-		Params:      16 * params,
+		Params:      paramBytes,
 		Activations: 4 * tokens * L * perToken,
 		Logits:      2 * 4 * tokens * V,
 	}

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -65,6 +66,11 @@ func (p PEFTConfig) TrainPartList() []string {
 		return []string{}
 	}
 	return splitList(p.TrainParts)
+}
+
+// Check validates the section on its own.
+func (p PEFTConfig) Check() error {
+	return errors.Join(p.validate(Config{})...)
 }
 
 func (p PEFTConfig) validate(c Config) []error {

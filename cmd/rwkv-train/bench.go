@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/train"
@@ -40,6 +41,9 @@ type benchReport struct {
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	archName := fs.String("arch", "x040", "model.arch: x040 (RWKV-4) or x070 (RWKV-7, head size 64)")
+	peft := fs.String("peft", "none", "peft.mode: none (full fine-tuning), lora, pissa or state")
+	loraR := fs.Int("lora-r", 32, "peft.lora_r with --peft lora or pissa")
 	layers := fs.Int("layers", 6, "n_layer")
 	embd := fs.Int("embd", 512, "n_embd")
 	vocab := fs.Int("vocab", 256, "vocab_size")
@@ -63,7 +67,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg := model.Config{Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen}
+	cfg := model.Config{Arch: arch.Arch(*archName), Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
@@ -92,6 +96,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	bc := train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
 		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1}
+	if *peft != "none" {
+		bc.PEFT = train.DefaultPEFTConfig()
+		bc.PEFT.Mode, bc.PEFT.LoRAR, bc.PEFT.LoRAAlpha = *peft, *loraR, float64(*loraR)
+		if err := bc.PEFT.Check(); err != nil {
+			return usagef("--peft %s --lora-r %d: %v", *peft, *loraR, err)
+		}
+		if *torch {
+			return usagef("--torch measures full fine-tuning only; drop it with --peft")
+		}
+	}
 	var ours, theirs []benchReport
 	var res train.BenchResult // FLOPs per token do not change from round to round
 	runOurs := func() error {
