@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/rwkv-go/rwkv-go/data"
@@ -26,6 +28,10 @@ type BenchConfig struct {
 	Seed      uint64
 	GradAccum int
 	PEFT      PEFTConfig // zero Mode: full fine-tuning
+	// RandomWeights skips RWKV-LM initialisation (small uniform weights instead): for shapes
+	// whose init would cost more than the measurement (x070's init holds every tensor in
+	// float64 at once).
+	RandomWeights bool
 }
 
 // BenchResult is what Bench measured.
@@ -65,7 +71,7 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 	if bc.PEFT.Mode != "" {
 		c.PEFT = bc.PEFT
 	}
-	tr, err := New(c, nil, Options{})
+	tr, err := New(c, nil, Options{randomWeights: bc.RandomWeights})
 	if err != nil {
 		return BenchResult{}, err
 	}
@@ -112,4 +118,27 @@ func writeRandomNpy(path string, n, vocab int, seed uint64) error {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(rng.IntN(vocab)))
 	}
 	return os.WriteFile(path, buf, 0o644)
+}
+
+// fillRandom sets every weight to a small uniform value (norm weights to 1), in parallel
+// pieces: a stand-in for a trained model of the shape, for measurements.
+func fillRandom(m *model.Model, seed uint64) {
+	var wg sync.WaitGroup
+	for i, p := range m.Params {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(i)))
+			d := p.F32()
+			one := strings.HasSuffix(p.Name, "ln0.weight") || strings.HasSuffix(p.Name, "ln1.weight") ||
+				strings.HasSuffix(p.Name, "ln2.weight") || strings.HasSuffix(p.Name, "ln_x.weight") || p.Name == "ln_out.weight"
+			for j := range d {
+				d[j] = float32(0.02 * (2*rng.Float64() - 1))
+				if one {
+					d[j] += 1
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

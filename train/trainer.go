@@ -66,6 +66,10 @@ type Options struct {
 	// of one process. Every rank calls New, Run, Validate and Save together, with the same
 	// config: they are collective.
 	World *mpi.World
+
+	// randomWeights (Bench) replaces RWKV-LM initialisation by cheap small random weights, so
+	// that measuring a large shape does not pay (in time and memory) for its init.
+	randomWeights bool
 }
 
 // batchSource is what the loop draws micro-batches from: a *data.Loader, or a fixed list of
@@ -274,7 +278,11 @@ func (t *Trainer) buildModel(resuming bool) error {
 		if err != nil {
 			return err
 		}
-		m.Init(c.Train.Seed, c.Optim.LRInit)
+		if t.opts.randomWeights {
+			fillRandom(m, c.Train.Seed)
+		} else {
+			m.Init(c.Train.Seed, c.Optim.LRInit)
+		}
 		t.Model = m
 	}
 	if err := t.applyPEFT(resuming); err != nil {

@@ -44,6 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	archName := fs.String("arch", "x040", "model.arch: x040 (RWKV-4) or x070 (RWKV-7, head size 64)")
 	peft := fs.String("peft", "none", "peft.mode: none (full fine-tuning), lora, pissa or state")
 	loraR := fs.Int("lora-r", 32, "peft.lora_r with --peft lora or pissa")
+	randomWeights := fs.Bool("random-weights", false, "small random weights instead of RWKV-LM's init (for large shapes: x070's init holds the whole model in float64)")
 	layers := fs.Int("layers", 6, "n_layer")
 	embd := fs.Int("embd", 512, "n_embd")
 	vocab := fs.Int("vocab", 256, "vocab_size")
@@ -95,7 +96,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile() // on an early return; stopping twice is harmless
 	}
 	bc := train.BenchConfig{Model: cfg, MicroBsz: *batch, ChunkLen: *chunk, BPTT: *bptt,
-		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1}
+		Steps: *steps, Warmup: *warmup, Dir: dir, Seed: 1, RandomWeights: *randomWeights}
 	if *peft != "none" {
 		bc.PEFT = train.DefaultPEFTConfig()
 		bc.PEFT.Mode, bc.PEFT.LoRAR, bc.PEFT.LoRAAlpha = *peft, *loraR, float64(*loraR)
