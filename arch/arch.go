@@ -18,9 +18,8 @@ import (
 type Arch string
 
 // The architectures Detect recognises. X040 and X070 have a layout (Layout, Infer: checkpoint
-// reads, checks and exports their files, model builds both); X040 alone is supported (trained
-// and evaluated) so far.
-// The others are detected so that reading one fails naming it.
+// reads, checks and exports their files, model builds both) and both are supported (trained
+// and evaluated). The others are detected so that reading one fails naming it.
 const (
 	X040 Arch = "x040" // RWKV-4
 	X050 Arch = "x050" // RWKV-5.0/5.1 (ln_x, no gate)
@@ -31,8 +30,7 @@ const (
 
 // Supported lists the architectures rwkv-go's commands train and evaluate, in the order they
 // were added; the trainer's config validation and weights loading refuse the others
-// (CheckSupported). Package model builds x040 and x070 (graph, RNN, state); adding x070 here is
-// the switch that lets its files load and its configs train, once those paths take it.
+// (CheckSupported).
 var Supported = []Arch{X040, X070}
 
 // Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
