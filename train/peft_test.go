@@ -192,3 +192,37 @@ func TestPEFTConfigErrors(t *testing.T) {
 
 // x070Bytes is tinyX070 over the byte corpus of tinyConfig.
 var x070Bytes = func() model.Config { c := tinyX070; c.Vocab, c.CtxLen = 256, 32; return c }()
+
+// TestPEFTLoadContinues: peft.load sets a new run's adapters (and train_parts) from an adapter
+// file, LoRA's and a state file alike; a file whose tensors this run does not train is refused.
+func TestPEFTLoadContinues(t *testing.T) {
+	for _, mode := range []string{PEFTLoRA, PEFTState} {
+		t.Run(mode, func(t *testing.T) {
+			c := peftBase(t, mode)
+			c.Train.MaxSteps = 2
+			first := newTrainer(t, c, Options{})
+			if err := first.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			first.Close()
+			c2 := c
+			c2.OutDir, c2.PEFT.Load = t.TempDir(), first.AdapterFile()
+			second := newTrainer(t, c2, Options{})
+			for i, p := range second.params {
+				for j, v := range p.Data {
+					if math.Float32bits(v) != math.Float32bits(first.params[i].Data[j]) {
+						t.Fatalf("%s[%d] = %v, the adapter file has %v", p.Name, j, v, first.params[i].Data[j])
+					}
+				}
+			}
+			second.Close()
+			c3 := c2
+			c3.OutDir, c3.PEFT.TrainParts = t.TempDir(), "none"
+			if mode == PEFTLoRA {
+				if _, err := New(c3, nil, Options{}); err == nil || !strings.Contains(err.Error(), "outside train_parts") {
+					t.Errorf("an adapter with train_parts into a run without them: %v", err)
+				}
+			}
+		})
+	}
+}
