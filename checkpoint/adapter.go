@@ -420,3 +420,19 @@ func MergeAdapter(base []Tensor, a *Adapter, scale float64) ([]Tensor, error) {
 	}
 	return out, nil
 }
+
+// AdapterOnly reports whether ts hold adapter tensors (LoRA factors or time_state) and no
+// emb.weight: an adapter file, or a checkpoint of a peft run, which holds only what trained.
+// Callers expecting a whole model name the fix with it.
+func AdapterOnly(ts []Tensor) bool {
+	adapter, emb := false, false
+	for _, t := range ts {
+		n := strings.TrimPrefix(t.Name, modelPrefix)
+		adapter = adapter || loraName.MatchString(n) || stateName.MatchString(n)
+		emb = emb || n == "emb.weight"
+	}
+	return adapter && !emb
+}
+
+// AdapterOnlyHint is the advice for a whole model's reader given an AdapterOnly file.
+const AdapterOnlyHint = "it holds only adapter tensors (an adapter file, or a checkpoint of a peft.mode run): pass the base model, and the run's out_dir/adapter.pth as --adapter (rwkv-eval: state.pth as --state)"

@@ -27,6 +27,9 @@ func ReadWeights(path string) ([]Tensor, error) {
 		return nil, err
 	}
 	_, ordered, err := Check(ts)
+	if err != nil && AdapterOnly(ts) {
+		return nil, fmt.Errorf("weights %s: %s: %w", path, AdapterOnlyHint, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", path, err)
 	}

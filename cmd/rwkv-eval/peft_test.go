@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
@@ -128,6 +129,9 @@ func TestPPLWithAdapterAndState(t *testing.T) {
 				t.Errorf("loss %.12g, adapted model %.12g, base %.12g", got, tc.want, base)
 			}
 		})
+	}
+	if code, _, stderr := cli(t, t.Context(), "ppl", "--model", lora, "--data", f.text); code == exitOK || !strings.Contains(stderr, "--adapter") {
+		t.Errorf("an adapter file as --model: exit %d, %s", code, stderr)
 	}
 	if code, _, stderr := cli(t, t.Context(), "ppl", "--model", f.st, "--data", f.text, "--adapter", lora); code == exitOK {
 		t.Errorf("a LoRA adapter without --lora-alpha was accepted: %s", stderr)
