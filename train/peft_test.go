@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -79,11 +80,13 @@ func TestPEFTTrainsOnlyAdapters(t *testing.T) {
 	for _, tc := range []struct {
 		mode  string
 		shape model.Config
-	}{{PEFTLoRA, model.Config{}}, {PEFTPiSSA, model.Config{}}, {PEFTState, model.Config{}},
-		{PEFTLoRA, x070Bytes}, {PEFTState, x070Bytes}} {
+		chunk int // train.chunk_len
+	}{{PEFTLoRA, model.Config{}, 0}, {PEFTPiSSA, model.Config{}, 0}, {PEFTState, model.Config{}, 0},
+		{PEFTLoRA, model.Config{}, 16}, {PEFTLoRA, x070Bytes, 0}, {PEFTState, x070Bytes, 0}} {
 		mode := tc.mode
-		t.Run(mode+"-"+string(tc.shape.Arch.Resolve()), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s-chunk%d", mode, tc.shape.Arch.Resolve(), tc.chunk), func(t *testing.T) {
 			c := peftBaseOf(t, mode, tc.shape)
+			c.Train.ChunkLen = tc.chunk
 			ref := newTrainer(t, c, Options{})
 			frozen := baseBytes(ref.Model)
 			if len(frozen) == 0 || len(ref.params) == 0 || len(ref.params)+len(frozen) != len(ref.Model.Params) {
