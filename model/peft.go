@@ -303,7 +303,7 @@ func (m *Model) LoRAModulesFor(targets []string) ([]string, error) {
 			mod := fmt.Sprintf("blocks.%d.%s", i, tg)
 			if p := m.Param(mod + ".weight"); p == nil || len(p.Shape) != 2 {
 				return nil, fmt.Errorf("model: LoRA target %q: the %s model has no Linear %s.weight (its Linears: %s)",
-					tg, m.Config.Arch.Resolve().Title(), mod, strings.Join(c0(m.Config), ", "))
+					tg, m.Config.Arch.Resolve().Title(), mod, strings.Join(blockLinears(m.Config), ", "))
 			}
 			out = append(out, mod)
 		}
@@ -311,8 +311,8 @@ func (m *Model) LoRAModulesFor(targets []string) ([]string, error) {
 	return out, nil
 }
 
-// c0 lists the Linear modules of a block (layer 0's, without the prefix).
-func c0(c Config) []string {
+// blockLinears lists the Linear modules of a block (layer 0's, without the prefix).
+func blockLinears(c Config) []string {
 	var out []string
 	for _, s := range Specs(c) {
 		if mod, ok := strings.CutSuffix(s.Name, ".weight"); ok && len(s.Shape) == 2 && strings.HasPrefix(mod, "blocks.0.") {
