@@ -73,7 +73,9 @@ func makeFixture7() (fixture7, error) {
 	}{
 		{f.pth, func(w io.Writer) error { return checkpoint.ExportX070PTH(w, ts, checkpoint.F32) }},
 		{f.st, func(w io.Writer) error { return checkpoint.ExportX070RWKV(w, ts, checkpoint.F32) }},
-		{f.gguf, func(w io.Writer) error { return checkpoint.ExportGGUF7(w, ts, checkpoint.GGUF7Options{DType: checkpoint.F32}) }},
+		{f.gguf, func(w io.Writer) error {
+			return checkpoint.ExportGGUF7(w, ts, checkpoint.GGUF7Options{DType: checkpoint.F32})
+		}},
 	} {
 		if err := checkpoint.WriteFileAtomic(w.path, w.write); err != nil {
 			return f, err
