@@ -18,8 +18,8 @@ import (
 type Arch string
 
 // The architectures Detect recognises. X040 and X070 have a layout (Layout, Infer: checkpoint
-// reads, checks and exports their files, model builds both); both are supported (trained
-// and evaluated).
+// reads, checks and exports their files, model builds both); X040 alone is supported (trained
+// and evaluated) so far.
 // The others are detected so that reading one fails naming it.
 const (
 	X040 Arch = "x040" // RWKV-4
@@ -33,7 +33,7 @@ const (
 // were added; the trainer's config validation and weights loading refuse the others
 // (CheckSupported). Package model builds x040 and x070 (graph, RNN, state); adding x070 here is
 // the switch that lets its files load and its configs train, once those paths take it.
-var Supported = []Arch{X040, X070}
+var Supported = []Arch{X040}
 
 // Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
 // sets, whether or not a model can be built from them yet.
