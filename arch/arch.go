@@ -33,7 +33,7 @@ const (
 // were added; the trainer's config validation and weights loading refuse the others
 // (CheckSupported). Package model builds x040 and x070 (graph, RNN, state); adding x070 here is
 // the switch that lets its files load and its configs train, once those paths take it.
-var Supported = []Arch{X040}
+var Supported = []Arch{X040, X070}
 
 // Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
 // sets, whether or not a model can be built from them yet.

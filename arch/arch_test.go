@@ -95,14 +95,14 @@ func TestInfer(t *testing.T) {
 	}
 }
 
-// TestArchDefault: the zero Arch is x040, the only supported one so far; x070 has a layout (files
-// are read and checked) but CheckSupported refuses to build it, naming it.
+// TestArchDefault: the zero Arch is x040; x040 and x070 are supported; x060 (no layout) and
+// unknown names are refused, naming them.
 func TestArchDefault(t *testing.T) {
 	for _, tt := range []struct {
 		a                    Arch
 		supported, hasLayout bool
 		title                string
-	}{{"", true, true, "RWKV-4 (x040)"}, {X040, true, true, "RWKV-4 (x040)"}, {X070, false, true, "RWKV-7 (x070)"},
+	}{{"", true, true, "RWKV-4 (x040)"}, {X040, true, true, "RWKV-4 (x040)"}, {X070, true, true, "RWKV-7 (x070)"},
 		{X060, false, false, "RWKV-6 (x060)"}, {"x999", false, false, `"x999"`}} {
 		if got := tt.a.IsSupported(); got != tt.supported {
 			t.Errorf("%q.IsSupported() = %v, want %v", tt.a, got, tt.supported)

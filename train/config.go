@@ -87,11 +87,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Model.Config.Validate(); err != nil {
 		errs = append(errs, err)
-	} else if a := c.Model.Arch.Resolve(); !a.IsSupported() {
-		// model builds it (x070), but the trainer's recipe for it (optimiser groups, init
-		// scale, ...) is not written yet: arch.Supported is the switch.
-		errs = append(errs, fmt.Errorf("%w: model.arch = %q: %s models can be built but not trained yet; use x040 (RWKV-4): %w",
-			model.ErrConfig, string(c.Model.Arch), a.Title(), arch.ErrUnsupported))
+	} else if err := c.Model.Arch.CheckSupported(); err != nil {
+		// arch.Supported is what the trainer has a recipe for (x040, x070).
+		errs = append(errs, fmt.Errorf("%w: model.arch = %q: %w", model.ErrConfig, string(c.Model.Arch), err))
 	}
 	// A dimension of 1 makes a [1, n] weight that the tensor library folds to a vector, so
 	// building the graph fails later; refuse it here, naming the key.

@@ -3,11 +3,9 @@ package weights
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -101,24 +99,34 @@ func TestLoadHFDirectories(t *testing.T) {
 	}
 }
 
-// TestLoadRWKV7Unsupported: checkpoint reads an RWKV-7 file (its layout is known), but Load
-// refuses to build a model of it with arch.ErrUnsupported naming RWKV-7, not a config error.
-func TestLoadRWKV7Unsupported(t *testing.T) {
+// TestLoadRWKV7: an RWKV-7 file loads as an x070 model with the sizes read from its tensors
+// (layer 0's v0/v1/v2 included) and its values in place.
+func TestLoadRWKV7(t *testing.T) {
 	d := checkpoint.Dims{Arch: arch.X070, Vocab: 11, Embd: 32, FFN: 128, Layers: 2, HeadSize: 16,
-		LoRA: arch.LoRA{W: 8, A: 8, V: 8, G: 8}, V0Layer0: true}
+		LoRA: arch.LoRA{W: 8, A: 4, V: 12, G: 8}, V0Layer0: true}
 	var ts []checkpoint.Tensor
-	for _, l := range d.Layout() {
-		ts = append(ts, checkpoint.FromFloat32(l.Name, l.Shape, make([]float32, l.Size()), checkpoint.F32))
+	for i, l := range d.Layout() {
+		v := make([]float32, l.Size())
+		for j := range v {
+			v[j] = float32(i) + float32(j)/1024
+		}
+		ts = append(ts, checkpoint.FromFloat32(l.Name, l.Shape, v, checkpoint.F32))
 	}
 	path := filepath.Join(t.TempDir(), "rwkv7.safetensors")
 	if err := checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportX070RWKV(w, ts, checkpoint.F32) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checkpoint.ReadWeights(path); err != nil {
-		t.Fatalf("ReadWeights of an x070 file: %v", err)
+	m, err := Load(path, 16, model.Float32)
+	if err != nil {
+		t.Fatalf("Load of an x070 file: %v", err)
 	}
-	_, err := Load(path, 16, model.Float32)
-	if !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), "RWKV-7 (x070) is not supported yet") {
-		t.Errorf("Load = %v, want arch.ErrUnsupported naming RWKV-7", err)
+	if want := model.ConfigOf(d, 16); m.Config != want {
+		t.Fatalf("config %+v, want %+v", m.Config, want)
+	}
+	for i, l := range d.Layout() {
+		got := m.Param(l.Name).F32()
+		if got[len(got)-1] != float32(i)+float32(l.Size()-1)/1024 {
+			t.Fatalf("%s: last value %v, want %v", l.Name, got[len(got)-1], float32(i)+float32(l.Size()-1)/1024)
+		}
 	}
 }

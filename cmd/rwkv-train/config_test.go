@@ -141,8 +141,10 @@ func TestLoadConfigRejects(t *testing.T) {
 			want: []string{"config {file}: ", "train.micro_bsz = 0: must be positive"}},
 		{name: "bad model width", yaml: "model:\n  n_embd: 100\n", kind: model.ErrConfig,
 			want: []string{"config {file}: ", "model.n_embd = 100: must be a multiple of 32"}},
-		{name: "x070 not yet", yaml: "model:\n  arch: x070\n", kind: model.ErrConfig,
-			want: []string{"config {file}: ", `model.arch = "x070": RWKV-7 (x070) models can be built but not trained yet`}},
+		{name: "x070 head size", yaml: "model:\n  arch: x070\n  head_size: 48\n", kind: model.ErrConfig,
+			want: []string{"config {file}: ", "model.head_size = 48: must divide n_embd = 512 into heads"}},
+		{name: "x070 key on x040", yaml: "model:\n  d_decay_lora: 8\n", kind: model.ErrConfig,
+			want: []string{"config {file}: ", "model.d_decay_lora = 8: only RWKV-7 (model.arch: x070) has it"}},
 		{name: "unknown arch from a flag", yaml: "checkpoint: {keep: 1}\n", overrides: []string{"--model.arch=v4"}, kind: model.ErrConfig,
 			want: []string{"config {file}: ", `model.arch = "v4": unknown architecture; use x040`}},
 		{name: "arch not a string", yaml: "model:\n  arch: 4\n", kind: errBadValue,
@@ -357,7 +359,8 @@ func fullConfig() train.Config {
 	c := train.DefaultConfig()
 	c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Model.FFN = 3, 96, 300, 48, 200
 	c.Model.Load = "weights: a.pth" // needs quoting
-	c.Model.Arch = ""               // until x070 lands the only other valid value: empty means x040
+	c.Model.Arch, c.Model.HeadSize, c.Model.NoV0Layer0 = "x070", 32, true
+	c.Model.DimDecay, c.Model.DimAAA, c.Model.DimMV, c.Model.DimGate = 8, 12, 4, 16
 	c.Data.Train, c.Data.Val, c.Data.Format = "true", "null", "npy"
 	c.Data.Tokenizer, c.Data.Sampling = "world:vocab #1.txt", "sequential"
 	c.Optim.Kind, c.Optim.LRInit, c.Optim.LRFinal = "cosine", 3e-4, 1.0000000000000002e-6
@@ -372,19 +375,11 @@ func fullConfig() train.Config {
 	return c
 }
 
-// x070Only are the model keys only RWKV-7 has; fullConfig can set them once rwkv-train takes
-// model.arch x070.
-var x070Only = map[string]bool{"model.head_size": true, "model.d_decay_lora": true, "model.d_aaa_lora": true,
-	"model.d_mv_lora": true, "model.d_gate_lora": true, "model.no_v0_layer0": true}
-
 func TestMarshalConfigRoundTrip(t *testing.T) {
 	t.Parallel()
 	full, def := reflect.ValueOf(fullConfig()), reflect.ValueOf(train.DefaultConfig())
 	for _, f := range configFields() {
 		if f.key == "train.max_steps" { // excludes max_tokens; baseConfig sets it
-			continue
-		}
-		if x070Only[f.key] { // valid only with model.arch x070, which rwkv-train refuses so far
 			continue
 		}
 		if full.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) {
