@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 	"github.com/rwkv-go/rwkv-go/train"
@@ -119,9 +120,15 @@ func trainJob(ctx context.Context, cfg train.Config, resume string, stdout, stde
 	return nil
 }
 
+// exportRWKV writes the trained model as RWKV-LM-named fp32 safetensors, with the export of
+// its architecture.
 func exportRWKV(tr *train.Trainer, path string) error {
 	ts := weights.Tensors(tr.Model, checkpoint.F32)
-	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) })
+	export := checkpoint.ExportRWKV
+	if tr.Model.Config.Arch.Resolve() == arch.X070 {
+		export = checkpoint.ExportX070RWKV
+	}
+	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return export(w, ts, checkpoint.F32) })
 }
 
 // isTerminal reports whether w is a terminal, for the live progress line.
