@@ -19,8 +19,15 @@ func collect(t *testing.T, m *model.Model, prompt []int, o SampleOptions) []int 
 	return out
 }
 
+// TestGenerate: budget, greedy equivalences, stop token and same seed same samples, for RWKV-4
+// and RWKV-7.
 func TestGenerate(t *testing.T) {
-	m := tinyModel(t, 64, model.Float32)
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) { testGenerate(t, tinyModelOf(t, a, 64, model.Float32)) })
+	}
+}
+
+func testGenerate(t *testing.T, m *model.Model) {
 	prompt := []int{3, 1, 4, 1, 5}
 	greedyOut := collect(t, m, prompt, SampleOptions{MaxTokens: 20, StopToken: -1})
 	for _, tt := range []struct {

@@ -6,13 +6,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
-// tinyModel is an L2-D32 model of vocab V with non-degenerate random weights.
+// tinyModel is an L2-D32 RWKV-4 model of vocab V with non-degenerate random weights.
 func tinyModel(t testing.TB, V int, dt model.DType) *model.Model {
+	return tinyModelOf(t, arch.X040, V, dt)
+}
+
+// archs are the architectures every evaluation test runs on.
+var archs = []arch.Arch{arch.X040, arch.X070}
+
+// tinyModelOf is an L2-D32 model of architecture a and vocab V with non-degenerate random
+// weights; x070 has 2 heads of 16 and LoRA widths that all differ.
+func tinyModelOf(t testing.TB, a arch.Arch, V int, dt model.DType) *model.Model {
 	t.Helper()
-	m, err := model.New(model.Config{Layers: 2, Embd: 32, Vocab: V, CtxLen: 16}, dt)
+	cfg := model.Config{Arch: a, Layers: 2, Embd: 32, Vocab: V, CtxLen: 16}
+	if a == arch.X070 {
+		cfg.HeadSize, cfg.DimDecay, cfg.DimAAA, cfg.DimMV, cfg.DimGate = 16, 8, 12, 4, 16
+	}
+	m, err := model.New(cfg, dt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,13 +42,13 @@ func randomize(m *model.Model, seed uint64) {
 		v := make([]float64, p.Len())
 		scale, shift := 1/math.Sqrt(float64(p.Shape[len(p.Shape)-1])), 0.0
 		switch {
-		case strings.Contains(p.Name, "time_mix"):
+		case strings.Contains(p.Name, "time_mix"), strings.Contains(p.Name, ".x_"): // x070's mixes are .x_r ... .x_g
 			scale, shift = 0.2, 0.5
 		case strings.Contains(p.Name, "time_decay"):
 			scale, shift = 1, -1
 		case strings.Contains(p.Name, "time_first"), strings.HasSuffix(p.Name, ".bias"):
 			scale = 0.3
-		case strings.Contains(p.Name, "ln") && strings.HasSuffix(p.Name, ".weight"):
+		case strings.Contains(p.Name, "ln") && strings.HasSuffix(p.Name, ".weight"): // x070's ln_x too
 			scale, shift = 0.2, 1
 		case p.Name == "emb.weight", p.Name == "head.weight":
 			scale = 1

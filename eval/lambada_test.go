@@ -56,9 +56,15 @@ func greedy(t *testing.T, m *model.Model, prompt []int, n int) []int {
 }
 
 // TestLambadaMatchesReference checks accuracy (every target token the argmax) and the summed
-// target NLL against the recurrent form, for examples of different lengths in one padded batch.
+// target NLL against the recurrent form, for examples of different lengths in one padded batch,
+// for RWKV-4 and RWKV-7.
 func TestLambadaMatchesReference(t *testing.T) {
-	m := tinyModel(t, 64, model.Float64)
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) { lambadaMatchesReference(t, tinyModelOf(t, a, 64, model.Float64)) })
+	}
+}
+
+func lambadaMatchesReference(t *testing.T, m *model.Model) {
 	ctxA, ctxB := []int{5, 9, 13, 2}, []int{7, 7, 1, 30, 31, 40, 41, 3, 8}
 	hitA := greedy(t, m, append([]int{0}, ctxA...), 3)
 	hitB := greedy(t, m, append([]int{0}, ctxB...), 1)

@@ -16,28 +16,55 @@ import (
 )
 
 // TestModesAgreeOnShortDocument: on a document shorter than ctx_len the parallel windows and the
-// recurrent stream see the same context, so they must give the same loss (float64, to 1e-9).
+// recurrent stream see the same context, so they must give the same loss (float64, to 1e-9), for
+// RWKV-4 and RWKV-7.
 func TestModesAgreeOnShortDocument(t *testing.T) {
-	m := tinyModel(t, 64, model.Float64)
-	toks := randomTokens(13, 64, 1) // 12 scored tokens, ctx_len 16
-	want := sum(rnnNLL(t, m, toks)) / 12
-	for _, tt := range []struct {
-		name string
-		o    Options
-	}{
-		{"parallel", Options{Mode: Parallel, CtxLen: 16}},
-		{"parallel stride 4", Options{Mode: Parallel, CtxLen: 16, Stride: 4}},
-		{"parallel batch 3", Options{Mode: Parallel, CtxLen: 16, Batch: 3}},
-		{"rnn", Options{Mode: RNN}},
-		{"rnn chunk 5", Options{Mode: RNN, Chunk: 5}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			r, err := Perplexity(context.Background(), m, toks, tt.o)
-			if err != nil {
-				t.Fatal(err)
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) {
+			m := tinyModelOf(t, a, 64, model.Float64)
+			toks := randomTokens(13, 64, 1) // 12 scored tokens, ctx_len 16
+			want := sum(rnnNLL(t, m, toks)) / 12
+			for _, tt := range []struct {
+				name string
+				o    Options
+			}{
+				{"parallel", Options{Mode: Parallel, CtxLen: 16}},
+				{"parallel stride 4", Options{Mode: Parallel, CtxLen: 16, Stride: 4}},
+				{"parallel batch 3", Options{Mode: Parallel, CtxLen: 16, Batch: 3}},
+				{"rnn", Options{Mode: RNN}},
+				{"rnn chunk 5", Options{Mode: RNN, Chunk: 5}},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					r, err := Perplexity(context.Background(), m, toks, tt.o)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.Tokens != 12 || !near(r.Loss, want, 1e-9) {
+						t.Fatalf("got %d tokens, loss %.15g; want 12, %.15g", r.Tokens, r.Loss, want)
+					}
+				})
 			}
-			if r.Tokens != 12 || !near(r.Loss, want, 1e-9) {
-				t.Fatalf("got %d tokens, loss %.15g; want 12, %.15g", r.Tokens, r.Loss, want)
+		})
+	}
+}
+
+// TestModesAgreeFloat32: in float32 the three modes (parallel graph, token-by-token RNN, chunked
+// graph with the state carried) agree with the float64 loss to 1e-5 relative, for both
+// architectures, on a document that fits one window (so that all three see the same context).
+func TestModesAgreeFloat32(t *testing.T) {
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) {
+			toks := randomTokens(16, 64, 11) // 15 scored tokens, ctx_len 16
+			want := sum(rnnNLL(t, tinyModelOf(t, a, 64, model.Float64), toks)) / 15
+			m := tinyModelOf(t, a, 64, model.Float32)
+			for _, o := range []Options{{Mode: Parallel, CtxLen: 16}, {Mode: RNN}, {Mode: RNN, Chunk: 4}} {
+				r, err := Perplexity(context.Background(), m, toks, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Tokens != 15 || !near(r.Loss, want, 1e-5) {
+					t.Errorf("%+v: got %d tokens, loss %.9g; want 15, %.9g (float64)", o, r.Tokens, r.Loss, want)
+				}
 			}
 		})
 	}
@@ -45,8 +72,7 @@ func TestModesAgreeOnShortDocument(t *testing.T) {
 
 // windowRef is the reference for parallel mode: target j is predicted from a fresh state that
 // has read toks[start(j) : j].
-func windowRef(t *testing.T, o Options, toks Ints) (float64, int) {
-	m := tinyModel(t, 64, model.Float64)
+func windowRef(t *testing.T, m *model.Model, o Options, toks Ints) (float64, int) {
 	total := len(toks) - 1
 	L, stride := o.CtxLen, o.Stride
 	if stride == 0 {
@@ -73,44 +99,53 @@ func windowRef(t *testing.T, o Options, toks Ints) (float64, int) {
 // TestParallelWindows checks windowing, striding, batching and the clamped last window against
 // the recurrent form run over each window's own context.
 func TestParallelWindows(t *testing.T) {
-	m := tinyModel(t, 64, model.Float64)
-	toks := randomTokens(42, 64, 3) // 41 targets
-	for _, tt := range []struct {
-		name string
-		o    Options
-	}{
-		{"non-overlapping", Options{CtxLen: 8}},
-		{"batched", Options{CtxLen: 8, Batch: 3}},
-		{"stride 3", Options{CtxLen: 8, Stride: 3, Batch: 2}},
-		{"stride 1", Options{CtxLen: 5, Stride: 1, Batch: 4}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			want, n := windowRef(t, tt.o, toks)
-			got, err := Perplexity(context.Background(), m, toks, tt.o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Tokens != int64(n) || n != 41 || !near(got.Loss, want, 1e-9) {
-				t.Fatalf("got %d tokens, loss %.15g; want %d (41), %.15g", got.Tokens, got.Loss, n, want)
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) {
+			m := tinyModelOf(t, a, 64, model.Float64)
+			toks := randomTokens(42, 64, 3) // 41 targets
+			for _, tt := range []struct {
+				name string
+				o    Options
+			}{
+				{"non-overlapping", Options{CtxLen: 8}},
+				{"batched", Options{CtxLen: 8, Batch: 3}},
+				{"stride 3", Options{CtxLen: 8, Stride: 3, Batch: 2}},
+				{"stride 1", Options{CtxLen: 5, Stride: 1, Batch: 4}},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					want, n := windowRef(t, m, tt.o, toks)
+					got, err := Perplexity(context.Background(), m, toks, tt.o)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got.Tokens != int64(n) || n != 41 || !near(got.Loss, want, 1e-9) {
+						t.Fatalf("got %d tokens, loss %.15g; want %d (41), %.15g", got.Tokens, got.Loss, n, want)
+					}
+				})
 			}
 		})
 	}
 }
 
 // TestRNNChunkedEqualsStepwise: feeding the stream through the graph in chunks with the state
-// carried over is the same computation as stepping token by token, far beyond ctx_len.
+// carried over is the same computation as stepping token by token, far beyond ctx_len (for
+// RWKV-7 the carried state is the WKV-7 matrix state and both token shifts).
 func TestRNNChunkedEqualsStepwise(t *testing.T) {
-	m := tinyModel(t, 64, model.Float64)
-	toks := randomTokens(100, 64, 4)
-	want := sum(rnnNLL(t, m, toks)) / 99
-	for _, chunk := range []int{0, 7, 64} {
-		r, err := Perplexity(context.Background(), m, toks, Options{Mode: RNN, Chunk: chunk, BucketSize: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Tokens != 99 || !near(r.Loss, want, 1e-9) {
-			t.Fatalf("chunk %d: got %d tokens, loss %.15g; want 99, %.15g", chunk, r.Tokens, r.Loss, want)
-		}
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) {
+			m := tinyModelOf(t, a, 64, model.Float64)
+			toks := randomTokens(100, 64, 4)
+			want := sum(rnnNLL(t, m, toks)) / 99
+			for _, chunk := range []int{0, 7, 64} {
+				r, err := Perplexity(context.Background(), m, toks, Options{Mode: RNN, Chunk: chunk, BucketSize: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Tokens != 99 || !near(r.Loss, want, 1e-9) {
+					t.Fatalf("chunk %d: got %d tokens, loss %.15g; want 99, %.15g", chunk, r.Tokens, r.Loss, want)
+				}
+			}
+		})
 	}
 }
 

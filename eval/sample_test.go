@@ -183,9 +183,14 @@ func TestPenaltyReducesRepetition(t *testing.T) {
 
 // TestGenerateWithPenalties: on a real (tiny) model, greedy decoding with a frequency penalty
 // repeats tokens less than plain greedy decoding, and the penalties change nothing when both
-// alphas are 0.
+// alphas are 0; for RWKV-4 and RWKV-7.
 func TestGenerateWithPenalties(t *testing.T) {
-	m := tinyModel(t, 64, model.Float32)
+	for _, a := range archs {
+		t.Run(string(a), func(t *testing.T) { generateWithPenalties(t, tinyModelOf(t, a, 64, model.Float32)) })
+	}
+}
+
+func generateWithPenalties(t *testing.T, m *model.Model) {
 	prompt := []int{3, 1, 4, 1, 5}
 	plain := collect(t, m, prompt, SampleOptions{MaxTokens: 60, StopToken: -1})
 	off := collect(t, m, prompt, SampleOptions{MaxTokens: 60, StopToken: -1, PenaltyDecay: 0.5, PenaltyExempt: []int{1, 2}})

@@ -40,7 +40,8 @@ type BenchResult struct {
 	StepSeconds  float64 `json:"step_seconds"`
 	Params       int     `json:"params"`
 	// FLOPsPerToken counts the matrix products of forward and backward: 6 per weight of every
-	// linear layer and the head (the embedding is a lookup).
+	// linear layer (for x070 the LoRAs too, but not layer 0's unused v1/v2) and the head (the
+	// embedding is a lookup).
 	FLOPsPerToken float64 `json:"flops_per_token"`
 	// GemmShare is the fraction of the measured wall time spent inside matrix products, and
 	// GemmGFLOPS their own rate: everything else (WKV, elementwise ops, the optimizer, the
@@ -93,15 +94,30 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 	}
 	el := time.Since(t0).Seconds()
 	gs := blas.ReadStats().Sub(g0)
-	C, F, L, V := float64(bc.Model.Embd), float64(bc.Model.DimFFN()), float64(bc.Model.Layers), float64(bc.Model.Vocab)
 	return BenchResult{
 		TokensPerSec:  float64(bc.Steps) * float64(c.TokensPerStep()) / el,
 		StepSeconds:   el / float64(bc.Steps),
 		Params:        tr.Model.NumParams(),
-		FLOPsPerToken: 6 * (L*(5*C*C+2*C*F) + V*C),
+		FLOPsPerToken: 6 * float64(matrixWeights(tr.Model)),
 		GemmShare:     gs.Seconds / el,
 		GemmGFLOPS:    gs.FLOPs / max(gs.Seconds, 1e-9) / 1e9,
 	}, nil
+}
+
+// matrixWeights counts the weights that multiply activations once per token: every 2-D
+// parameter but the embedding (a lookup), x070 layer 0's v1/v2 (not used) and r_k (elementwise).
+func matrixWeights(m *model.Model) int {
+	n := 0
+	for _, p := range m.Params {
+		if len(p.Shape) != 2 || p.Name == "emb.weight" || p.Name == "blocks.0.att.v1" || p.Name == "blocks.0.att.v2" ||
+			strings.HasSuffix(p.Name, ".r_k") || // x070 r_k [H,N] is a per-channel bonus weight
+			model.IsAdapter(p.Name) { // the base's count: a peft run's FLOPs are its own
+
+			continue
+		}
+		n += p.Len()
+	}
+	return n
 }
 
 // writeRandomNpy writes n uniform token ids below vocab as a 1-D int32 .npy array.

@@ -17,3 +17,25 @@ func BenchmarkTrainerStep(b *testing.B) {
 	}
 	b.ReportMetric(res.TokensPerSec, "tok/s")
 }
+
+// TestMatrixWeights: the FLOPs of bench count every matrix of a step once: RWKV-4's
+// 5C²+2CF per layer plus the head, and RWKV-7's four C² projections, its LoRAs (no value
+// LoRA in layer 0) and the FFN, plus the head.
+func TestMatrixWeights(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  model.Config
+		want int
+	}{
+		{model.Config{Layers: 2, Embd: 64, Vocab: 50, CtxLen: 8}, 2*(5*64*64+2*64*256) + 50*64},
+		{model.Config{Arch: "x070", Layers: 3, Embd: 64, Vocab: 50, CtxLen: 8, HeadSize: 16, DimDecay: 8, DimAAA: 12, DimMV: 4, DimGate: 16},
+			3*(4*64*64+2*64*(8+12+16)+2*64*256) + 2*2*64*4 + 50*64},
+	} {
+		m, err := model.New(tt.cfg, model.Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := matrixWeights(m); got != tt.want {
+			t.Errorf("%v: %d matrix weights, want %d", tt.cfg, got, tt.want)
+		}
+	}
+}

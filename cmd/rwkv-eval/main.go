@@ -1,4 +1,4 @@
-// Command rwkv-eval measures RWKV-4 models: perplexity over a token file (windowed, or as one
+// Command rwkv-eval measures RWKV-4 and RWKV-7 models: perplexity over a token file (windowed, or as one
 // unbounded recurrent stream), LAMBADA last-word accuracy, and sampled generation.
 //
 //	rwkv-eval ppl --model M --data D [--mode parallel|rnn] [--json]
@@ -92,9 +92,10 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: rwkv-eval <command> [flags]
 
---model takes any weights file rwkv-train can import: an RWKV-LM .pth, safetensors
-(RWKV-LM or Hugging Face names), a training checkpoint or an hf export directory;
-the model shape is inferred from it.
+--model takes any weights file rwkv-train can import, RWKV-4 (x040) or RWKV-7 (x070):
+an RWKV-LM .pth, safetensors (RWKV-LM or Hugging Face names), an rwkv7 GGUF, a
+training checkpoint or out_dir, an hf export directory (transformers for RWKV-4,
+fla-hub for RWKV-7); the architecture and shape are inferred from it.
 
 commands:
   ppl       perplexity, bits per token and per byte over a whole token or text file,
@@ -106,8 +107,10 @@ examples:
   rwkv-eval ppl --model out/tiny/model.safetensors --data out/tiny/data/train_val
   rwkv-eval ppl --model RWKV-4-Pile-169M.pth --data book.txt --tokenizer neox:20B_tokenizer.json --mode rnn --json
   rwkv-eval ppl --model out/hf --data val.npy --ctx-len 1024 --stride 512 --batch 4
+  rwkv-eval ppl --model rwkv7-g1a-0.1b-20250728-ctx4096.pth --data book.txt --tokenizer world --mode rnn --chunk 256
   rwkv-eval lambada --model RWKV-4-Pile-169M.pth --data lambada_test.jsonl --tokenizer neox:20B_tokenizer.json
   rwkv-eval generate --model out/quickstart/model.safetensors --prompt "func main() {" --temperature 0.8 --top-p 0.9
+  rwkv-eval generate --model rwkv7-0.1B-world-hf --tokenizer world --prompt "User: hi" --alpha-presence 0.5
 
 Run 'rwkv-eval <command> -h' for the flags of a command.
 `)

@@ -41,7 +41,8 @@ type benchReport struct {
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	archName := fs.String("arch", "x040", "model.arch: x040 (RWKV-4) or x070 (RWKV-7, head size 64)")
+	archName := fs.String("arch", "x040", "model.arch: x040 (RWKV-4) or x070 (RWKV-7; --torch runs reference/bench_torch7.py)")
+	headSize := fs.Int("head-size", 0, "x070: head_size (0: 64)")
 	peft := fs.String("peft", "none", "peft.mode: none (full fine-tuning), lora, pissa or state")
 	loraR := fs.Int("lora-r", 32, "peft.lora_r with --peft lora or pissa")
 	randomWeights := fs.Bool("random-weights", false, "small random weights instead of RWKV-LM's init (for large shapes: x070's init holds the whole model in float64)")
@@ -54,7 +55,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	warmup := fs.Int("warmup", 1, "unmeasured steps first")
 	chunk := fs.Int("chunk", 0, "train.chunk_len (0: one pass)")
 	bptt := fs.String("bptt", "exact", "train.bptt with --chunk: exact or truncated")
-	torch := fs.Bool("torch", false, "also run reference/bench_torch.py (PyTorch, same config, same threads) and print the ratio")
+	torch := fs.Bool("torch", false, "also run reference/bench_torch.py or, for x070, bench_torch7.py (PyTorch, same config, same threads) and print the ratio")
 	rounds := fs.Int("rounds", 1, "measure each implementation this many times, interleaved, and report the medians")
 	threads := fs.Int("threads", 2, "threads for PyTorch (ours: GOMAXPROCS and OpenBLAS's own setting)")
 	peak := fs.Bool("peak", true, "measure the fp32 peak (sgemm 2048³) for the MFU")
@@ -68,8 +69,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg := model.Config{Arch: arch.Arch(*archName), Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen}
+	cfg := model.Config{Arch: arch.Arch(*archName), Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen, HeadSize: *headSize}
 	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	if err := cfg.Arch.CheckSupported(); err != nil {
 		return usagef("%v", err)
 	}
 	if *rounds < 1 || *steps < 1 || *warmup < 0 {
@@ -119,7 +123,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	runTorch := func() error {
-		r, err := torchBench(ctx, *layers, *embd, *vocab, *ctxLen, *batch, *steps, *warmup, *threads)
+		r, err := torchBench(ctx, cfg, *batch, *steps, *warmup, *threads)
 		if err != nil {
 			return fmt.Errorf("--torch: %w", err)
 		}
@@ -250,15 +254,27 @@ func roundRatios(ours, theirs []benchReport) (lo, hi float64) {
 	return lo, hi
 }
 
+// torchScript is the PyTorch peer of an architecture's bench.
+func torchScript(a arch.Arch) string {
+	if a.Resolve() == arch.X070 {
+		return filepath.Join("reference", "bench_torch7.py")
+	}
+	return filepath.Join("reference", "bench_torch.py")
+}
+
 // torchBench runs the PyTorch peer in its own process.
-func torchBench(ctx context.Context, layers, embd, vocab, ctxLen, batch, steps, warmup, threads int) (benchReport, error) {
-	script := filepath.Join("reference", "bench_torch.py")
+func torchBench(ctx context.Context, cfg model.Config, batch, steps, warmup, threads int) (benchReport, error) {
+	script := torchScript(cfg.Arch)
 	if _, err := os.Stat(script); err != nil {
 		return benchReport{}, fmt.Errorf("%s not found: run from the repository root", script)
 	}
-	cmd := exec.CommandContext(ctx, "/usr/bin/python3", script, "--layers", fmt.Sprint(layers), "--embd", fmt.Sprint(embd),
-		"--vocab", fmt.Sprint(vocab), "--ctx", fmt.Sprint(ctxLen), "--batch", fmt.Sprint(batch), "--steps", fmt.Sprint(steps),
-		"--warmup", fmt.Sprint(warmup), "--threads", fmt.Sprint(threads))
+	args := []string{script, "--layers", fmt.Sprint(cfg.Layers), "--embd", fmt.Sprint(cfg.Embd),
+		"--vocab", fmt.Sprint(cfg.Vocab), "--ctx", fmt.Sprint(cfg.CtxLen), "--batch", fmt.Sprint(batch), "--steps", fmt.Sprint(steps),
+		"--warmup", fmt.Sprint(warmup), "--threads", fmt.Sprint(threads)}
+	if cfg.Arch.Resolve() == arch.X070 && cfg.HeadSizeX070() != model.DefaultHeadSize {
+		return benchReport{}, fmt.Errorf("%s uses head_size %d; run without --head-size", script, model.DefaultHeadSize)
+	}
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -1,8 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"math"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
 )
 
 func TestMedianReport(t *testing.T) {
@@ -38,5 +45,42 @@ func TestRoundRatios(t *testing.T) {
 	lo, hi := roundRatios(ours, theirs)
 	if math.Abs(lo-1.2) > 1e-12 || math.Abs(hi-2) > 1e-12 {
 		t.Errorf("ratios %g..%g, want 1.2..2", lo, hi)
+	}
+}
+
+// TestBenchArch: `bench --arch x070` runs full RWKV-7 training steps and reports them; an
+// architecture without a trainer and an x070 head size that does not divide n_embd are usage
+// errors naming the problem; --torch picks the PyTorch peer of the architecture.
+func TestBenchArch(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"bench", "--arch", "x070", "--layers", "1", "--embd", "64", "--vocab", "32",
+		"--ctx", "8", "--batch", "1", "--steps", "1", "--warmup", "0", "--peak=false", "--json"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	var r benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || !(r.TokensPerSec > 0) {
+		t.Fatalf("report %q: %+v, %v", stdout.String(), r, err)
+	}
+	if !strings.Contains(stderr.String(), "bench x070 L1-D64-V32") {
+		t.Errorf("stderr %q does not name the x070 model", stderr.String())
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--arch", "x060"}, `model.arch = "x060"`},
+		{[]string{"--arch", "x070", "--embd", "64", "--head-size", "48"}, "model.head_size = 48"},
+	} {
+		stderr.Reset()
+		if code := run(context.Background(), append([]string{"bench"}, tt.args...), &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("bench %v: exit %d, want %d and %q:\n%s", tt.args, code, exitUsage, tt.want, stderr.String())
+		}
+	}
+	if got := torchScript(arch.X070); got != filepath.Join("reference", "bench_torch7.py") {
+		t.Errorf("x070 PyTorch peer %s", got)
+	}
+	if got := torchScript(""); got != filepath.Join("reference", "bench_torch.py") {
+		t.Errorf("x040 PyTorch peer %s", got)
 	}
 }
