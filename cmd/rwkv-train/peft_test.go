@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"math"
+	"os"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -150,5 +153,72 @@ func TestExportMergesAdapter(t *testing.T) {
 	}
 	if code, _, stderr := exportCmd("--checkpoint", base, "--adapter", filepath.Join(dir, "lora-adapter.pth"), "--out", filepath.Join(dir, "x")); code != 2 || !strings.Contains(stderr, "--lora-alpha") {
 		t.Errorf("LoRA adapter without --lora-alpha: exit %d, %s", code, stderr)
+	}
+}
+
+// TestTrainPEFTJob: `rwkv-train --peft.mode=lora` from a base model file, on both
+// architectures, writes adapter.pth and a model.safetensors whose logits equal the base with
+// that adapter merged (rwkv-eval's --adapter path) to 1e-5; the base file is untouched.
+func TestTrainPEFTJob(t *testing.T) {
+	for _, archArgs := range [][]string{nil, {"--model.arch=x070", "--model.head_size=16", "--optim.schedule=cosine_v7"}} {
+		name := "x040"
+		if archArgs != nil {
+			name = "x070"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := tinyJob(t, dir)
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), append([]string{"--config", cfg}, archArgs...), &stdout, &stderr); code != exitOK {
+				t.Fatalf("base run: exit %d:\n%s", code, stderr.String())
+			}
+			base := filepath.Join(dir, "base.safetensors")
+			if err := os.Rename(filepath.Join(dir, "out", "model.safetensors"), base); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.ReadFile(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "lora")
+			args := append([]string{"--config", cfg, "--model.load=" + base, "--peft.mode=lora", "--peft.lora_r=4",
+				"--peft.lora_alpha=8", "--optim.lr_init=1e-2", "--optim.lr_final=1e-2", "--out_dir=" + out,
+				"--checkpoint.dir=" + filepath.Join(out, "ck")}, archArgs...)
+			stdout.Reset()
+			stderr.Reset()
+			if code := run(context.Background(), args, &stdout, &stderr); code != exitOK {
+				t.Fatalf("lora run: exit %d:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), "adapter file "+filepath.Join(out, "adapter.pth")) {
+				t.Errorf("stdout does not name the adapter file:\n%s", stdout.String())
+			}
+			if after, _ := os.ReadFile(base); !bytes.Equal(before, after) {
+				t.Error("the base file changed")
+			}
+			adapted, err := weights.Load(base, 16, model.Float64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := weights.ApplyAdapter(adapted, filepath.Join(out, "adapter.pth"), weights.AdapterOptions{LoRAAlpha: 8}); err != nil {
+				t.Fatal(err)
+			}
+			merged, err := weights.Load(filepath.Join(out, "model.safetensors"), 16, model.Float64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, _ := weights.Load(base, 16, model.Float64)
+			ids := []int{1, 50, 99, 3, 7, 200, 31, 12}
+			want, got, orig := peftLogits(t, adapted, ids), peftLogits(t, merged, ids), peftLogits(t, plain, ids)
+			moved := false
+			for i := range want {
+				if math.Abs(got[i]-want[i]) > 1e-5 {
+					t.Fatalf("logit %d: exported %v, base + adapter %v", i, got[i], want[i])
+				}
+				moved = moved || math.Abs(want[i]-orig[i]) > 1e-6
+			}
+			if !moved {
+				t.Error("the adapter changed no logit")
+			}
+		})
 	}
 }
