@@ -34,8 +34,9 @@ func (t *Trainer) TrainStep(lr float64) (StepResult, error) {
 func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error) {
 	accum := t.cfg.Train.GradAccum
 	var res StepResult
+	var ctl *model.LoRAControl
 	if t.cfg.PEFT.On() { // LoRA dropout: on while training, masks drawn from the step
-		ctl := t.Model.LoRAControl()
+		ctl = t.Model.LoRAControl()
 		ctl.Train, ctl.Step = true, uint64(t.step)
 		defer func() { ctl.Train = false }()
 	}
@@ -59,6 +60,9 @@ func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error)
 		}
 	}
 	for a := 0; a < accum; a++ {
+		if ctl != nil { // each micro-batch of the step its own masks, the same on resume
+			ctl.Step = uint64(t.step)*uint64(accum) + uint64(a)
+		}
 		// On several ranks the stop is agreed between steps (Run), never inside one.
 		if a > 0 && t.world.Size() == 1 && ctx.Err() != nil {
 			if err := t.loader.SetState(start); err != nil {
