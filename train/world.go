@@ -12,6 +12,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/eval"
+	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
@@ -118,6 +119,9 @@ func (t *Trainer) syncFromLeader() error {
 		return nil
 	}
 	w := t.world
+	if err := t.syncFrozen(); err != nil {
+		return err
+	}
 	st := t.opt.State()
 	for i, p := range t.params {
 		for _, b := range [][]float32{p.Data, st.M[i], st.V[i]} {
@@ -152,6 +156,77 @@ func (t *Trainer) syncFromLeader() error {
 		}
 	}
 	return nil
+}
+
+// syncFrozen makes the frozen tensors of a parameter-efficient run (the base model, PiSSA's
+// W_res) rank 0's. Only the trained tensors are broadcast and reduced otherwise; the frozen
+// ones agree when every rank loads the same file and computes the same init, which one
+// allreduce of a hash checks (a read pass); when any rank differs (another file, a BLAS that
+// rounds otherwise), rank 0's are broadcast once.
+func (t *Trainer) syncFrozen() error {
+	if !t.cfg.PEFT.On() {
+		return nil // every tensor is trained, and broadcast with the trained ones
+	}
+	var frozen []*model.Param
+	for _, p := range t.Model.Params {
+		if t.Model.Frozen(p.Name) {
+			frozen = append(frozen, p)
+		}
+	}
+	h := frozenHash(frozen)
+	mine := []float64{float64(h >> 32), float64(h & 0xffffffff)}
+	sum := append([]float64(nil), mine...)
+	if err := t.world.AllreduceSumFloat64(sum); err != nil {
+		return fmt.Errorf("comparing the frozen base between ranks: %w", err)
+	}
+	n := float64(t.world.Size())
+	differ := []float64{0}
+	if sum[0] != n*mine[0] || sum[1] != n*mine[1] {
+		differ[0] = 1
+	}
+	if err := t.world.AllreduceSumFloat64(differ); err != nil {
+		return fmt.Errorf("comparing the frozen base between ranks: %w", err)
+	}
+	if differ[0] == 0 {
+		return nil
+	}
+	if t.leader() {
+		t.log.Warn("the frozen base differs between ranks; broadcasting rank 0's", "tensors", len(frozen))
+	}
+	t.frozenBcasts++
+	for _, p := range frozen {
+		var err error
+		switch {
+		case p.F32() != nil:
+			err = t.world.BcastFloat32(p.F32(), 0)
+		case p.F64() != nil:
+			err = t.world.BcastFloat64(p.F64(), 0)
+		default:
+			err = fmt.Errorf("dtype %v", p.Value.Dtype())
+		}
+		if err != nil {
+			return fmt.Errorf("broadcasting frozen %s from rank 0: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// frozenHash is weightsHash over model parameters of either float type.
+func frozenHash(ps []*model.Param) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, p := range ps {
+		h.Write([]byte(p.Name))
+		for _, v := range p.F32() {
+			binary.LittleEndian.PutUint32(b[:4], math.Float32bits(v))
+			h.Write(b[:4])
+		}
+		for _, v := range p.F64() {
+			binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
+			h.Write(b[:])
+		}
+	}
+	return h.Sum64()
 }
 
 // shareOutcome hands rank 0's result of a step every rank takes part in (a checkpoint write,
