@@ -335,6 +335,9 @@ func TestDataParallelPEFT(t *testing.T) {
 				t.Fatalf("%s step %d: 2 ranks × 2 recorded %+v, 1 process × 4 %+v", mode, w.Step, g, w)
 			}
 		}
+		if _, err := os.Stat(filepath.Join(runDir, filepath.Base(ref.AdapterFile()))); err != nil {
+			t.Fatalf("%s: rank 0 wrote no adapter file: %v", mode, err)
+		}
 		ck, err := checkpoint.Load(filepath.Join(runDir, "checkpoints", checkpoint.FileName(4)))
 		if err != nil {
 			t.Fatal(err)
