@@ -26,7 +26,9 @@ import (
 // every rank makes the same update, so the weights stay bitwise identical. Rank 0 alone writes
 // checkpoints, metrics.jsonl, loss.svg and the progress line; decisions that could differ
 // between ranks (stopping on a signal, the outcome of a checkpoint write) are agreed through
-// the world.
+// the world. Under peft only the trained tensors are in t.params, so only they are
+// broadcast and reduced; the frozen base is checked across ranks once (syncFrozen), and LoRA
+// dropout draws the masks of the rank's rows of the global batch (model.LoRAControl.Shard).
 
 // leader reports whether this rank writes the run's files (rank 0, or the only process).
 func (t *Trainer) leader() bool { return t.world.Rank() == 0 }
