@@ -297,6 +297,32 @@ func TestLoRADropout(t *testing.T) {
 	}
 }
 
+// TestLoRADropoutShards: ranks splitting a batch draw the masks of one process with the whole
+// batch: rank r's graph of n rows (Shard r) gets rows [r·n, (r+1)·n) of the n·size-row mask,
+// so data-parallel training with dropout equals one process; without Shard every rank would
+// draw the first rows' masks.
+func TestLoRADropoutShards(t *testing.T) {
+	const in, n = 96, 10
+	cfg := LoRAConfig{Scale: 1, Dropout: 0.3, Seed: 5}
+	mask := func(rows int, shard uint64) []uint64 {
+		o := loraOp{N: rows, In: in, R: 2, Out: 3, cfg: cfg, ctl: &LoRAControl{Train: true, Step: 7, Shard: shard}, cache: &loraCache{}}
+		o.fillMask()
+		return o.cache.mask
+	}
+	W := (in + 63) / 64
+	for _, size := range []int{2, 3} {
+		whole := mask(size*n, 0)
+		for r := range size {
+			if got := mask(n, uint64(r)); !equalMasks(got, whole[r*n*W:(r+1)*n*W]) {
+				t.Errorf("%d ranks: rank %d's mask is not rows [%d, %d) of one process's", size, r, r*n, (r+1)*n)
+			}
+		}
+	}
+	if equalMasks(mask(n, 1), mask(n, 0)) {
+		t.Error("shards 0 and 1 drew the same mask")
+	}
+}
+
 func equalMasks(a, b []uint64) bool {
 	if len(a) != len(b) {
 		return false

@@ -30,9 +30,16 @@ type LoRAConfig struct {
 // the dropout mask of a layer is a function of (Seed, Step, row) only, so a resumed run draws
 // the same masks, and a graph run twice with the same Step (finite differences) sees one mask.
 // Dropout acts only while Train is set; a nil *LoRAControl means evaluation (no dropout).
+//
+// Shard places the graph's rows in a larger batch split between data-parallel ranks: a graph
+// of N rows is rows [Shard·N, (Shard+1)·N) of it, and row i draws the mask of global row
+// Shard·N+i. A rank sets its rank (its rows of the global batch follow the lower ranks'), so
+// N ranks with B sequences each draw exactly the masks of one process with N·B; 0 is one
+// process.
 type LoRAControl struct {
 	Train bool
 	Step  uint64
+	Shard uint64
 }
 
 // loraCache is what the forward keeps for the backward of the same Run: u = drop(x)·Aᵀ and
@@ -131,18 +138,18 @@ func loraForward[F Float](o loraOp, x, w, a, b, y, u []F) []F {
 func (o loraOp) maskWords() int { return (o.In + 63) / 64 }
 
 // fillMask draws this run's mask: bit j of row i is 1 (kept) with probability 1-p. Row i draws
-// from its own PCG stream keyed by (Seed, Step, i), so the mask does not depend on how rows are
-// split between goroutines.
+// from its own PCG stream keyed by (Seed, Step, Shard·N+i), so the mask depends neither on how
+// rows are split between goroutines nor on how the global batch is split between ranks.
 func (o loraOp) fillMask() {
 	W := o.maskWords()
 	if len(o.cache.mask) != o.N*W {
 		o.cache.mask = make([]uint64, o.N*W)
 	}
 	thr := uint32(o.cfg.Dropout * (1 << 32)) // drop when a 32-bit draw is below thr
-	step := o.ctl.Step
+	step, row0 := o.ctl.Step, o.ctl.Shard*uint64(o.N)
 	parallelFor(o.N, pieces(o.N, o.In), func(_, lo, hi int) {
 		for i := lo; i < hi; i++ {
-			rng := rand.NewPCG(o.cfg.Seed, step*0x9E3779B97F4A7C15+uint64(i))
+			rng := rand.NewPCG(o.cfg.Seed, step*0x9E3779B97F4A7C15+row0+uint64(i))
 			row := o.cache.mask[i*W : (i+1)*W]
 			clear(row)
 			for j := 0; j < o.In; j += 2 {

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/internal/mpi"
 	"github.com/rwkv-go/rwkv-go/internal/mpi/mpitest"
 	"github.com/rwkv-go/rwkv-go/model"
+	"github.com/rwkv-go/rwkv-go/weights"
 )
 
 // The data-parallel tests run their ranks under mpirun -np 2 (mpitest): the parent prepares
@@ -248,4 +250,171 @@ func TestKilledRankStopsTraining(t *testing.T) {
 		t.Fatalf("the last checkpoint is damaged: %v", err)
 	}
 	t.Logf("rank 1 killed at step 5: the job exited (%v) in %v; last checkpoint %s intact", r.Err, r.Elapsed.Round(time.Millisecond), filepath.Base(path))
+}
+
+// dpPEFTModes are the parameter-efficient runs of TestDataParallelPEFT: LoRA with dropout in
+// chunks of 16 tokens (train.chunk_len, the masks of each chunk graph), PiSSA, and state
+// tuning accumulating 2 micro-batches a step.
+var dpPEFTModes = []string{PEFTLoRA, PEFTPiSSA, PEFTState}
+
+// dpPEFTConfig is dpConfig fine-tuning the base file with mode (random sampling, 4 steps).
+func dpPEFTConfig(trainPath, valPath, base, mode string, microBsz int, outDir string) Config {
+	c := dpConfig(trainPath, valPath, data.SamplingRandom, microBsz, outDir)
+	c.Model.Load = base
+	c.PEFT.Mode, c.PEFT.LoRAR, c.PEFT.LoRAAlpha = mode, 4, 8
+	c.Optim.LRInit, c.Optim.LRFinal = 1e-2, 1e-2
+	switch mode {
+	case PEFTLoRA:
+		c.PEFT.LoRADropout, c.Train.ChunkLen = 0.2, 16
+	case PEFTState:
+		c.Train.GradAccum = 2
+	}
+	return c
+}
+
+// writeDPBase writes a base model of dpConfig's shape (RWKV-LM init plus noise); perturbed
+// moves one frozen weight by 1e-3, a rank that loaded another file.
+func writeDPBase(t *testing.T, path string, perturbed bool) {
+	t.Helper()
+	m, err := model.New(dpConfig("", "", data.SamplingRandom, 1, "").Model.Config, model.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(7, 1e-3)
+	for i, p := range m.Params {
+		d := p.F32()
+		for j := range d {
+			d[j] += 0.02 * float32(math.Sin(float64(i*131+j)))
+		}
+	}
+	if perturbed {
+		m.Param("blocks.0.att.key.weight").F32()[3] += 1e-3
+	}
+	ts := weights.Tensors(m, checkpoint.F32)
+	if err := checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, checkpoint.F32) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataParallelPEFT: LoRA (dropout 0.2, chunked BPTT), PiSSA and state tuning on 2 ranks ×
+// micro_bsz 2 train like 1 process × 4: the same losses and gradient norms, the same adapters
+// (float tolerance), bitwise-identical adapters on both ranks, only the trained tensors in the
+// checkpoint and the frozen base unchanged. Rank 1 loads a base that differs in one weight for
+// the LoRA run: rank 0's is broadcast, so the run is still the one process's on rank 0's base.
+func TestDataParallelPEFT(t *testing.T) {
+	if mpitest.Child() {
+		dataParallelPEFTRank(t)
+		return
+	}
+	mpitest.Mpirun(t)
+	trainPath, valPath := corpus(t)
+	dir := t.TempDir()
+	base, other := filepath.Join(dir, "base.safetensors"), filepath.Join(dir, "other.safetensors")
+	writeDPBase(t, base, false)
+	writeDPBase(t, other, true)
+	out := mpitest.MustPass(t, 2, "TestDataParallelPEFT", 3*time.Minute,
+		"RWKV_TEST_DP_DIR="+dir, "RWKV_TEST_DP_TRAIN="+trainPath, "RWKV_TEST_DP_VAL="+valPath)
+	t.Logf("2 ranks:\n%s", out)
+	for _, mode := range dpPEFTModes {
+		ref := newTrainer(t, dpPEFTConfig(trainPath, valPath, base, mode, 4, t.TempDir()), Options{})
+		if err := ref.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		runDir := filepath.Join(dir, mode)
+		_, got, err := readMetrics(filepath.Join(runDir, "metrics.jsonl"), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ref.History()
+		if len(got) < len(want) || len(want) != 4 {
+			t.Fatalf("%s: rank 0 recorded %d steps, one process %d; want 4", mode, len(got), len(want))
+		}
+		for i, w := range want {
+			g := got[i]
+			if g.Step != w.Step || math.Abs(g.Loss-w.Loss) > 1e-5*w.Loss || math.Abs(g.GradNorm-w.GradNorm) > 1e-4*w.GradNorm {
+				t.Fatalf("%s step %d: 2 ranks × 2 recorded %+v, 1 process × 4 %+v", mode, w.Step, g, w)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(runDir, filepath.Base(ref.AdapterFile()))); err != nil {
+			t.Fatalf("%s: rank 0 wrote no adapter file: %v", mode, err)
+		}
+		ck, err := checkpoint.Load(filepath.Join(runDir, "checkpoints", checkpoint.FileName(4)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ck.Weights) != len(ref.params) {
+			t.Fatalf("%s: the checkpoint holds %d tensors, the run trains %d", mode, len(ck.Weights), len(ref.params))
+		}
+		for i, p := range ref.params {
+			w, err := ck.Weights[i].Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ck.Weights[i].Name != p.Name {
+				t.Fatalf("%s: checkpoint tensor %d is %s, want %s", mode, i, ck.Weights[i].Name, p.Name)
+			}
+			for j := range w {
+				if d := math.Abs(float64(w[j] - p.Data[j])); d > 2e-5 {
+					t.Fatalf("%s: %s[%d] = %v on 2 ranks × 2, %v in 1 process × 4", mode, p.Name, j, w[j], p.Data[j])
+				}
+			}
+		}
+	}
+}
+
+// dataParallelPEFTRank is one rank of TestDataParallelPEFT.
+func dataParallelPEFTRank(t *testing.T) {
+	w, err := mpi.Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, trainPath, valPath := os.Getenv("RWKV_TEST_DP_DIR"), os.Getenv("RWKV_TEST_DP_TRAIN"), os.Getenv("RWKV_TEST_DP_VAL")
+	base := filepath.Join(dir, "base.safetensors")
+	// The frozen base as loaded from base.safetensors (PiSSA's W_res, computed on each rank).
+	ref := map[string]uint64{}
+	for _, mode := range dpPEFTModes {
+		c := dpPEFTConfig(trainPath, valPath, base, mode, 2, filepath.Join(dir, "load", mode))
+		tr := newTrainer(t, c, Options{World: w})
+		ref[mode] = frozenOf(tr)
+		tr.Close()
+	}
+	for _, mode := range dpPEFTModes {
+		c := dpPEFTConfig(trainPath, valPath, base, mode, 2, filepath.Join(dir, mode))
+		if mode == PEFTLoRA && w.Rank() == 1 {
+			c.Model.Load = filepath.Join(dir, "other.safetensors")
+		}
+		tr := newTrainer(t, c, Options{World: w})
+		want := 0 // identical loads: nothing to broadcast
+		if mode == PEFTLoRA {
+			want = 1
+		}
+		if tr.frozenBcasts != want {
+			t.Fatalf("%s: rank %d broadcast the frozen base %d times", mode, w.Rank(), tr.frozenBcasts)
+		}
+		if h := frozenOf(tr); h != ref[mode] {
+			t.Fatalf("%s: rank %d's frozen base is not rank 0's base file's", mode, w.Rank())
+		}
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		sameOnAllRanks(t, w, mode+" after 4 steps", tr)
+		if h := frozenOf(tr); h != ref[mode] {
+			t.Fatalf("%s: rank %d: training changed the frozen base", mode, w.Rank())
+		}
+		tr.Close()
+	}
+	if err := w.Finalize(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// frozenOf hashes the trainer's frozen tensors.
+func frozenOf(tr *Trainer) uint64 {
+	var ps []*model.Param
+	for _, p := range tr.Model.Params {
+		if tr.Model.Frozen(p.Name) {
+			ps = append(ps, p)
+		}
+	}
+	return frozenHash(ps)
 }

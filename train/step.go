@@ -37,7 +37,9 @@ func (t *Trainer) trainStep(ctx context.Context, lr float64) (StepResult, error)
 	var ctl *model.LoRAControl
 	if t.cfg.PEFT.On() { // LoRA dropout: on while training, masks drawn from the step
 		ctl = t.Model.LoRAControl()
-		ctl.Train, ctl.Step = true, uint64(t.step)
+		// Rank r's rows of a micro-batch are rows [r·B, (r+1)·B) of the global one (data.ShardSampler):
+		// Shard makes them draw those rows' masks, so N ranks equal one process with N·B.
+		ctl.Train, ctl.Step, ctl.Shard = true, uint64(t.step), uint64(t.world.Rank())
 		defer func() { ctl.Train = false }()
 	}
 	var start []byte // the sampler's state before this step's first micro-batch

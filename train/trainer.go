@@ -118,10 +118,11 @@ type Trainer struct {
 	diverged bool       // an update made the weights non-finite: nothing may be saved
 	prior    []Point    // metrics.jsonl's records before this Run (after a resume), for the plot
 
-	world      *mpi.World
-	flat       []float32     // all gradients packed for the allreduce
-	reduceTime time.Duration // spent in reduceGrads since Run started (part of stepTime)
-	waitTime   time.Duration // the part of it spent waiting for the slowest rank
+	world        *mpi.World
+	flat         []float32     // all gradients packed for the allreduce
+	reduceTime   time.Duration // spent in reduceGrads since Run started (part of stepTime)
+	waitTime     time.Duration // the part of it spent waiting for the slowest rank
+	frozenBcasts int           // times syncFrozen found the ranks' frozen base different and broadcast rank 0's
 }
 
 // New builds the model (initialised or loaded), its graph, the optimiser and the data

@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"hash/fnv"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/eval"
+	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/optim"
 )
 
@@ -22,7 +26,9 @@ import (
 // every rank makes the same update, so the weights stay bitwise identical. Rank 0 alone writes
 // checkpoints, metrics.jsonl, loss.svg and the progress line; decisions that could differ
 // between ranks (stopping on a signal, the outcome of a checkpoint write) are agreed through
-// the world.
+// the world. Under peft only the trained tensors are in t.params, so only they are
+// broadcast and reduced; the frozen base is checked across ranks once (syncFrozen), and LoRA
+// dropout draws the masks of the rank's rows of the global batch (model.LoRAControl.Shard).
 
 // leader reports whether this rank writes the run's files (rank 0, or the only process).
 func (t *Trainer) leader() bool { return t.world.Rank() == 0 }
@@ -118,6 +124,9 @@ func (t *Trainer) syncFromLeader() error {
 		return nil
 	}
 	w := t.world
+	if err := t.syncFrozen(); err != nil {
+		return err
+	}
 	st := t.opt.State()
 	for i, p := range t.params {
 		for _, b := range [][]float32{p.Data, st.M[i], st.V[i]} {
@@ -152,6 +161,79 @@ func (t *Trainer) syncFromLeader() error {
 		}
 	}
 	return nil
+}
+
+// syncFrozen makes the frozen tensors of a parameter-efficient run (the base model, PiSSA's
+// W_res) rank 0's. Only the trained tensors are broadcast and reduced otherwise; the frozen
+// ones agree when every rank loads the same file and computes the same init, which one
+// allreduce of a hash checks (a read pass); when any rank differs (another file, a BLAS that
+// rounds otherwise), rank 0's are broadcast once.
+func (t *Trainer) syncFrozen() error {
+	if !t.cfg.PEFT.On() {
+		return nil // every tensor is trained, and broadcast with the trained ones
+	}
+	var frozen []*model.Param
+	for _, p := range t.Model.Params {
+		if t.Model.Frozen(p.Name) {
+			frozen = append(frozen, p)
+		}
+	}
+	h := frozenHash(frozen)
+	mine := []float64{float64(h >> 32), float64(h & 0xffffffff)}
+	sum := append([]float64(nil), mine...)
+	if err := t.world.AllreduceSumFloat64(sum); err != nil {
+		return fmt.Errorf("comparing the frozen base between ranks: %w", err)
+	}
+	n := float64(t.world.Size())
+	differ := []float64{0}
+	if sum[0] != n*mine[0] || sum[1] != n*mine[1] {
+		differ[0] = 1
+	}
+	if err := t.world.AllreduceSumFloat64(differ); err != nil {
+		return fmt.Errorf("comparing the frozen base between ranks: %w", err)
+	}
+	if differ[0] == 0 {
+		return nil
+	}
+	if t.leader() {
+		t.log.Warn("the frozen base differs between ranks; broadcasting rank 0's", "tensors", len(frozen))
+	}
+	t.frozenBcasts++
+	for _, p := range frozen {
+		var err error
+		switch {
+		case p.F32() != nil:
+			err = t.world.BcastFloat32(p.F32(), 0)
+		case p.F64() != nil:
+			err = t.world.BcastFloat64(p.F64(), 0)
+		default:
+			err = fmt.Errorf("dtype %v", p.Value.Dtype())
+		}
+		if err != nil {
+			return fmt.Errorf("broadcasting frozen %s from rank 0: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// frozenHash hashes the bits of model parameters of either float type: two CRC-32s (IEEE and
+// Castagnoli, both in hardware on amd64 and arm64, so a few GB/s: the base of a large model
+// is hashed in about a second) of each tensor's name and bytes.
+func frozenHash(ps []*model.Param) uint64 {
+	ieee, cast := crc32.NewIEEE(), crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	for _, p := range ps {
+		var b []byte
+		if d := p.F32(); d != nil {
+			b = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(d))), 4*len(d))
+		} else if d := p.F64(); d != nil {
+			b = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(d))), 8*len(d))
+		}
+		for _, h := range []hash.Hash32{ieee, cast} {
+			h.Write([]byte(p.Name))
+			h.Write(b)
+		}
+	}
+	return uint64(ieee.Sum32())<<32 | uint64(cast.Sum32())
 }
 
 // shareOutcome hands rank 0's result of a step every rank takes part in (a checkpoint write,
