@@ -339,24 +339,20 @@ RW_AVX2 void rw_softmax_row(int V, const float* row, float lse, float scale, flo
 		_mm256_storeu_ps(out + j, _mm256_mul_ps(vs, rw_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vl))));
 	for (; j < V; j++) out[j] = scale * rw_exp1(row[j] - lse);
 }
-
-int rw_have_avx2(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 */
 import "C"
 
 import (
 	"math"
-	"os"
 	"unsafe"
+
+	"github.com/rwkv-go/rwkv-go/internal/simd"
 )
 
 // The float32 WKV runs in C with AVX2+FMA (8 channels per instruction, a polynomial exp)
 // when the CPU has them; otherwise, and for float64, in Go. RWKV_KERNELS=go forces the Go
 // kernels, as on a CPU without AVX2 (the tests run both ways in CI).
-var haveAVX2 = C.rw_have_avx2() != 0 && os.Getenv("RWKV_KERNELS") != "go"
+var haveAVX2 = simd.AVX2
 
 func fptr(s []float32) *C.float { return (*C.float)(unsafe.Pointer(&s[0])) }
 
