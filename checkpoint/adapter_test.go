@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 var adapterX070 = arch.Dims{Arch: arch.X070, Vocab: 11, Embd: 8, FFN: 32, Layers: 2, HeadSize: 4,
@@ -215,7 +217,7 @@ func TestLoRATargets(t *testing.T) {
 // TestAdapterTorch: torch.load reads the adapter file (names, shapes, values), and a file
 // torch.save wrote with model.-prefixed init keys reads here.
 func TestAdapterTorch(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	dir := t.TempDir()
 	a, err := CheckAdapter(tinyAdapter(t, adapterX070), specsOf(adapterX070), AdapterRules{})
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 func TestHFNames(t *testing.T) {
@@ -222,7 +224,7 @@ func TestExportHFConfig(t *testing.T) {
 // TestExportHFLoadsInTransformers runs from_pretrained when transformers is
 // installed (it is not in the default environment).
 func TestExportHFLoadsInTransformers(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	if err := exec.Command(py, "-c", "import transformers").Run(); err != nil {
 		t.Skip("skipping: transformers is not importable; config.json and names are checked by TestExportHFConfig and TestHFNames")
 	}
@@ -269,7 +271,7 @@ func TestExportRefuses(t *testing.T) {
 // (bf16 as the official files, fp16, fp32; a module state_dict with
 // _metadata) is read with the right names, dtypes and values.
 func TestReadWeightsTorchSavedRWKV4(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	model := tinyModel(tinyDims)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.pth")

@@ -2,8 +2,6 @@ package checkpoint
 
 import (
 	"math"
-	"os/exec"
-	"sync"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -27,22 +25,6 @@ func tinyModel(d Dims) []Tensor {
 		out[i] = FromFloat32(l.Name, l.Shape, v, F32)
 	}
 	return out
-}
-
-var (
-	torchOnce sync.Once
-	torchErr  error
-)
-
-// python returns the path of a python3 that imports torch, or skips.
-func python(t *testing.T) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	torchOnce.Do(func() { torchErr = exec.Command(py, "-c", "import torch").Run() })
-	if torchErr != nil {
-		t.Skipf("skipping: %s cannot import torch (%v); the PyTorch cross-checks need it", py, torchErr)
-	}
-	return py
 }
 
 // maxDiff compares two float tensors elementwise.

@@ -161,47 +161,74 @@ func readSharded(indexPath string) ([]Tensor, error) {
 	return out, nil
 }
 
+// hfConfig is a directory's config.json as raw JSON values by key.
+type hfConfig struct {
+	path string
+	raw  map[string]json.RawMessage
+}
+
+// readHFConfig reads dir/config.json for the per-architecture checks; it returns nil, nil
+// when there is no such file.
+func readHFConfig(dir string) (*hfConfig, error) {
+	path := filepath.Join(dir, hfConfigFile)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	b, err := fsutil.ReadFile(path, maxJSON)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	c := &hfConfig{path: path}
+	if err := json.Unmarshal(b, &c.raw); err != nil {
+		return nil, fmt.Errorf("weights %s: not JSON: %v: %w", path, err, ErrMalformed)
+	}
+	return c, nil
+}
+
+// lookup returns key's value, nil when it is absent or null.
+func (c *hfConfig) lookup(key string) json.RawMessage {
+	v, ok := c.raw[key]
+	if !ok || string(bytes.TrimSpace(v)) == "null" {
+		return nil
+	}
+	return bytes.TrimSpace(v)
+}
+
+// size returns key's value as a size and whether it is set (not absent, not null).
+func (c *hfConfig) size(key string) (int, bool, error) {
+	v := c.lookup(key)
+	if v == nil {
+		return 0, false, nil
+	}
+	var n int
+	if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+		return 0, false, fmt.Errorf("weights %s: %s is %s, not a size: %w", c.path, key, v, ErrMalformed)
+	}
+	return n, true, nil
+}
+
 // checkHFConfig checks the sizes in dir/config.json, when the file exists,
 // against the tensors (RWKV-LM names). Keys that are absent are not
 // checked, except that an absent or null attention_hidden_size means
 // hidden_size and an absent or null intermediate_size means 4×hidden_size,
 // as in transformers' RwkvConfig.
 func checkHFConfig(dir string, ts []Tensor) error {
-	path := filepath.Join(dir, hfConfigFile)
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
+	conf, err := readHFConfig(dir)
+	if conf == nil || err != nil {
+		return err
 	}
-	b, err := fsutil.ReadFile(path, maxJSON)
-	if err != nil {
-		return fmt.Errorf("weights: %w", err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("weights %s: %v: %w", path, err, ErrMalformed)
-	}
-	if mt, ok := raw["model_type"]; ok {
+	path := conf.path
+	if mt, ok := conf.raw["model_type"]; ok {
 		var s string
 		if json.Unmarshal(mt, &s) != nil || s != "rwkv" {
 			return fmt.Errorf("weights %s: model_type %s, but the tensors hold an RWKV-4 model (model_type \"rwkv\"): %w", path, bytes.TrimSpace(mt), ErrTensors)
 		}
 	}
-	// intKey returns the key's value, whether it is set (not absent, not null).
-	intKey := func(key string) (int, bool, error) {
-		v, ok := raw[key]
-		if !ok || string(bytes.TrimSpace(v)) == "null" {
-			return 0, false, nil
-		}
-		var n int
-		if err := json.Unmarshal(v, &n); err != nil || n < 0 {
-			return 0, false, fmt.Errorf("weights %s: %s is %s, not a size: %w", path, key, bytes.TrimSpace(v), ErrMalformed)
-		}
-		return n, true, nil
-	}
 	d, _, err := CheckRWKV4(ts)
 	if err != nil {
 		return fmt.Errorf("weights %s: %w", dir, err)
 	}
-	hidden, hiddenSet, err := intKey("hidden_size")
+	hidden, hiddenSet, err := conf.size("hidden_size")
 	if err != nil {
 		return err
 	}
@@ -217,7 +244,7 @@ func checkHFConfig(dir string, ts []Tensor) error {
 		{"intermediate_size", "blocks.0.ffn.key.weight", 0, d.FFN},
 	}
 	for _, c := range checks {
-		want, set, err := intKey(c.key)
+		want, set, err := conf.size(c.key)
 		if err != nil {
 			return err
 		}
@@ -233,7 +260,7 @@ func checkHFConfig(dir string, ts []Tensor) error {
 				path, c.key, want, HFName(c.tensor), shape, c.dim, c.got, ErrTensors)
 		}
 	}
-	layers, set, err := intKey("num_hidden_layers")
+	layers, set, err := conf.size("num_hidden_layers")
 	if err != nil {
 		return err
 	}

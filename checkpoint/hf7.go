@@ -2,16 +2,12 @@ package checkpoint
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
-
-	"github.com/rwkv-go/rwkv-go/internal/fsutil"
 )
 
 // The Hugging Face layout of RWKV-7 that flash-linear-attention (FLA) and the
@@ -340,21 +336,21 @@ func ReadHF7Dir(dir string) ([]Tensor, error) {
 	return ts, nil
 }
 
+// checkHF7Config checks dir/config.json, when the file exists, as FLA's RWKV7Config:
+// model_type rwkv7, and the sizes that are set (numbers) equal to the tensors'.
 func checkHF7Config(dir string, ts []Tensor) error {
-	path := filepath.Join(dir, hfConfigFile)
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
+	conf, err := readHFConfig(dir)
+	if conf == nil || err != nil {
+		return err
 	}
-	b, err := fsutil.ReadFile(path, maxJSON)
-	if err != nil {
-		return fmt.Errorf("weights: %w", err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(b, &c); err != nil {
-		return fmt.Errorf("weights %s: not JSON: %v: %w", path, err, ErrMalformed)
-	}
-	if mt, _ := c["model_type"].(string); mt != "rwkv7" {
-		return fmt.Errorf("weights %s: model_type %q, want \"rwkv7\" (an fla-hub RWKV-7 directory): %w", path, c["model_type"], ErrTensors)
+	path := conf.path
+	var mt string
+	if v := conf.lookup("model_type"); v == nil || json.Unmarshal(v, &mt) != nil || mt != "rwkv7" {
+		got := "absent"
+		if v != nil {
+			got = string(v)
+		}
+		return fmt.Errorf("weights %s: model_type %s, want \"rwkv7\" (an fla-hub RWKV-7 directory): %w", path, got, ErrTensors)
 	}
 	d, _, err := CheckX070(ts)
 	if err != nil {
@@ -368,9 +364,9 @@ func checkHF7Config(dir string, ts []Tensor) error {
 		{"head_dim", d.HeadSize}, {"intermediate_size", d.FFN}, {"decay_low_rank_dim", d.LoRA.W},
 		{"a_low_rank_dim", d.LoRA.A}, {"v_low_rank_dim", d.LoRA.V}, {"gate_low_rank_dim", d.LoRA.G},
 	} {
-		v, ok := c[k.key].(float64)
-		if !ok {
-			continue // absent or null: FLA derives it
+		var v float64
+		if raw := conf.lookup(k.key); raw == nil || json.Unmarshal(raw, &v) != nil {
+			continue // absent or null (FLA derives it), or not a number
 		}
 		if v != float64(k.want) {
 			return fmt.Errorf("weights %s: %s is %v but the tensors give %d; fix config.json or the weights: %w", path, k.key, v, k.want, ErrTensors)

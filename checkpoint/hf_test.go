@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 var updateHF = flag.Bool("update-hf", false, "rewrite testdata/hf/st_sharded, the Go-written sharded safetensors fixture")
@@ -152,7 +154,7 @@ func TestReadHFDirectories(t *testing.T) {
 // TestHFFixturesAreCurrent regenerates the torch.save fixtures with the
 // local torch and reads them like the committed ones.
 func TestHFFixturesAreCurrent(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	out := t.TempDir()
 	if b, err := exec.Command(py, filepath.Join("testdata", "hf", "gen_hf.py"), out).CombinedOutput(); err != nil {
 		t.Fatalf("gen_hf.py: %v\n%s", err, b)

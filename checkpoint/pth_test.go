@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // torchSavedWant is element i of every tensor in testdata/torch_saved.pth.
@@ -24,7 +26,7 @@ func TestReadPTHTorchSaved(t *testing.T) {
 
 // TestReadPTHFreshTorchSave regenerates the file with the local torch.
 func TestReadPTHFreshTorchSave(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	path := filepath.Join(t.TempDir(), "fresh.pth")
 	if out, err := exec.Command(py, filepath.Join("testdata", "gen_pth.py"), path).CombinedOutput(); err != nil {
 		t.Fatalf("gen_pth.py: %v\n%s", err, out)
@@ -77,7 +79,7 @@ func checkTorchSaved(t *testing.T, path string) {
 // TestWritePTHLoadsInTorch: torch.load(..., weights_only=True) reads the Go
 // file, with the names, dtypes, shapes and values written, for each dtype.
 func TestWritePTHLoadsInTorch(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	model := tinyModel(tinyDims)
 	dtypes := []DType{F32, F16, BF16}
 	dir := t.TempDir()
@@ -402,7 +404,7 @@ func FuzzPTH(f *testing.F) {
 // RWKV-4, and loads with load_state_dict(strict=True) after a plain
 // torch.load.
 func TestExportPTHLoadsIntoRWKVLMModule(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	d := tinyDims
 	args := []string{filepath.Join("testdata", "rwkv4_module.py"),
 		fmt.Sprint(d.Vocab), fmt.Sprint(d.Embd), fmt.Sprint(d.FFN), fmt.Sprint(d.Layers)}

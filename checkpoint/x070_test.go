@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // tinyX070 has every x070 tensor kind at a size the tests can afford:
@@ -252,7 +254,7 @@ func TestExportX070RWKVLM(t *testing.T) {
 // torch.load reads the x070 .pth with RWKV-LM's names, [1,1,C] vectors and
 // the values we wrote.
 func TestExportX070PTHTorch(t *testing.T) {
-	py := python(t)
+	py := testutil.RequireTorch(t)
 	model := tinyX070Model(tinyX070, false)
 	path := filepath.Join(t.TempDir(), "x070.pth")
 	f, err := os.Create(path)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // init7GoldenCase is one shape of testdata/init7_golden.json: the deterministic x070 init
@@ -121,13 +123,7 @@ func TestInit7VectorsGolden(t *testing.T) {
 // committed golden is what the reference computes (-update-init7 rewrites it). Skips without
 // torch unless RWKV_REQUIRE_TORCH is set.
 func TestInit7VectorsTorch(t *testing.T) {
-	const python = "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v (apt-get install python3-torch)", python, err)
-		}
-		t.Skipf("skipping: %s cannot import torch (apt-get install python3-torch to run the PyTorch reference)", python)
-	}
+	python := testutil.RequireTorch(t)
 	arg, err := json.Marshal(init7GoldenShapes)
 	if err != nil {
 		t.Fatal(err)

@@ -5,66 +5,8 @@ package model
 /*
 #cgo CFLAGS: -O2
 #cgo LDFLAGS: -lm
-#include <immintrin.h>
 #include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#define RW_AVX2 __attribute__((target("avx2,fma")))
-
-// RW_FTZ, first in every kernel, sets flush-to-zero and denormals-are-zero for the kernel's
-// duration and restores the caller's MXCSR on return (Go code expects the default).
-static inline unsigned int rw_ftz_on(void) {
-	unsigned int c = _mm_getcsr();
-	_mm_setcsr(c | 0x8040);
-	return c;
-}
-static inline void rw_csr_restore(unsigned int* c) { _mm_setcsr(*c); }
-#define RW_FTZ unsigned int rw_csr_ __attribute__((cleanup(rw_csr_restore))) = rw_ftz_on()
-
-// e^x for float32 (Cephes expf: range reduction and a degree-6 polynomial, relative error about
-// 2e-7), 0 below -87.3 (so -1e38, the empty state's log-scale, gives 0).
-static inline float rw_exp1(float x) {
-	if (x < -87.3f) return 0.0f;
-	if (x > 88.0f) x = 88.0f;
-	float fx = x * 1.44269504088896341f + 0.5f;
-	int32_t n = (int32_t)fx;
-	if ((float)n > fx) n--;
-	float fn = (float)n;
-	float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-	float p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	int32_t bits = (n + 127) << 23;
-	float s;
-	memcpy(&s, &bits, 4);
-	return p * s;
-}
-
-RW_AVX2 static inline __m256 rw_exp8(__m256 x) {
-	__m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
-	x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-	__m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
-	fx = _mm256_floor_ps(fx);
-	__m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-	r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-	p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-	__m256i n = _mm256_cvtps_epi32(fx);
-	n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
-	p = _mm256_mul_ps(p, _mm256_castsi256_ps(n));
-	return _mm256_and_ps(p, tiny);
-}
+#include "rw_simd.h"
 
 // rw_wkv_fwd runs the WKV recurrence over T steps for W channels of one sequence. k, v, y
 // point at channel 0 of step 0 and rows are C apart; w = -exp(time_decay), u = time_first;
@@ -397,24 +339,20 @@ RW_AVX2 void rw_softmax_row(int V, const float* row, float lse, float scale, flo
 		_mm256_storeu_ps(out + j, _mm256_mul_ps(vs, rw_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vl))));
 	for (; j < V; j++) out[j] = scale * rw_exp1(row[j] - lse);
 }
-
-int rw_have_avx2(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 */
 import "C"
 
 import (
 	"math"
-	"os"
 	"unsafe"
+
+	"github.com/rwkv-go/rwkv-go/internal/simd"
 )
 
 // The float32 WKV runs in C with AVX2+FMA (8 channels per instruction, a polynomial exp)
 // when the CPU has them; otherwise, and for float64, in Go. RWKV_KERNELS=go forces the Go
 // kernels, as on a CPU without AVX2 (the tests run both ways in CI).
-var haveAVX2 = C.rw_have_avx2() != 0 && os.Getenv("RWKV_KERNELS") != "go"
+var haveAVX2 = simd.AVX2
 
 func fptr(s []float32) *C.float { return (*C.float)(unsafe.Pointer(&s[0])) }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rwkv-go/rwkv-go/internal/blas"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // loraCase is the adapted layer with random x, W, A and (unless zeroB) B.
@@ -754,13 +755,7 @@ func TestLoRAMatchesTorch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: starts PyTorch")
 	}
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v", py, err)
-		}
-		t.Skipf("skipping: %s cannot import torch", py)
-	}
+	py := testutil.RequireTorch(t)
 	const N, in, out, k, s, p = 10, 70, 12, 3, 1.5, 0.3
 	v := newLoRAValues(6, N, in, out, k, false)
 	// PiSSA input: known spectrum 10·0.7^i, 30×20, r 4.

@@ -70,7 +70,7 @@ func (o groupNormOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return split(packed, []int{o.N, o.C}, []int{o.C}, []int{o.C})
 }
 
-// groupStats is the mean and 1/sqrt(var+eps) of one group, in float64.
+// groupStats is the mean and 1/sqrt(var+eps) of one group (a LayerNorm row), in float64.
 func groupStats[F Float](x []F, eps float64) (mean, rstd float64) {
 	for _, v := range x {
 		mean += float64(v)

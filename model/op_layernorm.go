@@ -3,7 +3,6 @@ package model
 import (
 	"fmt"
 	"hash"
-	"math"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -55,32 +54,9 @@ func (o layerNormOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	return split(packed, []int{o.N, o.C}, []int{o.C}, []int{o.C})
 }
 
-// rowStats is the mean and 1/sqrt(var+eps) of one row, in float64.
-func rowStats[F Float](x []F) (mean, rstd float64) {
-	for _, v := range x {
-		mean += float64(v)
-	}
-	mean /= float64(len(x))
-	var vr float64
-	for _, v := range x {
-		d := float64(v) - mean
-		vr += d * d
-	}
-	vr /= float64(len(x))
-	return mean, 1 / math.Sqrt(vr+lnEps)
-}
-
-func lnForward[F Float](x, w, b, y []F, N, C int) {
-	parallelFor(N, pieces(N, C), func(_, lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, yr := x[r*C:(r+1)*C], y[r*C:(r+1)*C]
-			mean, rstd := rowStats(xr)
-			for c, v := range xr {
-				yr[c] = F((float64(v)-mean)*rstd*float64(w[c]) + float64(b[c]))
-			}
-		}
-	})
-}
+// lnForward is LayerNorm over the rows of x (N, C): GroupNorm with one group and RWKV-LM's
+// epsilon (the same float64 arithmetic, so the same results).
+func lnForward[F Float](x, w, b, y []F, N, C int) { gnForward(x, w, b, y, N, C, 1, lnEps) }
 
 // layerNormBackOp: (x, weight, gy) -> packed [gx (N*C) | gweight (C) | gbias (C)]. It recomputes
 // the row statistics rather than keeping them from the forward pass.
@@ -112,40 +88,9 @@ func (o layerNormBackOp) String() string        { return "LayerNormBack" + o.fwd
 func (o layerNormBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o layerNormBackOp) Hashcode() uint32      { return hashcode(o) }
 
+// lnBackward is LayerNorm's backward pass: GroupNorm's with one group.
 func lnBackward[F Float](x, w, gy, gx, gw, gb []F, N, C int) {
-	np := pieces(N, C)
-	part := make([]float64, 2*np*C) // per piece: gw, gb partials
-	parallelFor(N, np, func(p, lo, hi int) {
-		pw, pb := part[2*p*C:(2*p+1)*C], part[(2*p+1)*C:(2*p+2)*C]
-		for r := lo; r < hi; r++ {
-			xr, gr, gxr := x[r*C:(r+1)*C], gy[r*C:(r+1)*C], gx[r*C:(r+1)*C]
-			mean, rstd := rowStats(xr)
-			var sg, sgx float64 // mean of gxhat and of gxhat*xhat
-			for c := range xr {
-				xh := (float64(xr[c]) - mean) * rstd
-				g := float64(gr[c])
-				gxh := g * float64(w[c])
-				sg += gxh
-				sgx += gxh * xh
-				pw[c] += g * xh
-				pb[c] += g
-			}
-			sg /= float64(C)
-			sgx /= float64(C)
-			for c := range xr {
-				xh := (float64(xr[c]) - mean) * rstd
-				gxr[c] = F(rstd * (float64(gr[c])*float64(w[c]) - sg - xh*sgx))
-			}
-		}
-	})
-	for c := 0; c < C; c++ {
-		var sw, sb float64
-		for p := 0; p < np; p++ {
-			sw += part[2*p*C+c]
-			sb += part[(2*p+1)*C+c]
-		}
-		gw[c], gb[c] = F(sw), F(sb)
-	}
+	gnBackward(x, w, gy, gx, gw, gb, N, C, 1, lnEps)
 }
 
 func (o layerNormOp) outBuffer() *outBuf     { return o.buf }

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // TestCrossEntropyIgnoredTargets: rows whose target is IgnoreTarget add nothing to the loss,
@@ -250,13 +251,7 @@ print(json.dumps({"loss": loss.item(), "ignore_index": ign.item(), "grad": g.fla
 // term and the masked rows none (RWKV-PEFT adds it there too: the one deliberate difference).
 // Skips without torch unless RWKV_REQUIRE_TORCH is set.
 func TestMaskedCrossEntropyMatchesTorch(t *testing.T) {
-	const python = "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v (apt-get install python3-torch)", python, err)
-		}
-		t.Skipf("skipping: %s cannot import torch (apt-get install python3-torch to run the PyTorch reference)", python)
-	}
+	python := testutil.RequireTorch(t)
 	const N, V = 7, 9
 	I := IgnoreTarget
 	targets := []int{I, 3, I, I, 0, 8, I}

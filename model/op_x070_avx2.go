@@ -4,75 +4,18 @@ package model
 
 /*
 #cgo CFLAGS: -O2
-#include <immintrin.h>
-#include <string.h>
-#include <stdint.h>
-
-#define RW7_AVX2 __attribute__((target("avx2,fma")))
-
-// Flush-to-zero for the kernel's duration, the caller's MXCSR restored on return (as in
-// kernels_avx2.go).
-static inline unsigned int rw7_ftz_on(void) {
-	unsigned int c = _mm_getcsr();
-	_mm_setcsr(c | 0x8040);
-	return c;
-}
-static inline void rw7_csr_restore(unsigned int* c) { _mm_setcsr(*c); }
-#define RW7_FTZ unsigned int rw7_csr_ __attribute__((cleanup(rw7_csr_restore))) = rw7_ftz_on()
-
-// e^x, Cephes expf (the same polynomial as kernels_avx2.go's rw_exp8/rw_exp1), 0 below -87.3.
-static inline float rw7_exp1(float x) {
-	if (x < -87.3f) return 0.0f;
-	if (x > 88.0f) x = 88.0f;
-	float fx = x * 1.44269504088896341f + 0.5f;
-	int32_t n = (int32_t)fx;
-	if ((float)n > fx) n--;
-	float fn = (float)n;
-	float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-	float p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	int32_t bits = (n + 127) << 23;
-	float s;
-	memcpy(&s, &bits, 4);
-	return p * s;
-}
-
-RW7_AVX2 static inline __m256 rw7_exp8(__m256 x) {
-	__m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
-	x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-	__m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
-	fx = _mm256_floor_ps(fx);
-	__m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-	r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-	p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-	__m256i n = _mm256_cvtps_epi32(fx);
-	n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
-	p = _mm256_mul_ps(p, _mm256_castsi256_ps(n));
-	return _mm256_and_ps(p, tiny);
-}
+#include "rw_simd.h"
 
 // σ(z) = 1/(1+e^{-z}); tanh(z) = 2σ(2z) - 1 (absolute error about 2e-7).
-RW7_AVX2 static inline __m256 rw7_sigmoid8(__m256 z) {
+RW_AVX2 static inline __m256 rw7_sigmoid8(__m256 z) {
 	__m256 one = _mm256_set1_ps(1.0f);
-	return _mm256_div_ps(one, _mm256_add_ps(one, rw7_exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
+	return _mm256_div_ps(one, _mm256_add_ps(one, rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
 }
-static inline float rw7_sigmoid1(float z) { return 1.0f / (1.0f + rw7_exp1(-z)); }
+static inline float rw7_sigmoid1(float z) { return 1.0f / (1.0f + rw_exp1(-z)); }
 
 // y = act(x + b) over rows of D channels; b may be NULL; kind 1 = tanh, 2 = sigmoid.
-RW7_AVX2 void rw7_act_fwd(long rows, int D, const float* x, const float* b, int kind, float* y) {
-	RW7_FTZ;
+RW_AVX2 void rw7_act_fwd(long rows, int D, const float* x, const float* b, int kind, float* y) {
+	RW_FTZ;
 	__m256 two = _mm256_set1_ps(2.0f), one = _mm256_set1_ps(1.0f);
 	for (long r = 0; r < rows; r++) {
 		const float* xr = x + r * D;
@@ -92,8 +35,8 @@ RW7_AVX2 void rw7_act_fwd(long rows, int D, const float* x, const float* b, int 
 }
 
 // Value residual over rows of C channels: out = v + (vf - v)·σ(v0 + z).
-RW7_AVX2 void rw7_vres_fwd(long rows, int C, const float* v, const float* vf, const float* v0, const float* z, float* out) {
-	RW7_FTZ;
+RW_AVX2 void rw7_vres_fwd(long rows, int C, const float* v, const float* vf, const float* v0, const float* z, float* out) {
+	RW_FTZ;
 	for (long r = 0; r < rows; r++) {
 		long o = r * C;
 		int j = 0;
@@ -110,9 +53,9 @@ RW7_AVX2 void rw7_vres_fwd(long rows, int C, const float* v, const float* vf, co
 }
 
 // Its backward; gv0 (C) accumulates Σ_rows gz (the caller zeroes it).
-RW7_AVX2 void rw7_vres_bwd(long rows, int C, const float* v, const float* vf, const float* v0, const float* z,
+RW_AVX2 void rw7_vres_bwd(long rows, int C, const float* v, const float* vf, const float* v0, const float* z,
 		const float* g, float* gv, float* gvf, float* gz, float* gv0) {
-	RW7_FTZ;
+	RW_FTZ;
 	__m256 one = _mm256_set1_ps(1.0f);
 	for (long r = 0; r < rows; r++) {
 		long o = r * C;

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // TestX070OpsMatchTorch evaluates every x070 op and its gradients in float64 and compares them
@@ -23,13 +24,7 @@ func TestX070OpsMatchTorch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: starts PyTorch (about 4 s)")
 	}
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v (apt-get install python3-torch)", py, err)
-		}
-		t.Skipf("skipping: %s cannot import torch (apt-get install python3-torch to run the PyTorch reference)", py)
-	}
+	py := testutil.RequireTorch(t)
 	const B, T, H, S = 2, 3, 2, 4
 	const N, C = B * T, H * S
 	type input struct {

@@ -4,55 +4,21 @@ package model
 
 /*
 #cgo CFLAGS: -O2
-#include <immintrin.h>
-#include <string.h>
-
-#define RW7 __attribute__((target("avx2,fma")))
-
-// Flush-to-zero and denormals-are-zero for the kernel's duration, as in kernels_avx2.go.
-static inline unsigned int rw7_ftz_on(void) {
-	unsigned int c = _mm_getcsr();
-	_mm_setcsr(c | 0x8040);
-	return c;
-}
-static inline void rw7_csr_restore(unsigned int* c) { _mm_setcsr(*c); }
-#define RW7_FTZ unsigned int rw7_csr_ __attribute__((cleanup(rw7_csr_restore))) = rw7_ftz_on()
-
-// e^x, 8 lanes (Cephes expf, relative error about 2e-7; the same as rw_exp8 in kernels_avx2.go).
-RW7 static inline __m256 rw7_exp8(__m256 x) {
-	__m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
-	x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-	__m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
-	fx = _mm256_floor_ps(fx);
-	__m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-	r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-	p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-	__m256i n = _mm256_cvtps_epi32(fx);
-	n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
-	p = _mm256_mul_ps(p, _mm256_castsi256_ps(n));
-	return _mm256_and_ps(p, tiny);
-}
+#include "rw_simd.h"
 
 // The sums of the 8 lanes of each of a, b, c, d, in that order.
-RW7 static inline __m128 rw7_hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+RW_AVX2 static inline __m128 rw7_hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
 	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
 // d = exp(-e^-0.5·σ(w)) and, unless f is NULL, f = dd/dw = d·(-e^-0.5)·σ(w)(1-σ(w)); N % 8 == 0.
-RW7 static void rw7_decay(int N, const float* w, float* d, float* f) {
+RW_AVX2 static void rw7_decay(int N, const float* w, float* d, float* f) {
 	const __m256 one = _mm256_set1_ps(1.0f), ws = _mm256_set1_ps(-0.6065306597126334f);
 	for (int j = 0; j < N; j += 8) {
-		__m256 e = rw7_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(w + j)));
+		__m256 e = rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(w + j)));
 		__m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
-		__m256 dd = rw7_exp8(_mm256_mul_ps(ws, s));
+		__m256 dd = rw_exp8(_mm256_mul_ps(ws, s));
 		_mm256_storeu_ps(d + j, dd);
 		// σ(1-σ) as σ·σ·e^-w: 1-σ would cancel for large w.
 		if (f) _mm256_storeu_ps(f + j, _mm256_mul_ps(_mm256_mul_ps(dd, ws), _mm256_mul_ps(_mm256_mul_ps(s, s), e)));
@@ -62,7 +28,7 @@ RW7 static void rw7_decay(int N, const float* w, float* d, float* f) {
 // One token of one head: the state in (N×N, [value][key]) is advanced into out (in place when
 // out == in); y = S r unless y is NULL, sa = S_{t-1} α unless sa is NULL. Four rows at a time;
 // N % 8 == 0.
-RW7 static void rw7_step(int N, const float* in, float* out, const float* d, const float* r, const float* k,
+RW_AVX2 static void rw7_step(int N, const float* in, float* out, const float* d, const float* r, const float* k,
 		const float* v, const float* a, const float* b, float* y, float* sa) {
 	for (int i = 0; i < N; i += 4) {
 		const float* s0 = in + (long)i * N;
@@ -108,9 +74,9 @@ RW7 static void rw7_step(int N, const float* in, float* out, const float* d, con
 
 // rw7_fwd runs T tokens of one head. r..b and y point at the head's channel 0 of token 0, rows C
 // apart; S holds the initial state on entry and the final state on return; d is N floats of scratch.
-RW7 void rw7_fwd(int T, int C, int N, const float* r, const float* w, const float* k, const float* v,
+RW_AVX2 void rw7_fwd(int T, int C, int N, const float* r, const float* w, const float* k, const float* v,
 		const float* a, const float* b, float* y, float* S, float* d) {
-	RW7_FTZ;
+	RW_FTZ;
 	for (int t = 0; t < T; t++) {
 		long o = (long)t * C;
 		rw7_decay(N, w + o, d, NULL);
@@ -124,7 +90,7 @@ RW7 void rw7_fwd(int T, int C, int N, const float* r, const float* w, const floa
 // them out.
 // Accumulating straight into the output rows would be 2x slower: those tensors lie a multiple
 // of 4 KiB apart, and each load from one would wait for the store just made to another (4K aliasing).
-RW7 static void rw7_step_back(int N, const float* prev, const float* cur, float* G, const float* sa, const float* d,
+RW_AVX2 static void rw7_step_back(int N, const float* prev, const float* cur, float* G, const float* sa, const float* d,
 		const float* r, const float* k, const float* v, const float* a, const float* b, const float* dy,
 		float* dv, float* acc) {
 	float *dr = acc, *dd = acc + N, *dk = acc + 2 * N, *db = acc + 3 * N, *da = acc + 4 * N;
@@ -189,10 +155,10 @@ long rw7_bwd_scratch(int T, int N) {
 	return ((T + 15) / 16) * NN + 18 * NN + 16L * N + 2L * T * N + 6L * N;
 }
 
-RW7 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const float* k, const float* v,
+RW_AVX2 void rw7_bwd(int T, int C, int N, const float* r, const float* w, const float* k, const float* v,
 		const float* a, const float* b, const float* dy, const float* s0, float* G,
 		float* dr, float* dw, float* dk, float* dv, float* da, float* db, float* scratch) {
-	RW7_FTZ;
+	RW_FTZ;
 	const int L = 16;
 	long NN = (long)N * N;
 	int nc = (T + L - 1) / L;

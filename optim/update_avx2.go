@@ -41,21 +41,17 @@ static void rw_adamw32(long n, float* p, const float* g, float* m, float* v, flo
 	}
 	_mm_setcsr(csr);
 }
-
-static int rw_optim_avx2(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 */
 import "C"
 
 import (
-	"os"
 	"unsafe"
+
+	"github.com/rwkv-go/rwkv-go/internal/simd"
 )
 
-// RWKV_KERNELS=go forces the Go update, as on a CPU without AVX2 (the tests run both ways in CI).
-var haveAVX2 = C.rw_optim_avx2() != 0 && os.Getenv("RWKV_KERNELS") != "go"
+// The update runs in C when simd.AVX2 (AVX2+FMA, and RWKV_KERNELS is not "go").
+var haveAVX2 = simd.AVX2
 
 // update32Fast runs update32 in C with AVX2 when the CPU has it; it reports false otherwise.
 func update32Fast(p, g, m, v []float32, k *coeffs) bool {

@@ -9,24 +9,13 @@ import (
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
-const python = "/usr/bin/python3"
-
-// needTorch skips when Debian's python3-torch is absent, unless RWKV_REQUIRE_TORCH is set (as
-// .ci/run does), in which case its absence fails the test.
-func needTorch(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v (apt-get install python3-torch)", python, err)
-		}
-		t.Skipf("skipping: %s cannot import torch (apt-get install python3-torch to run the PyTorch reference)", python)
-	}
-}
+const python = testutil.Python
 
 func TestReferenceSelfTest(t *testing.T) {
-	needTorch(t)
+	testutil.RequireTorch(t)
 	for _, script := range []string{"test_reference.py", "test_rwkv7.py"} {
 		t.Run(script, func(t *testing.T) {
 			out, err := exec.Command(python, script).CombinedOutput()
@@ -90,7 +79,7 @@ func TestGoldenScriptsCoverTolerances(t *testing.T) {
 // (float64) and 1.3e-6 (AdamW) of the tensors' scales; for the x070 files 1.7e-6, 3.2e-15 and
 // 3.5e-6.
 func TestGoldenFilesAreCurrent(t *testing.T) {
-	needTorch(t)
+	testutil.RequireTorch(t)
 	for _, capability := range []string{"", "default"} {
 		name := "native"
 		if capability != "" {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,12 +10,10 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/weights"
 )
-
-// errFlags marks a flag error the flag package has already printed.
-var errFlags = errors.New("bad flags")
 
 // modelFlags are the flags every command takes to load a model.
 type modelFlags struct {
@@ -41,10 +38,10 @@ func (f *modelFlags) register(fs *flag.FlagSet) {
 // load checks the flags and reads the model.
 func (f *modelFlags) load() (*model.Model, error) {
 	if f.path == "" {
-		return nil, usagef("--model is required")
+		return nil, cli.Usagef("--model is required")
 	}
 	if f.ctxLen < 1 {
-		return nil, usagef("--ctx-len must be at least 1, got %d", f.ctxLen)
+		return nil, cli.Usagef("--ctx-len must be at least 1, got %d", f.ctxLen)
 	}
 	var dt model.DType
 	switch f.dtype {
@@ -53,13 +50,13 @@ func (f *modelFlags) load() (*model.Model, error) {
 	case "fp64":
 		dt = model.Float64
 	default:
-		return nil, usagef("--dtype %q, want fp32 or fp64", f.dtype)
+		return nil, cli.Usagef("--dtype %q, want fp32 or fp64", f.dtype)
 	}
 	if err := blas.Init(); err != nil {
 		return nil, err
 	}
 	if f.adapter == "" && (f.adapterInit != "" || f.loraAlpha != 0) {
-		return nil, usagef("--adapter-init and --lora-alpha go with --adapter")
+		return nil, cli.Usagef("--adapter-init and --lora-alpha go with --adapter")
 	}
 	m, err := weights.Load(f.path, f.ctxLen, dt)
 	if err != nil {
@@ -78,20 +75,6 @@ func (f *modelFlags) load() (*model.Model, error) {
 	return m, nil
 }
 
-// parse parses args into fs, which must take no positional arguments.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errFlags
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
-}
-
 // count is an integer flag with its smallest allowed value and what that value means.
 type count struct {
 	flag    string
@@ -104,7 +87,7 @@ type count struct {
 func checkCounts(cs ...count) error {
 	for _, c := range cs {
 		if c.value < c.min {
-			return usagef("%s %d: want %d or more (%s)", c.flag, c.value, c.min, c.meaning)
+			return cli.Usagef("%s %d: want %d or more (%s)", c.flag, c.value, c.min, c.meaning)
 		}
 	}
 	return nil
@@ -124,7 +107,7 @@ func tokenizer(spec string, m *model.Model) (data.Tokenizer, error) {
 		return nil, err
 	}
 	if tok.VocabSize() > m.Config.Vocab {
-		return nil, usagef("tokenizer %s has %d tokens, the model only %d", tok.Name(), tok.VocabSize(), m.Config.Vocab)
+		return nil, cli.Usagef("tokenizer %s has %d tokens, the model only %d", tok.Name(), tok.VocabSize(), m.Config.Vocab)
 	}
 	return tok, nil
 }
@@ -133,7 +116,7 @@ func tokenizer(spec string, m *model.Model) (data.Tokenizer, error) {
 func requireTokenizer(spec string, m *model.Model) (data.Tokenizer, error) {
 	tok, err := tokenizer(spec, m)
 	if err == nil && tok == nil {
-		err = usagef("--tokenizer is required for a vocab-%d model", m.Config.Vocab)
+		err = cli.Usagef("--tokenizer is required for a vocab-%d model", m.Config.Vocab)
 	}
 	return tok, err
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rwkv-go/rwkv-go/eval"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // runGenerate implements `rwkv-eval generate`.
@@ -51,14 +52,14 @@ keep the likeliest tokens and the draw is at --temperature. --alpha-presence 0
 `)
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *prompt == "" {
-		return usagef("--prompt is required")
+		return cli.Usagef("--prompt is required")
 	}
 	if *maxTokens < 0 {
-		return usagef("--max-tokens %d, want >= 0", *maxTokens)
+		return cli.Usagef("--max-tokens %d, want >= 0", *maxTokens)
 	}
 	if err := checkSampleFlags(*temperature, *topP, *topK, *presence, *frequency, *decay); err != nil {
 		return err
@@ -77,7 +78,7 @@ keep the likeliest tokens and the draw is at --temperature. --alpha-presence 0
 	}
 	for _, t := range banned {
 		if t >= m.Config.Vocab {
-			return usagef("--ban: token %d, but the model's vocabulary is 0..%d", t, m.Config.Vocab-1)
+			return cli.Usagef("--ban: token %d, but the model's vocabulary is 0..%d", t, m.Config.Vocab-1)
 		}
 	}
 	s := uint64(*seed)
@@ -114,17 +115,17 @@ func checkSampleFlags(temperature, topP float64, topK int, presence, frequency, 
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 	switch {
 	case !finite(temperature) || temperature < 0:
-		return usagef("--temperature %g, want >= 0 (0: greedy)", temperature)
+		return cli.Usagef("--temperature %g, want >= 0 (0: greedy)", temperature)
 	case math.IsNaN(topP) || topP < 0 || topP > 1:
-		return usagef("--top-p %g, want 0..1 (0: greedy, 1: off)", topP)
+		return cli.Usagef("--top-p %g, want 0..1 (0: greedy, 1: off)", topP)
 	case topK < 0:
-		return usagef("--top-k %d, want >= 0 (0: off)", topK)
+		return cli.Usagef("--top-k %d, want >= 0 (0: off)", topK)
 	case !finite(presence):
-		return usagef("--alpha-presence %g, want a finite number", presence)
+		return cli.Usagef("--alpha-presence %g, want a finite number", presence)
 	case !finite(frequency):
-		return usagef("--alpha-frequency %g, want a finite number", frequency)
+		return cli.Usagef("--alpha-frequency %g, want a finite number", frequency)
 	case math.IsNaN(decay) || decay < 0 || decay > 1:
-		return usagef("--penalty-decay %g, want 0..1 (1: never forget)", decay)
+		return cli.Usagef("--penalty-decay %g, want 0..1 (1: never forget)", decay)
 	}
 	return nil
 }
@@ -138,7 +139,7 @@ func parseTokenList(flag, s string) ([]int, error) {
 		}
 		t, err := strconv.Atoi(f)
 		if err != nil || t < 0 {
-			return nil, usagef("%s: %q is not a token id (want comma-separated integers >= 0)", flag, f)
+			return nil, cli.Usagef("%s: %q is not a token id (want comma-separated integers >= 0)", flag, f)
 		}
 		out = append(out, t)
 	}

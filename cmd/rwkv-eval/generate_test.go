@@ -29,7 +29,7 @@ func TestGenerateSamplingFlagsRefused(t *testing.T) {
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			args := append([]string{"generate", "--model", f.st, "--prompt", "the "}, tt.args...)
-			code, _, errOut := cli(t, context.Background(), args...)
+			code, _, errOut := runCLI(t, context.Background(), args...)
 			if code != exitUsage || !strings.Contains(errOut, tt.want) {
 				t.Fatalf("exit %d, want %d with %q in:\n%s", code, exitUsage, tt.want, errOut)
 			}
@@ -46,7 +46,7 @@ func TestGeneratePenaltyFlags(t *testing.T) {
 		t.Helper()
 		args := append([]string{"generate", "--model", f.st, "--prompt", "the ", "--max-tokens", "40", "--stop-token", "-1",
 			"--echo=false", "--temperature", "0"}, extra...)
-		code, out, errOut := cli(t, context.Background(), args...)
+		code, out, errOut := runCLI(t, context.Background(), args...)
 		if code != exitOK {
 			t.Fatalf("%v: exit %d\n%s", extra, code, errOut)
 		}

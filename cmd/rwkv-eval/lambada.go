@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rwkv-go/rwkv-go/eval"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // lambadaReport is what `rwkv-eval lambada --json` prints.
@@ -45,7 +46,7 @@ summed target NLL per example, as RWKV's run_lambada.py reports it.
 `)
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkCounts(
@@ -55,10 +56,10 @@ summed target NLL per example, as RWKV's run_lambada.py reports it.
 		return err
 	}
 	if *dataPath == "" {
-		return usagef("--data is required")
+		return cli.Usagef("--data is required")
 	}
 	if *bos < -1 {
-		return usagef("--bos %d, want a token id or -1", *bos)
+		return cli.Usagef("--bos %d, want a token id or -1", *bos)
 	}
 	f, err := os.Open(*dataPath)
 	if err != nil {
@@ -81,7 +82,7 @@ summed target NLL per example, as RWKV's run_lambada.py reports it.
 		return err
 	}
 	if *bos >= m.Config.Vocab {
-		return usagef("--bos %d is outside the vocabulary [0, %d)", *bos, m.Config.Vocab)
+		return cli.Usagef("--bos %d is outside the vocabulary [0, %d)", *bos, m.Config.Vocab)
 	}
 	o := eval.LambadaOptions{Batch: *batch, BOS: *bos}
 	var pb *progressBar

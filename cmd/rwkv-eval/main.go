@@ -18,7 +18,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
-	sig "github.com/rwkv-go/rwkv-go/internal/cli"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // Exit codes, set in one place: exitCode.
@@ -29,18 +29,10 @@ const (
 	exitInterrupted = 130 // stopped by Ctrl-C, SIGTERM or SIGHUP
 )
 
-// usageErr is a mistake on the command line: exit 2, with a pointer to the command's -h.
-type usageErr struct{ error }
-
-func (e usageErr) Unwrap() error { return e.error }
-
-// usagef returns a command-line error.
-func usagef(format string, args ...any) error { return usageErr{fmt.Errorf(format, args...)} }
-
 func main() {
 	// Ctrl-C, SIGTERM (what schedulers send) and SIGHUP stop the command as rwkv-train's do:
 	// exit 130; a second signal kills at once; an ignored SIGHUP (nohup) stays ignored.
-	ctx, stop := sig.NotifyStop(context.Background())
+	ctx, stop := cli.NotifyStop(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -79,9 +71,9 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		fmt.Fprintf(stderr, "\nrwkv-eval %s: interrupted\n", name)
 		return exitInterrupted
-	case errors.Is(err, errFlags):
+	case errors.Is(err, cli.ErrFlags):
 		return exitUsage // the flag package has said what is wrong
-	case errors.As(err, new(usageErr)), errors.Is(err, eval.ErrOptions), errors.Is(err, data.ErrBadConfig):
+	case errors.As(err, new(cli.UsageError)), errors.Is(err, eval.ErrOptions), errors.Is(err, data.ErrBadConfig):
 		fmt.Fprintf(stderr, "rwkv-eval %s: %v\nRun 'rwkv-eval %s -h' for usage.\n", name, err, name)
 		return exitUsage
 	}

@@ -128,8 +128,8 @@ func npyU16(b []byte) []byte {
 	return out.Bytes()
 }
 
-// cli runs the command and returns its exit code, stdout and stderr.
-func cli(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+// runCLI runs the command and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, args, &stdout, &stderr)
@@ -139,7 +139,7 @@ func cli(t *testing.T, ctx context.Context, args ...string) (int, string, string
 // pplJSON runs `ppl --json` and decodes the report.
 func pplJSON(t *testing.T, args ...string) map[string]any {
 	t.Helper()
-	code, out, errOut := cli(t, context.Background(), append([]string{"ppl", "--json", "--quiet"}, args...)...)
+	code, out, errOut := runCLI(t, context.Background(), append([]string{"ppl", "--json", "--quiet"}, args...)...)
 	if code != exitOK {
 		t.Fatalf("ppl %v: exit %d\n%s", args, code, errOut)
 	}
@@ -243,7 +243,7 @@ func (runeTokenizer) Name() string   { return "rune" }
 
 func TestLambadaCommand(t *testing.T) {
 	f := setup(t)
-	code, out, errOut := cli(t, context.Background(), "lambada", "--model", f.st, "--data", f.lambada, "--json", "--batch", "2")
+	code, out, errOut := runCLI(t, context.Background(), "lambada", "--model", f.st, "--data", f.lambada, "--json", "--batch", "2")
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
@@ -262,7 +262,7 @@ func TestGenerateCommand(t *testing.T) {
 	args := []string{"generate", "--model", f.st, "--prompt", "the ", "--max-tokens", "12", "--stop-token", "-1", "--echo=false"}
 	var outs []string
 	for range 2 {
-		code, out, errOut := cli(t, context.Background(), append(args, "--seed", "7", "--temperature", "0.9", "--top-k", "20")...)
+		code, out, errOut := runCLI(t, context.Background(), append(args, "--seed", "7", "--temperature", "0.9", "--top-k", "20")...)
 		if code != exitOK {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
@@ -271,7 +271,7 @@ func TestGenerateCommand(t *testing.T) {
 	if outs[0] != outs[1] || len(outs[0]) != 13 { // 12 bytes and a newline
 		t.Fatalf("outputs %q and %q: want the same 12 bytes for the same seed", outs[0], outs[1])
 	}
-	_, out, _ := cli(t, context.Background(), "generate", "--model", f.st, "--prompt", "the ", "--max-tokens", "3", "--temperature", "0")
+	_, out, _ := runCLI(t, context.Background(), "generate", "--model", f.st, "--prompt", "the ", "--max-tokens", "3", "--temperature", "0")
 	if !strings.HasPrefix(out, "the ") {
 		t.Fatalf("echoed output %q does not start with the prompt", out)
 	}
@@ -320,7 +320,7 @@ func TestExitCodes(t *testing.T) {
 		{"lambada without data", context.Background(), []string{"lambada", "--model", f.st}, exitUsage},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := cli(t, tt.ctx, tt.args...)
+			code, _, errOut := runCLI(t, tt.ctx, tt.args...)
 			if code != tt.want {
 				t.Fatalf("exit %d, want %d\n%s", code, tt.want, errOut)
 			}
@@ -329,7 +329,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestHelpListsCommandsWithExamples(t *testing.T) {
-	code, out, _ := cli(t, context.Background(), "--help")
+	code, out, _ := runCLI(t, context.Background(), "--help")
 	for _, s := range []string{"ppl", "lambada", "generate", "examples:", "rwkv-eval ppl --model"} {
 		if code != exitOK || !strings.Contains(out, s) {
 			t.Fatalf("--help (exit %d) does not mention %q:\n%s", code, s, out)
@@ -362,7 +362,7 @@ func TestCountFlagsRefused(t *testing.T) {
 		{append(lambada, "--max-examples", "0", "--batch", "1"), exitOK, ""},
 	} {
 		t.Run(tt.args[0]+" "+strings.Join(tt.args[6:], " "), func(t *testing.T) {
-			code, _, errOut := cli(t, context.Background(), tt.args...)
+			code, _, errOut := runCLI(t, context.Background(), tt.args...)
 			if code != tt.code || !strings.Contains(errOut, tt.want) {
 				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, tt.code, tt.want, errOut)
 			}
@@ -400,7 +400,7 @@ func TestPPLTruncatedData(t *testing.T) {
 				}
 			}
 			defer func() { dataOpened = nil }()
-			code, _, errOut := cli(t, context.Background(), "ppl", "--model", f.st, "--data", arg, "--mode", tt.mode, "--quiet", "--ctx-len", "16")
+			code, _, errOut := runCLI(t, context.Background(), "ppl", "--model", f.st, "--data", arg, "--mode", tt.mode, "--quiet", "--ctx-len", "16")
 			want := fmt.Sprintf("rwkv-eval ppl: data: %q: truncated or changed while in use", victim)
 			if code != exitError || !strings.Contains(errOut, want) {
 				t.Errorf("exit %d, want %d and %q in stderr:\n%s", code, exitError, want, errOut)

@@ -130,10 +130,10 @@ func TestPPLWithAdapterAndState(t *testing.T) {
 			}
 		})
 	}
-	if code, _, stderr := cli(t, t.Context(), "ppl", "--model", lora, "--data", f.text); code == exitOK || !strings.Contains(stderr, "--adapter") {
+	if code, _, stderr := runCLI(t, t.Context(), "ppl", "--model", lora, "--data", f.text); code == exitOK || !strings.Contains(stderr, "--adapter") {
 		t.Errorf("an adapter file as --model: exit %d, %s", code, stderr)
 	}
-	if code, _, stderr := cli(t, t.Context(), "ppl", "--model", f.st, "--data", f.text, "--adapter", lora); code == exitOK {
+	if code, _, stderr := runCLI(t, t.Context(), "ppl", "--model", f.st, "--data", f.text, "--adapter", lora); code == exitOK {
 		t.Errorf("a LoRA adapter without --lora-alpha was accepted: %s", stderr)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // pplReport is what `rwkv-eval ppl --json` prints: the measurement and how it was made.
@@ -59,7 +60,7 @@ file, so context is unbounded and memory constant; its JSON has the loss per
 `)
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkCounts(
@@ -76,7 +77,7 @@ file, so context is unbounded and memory constant; its JSON has the loss per
 		return err
 	}
 	if *dataPath == "" {
-		return usagef("--data is required")
+		return cli.Usagef("--data is required")
 	}
 	m, err := mf.load()
 	if err != nil {
@@ -153,7 +154,7 @@ func openData(path, format string, tok data.Tokenizer, vocab int) (eval.Source, 
 		return toks, format, func() { toks.Close() }, nil
 	case "text":
 		if tok == nil {
-			return nil, "", nil, usagef("text data %s needs --tokenizer (byte is the default only for a vocab-256 model)", path)
+			return nil, "", nil, cli.Usagef("text data %s needs --tokenizer (byte is the default only for a vocab-256 model)", path)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -167,7 +168,7 @@ func openData(path, format string, tok data.Tokenizer, vocab int) (eval.Source, 
 		}
 		return eval.Ints(ids), "text", func() {}, nil
 	}
-	return nil, "", nil, usagef("--format %q, want auto, binidx, npy or text", format)
+	return nil, "", nil, cli.Usagef("--format %q, want auto, binidx, npy or text", format)
 }
 
 // detectFormat: .npy is npy; a path whose PREFIX.idx exists is binidx; anything else is text.

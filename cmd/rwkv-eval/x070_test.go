@@ -138,7 +138,7 @@ func TestX070Lambada(t *testing.T) {
 	f, f7 := setup7(t)
 	var res []eval.LambadaResult
 	for _, batch := range []string{"1", "3"} {
-		code, out, errOut := cli(t, context.Background(), "lambada", "--model", f7.st, "--data", f.lambada, "--json", "--batch", batch, "--dtype", "fp64")
+		code, out, errOut := runCLI(t, context.Background(), "lambada", "--model", f7.st, "--data", f.lambada, "--json", "--batch", batch, "--dtype", "fp64")
 		if code != exitOK {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
@@ -162,7 +162,7 @@ func TestX070Generate(t *testing.T) {
 	_, f7 := setup7(t)
 	gen := func(seed string) string {
 		t.Helper()
-		code, out, errOut := cli(t, context.Background(), "generate", "--model", f7.hf, "--prompt", "the ", "--max-tokens", "24",
+		code, out, errOut := runCLI(t, context.Background(), "generate", "--model", f7.hf, "--prompt", "the ", "--max-tokens", "24",
 			"--stop-token", "-1", "--echo=false", "--seed", seed, "--temperature", "1.2", "--top-p", "0.95",
 			"--alpha-presence", "0.3", "--alpha-frequency", "0.3")
 		if code != exitOK {

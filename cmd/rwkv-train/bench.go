@@ -21,6 +21,7 @@ import (
 
 	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/train"
 )
@@ -66,21 +67,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stderr, "usage: rwkv-train bench [flags]\n\nFull training steps (forward, backward, clipping, AdamW) on random tokens.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg := model.Config{Arch: arch.Arch(*archName), Layers: *layers, Embd: *embd, Vocab: *vocab, CtxLen: *ctxLen, HeadSize: *headSize}
 	if err := cfg.Validate(); err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if err := cfg.Arch.CheckSupported(); err != nil {
-		return usagef("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	if *rounds < 1 || *steps < 1 || *warmup < 0 {
-		return usagef("--rounds %d, --steps %d, --warmup %d: need rounds and steps >= 1, warmup >= 0", *rounds, *steps, *warmup)
+		return cli.Usagef("--rounds %d, --steps %d, --warmup %d: need rounds and steps >= 1, warmup >= 0", *rounds, *steps, *warmup)
 	}
 	if *batch < 1 || *chunk < 0 || *threads < 1 {
-		return usagef("--batch %d, --chunk %d, --threads %d: need batch and threads >= 1, chunk >= 0", *batch, *chunk, *threads)
+		return cli.Usagef("--batch %d, --chunk %d, --threads %d: need batch and threads >= 1, chunk >= 0", *batch, *chunk, *threads)
 	}
 	dir, err := os.MkdirTemp("", "rwkv-bench-")
 	if err != nil {
@@ -105,10 +106,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		bc.PEFT = train.DefaultPEFTConfig()
 		bc.PEFT.Mode, bc.PEFT.LoRAR, bc.PEFT.LoRAAlpha = *peft, *loraR, float64(*loraR)
 		if err := bc.PEFT.Check(); err != nil {
-			return usagef("--peft %s --lora-r %d: %v", *peft, *loraR, err)
+			return cli.Usagef("--peft %s --lora-r %d: %v", *peft, *loraR, err)
 		}
 		if *torch {
-			return usagef("--torch measures full fine-tuning only; drop it with --peft")
+			return cli.Usagef("--torch measures full fine-tuning only; drop it with --peft")
 		}
 	}
 	var ours, theirs []benchReport

@@ -16,6 +16,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // exportFormats are the --format values, in the order the help lists them.
@@ -39,14 +40,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stderr, "usage: rwkv-train export --checkpoint PATH [--adapter FILE (--lora-alpha A | --adapter-init FILE)] --format rwkv|pth|hf|gguf|web-rwkv [--dtype fp32|fp16|bf16] [--vocab world|world:FILE|none] --out PATH\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *from == "" || *out == "" {
-		return usagef("--checkpoint and --out are required")
+		return cli.Usagef("--checkpoint and --out are required")
 	}
 	if !slices.Contains(exportFormats, *format) {
-		return usagef("--format %q: want rwkv, pth, hf, gguf or web-rwkv", *format)
+		return cli.Usagef("--format %q: want rwkv, pth, hf, gguf or web-rwkv", *format)
 	}
 	dts := map[string]checkpoint.DType{"fp32": checkpoint.F32, "fp16": checkpoint.F16, "bf16": checkpoint.BF16}
 	dt := checkpoint.F32
@@ -59,21 +60,21 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dtype != "" {
 		d, ok := dts[*dtype]
 		if !ok {
-			return usagef("--dtype %q: want fp32, fp16 or bf16", *dtype)
+			return cli.Usagef("--dtype %q: want fp32, fp16 or bf16", *dtype)
 		}
 		dt = d
 	}
 	if *format == "web-rwkv" && dt != checkpoint.F16 {
-		return usagef("--dtype %s: web-rwkv is always fp16", *dtype)
+		return cli.Usagef("--dtype %s: web-rwkv is always fp16", *dtype)
 	}
 	if *ctxLen < 0 {
-		return usagef("--ctx-len %d: want a positive length, or 0 for the checkpoint's", *ctxLen)
+		return cli.Usagef("--ctx-len %d: want a positive length, or 0 for the checkpoint's", *ctxLen)
 	}
 	if *vocab != "" && *format != "gguf" {
-		return usagef("--vocab %s: only gguf files hold a vocabulary (the other formats are weights only)", *vocab)
+		return cli.Usagef("--vocab %s: only gguf files hold a vocabulary (the other formats are weights only)", *vocab)
 	}
 	if *vocab != "" && *vocab != "world" && *vocab != "none" && !strings.HasPrefix(*vocab, "world:") {
-		return usagef("--vocab %q: want world, world:FILE or none", *vocab)
+		return cli.Usagef("--vocab %q: want world, world:FILE or none", *vocab)
 	}
 	// A checkpoint directory is its newest checkpoint (a corrupt one is an error naming it and
 	// the newest intact one); an out_dir or Hugging Face directory is read as it is.
@@ -94,14 +95,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	} else if *adapterInit != "" || *loraAlpha != 0 {
-		return usagef("--adapter-init and --lora-alpha go with --adapter")
+		return cli.Usagef("--adapter-init and --lora-alpha go with --adapter")
 	}
 	x070 := d.Arch.Resolve() == arch.X070
 	switch {
 	case *format == "gguf" && !x070:
-		return usagef("--format gguf: %s holds an %s model, and llama.cpp has no RWKV-4 architecture (it runs RWKV-6 and RWKV-7); use --format pth for rwkv.cpp or web-rwkv", path, d.Arch.Title())
+		return cli.Usagef("--format gguf: %s holds an %s model, and llama.cpp has no RWKV-4 architecture (it runs RWKV-6 and RWKV-7); use --format pth for rwkv.cpp or web-rwkv", path, d.Arch.Title())
 	case *format == "web-rwkv" && x070:
-		return usagef("--format web-rwkv: %s holds an %s model; this export writes web-rwkv's RWKV-4 layout only: export --format pth and convert it with web-rwkv's convert_safetensors.py", path, d.Arch.Title())
+		return cli.Usagef("--format web-rwkv: %s holds an %s model; this export writes web-rwkv's RWKV-4 layout only: export --format pth and convert it with web-rwkv's convert_safetensors.py", path, d.Arch.Title())
 	}
 	var tokens [][]byte
 	worldChat := false
@@ -161,12 +162,12 @@ func mergeAdapter(base []checkpoint.Tensor, d arch.Dims, path, initPath string, 
 		return nil, err
 	}
 	if len(a.States) > 0 {
-		return nil, usagef("--adapter %s holds time_state tensors (state tuning): a state is not merged into the weights; evaluate it with rwkv-eval --state %s", path, path)
+		return nil, cli.Usagef("--adapter %s holds time_state tensors (state tuning): a state is not merged into the weights; evaluate it with rwkv-eval --state %s", path, path)
 	}
 	scale := 0.0
 	if len(a.LoRA) > 0 && len(a.Init) == 0 {
 		if !(alpha > 0) {
-			return nil, usagef("--adapter %s is a LoRA adapter (r %d): pass --lora-alpha, the run's peft.lora_alpha (merged as W + alpha/r·B·A), or --adapter-init for a PiSSA adapter", path, a.Rank)
+			return nil, cli.Usagef("--adapter %s is a LoRA adapter (r %d): pass --lora-alpha, the run's peft.lora_alpha (merged as W + alpha/r·B·A), or --adapter-init for a PiSSA adapter", path, a.Rank)
 		}
 		scale = alpha / float64(a.Rank)
 	}
@@ -194,7 +195,7 @@ func ggufVocab(spec string, vocab int) ([][]byte, bool, error) {
 		return nil, false, nil
 	case spec == "world":
 		if vocab != worldVocabSize {
-			return nil, false, usagef("--vocab world: the World vocabulary has %d tokens but the model has %d embedding rows; pass --vocab world:FILE with the model's vocabulary, or --vocab none", worldVocabSize, vocab)
+			return nil, false, cli.Usagef("--vocab world: the World vocabulary has %d tokens but the model has %d embedding rows; pass --vocab world:FILE with the model's vocabulary, or --vocab none", worldVocabSize, vocab)
 		}
 		tok, err = data.WorldVocabTokenizer()
 	default:
@@ -205,7 +206,7 @@ func ggufVocab(spec string, vocab int) ([][]byte, bool, error) {
 	}
 	tokens := tok.TokenBytes()
 	if len(tokens) > vocab {
-		return nil, false, usagef("--vocab %s: the vocabulary's largest id is %d but the model has %d embedding rows", spec, len(tokens)-1, vocab)
+		return nil, false, cli.Usagef("--vocab %s: the vocabulary's largest id is %d but the model has %d embedding rows", spec, len(tokens)-1, vocab)
 	}
 	chat := len(tokens) > 261 && bytes.Equal(tokens[261], []byte("\n\n"))
 	return tokens, chat, nil

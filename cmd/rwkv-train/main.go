@@ -106,35 +106,10 @@ func setTrainingGC() {
 	}
 }
 
-// usageErr is a mistake on the command line: exit 2, with a pointer to the command's -h.
-type usageErr struct{ error }
-
-func (e usageErr) Unwrap() error { return e.error }
-
-// usagef returns a usageErr.
-func usagef(format string, a ...any) error { return usageErr{fmt.Errorf(format, a...)} }
-
 // configError is a bad training config (file, environment or flags): exit 2.
 type configError struct{ error }
 
 func (e configError) Unwrap() error { return e.error }
-
-// errFlags marks a flag error the flag package has already printed.
-var errFlags = errors.New("bad flags")
-
-// parseFlags parses args into fs, which must take no positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errFlags
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
-}
 
 // exitCode reports err on stderr, labelled with the command, and maps it to the exit code:
 // 0 for none or -h, 130 for an interruption, 2 for a usage or config error, 1 for the rest.
@@ -152,12 +127,12 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		fmt.Fprintf(stderr, "\n%s: interrupted\n", label)
 		return exitInterrupted
-	case errors.Is(err, errFlags):
+	case errors.Is(err, cli.ErrFlags):
 		return exitUsage // the flag package has said what is wrong
 	case errors.As(err, new(configError)), errors.Is(err, train.ErrConfig):
 		fmt.Fprintf(stderr, "%s: %v\n", label, err)
 		return exitUsage
-	case errors.As(err, new(usageErr)), errors.Is(err, data.ErrBadConfig):
+	case errors.As(err, new(cli.UsageError)), errors.Is(err, data.ErrBadConfig):
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s' for usage.\n", label, err, help)
 		return exitUsage
 	}

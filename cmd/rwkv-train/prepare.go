@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 )
 
 // runPrepare implements `rwkv-train prepare`: it tokenizes the inputs into a
@@ -49,26 +50,26 @@ its loss on those only.
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return errFlags
+		return cli.ErrFlags
 	}
 	switch {
 	case *tokSpec == "":
-		return usagef("--tokenizer is required")
+		return cli.Usagef("--tokenizer is required")
 	case *output == "":
-		return usagef("--output is required")
+		return cli.Usagef("--output is required")
 	case fs.NArg() == 0:
-		return usagef("no INPUT given")
+		return cli.Usagef("no INPUT given")
 	case !(*valFraction >= 0 && *valFraction < 1): // NaN too
-		return usagef("--val-fraction %v: want a number in [0, 1)", *valFraction)
+		return cli.Usagef("--val-fraction %v: want a number in [0, 1)", *valFraction)
 	case *ctxLen < 1:
-		return usagef("--ctx-len must be at least 1")
+		return cli.Usagef("--ctx-len must be at least 1")
 	}
 	if *sftFields != "" && !*sft {
-		return usagef("--sft-fields needs --sft")
+		return cli.Usagef("--sft-fields needs --sft")
 	}
 	fields, err := data.ParseSFTFields(*sftFields)
 	if err != nil {
-		return usagef("--sft-fields %q: want two different keys, PROMPT,RESPONSE (e.g. query,response)", *sftFields)
+		return cli.Usagef("--sft-fields %q: want two different keys, PROMPT,RESPONSE (e.g. query,response)", *sftFields)
 	}
 	tok, err := data.ParseTokenizer(*tokSpec)
 	if err != nil {

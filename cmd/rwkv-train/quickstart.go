@@ -15,6 +15,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/data"
 	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/train"
 )
 
@@ -31,11 +32,11 @@ func runQuickstart(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprint(stderr, "usage: rwkv-train quickstart [flags]\n\nTrains a small byte-level RWKV-4 on $(go env GOROOT)/src, reports validation\nloss against the unigram baseline, exports it and prints a generated sample.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *steps < 0 {
-		return usagef("--steps %d: want a positive number, or 0 for the recipe's", *steps)
+		return cli.Usagef("--steps %d: want a positive number, or 0 for the recipe's", *steps)
 	}
 	root := *goroot
 	if root == "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
+	"github.com/rwkv-go/rwkv-go/internal/cli"
 	"github.com/rwkv-go/rwkv-go/internal/mpi"
 	"github.com/rwkv-go/rwkv-go/train"
 	"github.com/rwkv-go/rwkv-go/weights"
@@ -35,14 +36,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return flag.ErrHelp
 		case a == "--config" || a == "-config":
 			if i+1 >= len(args) || strings.HasPrefix(args[i+1], "-") {
-				return usagef("--config needs a file")
+				return cli.Usagef("--config needs a file")
 			}
 			i++
 			path = args[i]
 		case strings.HasPrefix(a, "--config="):
 			path = strings.TrimPrefix(a, "--config=")
 			if path == "" {
-				return usagef("--config needs a file")
+				return cli.Usagef("--config needs a file")
 			}
 		case a == "--resume":
 			resume = "latest"
@@ -57,7 +58,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if path == "" {
-		return usagef("--config FILE is required (see configs/)")
+		return cli.Usagef("--config FILE is required (see configs/)")
 	}
 	cfg, err := loadConfig(path, overrides, os.Environ())
 	if err != nil {

@@ -1,4 +1,4 @@
-// Package cli holds what the commands share: how they stop on a signal.
+// Package cli holds what the commands share: how they stop on a signal and how they parse flags.
 package cli
 
 import (

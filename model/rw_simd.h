@@ -1,0 +1,67 @@
+// rw_simd.h: the C helpers shared by the AVX2 kernels of package model (kernels_avx2.go,
+// wkv7_avx2.go, op_x070_avx2.go). cgo compiles each file's preamble as its own translation
+// unit, so everything here is static inline (or a macro) and the guard keeps it single.
+#ifndef RW_SIMD_H
+#define RW_SIMD_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define RW_AVX2 __attribute__((target("avx2,fma")))
+
+// RW_FTZ, first in every kernel, sets flush-to-zero and denormals-are-zero for the kernel's
+// duration and restores the caller's MXCSR on return (Go code expects the default).
+static inline unsigned int rw_ftz_on(void) {
+	unsigned int c = _mm_getcsr();
+	_mm_setcsr(c | 0x8040);
+	return c;
+}
+static inline void rw_csr_restore(unsigned int* c) { _mm_setcsr(*c); }
+#define RW_FTZ unsigned int rw_csr_ __attribute__((cleanup(rw_csr_restore))) = rw_ftz_on()
+
+// e^x for float32 (Cephes expf: range reduction and a degree-6 polynomial, relative error about
+// 2e-7), 0 below -87.3 (so -1e38, the empty state's log-scale, gives 0).
+static inline float rw_exp1(float x) {
+	if (x < -87.3f) return 0.0f;
+	if (x > 88.0f) x = 88.0f;
+	float fx = x * 1.44269504088896341f + 0.5f;
+	int32_t n = (int32_t)fx;
+	if ((float)n > fx) n--;
+	float fn = (float)n;
+	float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	int32_t bits = (n + 127) << 23;
+	float s;
+	memcpy(&s, &bits, 4);
+	return p * s;
+}
+
+RW_AVX2 static inline __m256 rw_exp8(__m256 x) {
+	__m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_GE_OQ);
+	x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+	__m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+	fx = _mm256_floor_ps(fx);
+	__m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i n = _mm256_cvtps_epi32(fx);
+	n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+	p = _mm256_mul_ps(p, _mm256_castsi256_ps(n));
+	return _mm256_and_ps(p, tiny);
+}
+
+#endif // RW_SIMD_H
