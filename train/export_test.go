@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/weights"
 )
@@ -100,12 +100,7 @@ func TestExportsReadBack(t *testing.T) {
 
 	// The .pth files through PyTorch: torch.load(weights_only=True) and the in-repo reference.
 	t.Run("pth/torch", func(t *testing.T) {
-		if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-			if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-				t.Fatalf("RWKV_REQUIRE_TORCH is set but torch cannot be imported: %v", err)
-			}
-			t.Skip("skipping: /usr/bin/python3 cannot import torch (apt-get install python3-torch)")
-		}
+		py := testutil.RequireTorch(t)
 		ref, _ := filepath.Abs("../reference")
 		dts := []checkpoint.DType{checkpoint.F32, checkpoint.F16, checkpoint.BF16}
 		var paths []string
@@ -124,7 +119,7 @@ for path in [%s]:
     out.append(logits.flatten().tolist())
 print(json.dumps(out))
 `, ref, strings.Join(paths, ", "), strings.Trim(strings.Join(strings.Fields(fmt.Sprint(exportPrompt)), ","), "[]"))
-		out, err := exec.Command("/usr/bin/python3", "-c", script).CombinedOutput()
+		out, err := exec.Command(py, "-c", script).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/data"
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 	"github.com/rwkv-go/rwkv-go/model"
 )
 
@@ -23,13 +23,7 @@ func TestPEFTStepMatchesTorch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short mode: starts PyTorch")
 	}
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("RWKV_REQUIRE_TORCH") != "" {
-			t.Fatalf("RWKV_REQUIRE_TORCH is set but %s cannot import torch: %v", py, err)
-		}
-		t.Skipf("skipping: %s cannot import torch", py)
-	}
+	py := testutil.RequireTorch(t)
 	type refStep struct {
 		Loss  float64
 		Grads map[string][]float64
