@@ -364,42 +364,18 @@ func (p *preparer) checkUTF8(buf []byte, valid int, eof bool) ([]byte, int, bool
 // make_data.py, blank lines are skipped and every other line must be a JSON
 // object with a "text" string, the key matched exactly.
 func (p *preparer) jsonl(path string) error {
-	f, err := openRegular(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if p.rd == nil {
-		p.rd = bufio.NewReaderSize(f, 1<<20)
-	} else {
-		p.rd.Reset(f)
-	}
-	for line := 1; ; line++ {
-		b, err := p.readLine()
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("data: prepare: read %q: %w", path, err)
+	return p.eachLine(path, func(line int, b []byte) error {
+		text, invalid, err := jsonlText(b)
+		if err != nil {
+			return fmt.Errorf("data: prepare: %q line %d: %w: %v; want one JSON object with a \"text\" string per line (blank lines are skipped)",
+				path, line, ErrBadInput, err)
 		}
-		if rerr := p.read(len(b)); rerr != nil {
-			return rerr
+		w := p.writer()
+		if err := w.write(p.opt.Tokenizer.Encode(text)); err != nil {
+			return err
 		}
-		if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
-			text, invalid, jerr := jsonlText(trimmed)
-			if jerr != nil {
-				return fmt.Errorf("data: prepare: %q line %d: %w: %v; want one JSON object with a \"text\" string per line (blank lines are skipped)",
-					path, line, ErrBadInput, jerr)
-			}
-			w := p.writer()
-			if werr := w.write(p.opt.Tokenizer.Encode(text)); werr != nil {
-				return werr
-			}
-			if werr := p.endDoc(w, invalid); werr != nil {
-				return werr
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-	}
+		return p.endDoc(w, invalid)
+	})
 }
 
 // sft writes each non-blank line of an instruction .jsonl as one sample:
@@ -409,6 +385,36 @@ func (p *preparer) sft(path string) error {
 	if !strings.HasSuffix(path, ".jsonl") {
 		return fmt.Errorf("data: prepare: %q: %w: instruction (--sft) inputs must be .jsonl files", path, ErrBadInput)
 	}
+	return p.eachLine(path, func(line int, b []byte) error {
+		segs, err := ParseSFTLine(b, p.opt.SFTFields)
+		if err != nil {
+			return fmt.Errorf("data: prepare: %q line %d: %w: %v; want {\"prompt\": ..., \"response\": ...} (or the --sft-fields keys) or {\"messages\": [{\"role\": \"user\", \"content\": ...}, {\"role\": \"assistant\", ...}]} per line",
+				path, line, ErrBadInput, err)
+		}
+		w := p.writer()
+		n := 1 // the final 0
+		for _, s := range segs {
+			ids := p.opt.Tokenizer.Encode(s.Text)
+			if err := w.writeSFT(ids, s.Learn); err != nil {
+				return err
+			}
+			n += len(ids)
+		}
+		if p.opt.CtxLen > 0 && n > p.opt.CtxLen+1 {
+			p.long++
+		}
+		if err := w.mask.write(1, true); err != nil {
+			return err
+		}
+		w.learn++
+		return p.endDoc(w, false)
+	})
+}
+
+// eachLine calls fn with each non-blank line of the file at path (spaces
+// trimmed, numbered from 1, valid until fn returns), counting the bytes read
+// for progress and cancellation.
+func (p *preparer) eachLine(path string, fn func(line int, b []byte) error) error {
 	f, err := openRegular(path)
 	if err != nil {
 		return err
@@ -428,29 +434,8 @@ func (p *preparer) sft(path string) error {
 			return rerr
 		}
 		if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
-			segs, perr := ParseSFTLine(trimmed, p.opt.SFTFields)
-			if perr != nil {
-				return fmt.Errorf("data: prepare: %q line %d: %w: %v; want {\"prompt\": ..., \"response\": ...} (or the --sft-fields keys) or {\"messages\": [{\"role\": \"user\", \"content\": ...}, {\"role\": \"assistant\", ...}]} per line",
-					path, line, ErrBadInput, perr)
-			}
-			w := p.writer()
-			n := 1 // the final 0
-			for _, s := range segs {
-				ids := p.opt.Tokenizer.Encode(s.Text)
-				if werr := w.writeSFT(ids, s.Learn); werr != nil {
-					return werr
-				}
-				n += len(ids)
-			}
-			if p.opt.CtxLen > 0 && n > p.opt.CtxLen+1 {
-				p.long++
-			}
-			if werr := w.mask.write(1, true); werr != nil {
-				return werr
-			}
-			w.learn++
-			if werr := p.endDoc(w, false); werr != nil {
-				return werr
+			if ferr := fn(line, trimmed); ferr != nil {
+				return ferr
 			}
 		}
 		if err == io.EOF {

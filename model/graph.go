@@ -148,19 +148,27 @@ func (gr *Graph) build() error {
 	return nil
 }
 
+// stateInputs adds layer i's state inputs: att_x and ffn_x (B, C) and the WKV state
+// (wkvRows, wkvCols). With state tuning the WKV state the layer reads is its time_state.
+func (gr *Graph) stateInputs(b *builder, i, wkvRows, wkvCols int) (attX, wkvS, ffnX *G.Node) {
+	B, C := gr.opts.B, gr.m.Config.Embd
+	attX = gr.input(fmt.Sprintf("state.%d.att_x", i), B, C)
+	wkvS = gr.input(fmt.Sprintf("state.%d.wkv", i), wkvRows, wkvCols)
+	ffnX = gr.input(fmt.Sprintf("state.%d.ffn_x", i), B, C)
+	gr.stateIn = append(gr.stateIn, attX, wkvS, ffnX)
+	if ts := gr.timeState(b, i); ts != nil {
+		wkvS = ts
+	}
+	return attX, wkvS, ffnX
+}
+
 // blocks4 is RWKV-4's stack of blocks on the embeddings x.
 func (gr *Graph) blocks4(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
 	B, C := gr.opts.B, gr.m.Config.Embd
 	for i := 0; i < gr.m.Config.Layers; i++ {
 		pre := fmt.Sprintf("blocks.%d.", i)
 		lp := func(name string) *G.Node { return p(pre + name) }
-		attX := gr.input(fmt.Sprintf("state.%d.att_x", i), B, C)
-		wkvS := gr.input(fmt.Sprintf("state.%d.wkv", i), 3*B, C)
-		ffnX := gr.input(fmt.Sprintf("state.%d.ffn_x", i), B, C)
-		gr.stateIn = append(gr.stateIn, attX, wkvS, ffnX)
-		if ts := gr.timeState(b, i); ts != nil {
-			wkvS = ts
-		}
+		attX, wkvS, ffnX := gr.stateInputs(b, i, 3*B, C)
 		if i == 0 {
 			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
 		}

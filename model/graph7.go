@@ -32,18 +32,12 @@ func unusedParam(cfg Config, name string) bool {
 // ffn_x (B, C).
 func (gr *Graph) blocks7(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
 	cfg := gr.m.Config
-	B, C, H, N := gr.opts.B, cfg.Embd, cfg.Heads(), cfg.HeadSizeX070()
+	B, H, N := gr.opts.B, cfg.Heads(), cfg.HeadSizeX070()
 	var vFirst *G.Node
 	for i := 0; i < cfg.Layers; i++ {
 		pre := fmt.Sprintf("blocks.%d.", i)
 		lp := func(name string) *G.Node { return p(pre + name) }
-		attX := gr.input(fmt.Sprintf("state.%d.att_x", i), B, C)
-		wkvS := gr.input(fmt.Sprintf("state.%d.wkv", i), B*H*N, N)
-		ffnX := gr.input(fmt.Sprintf("state.%d.ffn_x", i), B, C)
-		gr.stateIn = append(gr.stateIn, attX, wkvS, ffnX)
-		if ts := gr.timeState(b, i); ts != nil {
-			wkvS = ts
-		}
+		attX, wkvS, ffnX := gr.stateInputs(b, i, B*H*N, N)
 		if i == 0 {
 			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
 		}

@@ -74,25 +74,38 @@ func newRNNKernel[F Float](m *Model, B int) *rnnKernel[F] {
 		x: mk(n), xa: mk(n), xf: mk(n), mixed: mk(n), prev: mk(n),
 		k: mk(n), v: mk(n), r: mk(n), y: mk(n), g: mk(n), att: mk(n),
 		fk: mk(B * Fd), fv: mk(n), out: mk(n), logits: mk(B * V),
-		top: map[string][]F{}, layers: make([]map[string][]F, m.Config.Layers)}
-	// The weight slices are looked up once; they share memory with the Model's tensors.
-	for i := range q.layers {
-		q.layers[i] = map[string][]F{}
+	}
+	q.top, q.layers = weightViews[F](m)
+	return q
+}
+
+// weightViews looks the Model's weights up once for an RNN kernel: top holds the tensors
+// outside the blocks by full name, layers[l] block l's by the name after "blocks.l.". The
+// slices share memory with the Model's tensors.
+func weightViews[F Float](m *Model) (top map[string][]F, layers []map[string][]F) {
+	top, layers = map[string][]F{}, make([]map[string][]F, m.Config.Layers)
+	for i := range layers {
+		layers[i] = map[string][]F{}
 	}
 	for _, p := range m.Params {
 		data := p.Value.Data().([]F)
 		if l := layerOf(p.Name); l >= 0 {
-			q.layers[l][strings.SplitN(p.Name, ".", 3)[2]] = data
+			layers[l][strings.SplitN(p.Name, ".", 3)[2]] = data
 		} else {
-			q.top[p.Name] = data
+			top[p.Name] = data
 		}
 	}
-	return q
+	return top, layers
 }
 
-// linear computes out (B, outDim) = in (B, inDim) · Wᵀ.
+// linear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
 func (q *rnnKernel[F]) linear(in, w, out []F, inDim, outDim int) {
-	blas.Gemm(false, true, q.B, outDim, inDim, 1, in, inDim, w, inDim, 0, out, outDim)
+	rowsLinear(q.B, in, w, out, inDim, outDim)
+}
+
+// rowsLinear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
+func rowsLinear[F Float](B int, in, w, out []F, inDim, outDim int) {
+	blas.Gemm(false, true, B, outDim, inDim, 1, in, inDim, w, inDim, 0, out, outDim)
 }
 
 // mix writes x*mix + prev*(1-mix) row by row, prev being the state's last x.

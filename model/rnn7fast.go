@@ -2,7 +2,6 @@ package model
 
 import (
 	"math"
-	"strings"
 
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
@@ -34,27 +33,17 @@ func newRNN7Kernel[F Float](m *Model, B int) *rnn7Kernel[F] {
 		x: mk(n), xa: mk(n), xf: mk(n), prev: mk(n), vFirst: mk(n),
 		r: mk(n), w: mk(n), k: mk(n), v: mk(n), a: mk(n), g: mk(n), kk: mk(n), y: mk(n), tmp: mk(n), out: mk(n),
 		lora: mk(B * max(lr.W, lr.A, lr.V, lr.G)), ffn: mk(B * Fd), logits: mk(B * V),
-		top: map[string][]F{}, layers: make([]map[string][]F, cfg.Layers), dims: [4]int{lr.W, lr.A, lr.V, lr.G}}
+		dims: [4]int{lr.W, lr.A, lr.V, lr.G}}
 	for i := range q.mix {
 		q.mix[i] = mk(n)
 	}
-	for i := range q.layers {
-		q.layers[i] = map[string][]F{}
-	}
-	for _, p := range m.Params { // views of the Model's memory
-		data := p.Value.Data().([]F)
-		if l := layerOf(p.Name); l >= 0 {
-			q.layers[l][strings.SplitN(p.Name, ".", 3)[2]] = data
-		} else {
-			q.top[p.Name] = data
-		}
-	}
+	q.top, q.layers = weightViews[F](m)
 	return q
 }
 
 // linear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
 func (q *rnn7Kernel[F]) linear(in, w, out []F, inDim, outDim int) {
-	blas.Gemm(false, true, q.B, outDim, inDim, 1, in, inDim, w, inDim, 0, out, outDim)
+	rowsLinear(q.B, in, w, out, inDim, outDim)
 }
 
 // lora computes out (B, C) = post(bias + inner(x A) B) for A [C,D], B [D,C] (RWKV-LM's x @ A @ B);
