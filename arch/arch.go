@@ -35,7 +35,7 @@ var Supported = []Arch{X040, X070}
 
 // Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
 // sets, whether or not a model can be built from them yet.
-var Layouts = []Arch{X040, X070}
+var Layouts = []Arch{X040, X052, X060, X070}
 
 // Sentinel errors that callers can test with errors.Is.
 var (
@@ -96,15 +96,17 @@ type Dims struct {
 	FFN    int  // F: dim_ffn, the channel-mix hidden size (4C in RWKV-LM's defaults)
 	Layers int  // L: n_layer
 
-	// x070 only.
-	HeadSize int  // N: head_size (64); H = C/N heads
-	LoRA     LoRA // low-rank widths of the decay, in-context rate, value residual and gate
+	// x052, x060 and x070.
+	HeadSize int // N: head_size (64); H = C/N heads
+	// x060 and x070: low-rank widths (x070: decay, in-context rate, value residual and gate;
+	// x060: token shift and decay).
+	LoRA LoRA
 	// V0Layer0: layer 0 carries v0/v1/v2, which it never uses (RWKV-LM state dicts have them,
 	// FLA's drop them).
 	V0Layer0 bool
 }
 
-// Heads is the number of x070 heads, H = C/N (0 without a head size).
+// Heads is the number of heads of x052, x060 and x070, H = C/N (0 without a head size).
 func (d Dims) Heads() int {
 	if d.HeadSize <= 0 {
 		return 0
@@ -121,9 +123,11 @@ func list(as []Arch) string {
 	return strings.Join(s, ", ")
 }
 
-// LoRA are x070's low-rank widths: att.w1 [C,W], att.a1 [C,A], att.v1 [C,V], att.g1 [C,G].
+// LoRA are the low-rank widths: x070's att.w1 [C,W], att.a1 [C,A], att.v1 [C,V], att.g1 [C,G];
+// x060's att.time_decay_w1 [C,W] and att.time_maa_w1 [C,5·Mix].
 type LoRA struct {
 	W, A, V, G int
+	Mix        int // x060 only: the data-dependent token shift's width (time_maa_w2 [5,Mix,C])
 }
 
 // Spec is one tensor's RWKV-LM name and shape.

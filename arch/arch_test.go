@@ -73,10 +73,14 @@ func TestInfer(t *testing.T) {
 		// x070 has a layout: an RWKV-4 set with a k_k is checked against it, and the error says so.
 		{"x070", with(x040, Spec{"blocks.1.att.k_k", []int{1, 1, 4}}, Spec{"blocks.0.att.ln_x.weight", []int{4}}), ErrTensors, X070,
 			`RWKV-7 (x070) model (tensor "blocks.1.att.k_k"): missing tensor "blocks.0.att.x_r"`},
-		{"x060", with(x040, Spec{"blocks.0.att.time_maa_x", []int{1, 1, 4}}), ErrUnsupported, X060,
-			`tensor "blocks.0.att.time_maa_x": the tensors hold an RWKV-6 (x060) model; x060 is not supported yet (rwkv-go reads RWKV-4 (x040), RWKV-7 (x070))`},
-		{"x052", with(without(x040, "blocks.0.att.time_decay"), Spec{"blocks.0.att.gate.weight", []int{4, 4}}, Spec{"blocks.0.att.time_decay", []int{2, 2}}), ErrUnsupported, X052,
-			"RWKV-5.2 (x052) model"},
+		// x060 and x052 have layouts too.
+		{"x060", with(x040, Spec{"blocks.0.att.time_maa_x", []int{1, 1, 4}}), ErrTensors, X060,
+			`RWKV-6 (x060) model (tensor "blocks.0.att.time_maa_x"): missing tensor "blocks.0.att.time_maa_w"`},
+		{"x052", with(without(x040, "blocks.0.att.time_decay"), Spec{"blocks.0.att.gate.weight", []int{4, 4}}, Spec{"blocks.0.att.time_decay", []int{2, 2}}), ErrTensors, X052,
+			`RWKV-5.2 (x052) model (tensor "blocks.0.att.gate.weight"): missing tensor "blocks.0.att.time_mix_g"`},
+		// RWKV-5.1 has a gate and a [H,1] time_decay: refused as RWKV-5.
+		{"x051", with(without(x040, "blocks.0.att.time_decay"), Spec{"blocks.0.att.gate.weight", []int{4, 4}}, Spec{"blocks.0.att.time_decay", []int{4, 1}},
+			Spec{"blocks.0.att.ln_x.weight", []int{4}}), ErrUnsupported, X050, "RWKV-5 (x050) model; x050 is not supported"},
 		{"x050", with(x040, Spec{"blocks.0.att.ln_x.weight", []int{4}}), ErrUnsupported, X050, `tensor "blocks.0.att.ln_x.weight": the tensors hold an RWKV-5 (x050) model`},
 		// a gate without a 2-D time_decay is not x052's; with ln_x it is RWKV-5.
 		{"x050 gate", with(x040, Spec{"blocks.0.att.gate.weight", []int{4, 4}}, Spec{"blocks.0.att.ln_x.bias", []int{4}}), ErrUnsupported, X050, "RWKV-5 (x050)"},
@@ -95,7 +99,7 @@ func TestInfer(t *testing.T) {
 	}
 }
 
-// TestArchDefault: the zero Arch is x040; x040 and x070 are supported; x060 (no layout) and
+// TestArchDefault: the zero Arch is x040; x040 and x070 are supported; x060 (a layout, no model yet), x050 (neither) and
 // unknown names are refused, naming them.
 func TestArchDefault(t *testing.T) {
 	for _, tt := range []struct {
@@ -103,7 +107,7 @@ func TestArchDefault(t *testing.T) {
 		supported, hasLayout bool
 		title                string
 	}{{"", true, true, "RWKV-4 (x040)"}, {X040, true, true, "RWKV-4 (x040)"}, {X070, true, true, "RWKV-7 (x070)"},
-		{X060, false, false, "RWKV-6 (x060)"}, {"x999", false, false, `"x999"`}} {
+		{X060, false, true, "RWKV-6 (x060)"}, {X050, false, false, "RWKV-5 (x050)"}, {"x999", false, false, `"x999"`}} {
 		if got := tt.a.IsSupported(); got != tt.supported {
 			t.Errorf("%q.IsSupported() = %v, want %v", tt.a, got, tt.supported)
 		}

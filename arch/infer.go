@@ -20,7 +20,8 @@ var markers = []struct {
 	{X070, func(p, _ string, _ map[string][]int) bool { return p == "att.k_k" }},
 	{X060, func(p, _ string, _ map[string][]int) bool { return strings.HasPrefix(p, "att.time_maa") }},
 	{X052, func(p, b string, shape map[string][]int) bool {
-		return p == "att.gate.weight" && len(shape[b+"att.time_decay"]) == 2 // [H,N]
+		td := shape[b+"att.time_decay"] // [H,N]; RWKV-5.1's is [H,1]
+		return p == "att.gate.weight" && len(td) == 2 && td[1] > 1
 	}},
 	{X050, func(p, _ string, _ map[string][]int) bool { return strings.HasPrefix(p, "att.ln_x.") }},
 }
@@ -67,6 +68,8 @@ func Infer(ts []Spec) (Dims, error) {
 			return Dims{Arch: a}, fmt.Errorf("tensor %q belongs to an RWKV-7a/7b variant (DeepEmbed or DEA), which is not supported; use a plain RWKV-7 (x070) model: %w", v, ErrUnsupported)
 		}
 		d = inferX070(ts)
+	case X052, X060:
+		d = inferX05(a, ts)
 	default:
 		return Dims{Arch: a}, fmt.Errorf("tensor %q: the tensors hold an %s model; %s is not supported yet (rwkv-go reads %s): %w",
 			marker, a.Title(), a, list(Layouts), ErrUnsupported)

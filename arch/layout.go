@@ -3,12 +3,16 @@ package arch
 import "fmt"
 
 // Layout lists every tensor of a model of d with RWKV-LM's names and shapes, in RWKV-LM
-// state-dict order. It panics for an architecture without a layout (x040 and x070 have one):
+// state-dict order. It panics for an architecture without a layout (x040, x052, x060 and x070 have one):
 // callers validate the architecture first, as model.Config.Validate and Infer do.
 func (d Dims) Layout() []Spec {
 	switch d.Arch.Resolve() {
 	case X040:
 		return layoutX040(d)
+	case X052:
+		return layoutX052(d)
+	case X060:
+		return layoutX060(d)
 	case X070:
 		return layoutX070(d)
 	}

@@ -108,9 +108,9 @@ func TestDefaultLoRA(t *testing.T) {
 	for _, tt := range []struct {
 		C                 int
 		current, released LoRA
-	}{{768, LoRA{64, 64, 32, 128}, LoRA{64, 64, 32, 128}}, {1024, LoRA{64, 64, 64, 160}, LoRA{64, 64, 32, 128}},
-		{2048, LoRA{128, 128, 64, 224}, LoRA{96, 96, 64, 256}}, {2560, LoRA{128, 128, 96, 256}, LoRA{96, 96, 64, 320}},
-		{4096, LoRA{160, 160, 96, 320}, LoRA{128, 128, 96, 480}}, {64, LoRA{32, 32, 32, 32}, LoRA{32, 32, 32, 32}}} {
+	}{{768, LoRA{W: 64, A: 64, V: 32, G: 128}, LoRA{W: 64, A: 64, V: 32, G: 128}}, {1024, LoRA{W: 64, A: 64, V: 64, G: 160}, LoRA{W: 64, A: 64, V: 32, G: 128}},
+		{2048, LoRA{W: 128, A: 128, V: 64, G: 224}, LoRA{W: 96, A: 96, V: 64, G: 256}}, {2560, LoRA{W: 128, A: 128, V: 96, G: 256}, LoRA{W: 96, A: 96, V: 64, G: 320}},
+		{4096, LoRA{W: 160, A: 160, V: 96, G: 320}, LoRA{W: 128, A: 128, V: 96, G: 480}}, {64, LoRA{W: 32, A: 32, V: 32, G: 32}, LoRA{W: 32, A: 32, V: 32, G: 32}}} {
 		if got := DefaultLoRA(tt.C); got != tt.current {
 			t.Errorf("DefaultLoRA(%d) = %+v, want %+v", tt.C, got, tt.current)
 		}
