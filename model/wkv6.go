@@ -235,12 +235,15 @@ func wkv6Backward[F Float](B, T, H, N int, r, k, v, w, u, s0, dy, dsT, dr, dk, d
 	wkv6Reduce(B, H, N, duPart, du)
 	if wConst {
 		wkv6Reduce(B, H, N, ddPart, dw)
-		for h := 0; h < H; h++ {
-			for j := 0; j < N; j++ {
-				_, f := wkv6Decay(float64(w[h*N+j]))
-				dw[h*N+j] *= F(f)
-			}
-		}
+		wkv6ScaleDW(w, dw)
+	}
+}
+
+// wkv6ScaleDW turns x052's gradient of the constant d into that of w̃: dw *= dd/dw̃.
+func wkv6ScaleDW[F Float](w, dw []F) {
+	for i, x := range w {
+		_, f := wkv6Decay(float64(x))
+		dw[i] *= F(f)
 	}
 }
 

@@ -271,7 +271,6 @@ func TestWKV6FastMatchesGo(t *testing.T) {
 	if !haveAVX2 {
 		t.Skip("skipping: no AVX2 kernels in this build (needs cgo on amd64 and an AVX2+FMA CPU)")
 	}
-	t.Skip("TODO: the WKV-6 AVX2 kernels are not written yet")
 	for _, c := range []wkv6Case{
 		{2, 1, 2, 8, 0, 1, false, false}, {2, 17, 3, 8, -1, 1, false, true}, {2, 17, 3, 8, -1, 1, true, true},
 		{1, 40, 2, 16, 8, 0.1, false, true}, {2, 33, 2, 64, -1, 1, false, true}, {1, 20, 1, 64, -8, 0.1, true, false},
