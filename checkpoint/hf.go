@@ -67,11 +67,17 @@ func ReadHFDir(dir string) ([]Tensor, error) {
 }
 
 // checkDirConfig checks dir/config.json against ts (RWKV-LM names): as
-// transformers' RwkvConfig for RWKV-4 tensors, as FLA's RWKV7Config for
+// transformers' RwkvConfig for RWKV-4 tensors, as the RWKV-5/6 remote code's
+// Rwkv5Config/Rwkv6Config for RWKV-5.2/RWKV-6 ones, as FLA's RWKV7Config for
 // RWKV-7 ones.
 func checkDirConfig(dir string, ts []Tensor) error {
-	if d, _, err := Check(ts); err == nil && d.Arch.Resolve() == arch.X070 {
-		return checkHF7Config(dir, ts)
+	if d, _, err := Check(ts); err == nil {
+		switch {
+		case d.Arch.Resolve() == arch.X070:
+			return checkHF7Config(dir, ts)
+		case isX05(d.Arch):
+			return checkHF56Config(dir, ts)
+		}
 	}
 	return checkHFConfig(dir, ts)
 }
@@ -178,11 +184,7 @@ func readHFConfig(dir string) (*hfConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
-	c := &hfConfig{path: path}
-	if err := json.Unmarshal(b, &c.raw); err != nil {
-		return nil, fmt.Errorf("weights %s: not JSON: %v: %w", path, err, ErrMalformed)
-	}
-	return c, nil
+	return parseHFConfig(path, b)
 }
 
 // lookup returns key's value, nil when it is absent or null.
