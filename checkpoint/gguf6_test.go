@@ -102,8 +102,8 @@ func TestExportGGUF6(t *testing.T) {
 						t.Errorf("time_mix_lerp_fused slice %d is not time_maa_%s", i, x)
 					}
 				}
-				w2, _ := gt["blk.1.time_mix_w2.weight"].Float32s() // [5,C,M]
-				sw2, _ := src["blocks.1.att.time_maa_w2"].Float32s()  // [5,M,C]
+				w2, _ := gt["blk.1.time_mix_w2.weight"].Float32s()   // [5,C,M]
+				sw2, _ := src["blocks.1.att.time_maa_w2"].Float32s() // [5,M,C]
 				if i, c, m := 4, 7, 3; w2[(i*C+c)*M+m] != sw2[(i*M+m)*C+c] {
 					t.Errorf("time_mix_w2[4][7][3] = %g, want time_maa_w2[4][3][7] = %g", w2[(i*C+c)*M+m], sw2[(i*M+m)*C+c])
 				}
