@@ -31,7 +31,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	format := fs.String("format", "rwkv", "rwkv (RWKV-LM safetensors), pth (RWKV-LM .pth, what ChatRWKV and rwkv.cpp's converter read), hf (Hugging Face directory: transformers RWKV-4, the RWKV/rwkv-5-world and RWKV/v6-Finch remote-code layouts for RWKV-5.2/6, fla-hub rwkv7 for RWKV-7), gguf (llama.cpp: RWKV-6 and RWKV-7), web-rwkv (fp16 .st: RWKV-4, RWKV-5.2 and RWKV-6)")
 	dtype := fs.String("dtype", "", "fp32, fp16 or bf16 (default: fp32; bf16 for pth; fp16 for gguf, whose vectors stay fp32; web-rwkv is always fp16)")
 	out := fs.String("out", "", "output file (rwkv, pth, gguf, web-rwkv) or directory (hf)")
-	ctxLen := fs.Int("ctx-len", 0, "hf: RWKV-4's context_length (default: the checkpoint's model.ctx_len, else 1024); RWKV-7's max_position_embeddings (default 4096, unused by FLA)")
+	ctxLen := fs.Int("ctx-len", 0, "hf: RWKV-4's context_length (default: the checkpoint's model.ctx_len, else 1024); RWKV-7's max_position_embeddings (default 4096, unused by FLA); RWKV-5.2/6 configs have no such key")
 	vocab := fs.String("vocab", "", "gguf: the tokenizer written into the file: world (the built-in World vocabulary, the default for a 65536-token model), world:FILE (a vocabulary in rwkv_vocab_v20230424.txt format) or none (the default for other vocab sizes; llama.cpp needs one to load the file)")
 	adapter := fs.String("adapter", "", "merge this adapter file (adapter.pth from peft.mode lora or pissa, or RWKV-PEFT's rwkv-N.pth) into the --checkpoint base before exporting")
 	adapterInit := fs.String("adapter-init", "", "PiSSA: the run's init_pissa.pth (init_lora_A/B), needed to merge a PiSSA adapter into the original base")
