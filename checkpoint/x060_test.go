@@ -152,51 +152,6 @@ func TestReadWeightsRWKV51(t *testing.T) {
 	}
 }
 
-// TestExportX05PTHTorch: torch.load reads the x052 and x060 .pth with RWKV-LM's names, bf16
-// dtype, shapes and values.
-func TestExportX05PTHTorch(t *testing.T) {
-	py := testutil.RequireTorch(t)
-	dir := t.TempDir()
-	for _, d := range []Dims{tinyX052, tinyX060} {
-		model := tinyX05Model(d)
-		var buf bytes.Buffer
-		if err := ExportX05PTH(&buf, model, BF16); err != nil {
-			t.Fatal(err)
-		}
-		path := writeFile(t, dir, string(d.Arch)+".pth", buf.Bytes())
-		script := `
-import sys, torch
-sd = torch.load(sys.argv[1], map_location="cpu")
-for k, v in sd.items():
-    print(k, str(v.dtype), "x".join(str(s) for s in v.shape), repr(float(v.float().abs().sum())))
-`
-		out, err := exec.Command(py, "-c", script, path).CombinedOutput()
-		if err != nil {
-			t.Fatalf("torch.load: %v\n%s", err, out)
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if len(lines) != len(model) {
-			t.Fatalf("%s: torch sees %d tensors, want %d", d.Arch, len(lines), len(model))
-		}
-		for i, m := range model {
-			var name, dtype, shape string
-			var sum float64
-			if _, err := fmt.Sscan(lines[i], &name, &dtype, &shape, &sum); err != nil {
-				t.Fatalf("line %q: %v", lines[i], err)
-			}
-			v, _ := m.Float64s()
-			want := 0.0
-			for _, x := range v {
-				want += max(x, -x)
-			}
-			ws := strings.ReplaceAll(strings.Trim(fmt.Sprint(m.Shape), "[]"), " ", "x")
-			if name != m.Name || dtype != "torch.bfloat16" || shape != ws || sum < want*0.99 || sum > want*1.01 {
-				t.Errorf("torch: %q, want %s torch.bfloat16 %s sum %g", lines[i], m.Name, ws, want)
-			}
-		}
-	}
-}
-
 // TestHFNames56: the RWKV-5/6 remote code's names (convert_rwkv5_checkpoint_to_hf.py's map and
 // modeling_rwkv6.py's parameters) and back.
 func TestHFNames56(t *testing.T) {
@@ -496,6 +451,170 @@ func TestAdapterX05(t *testing.T) {
 		}
 		if _, err := CheckAdapter([]Tensor{filled("blocks.0.att.time_maa_w1.lora_A", 1, 2, 12)}, specsOf(d), AdapterRules{}); d.Arch == arch.X060 && !errors.Is(err, ErrTensors) {
 			t.Errorf("a LoRA on time_maa_w1: %v, want ErrTensors", err)
+		}
+	}
+}
+
+// hf56ModulesPy builds the module tree that the RWKV-5/6 remote code's Rwkv5ForCausalLM and
+// Rwkv6ForCausalLM declare (modeling_rwkv5.py, modeling_rwkv6.py: parameter names and shapes,
+// sizes from config.json as their configs read them: RWKV-5's num_attention_heads is the head
+// size, the channel mix is int(3.5·C)//32·32, RWKV-6's LoRA widths depend on C only) and loads
+// dir/model.safetensors into it with load_state_dict(strict=True).
+const hf56ModulesPy = `
+import json, struct, sys, torch
+from torch import nn
+def load_hf(d):
+  cfg = json.load(open(d + "/config.json"))
+  b = open(d + "/model.safetensors", "rb").read()
+  n = struct.unpack("<Q", b[:8])[0]
+  head = json.loads(b[8:8 + n])
+  dts = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+  sd = {}
+  for k, v in head.items():
+      if k == "__metadata__":
+          continue
+      s, e = v["data_offsets"]
+      sd[k] = torch.frombuffer(bytearray(b[8 + n + s:8 + n + e]), dtype=dts[v["dtype"]]).reshape(v["shape"])
+  mt = cfg["model_type"]
+  C, A, L, V = cfg["hidden_size"], cfg["attention_hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+  F = int((C * 3.5) // 32 * 32)
+  P = lambda *s: nn.Parameter(torch.empty(*s))
+  class Att(nn.Module):
+      def __init__(self):
+          super().__init__()
+          if mt == "rwkv5":
+              N = cfg["num_attention_heads"]
+              H = C // N
+              self.time_decay, self.time_faaaa = P(H, N), P(H, N)
+              for x in ["gate", "key", "value", "receptance"]:
+                  setattr(self, "time_mix_" + x, P(1, 1, C))
+          else:
+              N = cfg["head_size"]
+              H = A // N
+              M, W = (64, 128) if C == 4096 else (32, 64)
+              for x in "xwkvrg":
+                  setattr(self, "time_maa_" + x, P(1, 1, C))
+              self.time_maa_w1, self.time_maa_w2 = P(C, M * 5), P(5, M, C)
+              self.time_decay, self.time_decay_w1, self.time_decay_w2 = P(1, 1, A), P(C, W), P(W, A)
+              self.time_faaaa = P(H, N)
+          for x in ["key", "value", "receptance", "gate"]:
+              setattr(self, x, nn.Linear(C, A, bias=False))
+          self.output = nn.Linear(A, C, bias=False)
+          self.ln_x = nn.GroupNorm(H, C)
+  class FFN(nn.Module):
+      def __init__(self):
+          super().__init__()
+          mix = "time_mix_" if mt == "rwkv5" else "time_maa_"
+          for x in (["key", "receptance"] if mt == "rwkv5" else ["k", "r"]):
+              setattr(self, mix + x, P(1, 1, C))
+          self.key, self.receptance, self.value = nn.Linear(C, F, bias=False), nn.Linear(C, C, bias=False), nn.Linear(F, C, bias=False)
+  class Block(nn.Module):
+      def __init__(self, l):
+          super().__init__()
+          if l == 0:
+              self.pre_ln = nn.LayerNorm(C)
+          self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+          self.attention, self.feed_forward = Att(), FFN()
+  class Model(nn.Module):
+      def __init__(self):
+          super().__init__()
+          self.embeddings = nn.Embedding(V, C)
+          self.blocks = nn.ModuleList([Block(l) for l in range(L)])
+          self.ln_out = nn.LayerNorm(C)
+  class ForCausalLM(nn.Module):
+      def __init__(self):
+          super().__init__()
+          self.rwkv, self.head = Model(), nn.Linear(C, V, bias=False)
+  m = ForCausalLM()
+  m.load_state_dict(sd, strict=True)
+  print("hf", mt, len(sd), float(sum(v.float().abs().sum() for v in m.state_dict().values())))
+for arg in sys.argv[1:]:
+  kind, path = arg.split("=", 1)
+  if kind == "hf":
+    load_hf(path)
+  else:
+    sd = torch.load(path, map_location="cpu")
+    for k, v in sd.items():
+      print("pth", k, str(v.dtype), "x".join(str(s) for s in v.shape), repr(float(v.float().abs().sum())))
+`
+
+// absSum is the sum of |x| over ts.
+func absSum(ts ...Tensor) float64 {
+	sum := 0.0
+	for _, t := range ts {
+		v, _ := t.Float64s()
+		for _, x := range v {
+			sum += max(x, -x)
+		}
+	}
+	return sum
+}
+
+// TestExportX05Torch, with one PyTorch process: torch.load reads the x052 and x060 .pth
+// exports (RWKV-LM names and order, bf16, shapes, values), and the HF exports fit the remote
+// code's declared modules exactly (names, shapes, sizes from config.json; hf56ModulesPy).
+func TestExportX05Torch(t *testing.T) {
+	py := testutil.RequireTorch(t)
+	dir := t.TempDir()
+	args := []string{"-c", hf56ModulesPy}
+	var pths [][]Tensor
+	for _, d := range []Dims{tinyX052, tinyX060} {
+		model := tinyX05Model(d)
+		var buf bytes.Buffer
+		if err := ExportX05PTH(&buf, model, BF16); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "pth="+writeFile(t, dir, string(d.Arch)+".pth", buf.Bytes()))
+		pths = append(pths, model)
+	}
+	hfs := map[string][]Tensor{}
+	for _, d := range []Dims{hfX052, hfX060} {
+		model := tinyX05Model(d)
+		hf := filepath.Join(dir, "hf-"+string(d.Arch))
+		if err := ExportHF56(hf, model, BF16); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "hf="+hf)
+		hfs[hf56ModelType(d.Arch)] = model
+	}
+	out, err := exec.Command(py, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("torch: %v\n%s", err, out)
+	}
+	var pthLines []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var kind, mt string
+		var count int
+		var sum float64
+		if strings.HasPrefix(line, "pth ") {
+			pthLines = append(pthLines, strings.TrimPrefix(line, "pth "))
+			continue
+		}
+		if _, err := fmt.Sscan(line, &kind, &mt, &count, &sum); err != nil || kind != "hf" || hfs[mt] == nil || count != len(hfs[mt]) {
+			t.Errorf("torch printed %q, want hf, a model type and %d tensors", line, len(hfs[mt]))
+			continue
+		}
+		if want := absSum(hfs[mt]...); sum < want*0.99 || sum > want*1.01 {
+			t.Errorf("%s: torch's sum of |weights| %g, ours %g", mt, sum, want)
+		}
+		delete(hfs, mt)
+	}
+	if len(hfs) != 0 {
+		t.Errorf("no line for the HF directories of %v", hfs)
+	}
+	want := append(slices.Clone(pths[0]), pths[1]...)
+	if len(pthLines) != len(want) {
+		t.Fatalf("torch sees %d tensors in the .pth files, want %d", len(pthLines), len(want))
+	}
+	for i, m := range want {
+		var name, dtype, shape string
+		var sum float64
+		if _, err := fmt.Sscan(pthLines[i], &name, &dtype, &shape, &sum); err != nil {
+			t.Fatalf("line %q: %v", pthLines[i], err)
+		}
+		ws := strings.ReplaceAll(strings.Trim(fmt.Sprint(m.Shape), "[]"), " ", "x")
+		if w := absSum(m); name != m.Name || dtype != "torch.bfloat16" || shape != ws || sum < w*0.99 || sum > w*1.01 {
+			t.Errorf("torch: %q, want %s torch.bfloat16 %s sum %g", pthLines[i], m.Name, ws, w)
 		}
 	}
 }
