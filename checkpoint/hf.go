@@ -37,7 +37,9 @@ func hfWeightsFile(dir string) (string, bool) {
 }
 
 // ReadHFDir reads a Hugging Face RwkvForCausalLM directory as transformers
-// writes it, or an fla-hub RWKV7ForCausalLM directory as flash-linear-attention
+// writes it, an Rwkv5ForCausalLM or Rwkv6ForCausalLM directory of the RWKV-5/6
+// remote-code models (RWKV/rwkv-5-world-*, RWKV/v6-Finch-*-HF; ExportHF56), or
+// an fla-hub RWKV7ForCausalLM directory as flash-linear-attention
 // writes it (FLA names are mapped back with X070FromFLA): model.safetensors, a sharded model.safetensors.index.json,
 // pytorch_model.bin (a torch zip pickle, read without running code) or a
 // sharded pytorch_model.bin.index.json, looked for in that order, as

@@ -76,7 +76,7 @@ type Dims = arch.Dims
 
 // Check tells the architecture and sizes from ts (RWKV-LM names) with arch.Infer, checks that ts
 // hold exactly that architecture's tensors with its shapes and float dtypes, and returns ts in
-// RWKV-LM state_dict order. It accepts every architecture with a layout (arch.Layouts: RWKV-4
+// RWKV-LM state_dict order. It accepts every architecture with a layout (arch.Layouts: RWKV-4, RWKV-5.2, RWKV-6
 // and RWKV-7), including those a model cannot be built from yet: callers that build one check
 // Dims.Arch.CheckSupported. A wrong tensor set is ErrTensors, an architecture without a layout
 // arch.ErrUnsupported.

@@ -452,6 +452,21 @@ func TestAdapterX05(t *testing.T) {
 		if _, err := CheckAdapter([]Tensor{filled("blocks.0.att.time_maa_w1.lora_A", 1, 2, 12)}, specsOf(d), AdapterRules{}); d.Arch == arch.X060 && !errors.Is(err, ErrTensors) {
 			t.Errorf("a LoRA on time_maa_w1: %v, want ErrTensors", err)
 		}
+		// A LoRA pair on the gate merges into att.gate.weight only: W + B·A.
+		a, err = CheckAdapter([]Tensor{filled("blocks.1.att.gate.lora_A", 1, 2, 12), filled("blocks.1.att.gate.lora_B", 2, 12, 2)}, specsOf(d), AdapterRules{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := tinyX05Model(d)
+		merged, err := MergeAdapter(base, a, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range merged {
+			if changed := maxDiff(t, m, base[i]) > 0; changed != (m.Name == "blocks.1.att.gate.weight") {
+				t.Errorf("%s: changed %v by the gate's LoRA", m.Name, changed)
+			}
+		}
 	}
 }
 
