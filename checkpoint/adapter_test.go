@@ -19,6 +19,12 @@ import (
 var adapterX070 = arch.Dims{Arch: arch.X070, Vocab: 11, Embd: 8, FFN: 32, Layers: 2, HeadSize: 4,
 	LoRA: arch.LoRA{W: 2, A: 2, V: 2, G: 2}}
 
+// adapterX052 and adapterX060 are RWKV-5.2/6 bases of 3 heads of 4 (a state [3,4,4]).
+var (
+	adapterX052 = arch.Dims{Arch: arch.X052, Vocab: 11, Embd: 12, FFN: 32, Layers: 2, HeadSize: 4}
+	adapterX060 = arch.Dims{Arch: arch.X060, Vocab: 11, Embd: 12, FFN: 32, Layers: 2, HeadSize: 4, LoRA: arch.LoRA{Mix: 2, W: 3}}
+)
+
 // filled returns an F32 tensor whose values are a simple function of seed.
 func filled(name string, seed float32, shape ...int) Tensor {
 	n := 1
@@ -67,9 +73,9 @@ func sameTensor(a, b Tensor) bool {
 
 // TestAdapterRoundTrip: an adapter, a PiSSA init file and the states written as .pth read back
 // identical and sorted into pairs (base order), parts and states, for RWKV-4 and x070; the
-// state shapes are [3,C] and [H,N,N].
+// state shapes are [3,C] and [H,N,N] (x052 and x060 as x070).
 func TestAdapterRoundTrip(t *testing.T) {
-	for _, d := range []arch.Dims{tinyDims, adapterX070} {
+	for _, d := range []arch.Dims{tinyDims, adapterX070, adapterX052, adapterX060} {
 		t.Run(string(d.Arch.Resolve()), func(t *testing.T) {
 			in, err := CheckAdapter(tinyAdapter(t, d), specsOf(d), AdapterRules{})
 			if err != nil {
@@ -81,7 +87,7 @@ func TestAdapterRoundTrip(t *testing.T) {
 			if in.LoRA[0].Module != "blocks.0.att.key" || in.LoRA[1].Module != "blocks.0.ffn.value" {
 				t.Errorf("pairs not in base order: %s, %s", in.LoRA[0].Module, in.LoRA[1].Module)
 			}
-			want := map[arch.Arch][]int{arch.X040: {3, d.Embd}, arch.X070: {2, 4, 4}}[d.Arch.Resolve()]
+			want := map[arch.Arch][]int{arch.X040: {3, d.Embd}, arch.X070: {2, 4, 4}, arch.X052: {3, 4, 4}, arch.X060: {3, 4, 4}}[d.Arch.Resolve()]
 			if !slices.Equal(in.States[0].Shape, want) {
 				t.Errorf("state shape %v, want %v", in.States[0].Shape, want)
 			}

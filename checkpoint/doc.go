@@ -3,7 +3,7 @@
 // the model. Which tensors make a model (names, shapes, state-dict order) is
 // package arch's table: Check tells the architecture and sizes from a set of
 // tensors and puts them in that order. It reads every architecture arch has a
-// layout for (RWKV-4 and RWKV-7), whether or not a model can be built from it
+// layout for (RWKV-4, RWKV-5.2, RWKV-6 and RWKV-7), whether or not a model can be built from it
 // yet; whoever builds one checks Dims.Arch.CheckSupported.
 //
 // Training checkpoints (Save, Load, Latest, Prune) are single safetensors
@@ -16,14 +16,19 @@
 // left. Non-finite values are refused, naming the tensor.
 //
 // Exports: ExportRWKV (RWKV-LM names in F32, F16 or BF16), ExportWebRWKV
-// (all F16), ExportHF (a transformers RwkvForCausalLM directory) and
-// ExportPTH / WritePTH (a torch.save-compatible zip), all RWKV-4; RWKV-7 has
+// (all F16; RWKV-4, and RWKV-5.2/6 in web-rwkv's names), ExportHF (a
+// transformers RwkvForCausalLM directory) and ExportPTH / WritePTH (a
+// torch.save-compatible zip), all RWKV-4; RWKV-5.2 and RWKV-6 have
+// ExportX05PTH, ExportX05RWKV, ExportHF56 (the RWKV/rwkv-5-world and
+// RWKV/v6-Finch remote-code layouts) and, RWKV-6 only, ExportGGUF6
+// (llama.cpp's rwkv6), with CheckX05 for their tensor sets; RWKV-7 has
 // ExportX070PTH, ExportX070RWKV, ExportHF7 (FLA) and ExportGGUF7 (llama.cpp),
 // with CheckX070 for its tensor sets. Imports: ReadPTH,
 // ReadHFDir (model.safetensors, pytorch_model.bin or either sharded with an
-// index.json, checked against config.json; transformers' RWKV-4 names or
-// FLA's rwkv7 ones), ReadHF7Dir, X070FromGGUF7 and ReadWeights, which
-// detects the layout (an unquantized rwkv7 GGUF file among them) and returns
+// index.json, checked against config.json; transformers' RWKV-4 names, the
+// RWKV-5/6 remote code's or FLA's rwkv7 ones), ReadHF7Dir, X060FromGGUF6,
+// X070FromGGUF7 and ReadWeights, which detects the layout (unquantized rwkv6
+// and rwkv7 GGUF files and web-rwkv's RWKV-5.2/6 files among them) and returns
 // RWKV-LM names; LoadLatest reads the newest
 // checkpoint of a directory, naming a corrupt one and the newest intact one.
 //

@@ -12,15 +12,16 @@ import (
 
 // exportTensors checks that ts is a complete RWKV-4 model (Check), puts it
 // in RWKV-LM order and converts every tensor to dt, refusing values that are
-// not finite after conversion (an F16 overflow, say). RWKV-7 has its own
-// exports (ExportX070PTH, ExportX070RWKV, ExportHF7, ExportGGUF7).
+// not finite after conversion (an F16 overflow, say). RWKV-5.2/6 and RWKV-7
+// have their own exports (ExportX05PTH, ExportX05RWKV, ExportHF56, ExportGGUF6;
+// ExportX070PTH, ExportX070RWKV, ExportHF7, ExportGGUF7).
 func exportTensors(ts []Tensor, dt DType) (Dims, []Tensor, error) {
 	if err := exportDType(dt); err != nil {
 		return Dims{}, nil, err
 	}
 	d, ordered, err := Check(ts)
 	if err == nil && d.Arch.Resolve() != arch.X040 {
-		err = fmt.Errorf("the tensors hold an %s model; this export writes RWKV-4 only (RWKV-7 has the x070 exports): %w", d.Arch.Title(), arch.ErrUnsupported)
+		err = fmt.Errorf("the tensors hold an %s model; this export writes RWKV-4 only (RWKV-5.2/6 and RWKV-7 have their own exports): %w", d.Arch.Title(), arch.ErrUnsupported)
 	}
 	if err != nil {
 		return d, nil, err
@@ -68,9 +69,21 @@ func ExportRWKV(w io.Writer, ts []Tensor, dt DType) error {
 	return nil
 }
 
-// ExportWebRWKV writes the web-rwkv layout: RWKV-LM names, every tensor F16.
+// ExportWebRWKV writes the web-rwkv layout, every tensor F16: RWKV-LM names for RWKV-4; for
+// RWKV-5.2 and RWKV-6 the names and transposes of web-rwkv's convert_safetensors.py (see
+// x05ToWebRWKV). RWKV-7 is refused.
 func ExportWebRWKV(w io.Writer, ts []Tensor) error {
-	_, out, err := exportTensors(ts, F16)
+	var out []Tensor
+	d, _, err := Check(ts)
+	if err == nil && d.Arch.Resolve() == arch.X070 {
+		return fmt.Errorf("export web-rwkv: the tensors hold an %s model; this export writes web-rwkv's RWKV-4, RWKV-5.2 and RWKV-6 layouts (convert an RWKV-7 .pth with web-rwkv's convert_safetensors.py): %w", d.Arch.Title(), arch.ErrUnsupported)
+	}
+	if err == nil && isX05(d.Arch) {
+		_, out, err = x05ForRWKVLM(ts, F16)
+		out = x05ToWebRWKV(out)
+	} else {
+		_, out, err = exportTensors(ts, F16)
+	}
 	if err != nil {
 		return fmt.Errorf("export web-rwkv: %w", err)
 	}

@@ -332,14 +332,18 @@ func TestCheckUnsupportedArch(t *testing.T) {
 		t.Fatalf("Check of an x070 model: %+v, %d tensors, %v", d.Arch, len(ordered), err)
 	}
 	var buf bytes.Buffer
-	for name, f := range map[string]func() error{
-		"rwkv":     func() error { return ExportRWKV(&buf, x070, F32) },
-		"web-rwkv": func() error { return ExportWebRWKV(&buf, x070) },
-		"pth":      func() error { return ExportPTH(&buf, x070, F32) },
-		"hf":       func() error { return ExportHF(t.TempDir(), x070, HFConfig{}, F32) },
+	const rwkv4Only = "RWKV-7 (x070) model; this export writes RWKV-4 only"
+	for name, tc := range map[string]struct {
+		f    func() error
+		want string
+	}{
+		"rwkv":     {func() error { return ExportRWKV(&buf, x070, F32) }, rwkv4Only},
+		"web-rwkv": {func() error { return ExportWebRWKV(&buf, x070) }, "RWKV-7 (x070) model; this export writes web-rwkv's RWKV-4, RWKV-5.2 and RWKV-6 layouts"},
+		"pth":      {func() error { return ExportPTH(&buf, x070, F32) }, rwkv4Only},
+		"hf":       {func() error { return ExportHF(t.TempDir(), x070, HFConfig{}, F32) }, rwkv4Only},
 	} {
-		if err := f(); !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), "RWKV-7 (x070) model; this export writes RWKV-4 only") {
-			t.Errorf("%s export of x070: %v, want arch.ErrUnsupported", name, err)
+		if err := tc.f(); !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s export of x070: %v, want arch.ErrUnsupported with %q", name, err, tc.want)
 		}
 	}
 }

@@ -103,7 +103,7 @@ var gguf7Top = []struct {
 // isVLoRA reports whether rest (a name after "blocks.N.") is v0, v1 or v2.
 func isVLoRA(rest string) bool { return rest == "att.v0" || rest == "att.v1" || rest == "att.v2" }
 
-// GGUF7Options are the choices of an rwkv7 GGUF export.
+// GGUF7Options are the choices of an rwkv7 (ExportGGUF7) or rwkv6 (ExportGGUF6) GGUF export.
 type GGUF7Options struct {
 	// DType of the large matrices: F32, F16 or BF16 (general.file_type
 	// ALL_F32, MOSTLY_F16, MOSTLY_BF16). Vectors, the fused lerp and w1/w2

@@ -617,7 +617,7 @@ func TestReadWeightsGGUF(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadWeights(path); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), `general.architecture llama, want "rwkv7"`) {
+	if _, err := ReadWeights(path); !errors.Is(err, ErrTensors) || !strings.Contains(err.Error(), `general.architecture "llama": rwkv-go reads the rwkv6 and rwkv7 GGUF architectures`) {
 		t.Errorf("llama GGUF: %v", err)
 	}
 }

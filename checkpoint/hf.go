@@ -37,7 +37,9 @@ func hfWeightsFile(dir string) (string, bool) {
 }
 
 // ReadHFDir reads a Hugging Face RwkvForCausalLM directory as transformers
-// writes it, or an fla-hub RWKV7ForCausalLM directory as flash-linear-attention
+// writes it, an Rwkv5ForCausalLM or Rwkv6ForCausalLM directory of the RWKV-5/6
+// remote-code models (RWKV/rwkv-5-world-*, RWKV/v6-Finch-*-HF; ExportHF56), or
+// an fla-hub RWKV7ForCausalLM directory as flash-linear-attention
 // writes it (FLA names are mapped back with X070FromFLA): model.safetensors, a sharded model.safetensors.index.json,
 // pytorch_model.bin (a torch zip pickle, read without running code) or a
 // sharded pytorch_model.bin.index.json, looked for in that order, as
@@ -67,11 +69,17 @@ func ReadHFDir(dir string) ([]Tensor, error) {
 }
 
 // checkDirConfig checks dir/config.json against ts (RWKV-LM names): as
-// transformers' RwkvConfig for RWKV-4 tensors, as FLA's RWKV7Config for
+// transformers' RwkvConfig for RWKV-4 tensors, as the RWKV-5/6 remote code's
+// Rwkv5Config/Rwkv6Config for RWKV-5.2/RWKV-6 ones, as FLA's RWKV7Config for
 // RWKV-7 ones.
 func checkDirConfig(dir string, ts []Tensor) error {
-	if d, _, err := Check(ts); err == nil && d.Arch.Resolve() == arch.X070 {
-		return checkHF7Config(dir, ts)
+	if d, _, err := Check(ts); err == nil {
+		switch {
+		case d.Arch.Resolve() == arch.X070:
+			return checkHF7Config(dir, ts)
+		case isX05(d.Arch):
+			return checkHF56Config(dir, ts)
+		}
 	}
 	return checkHFConfig(dir, ts)
 }
@@ -178,11 +186,7 @@ func readHFConfig(dir string) (*hfConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
-	c := &hfConfig{path: path}
-	if err := json.Unmarshal(b, &c.raw); err != nil {
-		return nil, fmt.Errorf("weights %s: not JSON: %v: %w", path, err, ErrMalformed)
-	}
-	return c, nil
+	return parseHFConfig(path, b)
 }
 
 // lookup returns key's value, nil when it is absent or null.

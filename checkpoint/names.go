@@ -14,8 +14,10 @@ var (
 	hfBlockPart = regexp.MustCompile(`^blocks\.(\d+)\.(attention|feed_forward)\.`)
 )
 
-// HFName maps an RWKV-LM tensor name to the Hugging Face RwkvForCausalLM
-// name (transformers convert_rwkv_checkpoint_to_hf.py).
+// HFName maps an RWKV-LM tensor name to the Hugging Face name: RwkvForCausalLM's for RWKV-4
+// (transformers convert_rwkv_checkpoint_to_hf.py), and the same rule for the RWKV-5/6
+// remote-code models (Rwkv5ForCausalLM, Rwkv6ForCausalLM; convert_rwkv5_checkpoint_to_hf.py),
+// which adds time_mix_g → time_mix_gate and keeps x060's time_maa_* names.
 func HFName(name string) string {
 	if name == "head.weight" {
 		return name
@@ -30,7 +32,7 @@ func HFName(name string) string {
 		s = strings.Replace(s, ".att.", ".attention.", 1)
 		return strings.Replace(s, ".ffn.", ".feed_forward.", 1)
 	})
-	for _, r := range [][2]string{{".time_mix_k", ".time_mix_key"}, {".time_mix_v", ".time_mix_value"}, {".time_mix_r", ".time_mix_receptance"}} {
+	for _, r := range [][2]string{{".time_mix_k", ".time_mix_key"}, {".time_mix_v", ".time_mix_value"}, {".time_mix_r", ".time_mix_receptance"}, {".time_mix_g", ".time_mix_gate"}} {
 		if strings.HasSuffix(name, r[0]) {
 			name = strings.TrimSuffix(name, r[0]) + r[1]
 		}
@@ -38,8 +40,8 @@ func HFName(name string) string {
 	return "rwkv." + name
 }
 
-// RWKVName maps a Hugging Face RwkvForCausalLM name back to the RWKV-LM
-// name; ok is false for a name HFName cannot produce.
+// RWKVName maps a Hugging Face RwkvForCausalLM, Rwkv5ForCausalLM or Rwkv6ForCausalLM name back
+// to the RWKV-LM name; ok is false for a name HFName cannot produce.
 func RWKVName(hf string) (name string, ok bool) {
 	if hf == "head.weight" {
 		return hf, true
@@ -58,7 +60,7 @@ func RWKVName(hf string) (name string, ok bool) {
 		s = strings.Replace(s, ".attention.", ".att.", 1)
 		return strings.Replace(s, ".feed_forward.", ".ffn.", 1)
 	})
-	for _, r := range [][2]string{{".time_mix_key", ".time_mix_k"}, {".time_mix_value", ".time_mix_v"}, {".time_mix_receptance", ".time_mix_r"}} {
+	for _, r := range [][2]string{{".time_mix_key", ".time_mix_k"}, {".time_mix_value", ".time_mix_v"}, {".time_mix_receptance", ".time_mix_r"}, {".time_mix_gate", ".time_mix_g"}} {
 		if strings.HasSuffix(name, r[0]) {
 			name = strings.TrimSuffix(name, r[0]) + r[1]
 		}
@@ -74,7 +76,7 @@ type Dims = arch.Dims
 
 // Check tells the architecture and sizes from ts (RWKV-LM names) with arch.Infer, checks that ts
 // hold exactly that architecture's tensors with its shapes and float dtypes, and returns ts in
-// RWKV-LM state_dict order. It accepts every architecture with a layout (arch.Layouts: RWKV-4
+// RWKV-LM state_dict order. It accepts every architecture with a layout (arch.Layouts: RWKV-4, RWKV-5.2, RWKV-6
 // and RWKV-7), including those a model cannot be built from yet: callers that build one check
 // Dims.Arch.CheckSupported. A wrong tensor set is ErrTensors, an architecture without a layout
 // arch.ErrUnsupported.

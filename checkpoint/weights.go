@@ -14,11 +14,11 @@ import (
 // ReadWeights reads model weights from any layout this package writes or
 // imports and returns them with RWKV-LM names, in state_dict order, in the
 // dtype they were stored in. path may be a PyTorch .pth (zip), an RWKV-LM,
-// web-rwkv or Hugging Face safetensors file, an unquantized rwkv7 GGUF file, a training checkpoint of Save,
+// web-rwkv or Hugging Face safetensors file, an unquantized rwkv6 or rwkv7 GGUF file, a training checkpoint of Save,
 // a directory of training checkpoints (the newest is read; a corrupt newest
 // one is an error, never skipped), a Hugging Face directory as transformers
-// (RWKV-4) or flash-linear-attention (RWKV-7, the fla-hub rwkv7 layout)
-// writes it (see ReadHFDir), or the index.json of a sharded Hugging Face
+// (RWKV-4), the RWKV-5/6 remote-code models (RWKV/rwkv-5-world, RWKV/v6-Finch)
+// or flash-linear-attention (RWKV-7, the fla-hub rwkv7 layout) write it (see ReadHFDir), or the index.json of a sharded Hugging Face
 // checkpoint. The tensor set must be exactly one architecture's (Check): missing or extra
 // tensors are errors, and so is any NaN or infinity, named by tensor.
 func ReadWeights(path string) ([]Tensor, error) {
@@ -119,8 +119,8 @@ func readWeightsDir(dir string) ([]Tensor, error) {
 }
 
 // readWeightsFile reads one weights file, names as stored: a .pth zip, a
-// training checkpoint (its weights) or any other safetensors file; an rwkv7
-// GGUF file (llama.cpp's) with RWKV-LM names (X070FromGGUF7).
+// training checkpoint (its weights) or any other safetensors file; an rwkv6 or
+// rwkv7 GGUF file (llama.cpp's) with RWKV-LM names (readGGUF).
 func readWeightsFile(path string) ([]Tensor, error) {
 	f, _, err := fsutil.OpenRegular(path)
 	if err != nil {
@@ -136,7 +136,7 @@ func readWeightsFile(path string) ([]Tensor, error) {
 		return ReadPTH(path)
 	}
 	if bytes.Equal(magic, []byte("GGUF")) {
-		return readGGUF7(path)
+		return readGGUF(path)
 	}
 	sf, err := OpenSafetensors(path)
 	if err != nil {
@@ -153,9 +153,10 @@ func readWeightsFile(path string) ([]Tensor, error) {
 }
 
 // fromHFNames maps Hugging Face names to RWKV-LM names when the tensors use
-// them: transformers' RWKV-4 names (any name starts with "rwkv.") or FLA's
-// rwkv7 names (model.embeddings.weight or a model.layers.N name; see
-// X070FromFLA). It returns ts unchanged otherwise.
+// them: transformers' RWKV-4 and the RWKV-5/6 remote code's names (any name
+// starts with "rwkv.") or FLA's rwkv7 names (model.embeddings.weight or a
+// model.layers.N name; see X070FromFLA); and web-rwkv's RWKV-5.2/6 names
+// (x05FromWebRWKV). It returns ts unchanged otherwise.
 func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
 	hf, fla := false, false
 	for _, t := range ts {
@@ -174,13 +175,16 @@ func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
 		return out, nil
 	}
 	if !hf {
+		if web, x060 := isWebRWKV56(ts); web {
+			return x05FromWebRWKV(ts, x060), nil
+		}
 		return ts, nil
 	}
 	out := make([]Tensor, len(ts))
 	for i, t := range ts {
 		name, ok := RWKVName(t.Name)
 		if !ok {
-			return nil, fmt.Errorf("weights %s: tensor %q is not an RWKV-4 Hugging Face name: %w", path, t.Name, ErrTensors)
+			return nil, fmt.Errorf("weights %s: tensor %q is not an RWKV-4/5/6 Hugging Face name: %w", path, t.Name, ErrTensors)
 		}
 		t.Name = name
 		out[i] = t
@@ -188,16 +192,25 @@ func fromHFNames(path string, ts []Tensor) ([]Tensor, error) {
 	return out, nil
 }
 
-// readGGUF7 reads an rwkv7 GGUF file (unquantized: F32, F16 or BF16) as
-// RWKV-LM tensors without layer 0's dummy v0/v1/v2.
-func readGGUF7(path string) ([]Tensor, error) {
+// readGGUF reads an rwkv6 or rwkv7 GGUF file (unquantized: F32, F16 or BF16) as RWKV-LM
+// tensors (X060FromGGUF6; X070FromGGUF7, without layer 0's dummy v0/v1/v2).
+func readGGUF(path string) ([]Tensor, error) {
 	f, err := OpenGGUF(path)
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
-	ts, err := X070FromGGUF7(f)
+	var ts []Tensor
+	a, _ := f.Get("general.architecture")
+	switch a {
+	case GGUF6Arch:
+		ts, err = X060FromGGUF6(f)
+	case GGUF7Arch:
+		ts, err = X070FromGGUF7(f)
+	default:
+		return nil, fmt.Errorf("weights %s: general.architecture %q: rwkv-go reads the %s and %s GGUF architectures: %w", path, a, GGUF6Arch, GGUF7Arch, ErrTensors)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("weights %s: %w (rwkv-go reads unquantized rwkv7 GGUF files)", path, err)
+		return nil, fmt.Errorf("weights %s: %w (rwkv-go reads unquantized %v GGUF files)", path, err, a)
 	}
 	return ts, nil
 }

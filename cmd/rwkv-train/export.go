@@ -22,16 +22,16 @@ import (
 // exportFormats are the --format values, in the order the help lists them.
 var exportFormats = []string{"rwkv", "pth", "hf", "gguf", "web-rwkv"}
 
-// runExport implements `rwkv-train export`: a checkpoint (or any weights file) of an RWKV-4 or
-// RWKV-7 model to the formats RWKV runtimes load. It works on the tensors: no model is built.
+// runExport implements `rwkv-train export`: a checkpoint (or any weights file) of an RWKV-4,
+// RWKV-5.2, RWKV-6 or RWKV-7 model to the formats RWKV runtimes load. It works on the tensors: no model is built.
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (its newest), an out_dir with model.safetensors, a Hugging Face directory (RWKV-4 transformers or RWKV-7 fla-hub), or a weights file (.pth, .safetensors, an unquantized rwkv7 .gguf)")
-	format := fs.String("format", "rwkv", "rwkv (RWKV-LM safetensors), pth (RWKV-LM .pth, what ChatRWKV and rwkv.cpp's converter read), hf (Hugging Face directory: transformers RWKV-4, fla-hub rwkv7 for RWKV-7), gguf (llama.cpp, RWKV-7 only), web-rwkv (fp16 safetensors, RWKV-4 only)")
+	from := fs.String("checkpoint", "", "training checkpoint file, checkpoint directory (its newest), an out_dir with model.safetensors, a Hugging Face directory (RWKV-4 transformers, RWKV-5/6 RWKV/rwkv-5-world and RWKV/v6-Finch, RWKV-7 fla-hub), or a weights file (.pth, .safetensors, web-rwkv .st, an unquantized rwkv6 or rwkv7 .gguf)")
+	format := fs.String("format", "rwkv", "rwkv (RWKV-LM safetensors), pth (RWKV-LM .pth, what ChatRWKV and rwkv.cpp's converter read), hf (Hugging Face directory: transformers RWKV-4, the RWKV/rwkv-5-world and RWKV/v6-Finch remote-code layouts for RWKV-5.2/6, fla-hub rwkv7 for RWKV-7), gguf (llama.cpp: RWKV-6 and RWKV-7), web-rwkv (fp16 .st: RWKV-4, RWKV-5.2 and RWKV-6)")
 	dtype := fs.String("dtype", "", "fp32, fp16 or bf16 (default: fp32; bf16 for pth; fp16 for gguf, whose vectors stay fp32; web-rwkv is always fp16)")
 	out := fs.String("out", "", "output file (rwkv, pth, gguf, web-rwkv) or directory (hf)")
-	ctxLen := fs.Int("ctx-len", 0, "hf: RWKV-4's context_length (default: the checkpoint's model.ctx_len, else 1024); RWKV-7's max_position_embeddings (default 4096, unused by FLA)")
+	ctxLen := fs.Int("ctx-len", 0, "hf: RWKV-4's context_length (default: the checkpoint's model.ctx_len, else 1024); RWKV-7's max_position_embeddings (default 4096, unused by FLA); RWKV-5.2/6 configs have no such key")
 	vocab := fs.String("vocab", "", "gguf: the tokenizer written into the file: world (the built-in World vocabulary, the default for a 65536-token model), world:FILE (a vocabulary in rwkv_vocab_v20230424.txt format) or none (the default for other vocab sizes; llama.cpp needs one to load the file)")
 	adapter := fs.String("adapter", "", "merge this adapter file (adapter.pth from peft.mode lora or pissa, or RWKV-PEFT's rwkv-N.pth) into the --checkpoint base before exporting")
 	adapterInit := fs.String("adapter-init", "", "PiSSA: the run's init_pissa.pth (init_lora_A/B), needed to merge a PiSSA adapter into the original base")
@@ -97,12 +97,16 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if *adapterInit != "" || *loraAlpha != 0 {
 		return cli.Usagef("--adapter-init and --lora-alpha go with --adapter")
 	}
-	x070 := d.Arch.Resolve() == arch.X070
+	a := d.Arch.Resolve()
+	x070 := a == arch.X070
+	x05 := a == arch.X052 || a == arch.X060
 	switch {
-	case *format == "gguf" && !x070:
+	case *format == "gguf" && a == arch.X052:
+		return cli.Usagef("--format gguf: %s holds an %s model, and llama.cpp has no RWKV-5 architecture (it runs RWKV-6 and RWKV-7); use --format pth for ChatRWKV and rwkv.cpp, or web-rwkv", path, d.Arch.Title())
+	case *format == "gguf" && a == arch.X040:
 		return cli.Usagef("--format gguf: %s holds an %s model, and llama.cpp has no RWKV-4 architecture (it runs RWKV-6 and RWKV-7); use --format pth for rwkv.cpp or web-rwkv", path, d.Arch.Title())
 	case *format == "web-rwkv" && x070:
-		return cli.Usagef("--format web-rwkv: %s holds an %s model; this export writes web-rwkv's RWKV-4 layout only: export --format pth and convert it with web-rwkv's convert_safetensors.py", path, d.Arch.Title())
+		return cli.Usagef("--format web-rwkv: %s holds an %s model; this export writes web-rwkv's RWKV-4, RWKV-5.2 and RWKV-6 layouts: export --format pth and convert it with web-rwkv's convert_safetensors.py", path, d.Arch.Title())
 	}
 	var tokens [][]byte
 	worldChat := false
@@ -116,10 +120,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	write := func(f func(io.Writer) error) error { return checkpoint.WriteFileAtomic(*out, f) }
 	switch {
+	case *format == "rwkv" && x05:
+		err = write(func(w io.Writer) error { return checkpoint.ExportX05RWKV(w, ts, dt) })
 	case *format == "rwkv" && x070:
 		err = write(func(w io.Writer) error { return checkpoint.ExportX070RWKV(w, ts, dt) })
 	case *format == "rwkv":
 		err = write(func(w io.Writer) error { return checkpoint.ExportRWKV(w, ts, dt) })
+	case *format == "pth" && x05:
+		err = write(func(w io.Writer) error { return checkpoint.ExportX05PTH(w, ts, dt) })
 	case *format == "pth" && x070:
 		err = write(func(w io.Writer) error { return checkpoint.ExportX070PTH(w, ts, dt) })
 	case *format == "pth":
@@ -128,7 +136,13 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		err = write(func(w io.Writer) error { return checkpoint.ExportWebRWKV(w, ts) })
 	case *format == "gguf":
 		opt := checkpoint.GGUF7Options{DType: dt, Name: modelName(path), Tokens: tokens, WorldChat: worldChat}
-		err = write(func(w io.Writer) error { return checkpoint.ExportGGUF7(w, ts, opt) })
+		export := checkpoint.ExportGGUF7
+		if a == arch.X060 {
+			export = checkpoint.ExportGGUF6
+		}
+		err = write(func(w io.Writer) error { return export(w, ts, opt) })
+	case *format == "hf" && x05:
+		err = checkpoint.ExportHF56(*out, ts, dt)
 	case *format == "hf" && x070:
 		err = checkpoint.ExportHF7(*out, ts, checkpoint.HF7Config{MaxPositionEmbeddings: *ctxLen}, dt)
 	case *format == "hf":

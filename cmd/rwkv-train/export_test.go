@@ -385,7 +385,7 @@ func TestExportRefusals(t *testing.T) {
 		want string
 	}{
 		{"rwkv-4 to gguf", []string{"--checkpoint", x040, "--format", "gguf"}, exitUsage, "--format gguf: " + x040 + " holds an RWKV-4 (x040) model, and llama.cpp has no RWKV-4 architecture"},
-		{"rwkv-7 to web-rwkv", []string{"--checkpoint", x070, "--format", "web-rwkv"}, exitUsage, "--format web-rwkv: " + x070 + " holds an RWKV-7 (x070) model; this export writes web-rwkv's RWKV-4 layout only"},
+		{"rwkv-7 to web-rwkv", []string{"--checkpoint", x070, "--format", "web-rwkv"}, exitUsage, "--format web-rwkv: " + x070 + " holds an RWKV-7 (x070) model; this export writes web-rwkv's RWKV-4, RWKV-5.2 and RWKV-6 layouts"},
 		{"bad dtype", []string{"--checkpoint", x070, "--format", "gguf", "--dtype", "q8_0"}, exitUsage, `--dtype "q8_0": want fp32, fp16 or bf16`},
 		{"web-rwkv bf16", []string{"--checkpoint", x040, "--format", "web-rwkv", "--dtype", "bf16"}, exitUsage, "--dtype bf16: web-rwkv is always fp16"},
 		{"fp16 overflow rwkv", []string{"--checkpoint", huge, "--format", "rwkv", "--dtype", "fp16"}, exitError, `tensor "blocks.1.att.key.weight": element 3 ` + fp16Hint},
