@@ -1,13 +1,20 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
+	"github.com/rwkv-go/rwkv-go/checkpoint"
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // rnn6Archs are the two architectures of the x052/x060 RNN.
@@ -358,6 +365,110 @@ func TestRNN6Errors(t *testing.T) {
 			if _, err := newRNN6(p7); err == nil || !strings.Contains(err.Error(), "RWKV-7") {
 				t.Errorf("x070 tensors: error %v", err)
 			}
+		})
+	}
+}
+
+// TestRNN6MatchesChatRWKV runs ChatRWKV's per-token v5/v6 equations (testdata/chatrwkv6_rnn.py,
+// torch float64, WKV state [key][value], transposed at the file boundary) on safetensors files
+// of random weights, tokens and a random initial state, and compares the logits of every step and
+// the final state with the fast kernel and with the independent form (relative 1e-10). It skips
+// where /usr/bin/python3 cannot import torch, unless RWKV_REQUIRE_TORCH is set.
+func TestRNN6MatchesChatRWKV(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: starts PyTorch")
+	}
+	py := testutil.RequireTorch(t)
+	const B, T = 2, 6
+	type run struct {
+		m       *Model
+		s       *State // the initial state
+		tokens  []int  // [B,T]
+		in, out string
+	}
+	dir := t.TempDir()
+	var runs []run
+	var args []string
+	for _, a := range rnn6Archs {
+		m := rnn6Tiny(t, a, Float64)
+		rnn6Randomize(m, 21)
+		cfg := m.Config
+		L, C, V := cfg.Layers, cfg.Embd, cfg.Vocab
+		H, N := cfg.Heads(), cfg.HeadDim()
+		rng := rand.New(rand.NewPCG(8, 8))
+		s := NewState(cfg, B)
+		randomState(s, rng, 0.5)
+		tokens := make([]int, B*T)
+		tokBytes := make([]byte, 8*B*T)
+		for i := range tokens {
+			tokens[i] = rng.IntN(V)
+			binary.LittleEndian.PutUint64(tokBytes[8*i:], uint64(tokens[i]))
+		}
+		var ts []checkpoint.Tensor
+		for _, p := range m.Params {
+			ts = append(ts, checkpoint.FromFloat64("param/"+p.Name, p.Shape, p.Float64s(), checkpoint.F64))
+		}
+		ts = append(ts, checkpoint.Tensor{Name: "tokens", DType: checkpoint.I64, Shape: []int{B, T}, Data: tokBytes})
+		fs := flatState(s)
+		ts = append(ts, checkpoint.FromFloat64("state_in/att_x", []int{L, B, C}, fs[0], checkpoint.F64),
+			checkpoint.FromFloat64("state_in/wkv", []int{L, B, H, N, N}, fs[1], checkpoint.F64),
+			checkpoint.FromFloat64("state_in/ffn_x", []int{L, B, C}, fs[2], checkpoint.F64))
+		r := run{m: m, s: s, tokens: tokens, in: filepath.Join(dir, string(a)+"-in.safetensors"),
+			out: filepath.Join(dir, string(a)+"-out.safetensors")}
+		f, err := os.Create(r.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta := map[string]string{"arch": string(a), "n_layer": strconv.Itoa(L)}
+		if err := checkpoint.WriteSafetensors(f, ts, meta); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, r)
+		args = append(args, r.in, r.out)
+	}
+	if msg, err := exec.Command(py, append([]string{"testdata/chatrwkv6_rnn.py"}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("testdata/chatrwkv6_rnn.py: %v\n%s", err, msg)
+	}
+	for _, r := range runs {
+		t.Run(string(r.m.Config.Arch), func(t *testing.T) {
+			res, err := checkpoint.OpenSafetensors(r.out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := golden{res, t}
+			V := r.m.Config.Vocab
+			ref, err := newRNN6(params6Of(r.m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := r.s
+			st := rnn6Split(s, ref.d) // the independent form's copy of the initial state
+			rnn := r.m.NewRNN(B)
+			got, gotRef := make([]float64, B*T*V), make([]float64, B*T*V)
+			step := make([]float64, B*V)
+			for i := 0; i < T; i++ {
+				tk := []int{r.tokens[i], r.tokens[T+i]}
+				if err := rnn.Step(s, tk, step); err != nil {
+					t.Fatal(err)
+				}
+				for b := 0; b < B; b++ {
+					copy(got[(b*T+i)*V:(b*T+i+1)*V], step[b*V:(b+1)*V])
+					if err := ref.step(tk[b], st[b], gotRef[(b*T+i)*V:(b*T+i+1)*V]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			rel := compare(t, "logits (fast kernel)", got, want.floats("logits"), 1e-10)
+			relRef := compare(t, "logits (independent form)", gotRef, want.floats("logits"), 1e-10)
+			fs := flatState(s)
+			var relS float64
+			for j, name := range []string{"att_x", "wkv", "ffn_x"} {
+				relS = math.Max(relS, compare(t, "state_out/"+name+" (fast kernel)", fs[j], want.floats("state_out/"+name), 1e-10))
+			}
+			t.Logf("against ChatRWKV's equations: logits %.3g (fast), %.3g (independent); final state %.3g (relative)", rel, relRef, relS)
 		})
 	}
 }
