@@ -472,3 +472,29 @@ func TestRNN6MatchesChatRWKV(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRNNStep measures the fast RNN (Model.NewRNN) at the 0.1B shape (L12 D768 V65536,
+// float32, one sequence) for x060 and x052, with x070 for comparison, and reports tokens/s.
+// The weights are zero: BLAS and the per-head loops cost the same whatever the values.
+//
+//	go test -run '^$' -bench RNNStep -benchtime 50x ./model
+func BenchmarkRNNStep(b *testing.B) {
+	for _, a := range []arch.Arch{arch.X060, arch.X052, arch.X070} {
+		b.Run(string(a), func(b *testing.B) {
+			m, err := New(Config{Arch: a, Layers: 12, Embd: 768, Vocab: 65536, CtxLen: 512}, Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rnn := m.NewRNN(1)
+			s := NewState(m.Config, 1)
+			logits := make([]float64, m.Config.Vocab)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := rnn.Step(s, []int{i % 1000}, logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
