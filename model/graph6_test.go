@@ -200,3 +200,79 @@ func TestX056GraphModes(t *testing.T) {
 		})
 	}
 }
+
+// TestX056ParallelEqualsRNN: the graph (parallel form) and the RNN (NewRNN, one token at a
+// time) give the same logits and final state, from a fresh and from a carried random state,
+// for x052 and x060 in float64 and float32.
+func TestX056ParallelEqualsRNN(t *testing.T) {
+	for _, tc := range tinies56 {
+		for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+			for _, carried := range []bool{false, true} {
+				name := tc.name + "/" + dt.String() + "/fresh"
+				if carried {
+					name = tc.name + "/" + dt.String() + "/carried"
+				}
+				t.Run(name, func(t *testing.T) {
+					tol := 1e-12
+					if dt == tensor.Float32 {
+						tol = 1e-5
+					}
+					testX056ParallelEqualsRNN(t, tc.new(t, dt), carried, tol)
+				})
+			}
+		}
+	}
+}
+
+func testX056ParallelEqualsRNN(t *testing.T, m *Model, carried bool, tol float64) {
+	const B, T = 2, 9
+	randomize56(m, 3)
+	V := m.Config.Vocab
+	rng := rand.New(rand.NewPCG(5, 5))
+	ids := make([]int, B*T)
+	for i := range ids {
+		ids[i] = rng.IntN(V)
+	}
+	s0 := NewState(m.Config, B)
+	if carried {
+		randomState(s0, rng, 0.5)
+	}
+	gr, err := m.NewGraph(GraphOptions{B: B, T: T, State: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gr.Close()
+	if err := gr.SetTokens(ids, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.SetState(s0); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	par := toFloat64(gr.Logits())
+	parState := NewState(m.Config, B)
+	gr.FinalState(parState)
+
+	rnn := m.NewRNN(B)
+	logits := make([]float64, B*V)
+	var worst float64
+	for tt := 0; tt < T; tt++ {
+		if err := rnn.Step(s0, []int{ids[tt], ids[T+tt]}, logits); err != nil {
+			t.Fatal(err)
+		}
+		for b := 0; b < B; b++ {
+			for v := 0; v < V; v++ {
+				want := par[(b*T+tt)*V+v]
+				d := math.Abs(logits[b*V+v] - want)
+				worst = math.Max(worst, d/(1+math.Abs(want)))
+				if d > tol*(1+math.Abs(want)) {
+					t.Fatalf("logits b=%d t=%d v=%d: rnn %v, parallel %v", b, tt, v, logits[b*V+v], want)
+				}
+			}
+		}
+	}
+	compareStates(t, "final state", parState, s0, tol)
+	t.Logf("max |rnn - parallel|/(1+|logit|) %.3g", worst)
+}
