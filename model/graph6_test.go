@@ -276,3 +276,14 @@ func testX056ParallelEqualsRNN(t *testing.T, m *Model, carried bool, tol float64
 	compareStates(t, "final state", parState, s0, tol)
 	t.Logf("max |rnn - parallel|/(1+|logit|) %.3g", worst)
 }
+
+// TestX056SharedBuffersChangeNothing: buffer sharing (share.go) leaves every x052/x060 output
+// bit-identical (logits, loss, gradients, final state, state gradient; float32, 3 steps).
+func TestX056SharedBuffersChangeNothing(t *testing.T) {
+	for _, cfg := range []Config{
+		{Arch: arch.X052, Layers: 2, Embd: 64, Vocab: 96, CtxLen: 20, HeadSize: 16, FFN: 96},
+		{Arch: arch.X060, Layers: 2, Embd: 64, Vocab: 96, CtxLen: 20, HeadSize: 16, FFN: 96, DimMix: 4, DimDecay: 8},
+	} {
+		t.Run(string(cfg.Arch), func(t *testing.T) { testSharedBuffersChangeNothing(t, cfg) })
+	}
+}
