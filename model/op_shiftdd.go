@@ -159,16 +159,20 @@ func shiftLoRABackward[F Float](o shiftLoRABackOp, x, prev, maa, a, w2, g, out, 
 			b, t := r/T, r%T
 			xr, xx, gr := x[r*C:(r+1)*C], prevRow(x, prev, b, t, T, C), g[r*C:(r+1)*C]
 			mr, gxr, gmr := mm[r*C:(r+1)*C], gx[r*C:(r+1)*C], gm[r*C:(r+1)*C]
-			for c, m := range maa {
-				d := xx[c] - xr[c]
-				gmr[c] = gr[c] * d
-				pm[c] += float64(gr[c]) * float64(d)
-				gxr[c] = gr[c] * (1 - (m + mr[c]))
-			}
 			if t+1 < T { // the next token's shift reads this row
 				gn, mn := g[(r+1)*C:(r+2)*C], mm[(r+1)*C:(r+2)*C]
 				for c, m := range maa {
-					gxr[c] += gn[c] * (m + mn[c])
+					d := xx[c] - xr[c]
+					gmr[c] = gr[c] * d
+					pm[c] += float64(gr[c]) * float64(d)
+					gxr[c] = gr[c]*(1-(m+mr[c])) + gn[c]*(m+mn[c])
+				}
+			} else {
+				for c, m := range maa {
+					d := xx[c] - xr[c]
+					gmr[c] = gr[c] * d
+					pm[c] += float64(gr[c]) * float64(d)
+					gxr[c] = gr[c] * (1 - (m + mr[c]))
 				}
 			}
 			if t == 0 {
