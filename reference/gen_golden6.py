@@ -7,7 +7,8 @@ model/testdata/golden5_{f32,f64}.safetensors (x052), golden6_{f32,f64}.safetenso
     logits, loss, every parameter gradient with and without L2Wrap, and a run from a random
     initial state (final state, every parameter gradient, the initial state's gradient)
 train/testdata/adamw5_golden.safetensors (x052), adamw6_golden.safetensors (x060)
-    6 AdamW steps (float32) with RWKV-LM's v5/v6 recipe (layerwise lr groups, weight decay on
+    6 AdamW steps (float32) with RWKV-LM's v5/v6 recipe (each tensor's lr multiplier and weight
+    decay stored in parameter order as groups/lr_mult, groups/weight_decay) (layerwise lr groups, weight decay on
     >= 2-D tensors outside them, betas (0.9, 0.99), eps 1e-8, clipping 1.0, L2Wrap, cosine
     schedule with the 0.01 + 0.99 step/warmup warmup)
 
@@ -178,6 +179,8 @@ def adamw_golden(params64, batches_tokens, batches_targets):
     out += after1
     out += [("final/" + n, p[n].detach().clone()) for n in names]
     out += [("tokens", batches_tokens), ("targets", batches_targets)]
+    out += [("groups/lr_mult", torch.tensor([gr["lr_mult"] for gr in groups], dtype=torch.float64)),
+            ("groups/weight_decay", torch.tensor([gr["weight_decay"] for gr in groups], dtype=torch.float64))]
     out += [("lr", torch.tensor(lrs, dtype=torch.float64)),
             ("loss", torch.tensor(losses, dtype=torch.float64)),
             ("grad_norm", torch.tensor(norms, dtype=torch.float64))]
