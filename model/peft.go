@@ -93,7 +93,7 @@ func (m *Model) AddLoRA(modules []string, r int, scale, dropout float64, seed ui
 // StateShape is the shape of blocks.N.att.time_state: [H,N,N] for x070, [3,C] for RWKV-4.
 func (c Config) StateShape() []int {
 	if c.Arch.Resolve() == arch.X070 {
-		return []int{c.Heads(), c.HeadSizeX070(), c.HeadSizeX070()}
+		return []int{c.Heads(), c.HeadDim(), c.HeadDim()}
 	}
 	return []int{3, c.Embd}
 }
@@ -213,7 +213,7 @@ func (gr *Graph) timeState(b *builder, i int) *G.Node {
 	s := gr.params[gr.m.indexOf(fmt.Sprintf("blocks.%d%s", i, TimeStateSuffix))]
 	groups, rows, cols := 3, 1, gr.m.Config.Embd // RWKV-4: (3,C) -> aa x B, bb x B, pp x B
 	if gr.m.Config.Arch.Resolve() == arch.X070 {
-		H, N := gr.m.Config.Heads(), gr.m.Config.HeadSizeX070()
+		H, N := gr.m.Config.Heads(), gr.m.Config.HeadDim()
 		groups, rows, cols = 1, H*N, N // (H*N,N) -> B copies
 	}
 	return b.do(func() (*G.Node, error) {

@@ -49,7 +49,7 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		r := c.Model.LoRA()
 		lora := float64(r.W) + float64(r.A) + float64(r.V) + float64(r.G)
 		params = 2*V*C + L*(4*C*C+2*F*C+2*C*lora+19*C) + 4*C
-		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadSizeX070())/16
+		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadDim())/16
 	}
 	T := float64(c.Model.CtxLen)
 	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {

@@ -186,7 +186,7 @@ func (t *Trainer) adoptModel(ck *checkpoint.Checkpoint) error {
 		for _, k := range []struct {
 			key           string
 			config, saved int
-		}{{"head_size", cm.HeadSizeX070(), sm.HeadSizeX070()}, {"d_decay_lora", cl.W, sl.W}, {"d_aaa_lora", cl.A, sl.A},
+		}{{"head_size", cm.HeadDim(), sm.HeadDim()}, {"d_decay_lora", cl.W, sl.W}, {"d_aaa_lora", cl.A, sl.A},
 			{"d_mv_lora", cl.V, sl.V}, {"d_gate_lora", cl.G, sl.G}} {
 			if k.config != k.saved {
 				t.log.Warn(fmt.Sprintf("resume: model.%s = %d in the config but %d in the checkpoint; on resume the model section comes from the checkpoint", k.key, k.config, k.saved),

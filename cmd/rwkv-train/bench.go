@@ -272,7 +272,7 @@ func torchBench(ctx context.Context, cfg model.Config, batch, steps, warmup, thr
 	args := []string{script, "--layers", fmt.Sprint(cfg.Layers), "--embd", fmt.Sprint(cfg.Embd),
 		"--vocab", fmt.Sprint(cfg.Vocab), "--ctx", fmt.Sprint(cfg.CtxLen), "--batch", fmt.Sprint(batch), "--steps", fmt.Sprint(steps),
 		"--warmup", fmt.Sprint(warmup), "--threads", fmt.Sprint(threads)}
-	if cfg.Arch.Resolve() == arch.X070 && cfg.HeadSizeX070() != model.DefaultHeadSize {
+	if cfg.Arch.Resolve() == arch.X070 && cfg.HeadDim() != model.DefaultHeadSize {
 		return benchReport{}, fmt.Errorf("%s uses head_size %d; run without --head-size", script, model.DefaultHeadSize)
 	}
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", args...)
