@@ -46,17 +46,20 @@ func (g golden) golden6State(prefix string, cfg Config, B int) *State {
 // reference (reference/rwkv6.py, sequential WKV): logits, loss, every parameter gradient with
 // and without L2Wrap, and a forward and backward from a random initial state (final state,
 // every parameter gradient and the initial state's gradient), in float64 and float32. It also
-// requires the model's parameters to be the golden's, in its order (RWKV-LM's).
+// requires the model's parameters to be the golden's, in its order (RWKV-LM's). Measured
+// (worst relative difference over logits and loss / parameter gradients / state and its
+// gradient): x052 float64 1.2e-15 / 3.8e-15 / 2.5e-15, float32 4.9e-7 / 2.1e-6 / 9.1e-7; x060
+// float64 1.2e-15 / 1.1e-14 / 2.0e-15, float32 4.7e-7 / 2.7e-6 / 8.4e-7.
 func TestForwardBackwardMatchesPyTorchX05(t *testing.T) {
 	for _, tc := range []struct {
 		file            string
 		dt              tensor.Dtype
 		fwdTol, gradTol float64
 	}{
-		{"golden5_f64.safetensors", tensor.Float64, 1e-10, 1e-10},
-		{"golden5_f32.safetensors", tensor.Float32, 1e-5, 1e-4},
-		{"golden6_f64.safetensors", tensor.Float64, 1e-10, 1e-10},
-		{"golden6_f32.safetensors", tensor.Float32, 1e-5, 1e-4},
+		{"golden5_f64.safetensors", tensor.Float64, 1e-12, 1e-12},
+		{"golden5_f32.safetensors", tensor.Float32, 1e-5, 3e-5},
+		{"golden6_f64.safetensors", tensor.Float64, 1e-12, 1e-12},
+		{"golden6_f32.safetensors", tensor.Float32, 1e-5, 3e-5},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			g := openGolden(t, tc.file)
