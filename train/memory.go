@@ -31,13 +31,15 @@ const activationFloats = 12
 // every 16th token, C·head_size/16 floats a token (measured at D256 head 64: about 52·C).
 const activationFloatsX070 = 20
 
+// activationFloatsX05 is the same for RWKV-5.2 and RWKV-6 (four or five token-shift mixes,
+// r, k, v, g, the decay, GroupNorm, x060's LoRA activations); the WKV-5/6 backward adds the
+// state at every 16th token, as x070's.
+const activationFloatsX05 = 16
+
 // EstimateMemory estimates the memory of the job. It assumes a valid config (positive sizes).
 func (c Config) EstimateMemory() MemoryEstimate {
 	L, C, V := float64(c.Model.Layers), float64(c.Model.Embd), float64(c.Model.Vocab)
-	F := 4 * C
-	if c.Model.FFN > 0 {
-		F = float64(c.Model.FFN)
-	}
+	F := float64(c.Model.DimFFN())
 	// embedding and head V×C each; per block: time mix 4 C×C, channel mix C×C + 2 F×C, and
 	// 11 vectors of C (five mixes, decay, first, two layer norms); ln0, ln_out. Exact.
 	params := 2*V*C + L*(5*C*C+2*F*C+11*C) + 4*C
@@ -51,6 +53,20 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		params = 2*V*C + L*(4*C*C+2*F*C+2*C*lora+19*C) + 4*C
 		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadSizeX070())/16
 	}
+	if a := c.Model.Arch.Resolve(); a == arch.X052 || a == arch.X060 {
+		// per block: receptance, key, value, output, gate 5 C×C, channel mix C×C + 2 F×C, and
+		// x052's 14 vectors of C (four mixes, time_decay and time_faaaa [H,N], ln_x, two ffn
+		// mixes, ln1, ln2), x060's 16 (six mixes, decay, bonus, ln_x, two ffn mixes, ln1,
+		// ln2) plus its LoRAs time_maa_w1/w2 10·M·C and time_decay_w1/w2 2·W·C; ln0, ln_out.
+		// Exact.
+		d := c.Model.Dims()
+		block := 6*C*C + 2*F*C + 14*C
+		if a == arch.X060 {
+			block = 6*C*C + 2*F*C + 16*C + 10*float64(d.LoRA.Mix)*C + 2*float64(d.LoRA.W)*C
+		}
+		params = 2*V*C + L*block + 4*C
+		perToken = activationFloatsX05*C + 2*F + C*float64(max(d.HeadSize, 1))/16
+	}
 	T := float64(c.Model.CtxLen)
 	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
 		T = float64(c.Train.ChunkLen) // the graph holds one chunk
@@ -63,9 +79,9 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		var trained float64
 		switch c.PEFT.Mode {
 		case PEFTState:
-			trained = L * C * 64
-			if c.Model.Arch.Resolve() != arch.X070 {
-				trained = 3 * L * C
+			trained = 3 * L * C // RWKV-4: aa, bb, pp
+			if n := c.Model.Dims().HeadSize; n > 0 {
+				trained = L * C * float64(n) // [H,N,N] a layer
 			}
 		default:
 			trained = L * float64(c.PEFT.LoRAR) * (12*C + 2*(C+F))
