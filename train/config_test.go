@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -76,6 +77,11 @@ func TestValidateAbsurdSizes(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Fatalf("got %v, want an error containing %q", err, w)
 				}
+			}
+			// a memory refusal, and only that, is marked as such (the config is otherwise valid)
+			memory := strings.Contains(err.Error(), "of memory, mostly for")
+			if errors.Is(err, ErrMemory) != memory {
+				t.Errorf("errors.Is(err, ErrMemory) = %v for %v", !memory, err)
 			}
 		})
 	}

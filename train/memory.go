@@ -2,6 +2,7 @@ package train
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -95,6 +96,11 @@ func (c Config) EstimateMemory() MemoryEstimate {
 	}
 }
 
+// ErrMemory is wrapped (with ErrConfig) by the error of a config whose memory estimate exceeds
+// the machine's. Validate checks memory only when everything else is valid, so a config refused
+// with ErrMemory alone is valid on a larger machine.
+var ErrMemory = errors.New("not enough memory")
+
 // memTotal returns the machine's memory in bytes (MemTotal of /proc/meminfo); ok is false
 // where it cannot be read. Tests replace it.
 var memTotal = func() (bytes float64, ok bool) {
@@ -149,8 +155,8 @@ func (c Config) checkMemory() error {
 	default:
 		keys = fmt.Sprintf("the logits (train.micro_bsz = %d, %s, model.vocab_size = %d)", tr.MicroBsz, ctx, mo.Vocab)
 	}
-	return fmt.Errorf("%w: the job needs at least %s of memory, mostly for %s, but this machine has %s; lower those keys",
-		ErrConfig, humanBytes(m.Total()), keys, humanBytes(total))
+	return fmt.Errorf("%w: %w: the job needs at least %s of memory, mostly for %s, but this machine has %s; lower those keys",
+		ErrConfig, ErrMemory, humanBytes(m.Total()), keys, humanBytes(total))
 }
 
 func humanBytes(b float64) string {
