@@ -17,9 +17,9 @@ import (
 // The zero Arch is x040, the default of model.arch.
 type Arch string
 
-// The architectures Detect recognises. X040 and X070 have a layout (Layout, Infer: checkpoint
-// reads, checks and exports their files, model builds both) and both are supported (trained
-// and evaluated). The others are detected so that reading one fails naming it.
+// The architectures Detect recognises. X040, X052, X060 and X070 have a layout (Layout, Infer:
+// checkpoint reads, checks and exports their files, model builds them) and are supported
+// (trained and evaluated). X050 (RWKV-5.0/5.1) is detected so that reading one fails naming it.
 const (
 	X040 Arch = "x040" // RWKV-4
 	X050 Arch = "x050" // RWKV-5.0/5.1 (ln_x, no gate)
@@ -31,7 +31,7 @@ const (
 // Supported lists the architectures rwkv-go's commands train and evaluate, in the order they
 // were added; the trainer's config validation and weights loading refuse the others
 // (CheckSupported).
-var Supported = []Arch{X040, X070}
+var Supported = []Arch{X040, X052, X060, X070}
 
 // Layouts lists the architectures with a tensor layout (Dims.Layout): Infer reads their tensor
 // sets, whether or not a model can be built from them yet.
@@ -59,6 +59,16 @@ func (a Arch) IsSupported() bool { return slices.Contains(Supported, a.Resolve()
 
 // HasLayout reports whether a (after Resolve) is in Layouts.
 func (a Arch) HasLayout() bool { return slices.Contains(Layouts, a.Resolve()) }
+
+// HasHeads reports whether a (after Resolve) is a multi-head architecture with a matrix WKV
+// state per head (x052, x060, x070); RWKV-4's state is per channel.
+func (a Arch) HasHeads() bool {
+	switch a.Resolve() {
+	case X052, X060, X070:
+		return true
+	}
+	return false
+}
 
 // CheckSupported is nil for a supported architecture and otherwise an ErrUnsupported error
 // naming it: the gate between reading a file (Infer, any layout) and building a model of it.

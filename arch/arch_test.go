@@ -99,7 +99,7 @@ func TestInfer(t *testing.T) {
 	}
 }
 
-// TestArchDefault: the zero Arch is x040; x040 and x070 are supported; x060 (a layout, no model yet), x050 (neither) and
+// TestArchDefault: the zero Arch is x040; x040, x052, x060 and x070 are supported; x050 (no layout) and
 // unknown names are refused, naming them.
 func TestArchDefault(t *testing.T) {
 	for _, tt := range []struct {
@@ -107,7 +107,7 @@ func TestArchDefault(t *testing.T) {
 		supported, hasLayout bool
 		title                string
 	}{{"", true, true, "RWKV-4 (x040)"}, {X040, true, true, "RWKV-4 (x040)"}, {X070, true, true, "RWKV-7 (x070)"},
-		{X060, false, true, "RWKV-6 (x060)"}, {X050, false, false, "RWKV-5 (x050)"}, {"x999", false, false, `"x999"`}} {
+		{X060, true, true, "RWKV-6 (x060)"}, {X050, false, false, "RWKV-5 (x050)"}, {"x999", false, false, `"x999"`}} {
 		if got := tt.a.IsSupported(); got != tt.supported {
 			t.Errorf("%q.IsSupported() = %v, want %v", tt.a, got, tt.supported)
 		}

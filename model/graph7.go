@@ -32,7 +32,7 @@ func unusedParam(cfg Config, name string) bool {
 // ffn_x (B, C).
 func (gr *Graph) blocks7(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
 	cfg := gr.m.Config
-	B, H, N := gr.opts.B, cfg.Heads(), cfg.HeadSizeX070()
+	B, H, N := gr.opts.B, cfg.Heads(), cfg.HeadDim()
 	var vFirst *G.Node
 	for i := 0; i < cfg.Layers; i++ {
 		pre := fmt.Sprintf("blocks.%d.", i)

@@ -137,7 +137,7 @@ func testRNN7FastMatchesIndependent[F Float](t *testing.T, tol float64) {
 	}
 	// the independent form's per-sequence states, from the same values
 	st := make([][]x070State[F], B)
-	C, S := m.Config.Embd, m.Config.Embd*m.Config.HeadSizeX070()
+	C, S := m.Config.Embd, m.Config.Embd*m.Config.HeadDim()
 	for b := range st {
 		st[b] = newX070States[F](ref.d)
 		for l, ls := range s.Layers {

@@ -23,12 +23,17 @@ func TestConfigValidate(t *testing.T) {
 		{"valid custom ffn", Config{Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1, FFN: 100}, ""},
 		{"x040 named", Config{Arch: "x040", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, ""},
 		{"x070", Config{Arch: "x070", Layers: 1, Embd: 128, Vocab: 10, CtxLen: 1}, ""},
+		{"x052", Config{Arch: "x052", Layers: 1, Embd: 128, Vocab: 10, CtxLen: 1, HeadSize: 32}, ""},
+		{"x060", Config{Arch: "x060", Layers: 1, Embd: 128, Vocab: 10, CtxLen: 1, DimMix: 8, DimDecay: 16}, ""},
 		{"x070 sizes", Config{Arch: "x070", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1, HeadSize: 16, DimDecay: 8, DimAAA: 8, DimMV: 8, DimGate: 8, NoV0Layer0: true}, ""},
 		{"x070 head size default does not divide", Config{Arch: "x070", Layers: 1, Embd: 96, Vocab: 10, CtxLen: 1}, "model.head_size = 64: must divide n_embd = 96"},
 		{"x070 head size does not divide", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 48}, "model.head_size = 48: must divide n_embd = 64"},
 		{"x070 head size 1", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 1}, "model.head_size = 1: must be at least 2"},
 		{"x070 negative lora", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, DimGate: -1}, "model.d_gate_lora = -1: must be positive"},
-		{"x040 head size", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 64}, "model.head_size = 64: only RWKV-7"},
+		{"x040 head size", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, HeadSize: 64}, "model.head_size = 64: only RWKV-5.2, RWKV-6 and RWKV-7 (model.arch: x052, x060, x070) have it"},
+		{"x052 decay lora", Config{Arch: "x052", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, DimDecay: 32}, "model.d_decay_lora = 32: only RWKV-6 and RWKV-7 (model.arch: x060, x070) have it"},
+		{"x070 mix lora", Config{Arch: "x070", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, DimMix: 32}, "model.d_mix_lora = 32: only RWKV-6 (model.arch: x060) has it"},
+		{"x060 head size", Config{Arch: "x060", Layers: 1, Embd: 96, Vocab: 10, CtxLen: 1, HeadSize: 64}, "model.head_size = 64: must divide n_embd = 96"},
 		{"x040 lora", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, DimMV: 32}, "model.d_mv_lora = 32: only RWKV-7"},
 		{"x040 no_v0_layer0", Config{Layers: 1, Embd: 64, Vocab: 10, CtxLen: 1, NoV0Layer0: true}, "model.no_v0_layer0 = true: only RWKV-7"},
 		{"unknown arch", Config{Arch: "rwkv4", Layers: 1, Embd: 32, Vocab: 10, CtxLen: 1}, `model.arch = "rwkv4": unknown architecture; use x040`},
@@ -405,5 +410,35 @@ func testChunkedEqualsSinglePass(t *testing.T, m *Model) {
 				t.Fatalf("grad %s[%d]: chunked %v, single pass %v", p.Name, j, sum[i][j], want[j])
 			}
 		}
+	}
+}
+
+// TestConfigDimsX05: x052 and x060 defaults are RWKV-LM's (dim_ffn int(3.5·C)//32·32, head
+// size 64, x060 LoRA widths 32 and 64), and ConfigOf reads a Dims back to the same Config.
+func TestConfigDimsX05(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  Config
+		want arch.Dims
+	}{
+		{Config{Arch: "x052", Layers: 2, Embd: 256, Vocab: 10, CtxLen: 4},
+			arch.Dims{Arch: arch.X052, Vocab: 10, Embd: 256, FFN: 896, Layers: 2, HeadSize: 64}},
+		{Config{Arch: "x060", Layers: 2, Embd: 2048, Vocab: 10, CtxLen: 4},
+			arch.Dims{Arch: arch.X060, Vocab: 10, Embd: 2048, FFN: 7168, Layers: 2, HeadSize: 64, LoRA: arch.LoRA{Mix: 32, W: 64}}},
+		{Config{Arch: "x060", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 4, FFN: 96, HeadSize: 16, DimMix: 4, DimDecay: 8},
+			arch.Dims{Arch: arch.X060, Vocab: 10, Embd: 64, FFN: 96, Layers: 1, HeadSize: 16, LoRA: arch.LoRA{Mix: 4, W: 8}}},
+	} {
+		d := tt.cfg.Dims()
+		if d != tt.want {
+			t.Errorf("%v: Dims %+v, want %+v", tt.cfg, d, tt.want)
+		}
+		if got := ConfigOf(d, 4).Dims(); got != d {
+			t.Errorf("%v: ConfigOf(Dims).Dims() = %+v", tt.cfg, got)
+		}
+		if h := tt.cfg.Heads(); h != d.Embd/d.HeadSize {
+			t.Errorf("%v: Heads() = %d", tt.cfg, h)
+		}
+	}
+	if s := (Config{Arch: "x060", Layers: 1, Embd: 64, Vocab: 10, CtxLen: 4}).String(); strings.Contains(s, "ffn") {
+		t.Errorf("String() of a default-ffn x060 config = %q: should not name the default ffn", s)
 	}
 }

@@ -29,7 +29,7 @@ func newRNN7Kernel[F Float](m *Model, B int) *rnn7Kernel[F] {
 	lr := cfg.LoRA()
 	n := B * C
 	mk := func(k int) []F { return make([]F, k) }
-	q := &rnn7Kernel[F]{m: m, B: B, C: C, F: Fd, V: V, H: cfg.Heads(), N: cfg.HeadSizeX070(),
+	q := &rnn7Kernel[F]{m: m, B: B, C: C, F: Fd, V: V, H: cfg.Heads(), N: cfg.HeadDim(),
 		x: mk(n), xa: mk(n), xf: mk(n), prev: mk(n), vFirst: mk(n),
 		r: mk(n), w: mk(n), k: mk(n), v: mk(n), a: mk(n), g: mk(n), kk: mk(n), y: mk(n), tmp: mk(n), out: mk(n),
 		lora: mk(B * max(lr.W, lr.A, lr.V, lr.G)), ffn: mk(B * Fd), logits: mk(B * V),

@@ -12,14 +12,15 @@ import (
 //	both:  AttX, FFNX (B, C): the last LayerNorm outputs seen by the time-mix and channel-mix
 //	       token shifts;
 //	x040:  AA, BB, PP (B, C): the WKV numerator, denominator and their shared log-scale;
-//	x070:  WKV (B, H, N, N): the WKV-7 state of each head, [value i][key j] as RWKV-LM's.
+//	x052, x060, x070: WKV (B, H, N, N): the WKV state of each head, [value i][key j] as
+//	       RWKV-LM's kernels (ChatRWKV's v5/v6 Python code holds the transpose).
 //
 // The fields an architecture does not have are nil. It is kept in float64 whatever the model
 // dtype (a Float32 model's state holds float32 values exactly); it is small.
 type State struct {
 	B, C   int
-	Arch   arch.Arch // resolved: x040 or x070
-	H, N   int       // x070: heads and head size
+	Arch   arch.Arch // resolved
+	H, N   int       // x052, x060, x070: heads and head size
 	Layers []LayerState
 }
 
@@ -35,8 +36,8 @@ func NewState(cfg Config, B int) *State {
 	s := &State{B: B, C: cfg.Embd, Arch: cfg.Arch.Resolve(), Layers: make([]LayerState, cfg.Layers)}
 	n := B * cfg.Embd
 	for i := range s.Layers {
-		if s.Arch == arch.X070 {
-			s.H, s.N = cfg.Heads(), cfg.HeadSizeX070()
+		if s.Arch.HasHeads() {
+			s.H, s.N = cfg.Heads(), cfg.HeadDim()
 			s.Layers[i] = LayerState{AttX: make([]float64, n), WKV: make([]float64, n*s.N), FFNX: make([]float64, n)}
 			continue
 		}
@@ -67,7 +68,7 @@ func (s *State) Zero() {
 }
 
 // fields lists the per-layer tensors the architecture has, in a fixed order: x040 AttX, AA, BB,
-// PP, FFNX; x070 AttX, WKV, FFNX.
+// PP, FFNX; x052, x060, x070 AttX, WKV, FFNX.
 func (l *LayerState) fields() [][]float64 {
 	if l.WKV != nil {
 		return [][]float64{l.AttX, l.WKV, l.FFNX}
@@ -82,7 +83,7 @@ func (s *State) fits(o *State) bool {
 
 // shape describes the state for messages: "x070 2 layers x (B=1, C=128, H=2)".
 func (s *State) shape() string {
-	if s.Arch == arch.X070 {
+	if s.Arch.HasHeads() {
 		return fmt.Sprintf("%s %d layers x (B=%d, C=%d, H=%d)", s.Arch, len(s.Layers), s.B, s.C, s.H)
 	}
 	return fmt.Sprintf("%s %d layers x (B=%d, C=%d)", s.Arch.Resolve(), len(s.Layers), s.B, s.C)
@@ -141,8 +142,8 @@ func clone(x []float64) []float64 {
 func (s *State) check(cfg Config, B int, what string) error {
 	a := cfg.Arch.Resolve()
 	ok := s.B == B && s.C == cfg.Embd && s.Arch == a && len(s.Layers) == cfg.Layers
-	if ok && a == arch.X070 {
-		ok = s.H == cfg.Heads() && s.N == cfg.HeadSizeX070()
+	if ok && a.HasHeads() {
+		ok = s.H == cfg.Heads() && s.N == cfg.HeadDim()
 	}
 	if !ok {
 		return fmt.Errorf("model: state of %s does not fit the %s of %v with B=%d", s.shape(), what, cfg, B)

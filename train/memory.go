@@ -52,7 +52,7 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		r := c.Model.LoRA()
 		lora := float64(r.W) + float64(r.A) + float64(r.V) + float64(r.G)
 		params = 2*V*C + L*(4*C*C+2*F*C+2*C*lora+19*C) + 4*C
-		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadSizeX070())/16
+		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadDim())/16
 	}
 	if a := c.Model.Arch.Resolve(); a == arch.X052 || a == arch.X060 {
 		// per block: receptance, key, value, output, gate 5 C×C, channel mix C×C + 2 F×C, and

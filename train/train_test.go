@@ -214,7 +214,7 @@ func TestValidateRejects(t *testing.T) {
 		{"micro_bsz", func(c *Config) { c.Train.MicroBsz = 0 }, "train.micro_bsz = 0"},
 		{"grad_accum", func(c *Config) { c.Train.GradAccum = -1 }, "train.grad_accum = -1"},
 		{"n_embd", func(c *Config) { c.Model.Embd = 100 }, "model.n_embd = 100"},
-		{"arch", func(c *Config) { c.Model.Arch = "x060" }, `model.arch = "x060"`},
+		{"arch", func(c *Config) { c.Model.Arch = "x050" }, `model.arch = "x050"`},
 		{"x070", func(c *Config) { c.Model.Arch = "x070" }, ""},
 		{"x070 head_size", func(c *Config) { c.Model.Arch, c.Model.HeadSize = "x070", 48 }, "model.head_size = 48"},
 		{"lr", func(c *Config) { c.Optim.LRInit = -1 }, "optim.lr_init"},

@@ -44,7 +44,7 @@ func TestLoadRWKV7FileForms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c := m.Config; c.Arch != arch.X070 || c.Layers != 2 || c.Embd != 32 || c.Vocab != 11 || c.HeadSizeX070() != 16 || c.NoV0Layer0 != tt.noV0L0 {
+			if c := m.Config; c.Arch != arch.X070 || c.Layers != 2 || c.Embd != 32 || c.Vocab != 11 || c.HeadDim() != 16 || c.NoV0Layer0 != tt.noV0L0 {
 				t.Fatalf("config %+v, want x070 L2 D32 V11 head 16, no_v0_layer0 %v", c, tt.noV0L0)
 			}
 			want := map[string][]byte{}

@@ -69,7 +69,7 @@ func TestBenchArch(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--arch", "x060"}, `model.arch = "x060"`},
+		{[]string{"--arch", "x050"}, `model.arch = "x050"`},
 		{[]string{"--arch", "x070", "--embd", "64", "--head-size", "48"}, "model.head_size = 48"},
 	} {
 		stderr.Reset()

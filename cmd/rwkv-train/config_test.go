@@ -146,7 +146,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{name: "x070 head size", yaml: "model:\n  arch: x070\n  head_size: 48\n", kind: model.ErrConfig,
 			want: []string{"config {file}: ", "model.head_size = 48: must divide n_embd = 512 into heads"}},
 		{name: "x070 key on x040", yaml: "model:\n  d_decay_lora: 8\n", kind: model.ErrConfig,
-			want: []string{"config {file}: ", "model.d_decay_lora = 8: only RWKV-7 (model.arch: x070) has it"}},
+			want: []string{"config {file}: ", "model.d_decay_lora = 8: only RWKV-6 and RWKV-7 (model.arch: x060, x070) have it"}},
 		{name: "unknown arch from a flag", yaml: "checkpoint: {keep: 1}\n", overrides: []string{"--model.arch=v4"}, kind: model.ErrConfig,
 			want: []string{"config {file}: ", `model.arch = "v4": unknown architecture; use x040`}},
 		{name: "arch not a string", yaml: "model:\n  arch: 4\n", kind: errBadValue,
@@ -380,18 +380,26 @@ func fullConfig() train.Config {
 	return c
 }
 
+// fullConfig6 is fullConfig as an x060 model, which has the x060-only keys and not x070's.
+func fullConfig6() train.Config {
+	c := fullConfig()
+	c.Model.Arch, c.Model.DimMix = "x060", 6
+	c.Model.DimAAA, c.Model.DimMV, c.Model.DimGate, c.Model.NoV0Layer0 = 0, 0, 0, false
+	return c
+}
+
 func TestMarshalConfigRoundTrip(t *testing.T) {
 	t.Parallel()
-	full, def := reflect.ValueOf(fullConfig()), reflect.ValueOf(train.DefaultConfig())
+	full, full6, def := reflect.ValueOf(fullConfig()), reflect.ValueOf(fullConfig6()), reflect.ValueOf(train.DefaultConfig())
 	for _, f := range configFields() {
 		if f.key == "train.max_steps" { // excludes max_tokens; baseConfig sets it
 			continue
 		}
-		if full.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) {
-			t.Errorf("fullConfig leaves %s at its default; set it so the round trip covers it", f.key)
+		if full.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) && full6.FieldByIndex(f.index).Equal(def.FieldByIndex(f.index)) {
+			t.Errorf("fullConfig and fullConfig6 leave %s at its default; set it so the round trip covers it", f.key)
 		}
 	}
-	for _, c := range []train.Config{fullConfig(), baseConfig()} {
+	for _, c := range []train.Config{fullConfig(), fullConfig6(), baseConfig()} {
 		text, err := marshalConfig(c)
 		if err != nil {
 			t.Fatal(err)

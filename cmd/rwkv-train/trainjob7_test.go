@@ -26,7 +26,7 @@ func TestTrainX070ExportsModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := m.Config; c.Arch != arch.X070 || c.Layers != 1 || c.Embd != 32 || c.HeadSizeX070() != 16 {
+		if c := m.Config; c.Arch != arch.X070 || c.Layers != 1 || c.Embd != 32 || c.HeadDim() != 16 {
 			t.Errorf("%s: config %+v, want x070 L1-D32 with heads of 16", path, c)
 		}
 	}
