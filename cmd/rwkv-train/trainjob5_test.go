@@ -72,10 +72,11 @@ func TestTrainX05Job(t *testing.T) {
 // TestX05Recipes: the x052/x060 recipes are RWKV-LM's v5 recipe (its cosine or exp_v5 schedule,
 // layerwise lr), the 1.6B ones describe the released RWKV-6 World 1.6B (L24-D2048, 1.6e9
 // parameters, World vocabulary), the state-tuning recipe is RWKV-LM's (lr 1 -> 0.01, warmup 10),
-// and the frozen-base recipes need a fraction of full fine-tuning's memory.
+// and the frozen-base recipes keep a fraction of full fine-tuning's parameter memory (4 bytes a
+// frozen weight instead of 16).
 func TestX05Recipes(t *testing.T) {
 	t.Parallel()
-	mem := map[string]float64{}
+	mem := map[string]float64{} // the parameter part of the estimates
 	for _, tc := range []struct {
 		name     string
 		arch     arch.Arch
@@ -97,7 +98,7 @@ func TestX05Recipes(t *testing.T) {
 				c.Model.Arch, c.Optim.Kind, c.Optim.LayerwiseLR, c.PEFT.Mode, tc.arch, tc.schedule, tc.peft)
 		}
 		m := c.EstimateMemory()
-		mem[tc.name] = m.Total()
+		mem[tc.name] = m.Params
 		t.Logf("%s: %d parameters; estimate: params %.2f GiB, activations %.2f GiB, logits %.2f GiB", tc.name,
 			c.Model.Dims().NumParams(), m.Params/(1<<30), m.Activations/(1<<30), m.Logits/(1<<30))
 		if !strings.Contains(tc.name, "1.6b") {
@@ -117,8 +118,8 @@ func TestX05Recipes(t *testing.T) {
 	}
 	full := mem["x060-finetune-1.6b.yaml"]
 	for _, name := range []string{"x060-lora-1.6b.yaml", "x060-state-1.6b.yaml"} {
-		if !(mem[name] < full/2) {
-			t.Errorf("%s: memory estimate %.1f GiB, full fine-tuning %.1f GiB: a frozen base should need less than half", name, mem[name]/(1<<30), full/(1<<30))
+		if !(mem[name] < 0.3*full) {
+			t.Errorf("%s: parameter memory %.1f GiB, full fine-tuning %.1f GiB: a frozen base should need about a quarter", name, mem[name]/(1<<30), full/(1<<30))
 		}
 	}
 }
