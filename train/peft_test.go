@@ -47,7 +47,9 @@ func peftBaseOf(t *testing.T, mode string, shape model.Config) Config {
 	case arch.X070:
 		export = checkpoint.ExportX070RWKV
 	case arch.X052, arch.X060: // RWKV-LM names, in the layout's order
-		export = func(w io.Writer, ts []checkpoint.Tensor, _ checkpoint.DType) error { return checkpoint.WriteSafetensors(w, ts, nil) }
+		export = func(w io.Writer, ts []checkpoint.Tensor, _ checkpoint.DType) error {
+			return checkpoint.WriteSafetensors(w, ts, nil)
+		}
 	}
 	if err := checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return export(w, ts, checkpoint.F32) }); err != nil {
 		t.Fatal(err)
