@@ -37,7 +37,7 @@ type Graph struct {
 	params       G.Nodes
 	unused       []bool    // per parameter: not used by the graph (x070 layer 0's v0/v1/v2), zero gradient
 	zeros        []any     // per unused parameter: its zero gradient
-	stateIn      []*G.Node // per layer: att_x (B,C), wkv (x040 (3B,C), x070 (B*H*N,N)), ffn_x (B,C)
+	stateIn      []*G.Node // per layer: att_x (B,C), wkv (x040 (3B,C), x052/x060/x070 (B*H*N,N)), ffn_x (B,C)
 	stateOut     []*G.Node
 	stateGradIn  []*G.Node
 	logits, loss *G.Node
@@ -79,9 +79,12 @@ func (gr *Graph) build() error {
 	for _, p := range m.Params {
 		s := p.Value.Shape()
 		var n *G.Node
-		if s.Dims() == 1 {
+		switch s.Dims() {
+		case 1:
 			n = G.NewVector(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
-		} else {
+		case 3: // x060's time_maa_w2 (5, M, C)
+			n = G.NewTensor(g, m.DType, 3, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
+		default:
 			n = G.NewMatrix(g, m.DType, G.WithShape(s...), G.WithName(p.Name), G.WithValue(p.Value))
 		}
 		gr.params = append(gr.params, n)
@@ -102,9 +105,12 @@ func (gr *Graph) build() error {
 		b.ctl = &m.peft.ctl
 	}
 	x := b.do(func() (*G.Node, error) { return Embed(p("emb.weight"), idsNode) })
-	if m.Config.Arch.Resolve() == arch.X070 {
+	switch m.Config.Arch.Resolve() {
+	case arch.X070:
 		x = gr.blocks7(b, x, p)
-	} else {
+	case arch.X052, arch.X060:
+		x = gr.blocks56(b, x, p)
+	default:
 		x = gr.blocks4(b, x, p)
 	}
 	xo := b.ln(x, p("ln_out.weight"), p("ln_out.bias"))
@@ -247,7 +253,7 @@ func (gr *Graph) SetState(s *State) error {
 	if s == nil && gr.m.HasTimeState() {
 		s = gr.m.InitialState(gr.opts.B)
 	}
-	if s == nil && gr.m.Config.Arch.Resolve() == arch.X070 { // fresh x070 state: zeros
+	if s == nil && gr.m.Config.Arch.HasHeads() { // fresh x052/x060/x070 state: zeros
 		for _, n := range gr.stateIn {
 			setFloats(n.Value(), nil)
 		}

@@ -17,13 +17,18 @@ import (
 // every other matrix orthogonal with gain sqrt(out/in) when out > in (head: 0.5 times that).
 // Each tensor draws from its own stream (seed, name), so the result does not depend on order.
 //
-// An x070 model gets RWKV-LM's effective x070 init instead (init7.go), where emb.weight is
-// U(-1e-4, 1e-4) as in RWKV-LM's generate_init_weight and embScale is not used.
+// An x052, x060 or x070 model gets RWKV-LM's effective init of its architecture instead
+// (init6.go, init7.go), where emb.weight is U(-1e-4, 1e-4) as in RWKV-LM's generate_init_weight
+// and embScale is not used.
 func (m *Model) Init(seed uint64, embScale float64) {
-	if m.Config.Arch.Resolve() == arch.X070 {
-		p, err := init7(m.Config.Dims(), seed)
-		if err != nil { // New validated the config, which init7 accepts
-			panic(fmt.Sprintf("model: x070 init of %v: %v", m.Config, err))
+	if a := m.Config.Arch.Resolve(); a == arch.X052 || a == arch.X060 || a == arch.X070 {
+		initOf := init7
+		if a != arch.X070 {
+			initOf = init6
+		}
+		p, err := initOf(m.Config.Dims(), seed)
+		if err != nil { // New validated the config, which init7 and init6 accept
+			panic(fmt.Sprintf("model: %v init of %v: %v", a, m.Config, err))
 		}
 		for _, q := range m.Params {
 			if err := q.SetFloat64s(p[q.Name].Data); err != nil {

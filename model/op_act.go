@@ -17,6 +17,7 @@ const (
 	ActIdentity ActKind = iota // y = x + b (a bias add; b is required)
 	ActTanh                    // y = tanh(x [+ b])
 	ActSigmoid                 // y = σ(x [+ b])
+	ActSiLU                    // y = x·σ(x) (no bias)
 )
 
 func (k ActKind) String() string {
@@ -27,6 +28,8 @@ func (k ActKind) String() string {
 		return "tanh"
 	case ActSigmoid:
 		return "sigmoid"
+	case ActSiLU:
+		return "silu"
 	}
 	return fmt.Sprintf("ActKind(%d)", int(k))
 }
@@ -40,8 +43,11 @@ func (k ActKind) String() string {
 //	a  = σ(a0 + (xa@a1)@a2)      Activate(·@a2, a0, ActSigmoid)
 //	g  = σ(xg@g1)@g2             Activate(xg@g1, nil, ActSigmoid)
 //
+// and RWKV-5.2/6 for the gate g = SiLU(Wg xg) (Activate(·, nil, ActSiLU)).
+//
 // The backward of tanh and sigmoid reads the output y (1-y², y(1-y)), not x, so it evaluates no
-// transcendental function; the identity's x-gradient is the upstream gradient itself.
+// transcendental function; SiLU's reads x (σ(x)(1 + x(1-σ(x)))); the identity's x-gradient is
+// the upstream gradient itself.
 type actOp struct {
 	opBase
 	N, D    int
@@ -56,8 +62,11 @@ func Activate(x, bias *G.Node, kind ActKind) (*G.Node, error) {
 	if len(s) != 2 {
 		return nil, fmt.Errorf("model: Activate(%v) of x with shape %v: want a matrix", kind, s)
 	}
-	if kind < ActIdentity || kind > ActSigmoid {
+	if kind < ActIdentity || kind > ActSiLU {
 		return nil, fmt.Errorf("model: Activate: unknown kind %v", kind)
+	}
+	if kind == ActSiLU && bias != nil {
+		return nil, fmt.Errorf("model: Activate(silu) takes no bias")
 	}
 	o := actOp{N: s[0], D: s[1], Kind: kind, HasBias: bias != nil, buf: newOutBuf()}
 	if bias == nil {
@@ -96,7 +105,7 @@ func (o actOp) Do(in ...G.Value) (G.Value, error) {
 		if o.HasBias {
 			b = f32(in[1])
 		}
-		if !actForwardFast(o.Kind, f32(in[0]), b, d, o.N, o.D) {
+		if o.Kind == ActSiLU || !actForwardFast(o.Kind, f32(in[0]), b, d, o.N, o.D) {
 			actForward(o.Kind, f32(in[0]), b, d, o.N, o.D)
 		}
 	case []float64:
@@ -124,7 +133,11 @@ func (o actOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 		gb, err := G.ApplyOp(actBackOp{fwd: o, buf: newOutBuf()}, grad)
 		return G.Nodes{grad, gb}, err
 	}
-	packed, err := G.ApplyOp(actBackOp{fwd: o, buf: newOutBuf()}, out, grad)
+	y := out
+	if o.Kind == ActSiLU { // its derivative is a function of x
+		y = in[0]
+	}
+	packed, err := G.ApplyOp(actBackOp{fwd: o, buf: newOutBuf()}, y, grad)
 	if err != nil || !o.HasBias {
 		return G.Nodes{packed}, err
 	}
@@ -145,6 +158,8 @@ func actForward[F Float](kind ActKind, x, b, y []F, N, D int) {
 					z = math.Tanh(z)
 				case ActSigmoid:
 					z = sigmoid(z)
+				case ActSiLU:
+					z *= sigmoid(z)
 				}
 				yr[c] = F(z)
 			}
@@ -153,7 +168,7 @@ func actForward[F Float](kind ActKind, x, b, y []F, N, D int) {
 }
 
 // actBackOp: identity: (g) -> gbias (D); tanh/sigmoid: (y, g) -> gx (N,D), or packed
-// [gx (N*D) | gbias (D)] with a bias.
+// [gx (N*D) | gbias (D)] with a bias; SiLU: (x, g) -> gx.
 type actBackOp struct {
 	opBase
 	fwd actOp
@@ -208,8 +223,8 @@ func (o actBackOp) String() string        { return "ActivateBack" + o.fwd.String
 func (o actBackOp) WriteHash(h hash.Hash) { writeHash(h, o) }
 func (o actBackOp) Hashcode() uint32      { return hashcode(o) }
 
-// actBackward writes gx = g·act'(y) into out[:N*D] and, with a bias, its column sums into
-// out[N*D:].
+// actBackward writes gx = g·act'(y) (SiLU: g·act'(x), y holding x) into out[:N*D] and, with a
+// bias, its column sums into out[N*D:].
 func actBackward[F Float](o actOp, y, g, out []F) {
 	N, D := o.N, o.D
 	np := pieces(N, D)
@@ -221,9 +236,13 @@ func actBackward[F Float](o actOp, y, g, out []F) {
 		for i := lo * D; i < hi*D; i++ {
 			yi, gi := float64(y[i]), float64(g[i])
 			var gz float64
-			if o.Kind == ActTanh {
+			switch o.Kind {
+			case ActTanh:
 				gz = gi * (1 - yi*yi)
-			} else {
+			case ActSiLU:
+				s := sigmoid(yi)
+				gz = gi * s * (1 + yi*(1-s))
+			default:
 				gz = gi * yi * (1 - yi)
 			}
 			out[i] = F(gz)

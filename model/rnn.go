@@ -19,16 +19,21 @@ type RNN struct {
 	layers int
 }
 
-// NewRNN prepares scratch space for B parallel sequences.
+// NewRNN prepares scratch space for B parallel sequences; the kernel follows the architecture
+// (x040 here, x052 and x060 in rnn6fast.go, x070 in rnn7fast.go) and the model's dtype.
 func (m *Model) NewRNN(B int) *RNN {
 	r := &RNN{m: m, B: B, layers: m.Config.Layers}
-	x070 := m.Config.Arch.Resolve() == arch.X070
+	a, f32 := m.Config.Arch.Resolve(), m.DType == Float32
 	switch {
-	case m.DType == Float32 && x070:
+	case a == arch.X070 && f32:
 		r.step = newRNN7Kernel[float32](m, B).step
-	case x070:
+	case a == arch.X070:
 		r.step = newRNN7Kernel[float64](m, B).step
-	case m.DType == Float32:
+	case (a == arch.X052 || a == arch.X060) && f32:
+		r.step = newRNN6Kernel[float32](m, B).step
+	case a == arch.X052 || a == arch.X060:
+		r.step = newRNN6Kernel[float64](m, B).step
+	case f32:
 		r.step = newRNNKernel[float32](m, B).step
 	default:
 		r.step = newRNNKernel[float64](m, B).step

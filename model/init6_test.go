@@ -1,0 +1,380 @@
+package model
+
+import (
+	"encoding/json"
+	"flag"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rwkv-go/rwkv-go/arch"
+	"github.com/rwkv-go/rwkv-go/internal/testutil"
+)
+
+// init6GoldenCase is one shape of testdata/init6_golden.json: the deterministic x052/x060 init
+// tensors from reference/rwkv6.py init_params (float64).
+type init6GoldenCase struct {
+	Arch          string
+	L, C, N, V, F int
+	Mix, Decay    int // x060's LoRA widths
+	Vectors       map[string][]float64
+}
+
+// init6GoldenShapes: three layers (r0, r1 at both ends and between), three heads of 16, V > C;
+// one layer (r0 = 0) with V < C; both architectures.
+var init6GoldenShapes = []init6GoldenCase{
+	{Arch: "x052", L: 3, C: 48, N: 16, V: 100, F: 96},
+	{Arch: "x060", L: 3, C: 48, N: 16, V: 100, F: 96, Mix: 8, Decay: 12},
+	{Arch: "x052", L: 1, C: 32, N: 8, V: 8, F: 64},
+	{Arch: "x060", L: 1, C: 32, N: 8, V: 8, F: 64, Mix: 4, Decay: 40},
+}
+
+func (c init6GoldenCase) dims() arch.Dims {
+	a := arch.X052
+	if c.Arch == "x060" {
+		a = arch.X060
+	}
+	d := arch.Dims{Arch: a, Layers: c.L, Embd: c.C, Vocab: c.V, HeadSize: c.N, FFN: c.F}
+	if a == arch.X060 {
+		d.LoRA = arch.LoRA{Mix: c.Mix, W: c.Decay}
+	}
+	return d
+}
+
+// init6TorchScript prints init6GoldenShapes (JSON in argv[1]) with every deterministic tensor of
+// rwkv6.init_params, as JSON; Python's float repr round-trips exactly.
+const init6TorchScript = `
+import json, sys, torch
+sys.path.insert(0, "../reference")
+import rwkv6
+random = ("att.time_maa_w2", "att.time_decay_w2", "emb.weight", "head.weight", "att.receptance.weight",
+          "att.key.weight", "att.value.weight", "att.gate.weight", "ffn.key.weight")
+cases = json.loads(sys.argv[1])
+for c in cases:
+    kw = dict(head_size=c["N"], dim_ffn=c["F"], seed=0, dtype=torch.float64)
+    if c["Arch"] == "x060":
+        kw.update(d_mix=c["Mix"], d_decay=c["Decay"])
+    p = rwkv6.init_params(c["Arch"], c["L"], c["C"], c["V"], **kw)
+    c["Vectors"] = {k: v.reshape(-1).tolist() for k, v in p.items() if not k.endswith(random)}
+print(json.dumps(cases))
+`
+
+var updateInit6 = flag.Bool("update-init6", false, "rewrite testdata/init6_golden.json from reference/rwkv6.py (needs torch)")
+
+const init6GoldenPath = "testdata/init6_golden.json"
+
+// checkInit6Vectors compares init6's deterministic tensors with the reference's (to 4e-15, a few
+// ulps: both evaluate the same float64 formulas, the reference with torch's pow), and checks that both
+// name the same set of deterministic tensors.
+func checkInit6Vectors(t *testing.T, cases []init6GoldenCase) {
+	t.Helper()
+	for _, c := range cases {
+		p, err := init6(c.dims(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var worst float64
+		count := 0
+		for name, got := range p {
+			want, ok := c.Vectors[name]
+			if init6Deterministic(name) != ok {
+				t.Errorf("%s L%d C%d: %s: deterministic in Go %v, in the reference %v", c.Arch, c.L, c.C, name, !ok, ok)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			count++
+			if len(got.Data) != len(want) {
+				t.Fatalf("%s L%d C%d: %s: %d values, reference %d", c.Arch, c.L, c.C, name, len(got.Data), len(want))
+			}
+			for i := range want {
+				d := math.Abs(got.Data[i] - want[i])
+				worst = max(worst, d)
+				if !(d <= 4e-15) {
+					t.Fatalf("%s L%d C%d: %s[%d] = %.17g, reference %.17g", c.Arch, c.L, c.C, name, i, got.Data[i], want[i])
+				}
+			}
+		}
+		if len(c.Vectors) != count {
+			t.Errorf("%s L%d C%d: reference has %d deterministic tensors, Go %d", c.Arch, c.L, c.C, len(c.Vectors), count)
+		}
+		t.Logf("%s L%d C%d N%d: %d deterministic tensors, max |diff| %.3g", c.Arch, c.L, c.C, c.N, count, worst)
+	}
+}
+
+// TestInit6VectorsGolden: the committed reference values (no Python needed).
+func TestInit6VectorsGolden(t *testing.T) {
+	b, err := os.ReadFile(init6GoldenPath)
+	if err != nil {
+		t.Fatalf("%v (regenerate with go test -run TestInit6VectorsTorch -update-init6 ./model/)", err)
+	}
+	var cases []init6GoldenCase
+	if err := json.Unmarshal(b, &cases); err != nil {
+		t.Fatalf("%s: %v", init6GoldenPath, err)
+	}
+	if len(cases) != len(init6GoldenShapes) {
+		t.Fatalf("%s has %d cases, want %d (regenerate with -update-init6)", init6GoldenPath, len(cases), len(init6GoldenShapes))
+	}
+	checkInit6Vectors(t, cases)
+}
+
+// TestInit6VectorsTorch: the same, against reference/rwkv6.py run now; it also checks that the
+// committed golden is what the reference computes (-update-init6 rewrites it). Skips without
+// torch (or without reference/rwkv6.py) unless RWKV_REQUIRE_TORCH is set.
+func TestInit6VectorsTorch(t *testing.T) {
+	if _, err := os.Stat("../reference/rwkv6.py"); err != nil && os.Getenv("RWKV_REQUIRE_TORCH") == "" {
+		t.Skip("no reference/rwkv6.py")
+	}
+	python := testutil.RequireTorch(t)
+	arg, err := json.Marshal(init6GoldenShapes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(python, "-c", init6TorchScript, string(arg)).Output()
+	if err != nil {
+		t.Fatalf("reference/rwkv6.py init_params: %v", err)
+	}
+	var cases []init6GoldenCase
+	if err := json.Unmarshal(out, &cases); err != nil {
+		t.Fatalf("reference output: %v", err)
+	}
+	checkInit6Vectors(t, cases)
+	if *updateInit6 {
+		b, err := json.MarshalIndent(cases, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(init6GoldenPath, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	b, err := os.ReadFile(init6GoldenPath)
+	if err != nil {
+		t.Fatalf("%v (write it with -update-init6)", err)
+	}
+	var committed []init6GoldenCase
+	if err := json.Unmarshal(b, &committed); err != nil {
+		t.Fatalf("%s: %v", init6GoldenPath, err)
+	}
+	for i := range cases {
+		for name, want := range cases[i].Vectors {
+			if !slices.Equal(committed[i].Vectors[name], want) {
+				t.Errorf("%s case %d %s differs from reference/rwkv6.py; regenerate with -update-init6", init6GoldenPath, i, name)
+			}
+		}
+	}
+}
+
+// TestInit6Formulas pins a few values by hand, independently of the reference: the ends of
+// time_decay and time_faaaa, the x052/x060 mixes at n = C/2, ln_x's layer scale and x060's
+// r1³ in the channel mix.
+func TestInit6Formulas(t *testing.T) {
+	const L, C = 3, 48
+	for _, a := range []arch.Arch{arch.X052, arch.X060} {
+		d := arch.Dims{Arch: a, Layers: L, Embd: C, Vocab: 10, HeadSize: 16, FFN: 64, LoRA: arch.LoRA{Mix: 4, W: 4}}
+		if a == arch.X052 {
+			d.LoRA = arch.LoRA{}
+		}
+		p, err := init6(d, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := func(name string, i int) float64 { return p[name].Data[i] }
+		// layer 1 of 3: r0 = 0.5, r1 = 2/3
+		r0, r1 := 0.5, 2.0/3
+		cases := []struct {
+			name string
+			i    int
+			want float64
+		}{
+			{"blocks.1.att.time_decay", 0, -6},
+			{"blocks.1.att.time_decay", C - 1, -1},
+			{"blocks.1.att.time_decay", 24, -6 + 5*math.Pow(24.0/47, 0.7+1.3*r0)},
+			{"blocks.1.att.time_faaaa", 0, r0 + 0},
+			{"blocks.1.att.time_faaaa", 1, r0*(1-1.0/47) + 0.1},
+			{"blocks.1.att.time_faaaa", 2, r0*(1-2.0/47) - 0.1},
+			{"blocks.0.att.time_faaaa", 4, 0.1},
+			{"blocks.1.att.ln_x.weight", 7, math.Pow(2.0/3, 0.7)},
+			{"blocks.2.att.ln_x.weight", 0, 1},
+			{"blocks.1.ln1.weight", 3, 1},
+			{"blocks.1.att.ln_x.bias", 3, 0},
+		}
+		if a == arch.X052 {
+			cases = append(cases, []struct {
+				name string
+				i    int
+				want float64
+			}{
+				{"blocks.1.att.time_mix_k", 24, math.Pow(0.5, r1)},
+				{"blocks.1.att.time_mix_v", 24, math.Pow(0.5, r1) + 0.3*r0},
+				{"blocks.1.att.time_mix_g", 24, math.Pow(0.5, 0.5*r1)},
+				{"blocks.1.ffn.time_mix_r", 24, math.Pow(0.5, r1)},
+				{"blocks.0.att.time_mix_r", 0, 0},
+			}...)
+		} else {
+			cases = append(cases, []struct {
+				name string
+				i    int
+				want float64
+			}{
+				{"blocks.1.att.time_maa_x", 24, 1 - math.Pow(0.5, r1)},
+				{"blocks.1.att.time_maa_v", 24, 1 - math.Pow(0.5, r1) - 0.3*r0},
+				{"blocks.1.att.time_maa_g", 24, 1 - math.Pow(0.5, 0.5*r1)},
+				{"blocks.1.ffn.time_maa_k", 24, 1 - math.Pow(0.5, r1*r1*r1)},
+				{"blocks.1.att.time_maa_w1", 5, 0},
+				{"blocks.1.att.time_decay_w1", 5, 0},
+			}...)
+		}
+		for _, c := range cases {
+			if got := at(c.name, c.i); math.Abs(got-c.want) > 1e-15 {
+				t.Errorf("%v %s[%d] = %.17g, want %.17g", a, c.name, c.i, got, c.want)
+			}
+		}
+	}
+}
+
+// TestInit6Random checks the drawn tensors: orthogonal with RWKV-LM's gains, zeros where RWKV-LM
+// has zeros, emb in U(±1e-4), the x060 LoRA second factors in U(±0.01); every tensor of the
+// layout present with its shape; the same seed gives the same values and another seed other
+// ones.
+func TestInit6Random(t *testing.T) {
+	for _, c := range init6GoldenShapes[:2] {
+		d := c.dims()
+		p, err := init6(d, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layout := d.Layout()
+		if len(p) != len(layout) {
+			t.Fatalf("%s: %d tensors, layout %d", c.Arch, len(p), len(layout))
+		}
+		for _, s := range layout {
+			if !slices.Equal(p[s.Name].Shape, s.Shape) {
+				t.Fatalf("%s: %s shape %v, layout %v", c.Arch, s.Name, p[s.Name].Shape, s.Shape)
+			}
+		}
+		gains := map[string]float64{
+			"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1, "att.gate.weight": 0.1,
+		}
+		zeros := []string{"att.output.weight", "ffn.value.weight", "ffn.receptance.weight", "att.time_maa_w1", "att.time_decay_w1"}
+		checked := 0
+		for name, ten := range p {
+			last := name
+			if layerOf(name) >= 0 {
+				last = strings.SplitN(name, ".", 3)[2]
+			}
+			switch {
+			case name == "head.weight":
+				checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(c.V)/float64(c.C)))
+			case gains[last] != 0:
+				checkOrthogonal(t, name, ten, gains[last])
+			case slices.Contains(zeros, last):
+				for _, x := range ten.Data {
+					if x != 0 {
+						t.Fatalf("%s: %v, want zeros", name, x)
+					}
+				}
+				continue
+			case name == "emb.weight", last == "att.time_maa_w2", last == "att.time_decay_w2":
+				bound := 0.01
+				if name == "emb.weight" {
+					bound = 1e-4
+				}
+				var big float64
+				for _, x := range ten.Data {
+					if math.Abs(x) > bound {
+						t.Fatalf("%s: %v outside ±%g", name, x, bound)
+					}
+					big = max(big, math.Abs(x))
+				}
+				if big < 0.9*bound {
+					t.Fatalf("%s: max |x| %v, want U(±%g)", name, big, bound)
+				}
+			default:
+				if !init6Deterministic(name) {
+					t.Fatalf("%s: no check", name)
+				}
+				continue
+			}
+			checked++
+		}
+		random := 0
+		for name := range p {
+			if !init6Deterministic(name) {
+				random++
+			}
+		}
+		if checked != random {
+			t.Fatalf("%s: checked %d random tensors, want %d", c.Arch, checked, random)
+		}
+		q, _ := init6(d, 7)
+		r, _ := init6(d, 8)
+		for name := range p {
+			if !slices.Equal(p[name].Data, q[name].Data) {
+				t.Fatalf("%s: seed 7 twice gives different values", name)
+			}
+			if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
+				t.Fatalf("%s: seeds 7 and 8 give the same values", name)
+			}
+		}
+	}
+}
+
+func TestInit6Errors(t *testing.T) {
+	good := init6GoldenShapes[1].dims()
+	cases := []struct {
+		name string
+		edit func(d *arch.Dims)
+		want string
+	}{
+		{"heads", func(d *arch.Dims) { d.HeadSize = 20 }, "head size"},
+		{"layers", func(d *arch.Dims) { d.Layers = 0 }, "layers"},
+		{"rank", func(d *arch.Dims) { d.LoRA.Mix = 0 }, "LoRA widths"},
+		{"arch", func(d *arch.Dims) { d.Arch = arch.X070 }, "architecture"},
+	}
+	for _, c := range cases {
+		d := good
+		c.edit(&d)
+		if _, err := init6(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestInit6Model: Model.Init of an x052/x060 model is init6's (every parameter, rounded to the
+// model's dtype).
+func TestInit6Model(t *testing.T) {
+	for _, a := range []arch.Arch{arch.X052, arch.X060} {
+		m, err := New(Config{Arch: a, Layers: 2, Embd: 32, HeadSize: 8, Vocab: 40, CtxLen: 4, DimMix: 4, DimDecay: 6}.withDims(a), Float32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Init(5, 0.1)
+		p, err := init6(m.Config.Dims(), 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range m.Params {
+			want := p[q.Name].Data
+			got := q.F32()
+			for i := range want {
+				if got[i] != float32(want[i]) {
+					t.Fatalf("%v %s[%d] = %v, init6 %v", a, q.Name, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// withDims clears the LoRA widths an architecture does not have (Validate refuses them).
+func (c Config) withDims(a arch.Arch) Config {
+	if a != arch.X060 {
+		c.DimMix, c.DimDecay = 0, 0
+	}
+	return c
+}
