@@ -256,7 +256,7 @@ func roundRatios(ours, theirs []benchReport) (lo, hi float64) {
 }
 
 // torchScript is the PyTorch peer of an architecture's bench (bench_torch6.py takes the
-// architecture, x052 or x060, as --arch).
+// architecture, x052 or x060, as --arch, and the head size and widths).
 func torchScript(a arch.Arch) string {
 	switch a.Resolve() {
 	case arch.X070:
@@ -276,11 +276,16 @@ func torchBench(ctx context.Context, cfg model.Config, batch, steps, warmup, thr
 	args := []string{script, "--layers", fmt.Sprint(cfg.Layers), "--embd", fmt.Sprint(cfg.Embd),
 		"--vocab", fmt.Sprint(cfg.Vocab), "--ctx", fmt.Sprint(cfg.CtxLen), "--batch", fmt.Sprint(batch), "--steps", fmt.Sprint(steps),
 		"--warmup", fmt.Sprint(warmup), "--threads", fmt.Sprint(threads)}
-	if n := cfg.Dims().HeadSize; n > 0 && n != model.DefaultHeadSize {
-		return benchReport{}, fmt.Errorf("%s uses head_size %d; run without --head-size", script, model.DefaultHeadSize)
-	}
-	if a := cfg.Arch.Resolve(); a == arch.X052 || a == arch.X060 {
-		args = append(args, "--arch", string(a))
+	switch d := cfg.Dims(); d.Arch {
+	case arch.X070:
+		if d.HeadSize != model.DefaultHeadSize {
+			return benchReport{}, fmt.Errorf("%s uses head_size %d; run without --head-size", script, model.DefaultHeadSize)
+		}
+	case arch.X052, arch.X060: // bench_torch6.py takes the whole shape
+		args = append(args, "--arch", string(d.Arch), "--head-size", fmt.Sprint(d.HeadSize), "--ffn", fmt.Sprint(d.FFN))
+		if d.Arch == arch.X060 {
+			args = append(args, "--d-mix", fmt.Sprint(d.LoRA.Mix), "--d-decay", fmt.Sprint(d.LoRA.W))
+		}
 	}
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", args...)
 	cmd.Stderr = os.Stderr
