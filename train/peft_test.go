@@ -207,11 +207,16 @@ var x070Bytes = bytesOf(tinyX070)
 func bytesOf(c model.Config) model.Config { c.Vocab, c.CtxLen = 256, 32; return c }
 
 // TestPEFTLoadContinues: peft.load sets a new run's adapters (and train_parts) from an adapter
-// file, LoRA's and a state file alike; a file whose tensors this run does not train is refused.
+// file, LoRA's and a state file alike (RWKV-4 and RWKV-6); a file whose tensors this run does
+// not train is refused.
 func TestPEFTLoadContinues(t *testing.T) {
-	for _, mode := range []string{PEFTLoRA, PEFTState} {
-		t.Run(mode, func(t *testing.T) {
-			c := peftBase(t, mode)
+	for _, tc := range []struct {
+		mode  string
+		shape model.Config
+	}{{PEFTLoRA, model.Config{}}, {PEFTState, model.Config{}}, {PEFTLoRA, bytesOf(tinyX060)}, {PEFTState, bytesOf(tinyX060)}} {
+		mode := tc.mode
+		t.Run(fmt.Sprintf("%s-%s", mode, tc.shape.Arch.Resolve()), func(t *testing.T) {
+			c := peftBaseOf(t, mode, tc.shape)
 			c.Train.MaxSteps = 2
 			first := newTrainer(t, c, Options{})
 			if err := first.Run(context.Background()); err != nil {
