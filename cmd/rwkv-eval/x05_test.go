@@ -160,7 +160,7 @@ func makeFixture5(cfg model.Config) (fixture5, error) {
 func graphLoss(m *model.Model) (float64, error) {
 	ids := []byte(corpusText)
 	T := len(ids) - 1
-	gr, err := m.NewGraph(model.GraphOptions{B: 1, T: T})
+	gr, err := m.NewGraph(model.GraphOptions{B: 1, T: T, Grads: true})
 	if err != nil {
 		return 0, err
 	}
