@@ -24,7 +24,7 @@ import (
 //   - PiSSA init file (init_pissa.pth): <module>.init_lora_A [r,in] and .init_lora_B [out,r],
 //     the adapter as initialised, which merging needs: W ← (W − B0·A0) + B·A;
 //   - state file: blocks.N.att.time_state for every layer, the initial WKV state:
-//     x070 [H,N,N] in [value][key] layout (RWKV-PEFT's and RWKV-LM's kernels; ChatRWKV's
+//     x052, x060 and x070 [H,N,N] in [value][key] layout (RWKV-PEFT's and RWKV-LM's kernels; ChatRWKV's
 //     RWKV-5/6 loader transposes it into its [key][value] state); RWKV-4 [3,C], the rows
 //     aa, bb, pp stacked in that order. RWKV-PEFT has no RWKV-4 state tuning, so this layout
 //     is rwkv-go's: it is ChatRWKV's v4 state[5l+1], [5l+2], [5l+3] (att_aa, att_bb, att_pp)
@@ -95,11 +95,11 @@ func LoRATargets(base []arch.Spec) []string {
 	return out
 }
 
-// StateShape is the shape of blocks.N.att.time_state for a base model: [H,N,N] for x070,
-// [3,C] for RWKV-4.
+// StateShape is the shape of blocks.N.att.time_state for a base model: [H,N,N] for x052, x060
+// and x070 (H = C/head_size; [value][key], RWKV-PEFT's layout), [3,C] for RWKV-4.
 func StateShape(d arch.Dims) ([]int, error) {
 	switch d.Arch.Resolve() {
-	case arch.X070:
+	case arch.X052, arch.X060, arch.X070:
 		return []int{d.Heads(), d.HeadSize, d.HeadSize}, nil
 	case arch.X040:
 		return []int{3, d.Embd}, nil
