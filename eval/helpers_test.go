@@ -16,15 +16,20 @@ func tinyModel(t testing.TB, V int, dt model.DType) *model.Model {
 }
 
 // archs are the architectures every evaluation test runs on.
-var archs = []arch.Arch{arch.X040, arch.X070}
+var archs = []arch.Arch{arch.X040, arch.X052, arch.X060, arch.X070}
 
 // tinyModelOf is an L2-D32 model of architecture a and vocab V with non-degenerate random
-// weights; x070 has 2 heads of 16 and LoRA widths that all differ.
+// weights; x052, x060 and x070 have 2 heads of 16, x060 and x070 LoRA widths that all differ.
 func tinyModelOf(t testing.TB, a arch.Arch, V int, dt model.DType) *model.Model {
 	t.Helper()
 	cfg := model.Config{Arch: a, Layers: 2, Embd: 32, Vocab: V, CtxLen: 16}
-	if a == arch.X070 {
+	switch a {
+	case arch.X070:
 		cfg.HeadSize, cfg.DimDecay, cfg.DimAAA, cfg.DimMV, cfg.DimGate = 16, 8, 12, 4, 16
+	case arch.X052:
+		cfg.HeadSize = 16
+	case arch.X060:
+		cfg.HeadSize, cfg.DimMix, cfg.DimDecay = 16, 8, 12
 	}
 	m, err := model.New(cfg, dt)
 	if err != nil {
@@ -43,6 +48,10 @@ func randomize(m *model.Model, seed uint64) {
 		scale, shift := 1/math.Sqrt(float64(p.Shape[len(p.Shape)-1])), 0.0
 		switch {
 		case strings.Contains(p.Name, "time_mix"), strings.Contains(p.Name, ".x_"): // x070's mixes are .x_r ... .x_g
+			scale, shift = 0.2, 0.5
+		case strings.HasSuffix(p.Name, "_w1"), strings.HasSuffix(p.Name, "_w2"): // x060's LoRAs
+			scale = 0.3
+		case strings.Contains(p.Name, "time_maa"), strings.Contains(p.Name, "time_faaaa"): // x060 mixes, x052/x060 bonus
 			scale, shift = 0.2, 0.5
 		case strings.Contains(p.Name, "time_decay"):
 			scale, shift = 1, -1

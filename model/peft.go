@@ -22,8 +22,8 @@ import (
 //     <module> (whose base weight is <module>.weight [out,in]); every graph built from the model
 //     computes that Linear as LoRALinear (frozen W);
 //   - state tuning: blocks.N.att.time_state, the initial WKV state of every sample of layer N
-//     (x070 [H,N,N] in [value][key] layout; RWKV-4 [3,C], rows aa, bb, pp), broadcast over the
-//     batch.
+//     (x052, x060 and x070 [H,N,N] in [value][key] layout; RWKV-4 [3,C], rows aa, bb, pp),
+//     broadcast over the batch.
 //
 // Frozen parameters get no gradient node in the graph (and so no gradient memory, and no dW
 // product where the op can skip it).
@@ -90,10 +90,11 @@ func (m *Model) AddLoRA(modules []string, r int, scale, dropout float64, seed ui
 	return nil
 }
 
-// StateShape is the shape of blocks.N.att.time_state: [H,N,N] for x070, [3,C] for RWKV-4.
+// StateShape is the shape of blocks.N.att.time_state: [H,N,N] for the architectures with heads
+// (x052, x060, x070), [3,C] for RWKV-4.
 func (c Config) StateShape() []int {
-	if c.Arch.Resolve() == arch.X070 {
-		return []int{c.Heads(), c.HeadDim(), c.HeadDim()}
+	if d := c.Dims(); d.HeadSize > 0 {
+		return []int{d.Heads(), d.HeadSize, d.HeadSize}
 	}
 	return []int{3, c.Embd}
 }
@@ -109,7 +110,7 @@ func (m *Model) AddTimeState() {
 	shape := m.Config.StateShape()
 	for i := 0; i < m.Config.Layers; i++ {
 		p := m.addParam(fmt.Sprintf("blocks.%d%s", i, TimeStateSuffix), shape)
-		// the graph takes it as a matrix: x070 (H*N, N)
+		// the graph takes it as a matrix: (H*N, N) with heads, RWKV-4's (3, C)
 		p.Value = tensor.New(tensor.Of(m.DType), tensor.WithShape(p.Len()/shape[len(shape)-1], shape[len(shape)-1]))
 	}
 }
@@ -212,9 +213,8 @@ func (gr *Graph) timeState(b *builder, i int) *G.Node {
 	}
 	s := gr.params[gr.m.indexOf(fmt.Sprintf("blocks.%d%s", i, TimeStateSuffix))]
 	groups, rows, cols := 3, 1, gr.m.Config.Embd // RWKV-4: (3,C) -> aa x B, bb x B, pp x B
-	if gr.m.Config.Arch.Resolve() == arch.X070 {
-		H, N := gr.m.Config.Heads(), gr.m.Config.HeadDim()
-		groups, rows, cols = 1, H*N, N // (H*N,N) -> B copies
+	if d := gr.m.Config.Dims(); d.HeadSize > 0 { // x052, x060, x070
+		groups, rows, cols = 1, d.Heads()*d.HeadSize, d.HeadSize // (H*N,N) -> B copies
 	}
 	return b.do(func() (*G.Node, error) {
 		return G.ApplyOp(repeatOp{Groups: groups, Rows: rows, Cols: cols, B: b.B, buf: newOutBuf()}, s)
@@ -280,12 +280,17 @@ func repeatRows[F Float](o repeatOp, in, out []F) {
 	}
 }
 
-// DefaultLoRATargets are RWKV-PEFT's adapted Linears: att receptance, key, value, output and
-// ffn key, value, plus ffn receptance for RWKV-4 (which has one). Never emb, head or x070's
-// small w1/a1/v1/g1 matrices.
+// DefaultLoRATargets are RWKV-PEFT's adapted Linears (make_linear_att, make_linear_ffn): att
+// receptance, key, value, output and ffn key, value; plus ffn receptance for the architectures
+// that have one (RWKV-4, x052, x060) and att gate for x052 and x060. Never emb, head, x060's
+// time_maa/time_decay LoRAs or x070's small w1/a1/v1/g1 matrices.
 func (c Config) DefaultLoRATargets() []string {
 	t := []string{"att.receptance", "att.key", "att.value", "att.output", "ffn.key", "ffn.value"}
-	if c.Arch.Resolve() != arch.X070 {
+	switch c.Arch.Resolve() {
+	case arch.X070:
+	case arch.X052, arch.X060:
+		t = []string{"att.receptance", "att.key", "att.value", "att.output", "att.gate", "ffn.key", "ffn.receptance", "ffn.value"}
+	default:
 		t = append(t, "ffn.receptance")
 	}
 	return t
@@ -330,8 +335,8 @@ func IsAdapterState(name string) bool { return strings.HasSuffix(name, TimeState
 func (m *Model) HasTimeState() bool { return m.peft != nil && m.peft.state }
 
 // InitialState is the state B fresh sequences start from: NewState's, or with state tuning
-// every layer's time_state in each sequence's WKV state (x070 [H,N,N] [value][key]; RWKV-4
-// aa, bb, pp), token shifts zero.
+// every layer's time_state in each sequence's WKV state ([H,N,N] [value][key] for the
+// architectures with heads; RWKV-4 aa, bb, pp), token shifts zero.
 func (m *Model) InitialState(B int) *State {
 	s := NewState(m.Config, B)
 	if !m.HasTimeState() {

@@ -8,6 +8,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
@@ -266,5 +267,24 @@ func TestFrozenBaseSkipsWeightGradients(t *testing.T) {
 				t.Errorf("state tuning runs %.3g matrix-product FLOPs, full training %.3g (ratio %.2f, want about 2/3)", frozen, full, r)
 			}
 		})
+	}
+}
+
+// TestDefaultLoRATargets: RWKV-PEFT's targets per architecture (make_linear_att/ffn): att
+// receptance/key/value/output everywhere, att gate on x052/x060, ffn key/value everywhere and
+// ffn receptance where the channel mix has one (not x070).
+func TestDefaultLoRATargets(t *testing.T) {
+	for _, tt := range []struct {
+		a    arch.Arch
+		want string
+	}{
+		{arch.X040, "att.receptance att.key att.value att.output ffn.key ffn.value ffn.receptance"},
+		{arch.X052, "att.receptance att.key att.value att.output att.gate ffn.key ffn.receptance ffn.value"},
+		{arch.X060, "att.receptance att.key att.value att.output att.gate ffn.key ffn.receptance ffn.value"},
+		{arch.X070, "att.receptance att.key att.value att.output ffn.key ffn.value"},
+	} {
+		if got := strings.Join(Config{Arch: tt.a}.DefaultLoRATargets(), " "); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.a, got, tt.want)
+		}
 	}
 }

@@ -48,6 +48,15 @@ func NewParam[F Float](a arch.Arch, name string, shape []int, data, grad []F, la
 // two dimensions of size other than 1 and ".weight" in its name (emb, head, receptance, key,
 // value, output, ffn.key, ffn.value), so the LoRA matrices w1/w2, a1/a2, v1/v2, g1/g2 and r_k
 // never decay; everything else has lr x1.
+//
+// x052 and x060 (RWKV-LM RWKV-v5 configure_optimizers, my_pile_stage other than 2): with
+// layerwiseLR, names containing "_w1" or "_w2" (x060's token-shift and decay LoRAs) get lr x1,
+// then "time_mix" or "time_maa" x1, "time_decay" or "time_daaaa" x2 (x052's [H,N] and x060's
+// [1,1,C] base decay), "time_faaaa" x1 and "time_first" x3, none of them decaying. Any other
+// tensor decays when it has at least two dimensions of size other than 1 (emb, head, the
+// linear weights, and a state-tuning time_state, as RWKV-LM's "states" runs do) and has lr x1.
+// Without layerwiseLR every tensor has lr x1 and the ≥ 2-D rule alone decides decay, as in
+// RWKV-LM (so x052's time_decay and time_faaaa and x060's LoRAs decay too).
 func Groups(a arch.Arch, name string, shape []int, layerwiseLR bool) (lrScale float64, decay bool) {
 	dims := 0
 	for _, d := range shape {
@@ -63,6 +72,21 @@ func Groups(a arch.Arch, name string, shape []int, layerwiseLR bool) (lrScale fl
 			return 1, false
 		}
 		return 1, dims >= 2 && strings.Contains(name, ".weight")
+	}
+	if a5 := a.Resolve(); (a5 == arch.X052 || a5 == arch.X060) && layerwiseLR {
+		switch {
+		case strings.Contains(name, "_w1") || strings.Contains(name, "_w2"):
+			return 1, false
+		case strings.Contains(name, "time_mix") || strings.Contains(name, "time_maa"):
+			return 1, false
+		case strings.Contains(name, "time_decay") || strings.Contains(name, "time_daaaa"):
+			return 2, false
+		case strings.Contains(name, "time_faaaa"):
+			return 1, false
+		case strings.Contains(name, "time_first"):
+			return 3, false
+		}
+		return 1, dims >= 2
 	}
 	if layerwiseLR {
 		switch {

@@ -17,9 +17,14 @@ const (
 	// the half cosine lr_init -> lr_final over the steps after warmup, with its own warmup
 	// factor 0.01 + 0.99*step/warmup.
 	CosineV7 = "cosine_v7"
+	// ExpV5 is RWKV-LM RWKV-v5 trainer's default schedule (x052, x060 and their state
+	// tuning): Exp's geometric lr_init -> lr_final, with RWKV-v5's warmup factor
+	// 0.01 + 0.99*step/warmup. RWKV-v5's cosine-in-tokens schedule (--my_exit_tokens) is
+	// CosineV7.
+	ExpV5 = "exp_v5"
 )
 
-var kinds = []string{Exp, Cosine, Linear, Constant, CosineV7}
+var kinds = []string{Exp, Cosine, Linear, Constant, CosineV7, ExpV5}
 
 // ScheduleConfig selects and shapes the learning-rate schedule.
 type ScheduleConfig struct {
@@ -86,18 +91,19 @@ func (s Schedule) Config() ScheduleConfig { return s.cfg }
 
 // LR returns the learning rate at step (counted from 0; negative steps
 // count as 0), as RWKV-LM's trainer.py computes it. For exp, cosine,
-// linear and constant (RWKV-v4neo's trainer):
+// linear and constant (RWKV-v4neo's trainer), and exp_v5 (RWKV-v5's, for x052 and x060):
 //
 //	progress = clamp((step - warmup + 1) / (total - warmup), 0, 1)
 //	lr       = curve(progress)
-//	lr      *= 0.2 + 0.8*step/warmup    while step < warmup
+//	lr      *= 0.2 + 0.8*step/warmup    while step < warmup (exp_v5: 0.01 + 0.99*step/warmup)
 //
 // The exp curve is lr_init*exp(ln(lr_final/lr_init)*progress), linear
 // when either end is 0 and constant when they are equal. When total ==
 // warmup, progress is 0 before step warmup and 1 from it on.
 //
 // cosine_v7 is RWKV-v7's (train_temp trainer.py with my_exit_tokens, in
-// steps, which is tokens over a fixed number of tokens a step):
+// steps, which is tokens over a fixed number of tokens a step), and RWKV-v5's with
+// my_exit_tokens > 0:
 //
 //	progress = clamp((step - warmup) / (total - warmup), 0, 1)
 //	lr       = lr_final + (lr_init - lr_final)*(1 + cos(pi*progress))/2
@@ -126,7 +132,7 @@ func (s Schedule) LR(step int) float64 {
 		lr = a + (b-a)*progress
 	case Cosine, CosineV7:
 		lr = b + 0.5*(a-b)*(1+math.Cos(math.Pi*progress))
-	default: // Exp
+	default: // Exp, ExpV5
 		switch {
 		case a == b:
 			lr = a
@@ -137,7 +143,7 @@ func (s Schedule) LR(step int) float64 {
 		}
 	}
 	if step < c.WarmupSteps {
-		if c.Kind == CosineV7 {
+		if c.Kind == CosineV7 || c.Kind == ExpV5 {
 			lr *= 0.01 + 0.99*float64(step)/float64(c.WarmupSteps)
 		} else {
 			lr *= 0.2 + 0.8*float64(step)/float64(c.WarmupSteps)

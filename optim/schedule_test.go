@@ -94,6 +94,26 @@ func TestScheduleLR(t *testing.T) {
 		{"hand/cosine_v7 total equals warmup", ScheduleConfig{CosineV7, 1e-3, 1e-4, 2, 2}, []lrAt{
 			{0, 1e-5}, {1, 5.05e-4}, {2, 1e-4}, {3, 1e-4},
 		}},
+		// RWKV-v5 (x052/x060): RWKV-LM RWKV-v5 trainer.py's on_train_batch_start re-run in
+		// Python 3 (step = real_step, epoch_count*epoch_steps = total, my_pile_edecay 0).
+		{"py/exp_v5 warmup 10 total 100", ScheduleConfig{ExpV5, 6e-4, 1e-5, 10, 100}, []lrAt{
+			{-3, 5.999999999999999e-06}, {0, 5.999999999999999e-06}, {1, 6.539999999999999e-05},
+			{5, 0.000303}, {9, 0.0005405999999999999}, {10, 0.0005733159367826763},
+			{50, 9.291900907248626e-05}, {98, 1.0465433829854247e-05}, {99, 1e-05}, {100, 1e-05},
+		}},
+		{"py/exp_v5 state tuning 1 -> 0.01", ScheduleConfig{ExpV5, 1, 0.01, 10, 40}, []lrAt{
+			{0, 0.01}, {3, 0.307}, {9, 0.901}, {10, 0.8576958985908941}, {20, 0.18478497974222913},
+			{39, 0.010000000000000004}, {40, 0.010000000000000004},
+		}},
+		{"py/exp_v5 to zero (linear)", ScheduleConfig{ExpV5, 1e-3, 0, 2, 6}, []lrAt{
+			{0, 1e-05}, {1, 0.000505}, {2, 0.00075}, {3, 0.0005}, {5, 0},
+		}},
+		// my_exit_tokens > 0 (ctx 512 tokens a step, exit at step 6): the same values as
+		// cosine_v7's "warmup 2 total 6" above.
+		{"py/cosine_v7 is RWKV-v5's cosine in tokens", ScheduleConfig{CosineV7, 4e-3, 1e-3, 2, 6}, []lrAt{
+			{0, 4e-05}, {1, 0.00202}, {2, 0.004}, {3, 0.0035606601717798215}, {4, 0.0025},
+			{5, 0.0014393398282201788}, {6, 0.001},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

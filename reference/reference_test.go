@@ -16,7 +16,7 @@ const python = testutil.Python
 
 func TestReferenceSelfTest(t *testing.T) {
 	testutil.RequireTorch(t)
-	for _, script := range []string{"test_reference.py", "test_rwkv7.py"} {
+	for _, script := range []string{"test_reference.py", "test_rwkv7.py", "test_rwkv6.py"} {
 		t.Run(script, func(t *testing.T) {
 			out, err := exec.Command(python, script).CombinedOutput()
 			if err != nil {
@@ -27,7 +27,8 @@ func TestReferenceSelfTest(t *testing.T) {
 }
 
 // goldenScripts names the golden files (the keys of goldenTolerances) each script writes:
-// gen_golden.py the RWKV-4 ones, gen_golden7.py the RWKV-7 (x070) ones.
+// gen_golden.py the RWKV-4 ones, gen_golden7.py the RWKV-7 (x070) ones, gen_golden6.py the
+// RWKV-5.2 (x052) and RWKV-6 (x060) ones.
 var goldenScripts = map[string][]string{
 	"gen_golden.py": {
 		"model/testdata/golden_f32.safetensors",
@@ -38,6 +39,14 @@ var goldenScripts = map[string][]string{
 		"model/testdata/golden7_f32.safetensors",
 		"model/testdata/golden7_f64.safetensors",
 		"train/testdata/adamw7_golden.safetensors",
+	},
+	"gen_golden6.py": {
+		"model/testdata/golden5_f32.safetensors",
+		"model/testdata/golden5_f64.safetensors",
+		"model/testdata/golden6_f32.safetensors",
+		"model/testdata/golden6_f64.safetensors",
+		"train/testdata/adamw5_golden.safetensors",
+		"train/testdata/adamw6_golden.safetensors",
 	},
 }
 
@@ -77,7 +86,7 @@ func TestGoldenScriptsCoverTolerances(t *testing.T) {
 // regenerates with ATEN_CPU_CAPABILITY=default (PyTorch's unvectorised kernels), which rounds
 // like another machine would: measured against the committed files, 9.1e-7 (float32), 2.1e-15
 // (float64) and 1.3e-6 (AdamW) of the tensors' scales; for the x070 files 1.7e-6, 3.2e-15 and
-// 3.5e-6.
+// 3.5e-6; for x052/x060 (golden5, golden6, adamw5, adamw6) at most 3.1e-6, 1.0e-14 and 4.2e-6.
 func TestGoldenFilesAreCurrent(t *testing.T) {
 	testutil.RequireTorch(t)
 	for _, capability := range []string{"", "default"} {

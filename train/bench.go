@@ -40,8 +40,8 @@ type BenchResult struct {
 	StepSeconds  float64 `json:"step_seconds"`
 	Params       int     `json:"params"`
 	// FLOPsPerToken counts the matrix products of forward and backward: 6 per weight of every
-	// linear layer (for x070 the LoRAs too, but not layer 0's unused v1/v2) and the head (the
-	// embedding is a lookup).
+	// linear layer (for x060 and x070 the LoRAs too, but not x070 layer 0's unused v1/v2) and
+	// the head (the embedding is a lookup).
 	FLOPsPerToken float64 `json:"flops_per_token"`
 	// GemmShare is the fraction of the measured wall time spent inside matrix products, and
 	// GemmGFLOPS their own rate: everything else (WKV, elementwise ops, the optimizer, the
@@ -105,12 +105,19 @@ func Bench(ctx context.Context, bc BenchConfig) (BenchResult, error) {
 }
 
 // matrixWeights counts the weights that multiply activations once per token: every 2-D
-// parameter but the embedding (a lookup), x070 layer 0's v1/v2 (not used) and r_k (elementwise).
+// parameter but the embedding (a lookup), x070 layer 0's v1/v2 (not used), and the [H,N]
+// per-channel vectors (x070 r_k, x052/x060 time_faaaa, x052 time_decay); plus x060's
+// time_maa_w2 [5,M,C] (five products of M by C).
 func matrixWeights(m *model.Model) int {
 	n := 0
 	for _, p := range m.Params {
+		if strings.HasSuffix(p.Name, ".time_maa_w2") {
+			n += p.Len()
+			continue
+		}
 		if len(p.Shape) != 2 || p.Name == "emb.weight" || p.Name == "blocks.0.att.v1" || p.Name == "blocks.0.att.v2" ||
-			strings.HasSuffix(p.Name, ".r_k") || // x070 r_k [H,N] is a per-channel bonus weight
+			strings.HasSuffix(p.Name, ".r_k") || strings.HasSuffix(p.Name, ".time_faaaa") ||
+			strings.HasSuffix(p.Name, ".time_decay") || // elementwise
 			model.IsAdapter(p.Name) { // the base's count: a peft run's FLOPs are its own
 
 			continue

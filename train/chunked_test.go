@@ -14,6 +14,13 @@ import (
 var tinyX070 = model.Config{Arch: arch.X070, Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24, HeadSize: 16,
 	DimDecay: 8, DimAAA: 4, DimMV: 12, DimGate: 16}
 
+// tinyX052 and tinyX060 are tiny RWKV-5.2 and RWKV-6 shapes for tests: 2 heads of 16; x060 with
+// token-shift and decay LoRA widths that differ.
+var (
+	tinyX052 = model.Config{Arch: arch.X052, Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24, HeadSize: 16}
+	tinyX060 = model.Config{Arch: arch.X060, Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24, HeadSize: 16, DimMix: 8, DimDecay: 12}
+)
+
 // randomModel is a tiny RWKV-4 model with non-degenerate random weights (no zero matrices), so
 // that every gradient is non-trivial.
 func randomModel(t *testing.T, dt model.DType) *model.Model {
@@ -82,7 +89,8 @@ func singlePass(t *testing.T, m *model.Model, B, T int, x, y []int) (float64, []
 
 // TestChunkedExactEqualsSinglePass: exact chunked training gives the loss and the gradients of
 // one pass over the whole sample, for chunk sizes that divide T and ones that do not, for
-// RWKV-4 and RWKV-7 (whose WKV-7 state gradient flows back through the chunk borders).
+// RWKV-4, RWKV-5.2, RWKV-6 and RWKV-7 (whose WKV state gradient flows back through the chunk
+// borders).
 func TestChunkedExactEqualsSinglePass(t *testing.T) {
 	const B, T = 2, 24
 	for _, tc := range []struct {
@@ -94,6 +102,9 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 		{model.Config{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, model.Float32, 1e-5},
 		{tinyX070, model.Float64, 1e-9},
 		{tinyX070, model.Float32, 1e-5},
+		{tinyX052, model.Float64, 1e-9},
+		{tinyX060, model.Float64, 1e-9},
+		{tinyX060, model.Float32, 1e-5},
 	} {
 		m := randomModelOf(t, tc.cfg, tc.dt)
 		rng := rand.New(rand.NewPCG(5, 5))
@@ -133,11 +144,11 @@ func TestChunkedExactEqualsSinglePass(t *testing.T) {
 	}
 }
 
-// TestChunkedTruncated: for RWKV-4 and RWKV-7, the forward (loss) is the single pass's; the gradient of the first
+// TestChunkedTruncated: for RWKV-4, RWKV-6 and RWKV-7, the forward (loss) is the single pass's; the gradient of the first
 // chunk is that of an unchunked pass over the first chunk alone; later chunks differ from the
 // exact gradient because the border gradient is cut.
 func TestChunkedTruncated(t *testing.T) {
-	for _, cfg := range []model.Config{{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, tinyX070} {
+	for _, cfg := range []model.Config{{Layers: 2, Embd: 32, Vocab: 48, CtxLen: 24}, tinyX070, tinyX060} {
 		t.Run(string(cfg.Arch.Resolve()), func(t *testing.T) { testChunkedTruncated(t, cfg) })
 	}
 }
@@ -191,10 +202,12 @@ func testChunkedTruncated(t *testing.T, cfg model.Config) {
 }
 
 // TestTrainerChunkedStep: the trainer with train.chunk_len in exact mode takes the same steps as
-// without it, for RWKV-4 and RWKV-7.
+// without it, for RWKV-4, RWKV-5.2, RWKV-6 and RWKV-7.
 func TestTrainerChunkedStep(t *testing.T) {
 	t.Run("x040", func(t *testing.T) { testTrainerChunkedStep(t, tinyConfig(t)) })
 	t.Run("x070", func(t *testing.T) { testTrainerChunkedStep(t, tinyConfigX070(t)) })
+	t.Run("x052", func(t *testing.T) { testTrainerChunkedStep(t, tinyConfigX05(t, tinyX052)) })
+	t.Run("x060", func(t *testing.T) { testTrainerChunkedStep(t, tinyConfigX05(t, tinyX060)) })
 }
 
 func testTrainerChunkedStep(t *testing.T, c Config) {

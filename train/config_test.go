@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -46,6 +47,14 @@ func TestValidateAbsurdSizes(t *testing.T) {
 			c.Model.Arch, c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Train.MicroBsz = "x070", 24, 2048, 65536, 512, 1
 			c.PEFT.Mode = PEFTLoRA
 		}, nil},
+		{"x060 1.6B full", func(c *Config) {
+			c.Model.Arch, c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Train.MicroBsz = "x060", 24, 2048, 65536, 512, 1
+		}, []string{"the parameters"}},
+		{"x060 1.6B state tuning fits", func(c *Config) {
+			c.Model.Arch, c.Model.Layers, c.Model.Embd, c.Model.Vocab, c.Model.CtxLen, c.Train.MicroBsz = "x060", 24, 2048, 65536, 512, 1
+			c.PEFT.Mode = PEFTState
+		}, nil},
+		{"x052 n_embd 3.2e9", func(c *Config) { c.Model.Arch, c.Model.Embd = "x052", 3_200_000_000 }, []string{"the parameters", "model.n_embd = 3200000000"}},
 		{"dim_ffn 1", func(c *Config) { c.Model.FFN = 1 }, []string{"model.dim_ffn = 1: must be at least 2"}},
 		{"dim_ffn 2", func(c *Config) { c.Model.FFN = 2 }, nil},
 		{"vocab_size 1", func(c *Config) { c.Model.Vocab = 1 }, []string{"model.vocab_size = 1: must be at least 2"}},
@@ -77,13 +86,19 @@ func TestValidateAbsurdSizes(t *testing.T) {
 					t.Fatalf("got %v, want an error containing %q", err, w)
 				}
 			}
+			// a memory refusal, and only that, is marked as such (the config is otherwise valid)
+			memory := strings.Contains(err.Error(), "of memory, mostly for")
+			if errors.Is(err, ErrMemory) != memory {
+				t.Errorf("errors.Is(err, ErrMemory) = %v for %v", !memory, err)
+			}
 		})
 	}
 }
 
 // TestEstimateMemoryParams: the parameter part of the estimate is 16 bytes for each weight of
-// the layout, exactly, for RWKV-4 and RWKV-7 shapes (defaults, explicit LoRA widths, no layer 0
-// v0/v1/v2 and the released 0.1B and 1.5B), and the x070 activations grow with head_size.
+// the layout, exactly, for RWKV-4, RWKV-5.2, RWKV-6 and RWKV-7 shapes (defaults, explicit LoRA
+// widths, no layer 0 v0/v1/v2, the released 0.1B and 1.5B RWKV-7, 1.5B RWKV-5, 1.6B and 7B
+// RWKV-6), and the x070 and x060 activations grow with head_size.
 func TestEstimateMemoryParams(t *testing.T) {
 	for _, m := range []model.Config{
 		{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256},
@@ -91,6 +106,11 @@ func TestEstimateMemoryParams(t *testing.T) {
 		{Arch: arch.X070, Layers: 2, Embd: 128, Vocab: 64, CtxLen: 17, FFN: 512, DimDecay: 16, DimAAA: 24, DimMV: 8, DimGate: 32},
 		{Arch: arch.X070, Layers: 12, Embd: 768, Vocab: 65536, CtxLen: 512},
 		{Arch: arch.X070, Layers: 24, Embd: 2048, Vocab: 65536, CtxLen: 512},
+		{Arch: arch.X052, Layers: 2, Embd: 64, Vocab: 256, CtxLen: 16, HeadSize: 32},
+		{Arch: arch.X052, Layers: 24, Embd: 2048, Vocab: 65536, CtxLen: 512},
+		{Arch: arch.X060, Layers: 2, Embd: 64, Vocab: 256, CtxLen: 16, HeadSize: 16, FFN: 96, DimMix: 8, DimDecay: 24},
+		{Arch: arch.X060, Layers: 24, Embd: 2048, Vocab: 65536, CtxLen: 512},
+		{Arch: arch.X060, Layers: 32, Embd: 4096, Vocab: 65536, CtxLen: 512, DimMix: 64, DimDecay: 128}, // the released 7B
 	} {
 		c := DefaultConfig()
 		c.Model.Config = m
@@ -105,5 +125,11 @@ func TestEstimateMemoryParams(t *testing.T) {
 	c.Model.HeadSize = 32
 	if a32 := c.EstimateMemory().Activations; !(a32 < a64) {
 		t.Errorf("activations %v at head_size 32, %v at 64: the WKV-7 state snapshots grow with head_size", a32, a64)
+	}
+	c.Model.Config = model.Config{Arch: arch.X060, Layers: 12, Embd: 768, Vocab: 65536, CtxLen: 512}
+	a64 = c.EstimateMemory().Activations
+	c.Model.HeadSize = 32
+	if a32 := c.EstimateMemory().Activations; !(a32 < a64) {
+		t.Errorf("x060 activations %v at head_size 32, %v at 64: the WKV-6 state snapshots grow with head_size", a32, a64)
 	}
 }

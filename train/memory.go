@@ -2,6 +2,7 @@ package train
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -31,13 +32,15 @@ const activationFloats = 12
 // every 16th token, C·head_size/16 floats a token (measured at D256 head 64: about 52·C).
 const activationFloatsX070 = 20
 
+// activationFloatsX05 is the same for RWKV-5.2 and RWKV-6 (four or five token-shift mixes,
+// r, k, v, g, the decay, GroupNorm, x060's LoRA activations); the WKV-5/6 backward adds the
+// state at every 16th token, as x070's.
+const activationFloatsX05 = 16
+
 // EstimateMemory estimates the memory of the job. It assumes a valid config (positive sizes).
 func (c Config) EstimateMemory() MemoryEstimate {
 	L, C, V := float64(c.Model.Layers), float64(c.Model.Embd), float64(c.Model.Vocab)
-	F := 4 * C
-	if c.Model.FFN > 0 {
-		F = float64(c.Model.FFN)
-	}
+	F := float64(c.Model.DimFFN())
 	// embedding and head V×C each; per block: time mix 4 C×C, channel mix C×C + 2 F×C, and
 	// 11 vectors of C (five mixes, decay, first, two layer norms); ln0, ln_out. Exact.
 	params := 2*V*C + L*(5*C*C+2*F*C+11*C) + 4*C
@@ -51,6 +54,20 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		params = 2*V*C + L*(4*C*C+2*F*C+2*C*lora+19*C) + 4*C
 		perToken = activationFloatsX070*C + 2*F + C*float64(c.Model.HeadDim())/16
 	}
+	if a := c.Model.Arch.Resolve(); a == arch.X052 || a == arch.X060 {
+		// per block: receptance, key, value, output, gate 5 C×C, channel mix C×C + 2 F×C, and
+		// x052's 14 vectors of C (four mixes, time_decay and time_faaaa [H,N], ln_x, two ffn
+		// mixes, ln1, ln2), x060's 16 (six mixes, decay, bonus, ln_x, two ffn mixes, ln1,
+		// ln2) plus its LoRAs time_maa_w1/w2 10·M·C and time_decay_w1/w2 2·W·C; ln0, ln_out.
+		// Exact.
+		d := c.Model.Dims()
+		block := 6*C*C + 2*F*C + 14*C
+		if a == arch.X060 {
+			block = 6*C*C + 2*F*C + 16*C + 10*float64(d.LoRA.Mix)*C + 2*float64(d.LoRA.W)*C
+		}
+		params = 2*V*C + L*block + 4*C
+		perToken = activationFloatsX05*C + 2*F + C*float64(max(d.HeadSize, 1))/16
+	}
 	T := float64(c.Model.CtxLen)
 	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
 		T = float64(c.Train.ChunkLen) // the graph holds one chunk
@@ -63,9 +80,9 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		var trained float64
 		switch c.PEFT.Mode {
 		case PEFTState:
-			trained = L * C * 64
-			if c.Model.Arch.Resolve() != arch.X070 {
-				trained = 3 * L * C
+			trained = 3 * L * C // RWKV-4: aa, bb, pp
+			if n := c.Model.Dims().HeadSize; n > 0 {
+				trained = L * C * float64(n) // [H,N,N] a layer
 			}
 		default:
 			trained = L * float64(c.PEFT.LoRAR) * (12*C + 2*(C+F))
@@ -78,6 +95,11 @@ func (c Config) EstimateMemory() MemoryEstimate {
 		Logits:      2 * 4 * tokens * V,
 	}
 }
+
+// ErrMemory is wrapped (with ErrConfig) by the error of a config whose memory estimate exceeds
+// the machine's. Validate checks memory only when everything else is valid, so a config refused
+// with ErrMemory alone is valid on a larger machine.
+var ErrMemory = errors.New("not enough memory")
 
 // memTotal returns the machine's memory in bytes (MemTotal of /proc/meminfo); ok is false
 // where it cannot be read. Tests replace it.
@@ -133,8 +155,8 @@ func (c Config) checkMemory() error {
 	default:
 		keys = fmt.Sprintf("the logits (train.micro_bsz = %d, %s, model.vocab_size = %d)", tr.MicroBsz, ctx, mo.Vocab)
 	}
-	return fmt.Errorf("%w: the job needs at least %s of memory, mostly for %s, but this machine has %s; lower those keys",
-		ErrConfig, humanBytes(m.Total()), keys, humanBytes(total))
+	return fmt.Errorf("%w: %w: the job needs at least %s of memory, mostly for %s, but this machine has %s; lower those keys",
+		ErrConfig, ErrMemory, humanBytes(m.Total()), keys, humanBytes(total))
 }
 
 func humanBytes(b float64) string {

@@ -43,8 +43,13 @@ func peftBaseOf(t *testing.T, mode string, shape model.Config) Config {
 	path := filepath.Join(t.TempDir(), "base.safetensors")
 	ts := weights.Tensors(m, checkpoint.F32)
 	export := checkpoint.ExportRWKV
-	if c.Model.Arch.Resolve() == arch.X070 {
+	switch c.Model.Arch.Resolve() {
+	case arch.X070:
 		export = checkpoint.ExportX070RWKV
+	case arch.X052, arch.X060: // RWKV-LM names, in the layout's order
+		export = func(w io.Writer, ts []checkpoint.Tensor, _ checkpoint.DType) error {
+			return checkpoint.WriteSafetensors(w, ts, nil)
+		}
 	}
 	if err := checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return export(w, ts, checkpoint.F32) }); err != nil {
 		t.Fatal(err)
@@ -82,7 +87,9 @@ func TestPEFTTrainsOnlyAdapters(t *testing.T) {
 		shape model.Config
 		chunk int // train.chunk_len
 	}{{PEFTLoRA, model.Config{}, 0}, {PEFTPiSSA, model.Config{}, 0}, {PEFTState, model.Config{}, 0},
-		{PEFTLoRA, model.Config{}, 16}, {PEFTLoRA, x070Bytes, 0}, {PEFTState, x070Bytes, 0}} {
+		{PEFTLoRA, model.Config{}, 16}, {PEFTLoRA, x070Bytes, 0}, {PEFTState, x070Bytes, 0},
+		{PEFTLoRA, bytesOf(tinyX052), 0}, {PEFTState, bytesOf(tinyX052), 0},
+		{PEFTLoRA, bytesOf(tinyX060), 0}, {PEFTState, bytesOf(tinyX060), 0}, {PEFTPiSSA, bytesOf(tinyX060), 0}} {
 		mode := tc.mode
 		t.Run(fmt.Sprintf("%s-%s-chunk%d", mode, tc.shape.Arch.Resolve(), tc.chunk), func(t *testing.T) {
 			c := peftBaseOf(t, mode, tc.shape)
@@ -194,14 +201,22 @@ func TestPEFTConfigErrors(t *testing.T) {
 }
 
 // x070Bytes is tinyX070 over the byte corpus of tinyConfig.
-var x070Bytes = func() model.Config { c := tinyX070; c.Vocab, c.CtxLen = 256, 32; return c }()
+var x070Bytes = bytesOf(tinyX070)
+
+// bytesOf is a tiny shape over the byte corpus of tinyConfig.
+func bytesOf(c model.Config) model.Config { c.Vocab, c.CtxLen = 256, 32; return c }
 
 // TestPEFTLoadContinues: peft.load sets a new run's adapters (and train_parts) from an adapter
-// file, LoRA's and a state file alike; a file whose tensors this run does not train is refused.
+// file, LoRA's and a state file alike (RWKV-4 and RWKV-6); a file whose tensors this run does
+// not train is refused.
 func TestPEFTLoadContinues(t *testing.T) {
-	for _, mode := range []string{PEFTLoRA, PEFTState} {
-		t.Run(mode, func(t *testing.T) {
-			c := peftBase(t, mode)
+	for _, tc := range []struct {
+		mode  string
+		shape model.Config
+	}{{PEFTLoRA, model.Config{}}, {PEFTState, model.Config{}}, {PEFTLoRA, bytesOf(tinyX060)}, {PEFTState, bytesOf(tinyX060)}} {
+		mode := tc.mode
+		t.Run(fmt.Sprintf("%s-%s", mode, tc.shape.Arch.Resolve()), func(t *testing.T) {
+			c := peftBaseOf(t, mode, tc.shape)
 			c.Train.MaxSteps = 2
 			first := newTrainer(t, c, Options{})
 			if err := first.Run(context.Background()); err != nil {

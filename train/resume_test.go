@@ -35,11 +35,13 @@ func weightsOf(tr *Trainer) [][]float32 {
 
 // TestResumeIsExact: N steps straight versus K steps, a checkpoint, and a new trainer resuming
 // to N give bitwise-identical losses and weights, for K inside the warmup, after it, and for an
-// interrupt that arrives between the micro-batches of a step; for RWKV-4 and for RWKV-7 (with
-// its own optimiser groups and schedule).
+// interrupt that arrives between the micro-batches of a step; for RWKV-4, and for RWKV-5.2,
+// RWKV-6 and RWKV-7 (with their own optimiser groups and schedules).
 func TestResumeIsExact(t *testing.T) {
 	t.Run("x040", func(t *testing.T) { testResumeIsExact(t, tinyConfig(t)) })
 	t.Run("x070", func(t *testing.T) { testResumeIsExact(t, tinyConfigX070(t)) })
+	t.Run("x052", func(t *testing.T) { testResumeIsExact(t, tinyConfigX05(t, tinyX052)) })
+	t.Run("x060", func(t *testing.T) { testResumeIsExact(t, tinyConfigX05(t, tinyX060)) })
 }
 
 func testResumeIsExact(t *testing.T, base Config) {

@@ -181,19 +181,20 @@ func (t *Trainer) adoptModel(ck *checkpoint.Checkpoint) error {
 	if a, b := cm.Arch.Resolve(), sm.Arch.Resolve(); a != b { // "" (checkpoints from before model.arch) is x040
 		t.log.Warn(fmt.Sprintf("resume: model.arch = %q in the config but %q in the checkpoint; on resume the model section comes from the checkpoint", a, b),
 			"checkpoint", ck.Path)
-	} else if a == arch.X070 { // the x070 keys, with their defaults applied
-		cl, sl := cm.LoRA(), sm.LoRA()
+	} else { // the keys of x052, x060 and x070, with their defaults applied (0 where an arch has none)
+		cd, sd := cm.Dims(), sm.Dims()
+		cl, sl := cd.LoRA, sd.LoRA
 		for _, k := range []struct {
 			key           string
 			config, saved int
-		}{{"head_size", cm.HeadDim(), sm.HeadDim()}, {"d_decay_lora", cl.W, sl.W}, {"d_aaa_lora", cl.A, sl.A},
-			{"d_mv_lora", cl.V, sl.V}, {"d_gate_lora", cl.G, sl.G}} {
+		}{{"head_size", cd.HeadSize, sd.HeadSize}, {"d_decay_lora", cl.W, sl.W}, {"d_aaa_lora", cl.A, sl.A},
+			{"d_mv_lora", cl.V, sl.V}, {"d_gate_lora", cl.G, sl.G}, {"d_mix_lora", cl.Mix, sl.Mix}} {
 			if k.config != k.saved {
 				t.log.Warn(fmt.Sprintf("resume: model.%s = %d in the config but %d in the checkpoint; on resume the model section comes from the checkpoint", k.key, k.config, k.saved),
 					"checkpoint", ck.Path)
 			}
 		}
-		if cm.NoV0Layer0 != sm.NoV0Layer0 {
+		if a == arch.X070 && cm.NoV0Layer0 != sm.NoV0Layer0 {
 			t.log.Warn(fmt.Sprintf("resume: model.no_v0_layer0 = %v in the config but %v in the checkpoint; on resume the model section comes from the checkpoint", cm.NoV0Layer0, sm.NoV0Layer0),
 				"checkpoint", ck.Path)
 		}

@@ -63,6 +63,17 @@ func tinyConfigX070(t testing.TB) Config {
 	return c
 }
 
+// tinyConfigX05 is tinyConfig with an RWKV-5.2 or RWKV-6 model of that shape over its byte
+// corpus and RWKV-LM's v5 optimiser recipe (the cosine of --my_exit_tokens, eps 1e-18, weight
+// decay on matrices).
+func tinyConfigX05(t testing.TB, shape model.Config) Config {
+	c := tinyConfig(t)
+	c.Model.Config = shape
+	c.Model.Vocab, c.Model.CtxLen = 256, 32
+	c.Optim.Kind, c.Optim.Eps, c.Optim.WeightDecay = optim.CosineV7, 1e-18, 0.1
+	return c
+}
+
 func newTrainer(t testing.TB, c Config, opts Options) *Trainer {
 	t.Helper()
 	tr, err := New(c, nil, opts)
@@ -105,6 +116,7 @@ func TestTinyRunLossFalls(t *testing.T) {
 func TestGradAccumEqualsLargerBatch(t *testing.T) {
 	t.Run("x040", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfig(t)) })
 	t.Run("x070", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfigX070(t)) })
+	t.Run("x060", func(t *testing.T) { testGradAccumEqualsLargerBatch(t, tinyConfigX05(t, tinyX060)) })
 }
 
 func testGradAccumEqualsLargerBatch(t *testing.T, c Config) {

@@ -84,7 +84,8 @@ func exitCode(ctx context.Context, name string, err error, stderr io.Writer) int
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: rwkv-eval <command> [flags]
 
---model takes any weights file rwkv-train can import, RWKV-4 (x040) or RWKV-7 (x070):
+--model takes any weights file rwkv-train can import, RWKV-4 (x040), RWKV-5.2 (x052),
+RWKV-6 (x060) or RWKV-7 (x070):
 an RWKV-LM .pth, safetensors (RWKV-LM or Hugging Face names), an rwkv7 GGUF, a
 training checkpoint or out_dir, an hf export directory (transformers for RWKV-4,
 fla-hub for RWKV-7); the architecture and shape are inferred from it.

@@ -42,8 +42,8 @@ type benchReport struct {
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	archName := fs.String("arch", "x040", "model.arch: x040 (RWKV-4) or x070 (RWKV-7; --torch runs reference/bench_torch7.py)")
-	headSize := fs.Int("head-size", 0, "x070: head_size (0: 64)")
+	archName := fs.String("arch", "x040", "model.arch: x040 (RWKV-4), x052 (RWKV-5.2), x060 (RWKV-6) or x070 (RWKV-7); --torch runs the architecture's reference/bench_torch*.py")
+	headSize := fs.Int("head-size", 0, "x052, x060, x070: head_size (0: 64)")
 	peft := fs.String("peft", "none", "peft.mode: none (full fine-tuning), lora, pissa or state")
 	loraR := fs.Int("lora-r", 32, "peft.lora_r with --peft lora or pissa")
 	randomWeights := fs.Bool("random-weights", false, "small random weights instead of RWKV-LM's init (for large shapes: x070's init holds the whole model in float64)")
@@ -56,7 +56,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	warmup := fs.Int("warmup", 1, "unmeasured steps first")
 	chunk := fs.Int("chunk", 0, "train.chunk_len (0: one pass)")
 	bptt := fs.String("bptt", "exact", "train.bptt with --chunk: exact or truncated")
-	torch := fs.Bool("torch", false, "also run reference/bench_torch.py or, for x070, bench_torch7.py (PyTorch, same config, same threads) and print the ratio")
+	torch := fs.Bool("torch", false, "also run reference/bench_torch.py (x040), bench_torch6.py (x052, x060) or bench_torch7.py (x070) (PyTorch, same config, same threads) and print the ratio")
 	rounds := fs.Int("rounds", 1, "measure each implementation this many times, interleaved, and report the medians")
 	threads := fs.Int("threads", 2, "threads for PyTorch (ours: GOMAXPROCS and OpenBLAS's own setting)")
 	peak := fs.Bool("peak", true, "measure the fp32 peak (sgemm 2048³) for the MFU")
@@ -255,10 +255,14 @@ func roundRatios(ours, theirs []benchReport) (lo, hi float64) {
 	return lo, hi
 }
 
-// torchScript is the PyTorch peer of an architecture's bench.
+// torchScript is the PyTorch peer of an architecture's bench (bench_torch6.py takes the
+// architecture, x052 or x060, as --arch, and the head size and widths).
 func torchScript(a arch.Arch) string {
-	if a.Resolve() == arch.X070 {
+	switch a.Resolve() {
+	case arch.X070:
 		return filepath.Join("reference", "bench_torch7.py")
+	case arch.X052, arch.X060:
+		return filepath.Join("reference", "bench_torch6.py")
 	}
 	return filepath.Join("reference", "bench_torch.py")
 }
@@ -272,8 +276,16 @@ func torchBench(ctx context.Context, cfg model.Config, batch, steps, warmup, thr
 	args := []string{script, "--layers", fmt.Sprint(cfg.Layers), "--embd", fmt.Sprint(cfg.Embd),
 		"--vocab", fmt.Sprint(cfg.Vocab), "--ctx", fmt.Sprint(cfg.CtxLen), "--batch", fmt.Sprint(batch), "--steps", fmt.Sprint(steps),
 		"--warmup", fmt.Sprint(warmup), "--threads", fmt.Sprint(threads)}
-	if cfg.Arch.Resolve() == arch.X070 && cfg.HeadDim() != model.DefaultHeadSize {
-		return benchReport{}, fmt.Errorf("%s uses head_size %d; run without --head-size", script, model.DefaultHeadSize)
+	switch d := cfg.Dims(); d.Arch {
+	case arch.X070:
+		if d.HeadSize != model.DefaultHeadSize {
+			return benchReport{}, fmt.Errorf("%s uses head_size %d; run without --head-size", script, model.DefaultHeadSize)
+		}
+	case arch.X052, arch.X060: // bench_torch6.py takes the whole shape
+		args = append(args, "--arch", string(d.Arch), "--head-size", fmt.Sprint(d.HeadSize), "--ffn", fmt.Sprint(d.FFN))
+		if d.Arch == arch.X060 {
+			args = append(args, "--d-mix", fmt.Sprint(d.LoRA.Mix), "--d-decay", fmt.Sprint(d.LoRA.W))
+		}
 	}
 	cmd := exec.CommandContext(ctx, "/usr/bin/python3", args...)
 	cmd.Stderr = os.Stderr

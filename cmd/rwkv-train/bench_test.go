@@ -48,22 +48,26 @@ func TestRoundRatios(t *testing.T) {
 	}
 }
 
-// TestBenchArch: `bench --arch x070` runs full RWKV-7 training steps and reports them; an
-// architecture without a trainer and an x070 head size that does not divide n_embd are usage
-// errors naming the problem; --torch picks the PyTorch peer of the architecture.
+// TestBenchArch: `bench --arch x052|x060|x070` runs full training steps of that architecture
+// and reports them; an unknown architecture and a head size that does not divide n_embd are
+// usage errors naming the problem; --torch picks the PyTorch peer of the architecture.
 func TestBenchArch(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"bench", "--arch", "x070", "--layers", "1", "--embd", "64", "--vocab", "32",
-		"--ctx", "8", "--batch", "1", "--steps", "1", "--warmup", "0", "--peak=false", "--json"}, &stdout, &stderr)
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s", code, stderr.String())
-	}
-	var r benchReport
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || !(r.TokensPerSec > 0) {
-		t.Fatalf("report %q: %+v, %v", stdout.String(), r, err)
-	}
-	if !strings.Contains(stderr.String(), "bench x070 L1-D64-V32") {
-		t.Errorf("stderr %q does not name the x070 model", stderr.String())
+	for _, a := range []string{"x052", "x060", "x070"} {
+		stdout.Reset()
+		stderr.Reset()
+		code := run(context.Background(), []string{"bench", "--arch", a, "--layers", "1", "--embd", "64", "--vocab", "32", "--head-size", "32",
+			"--ctx", "8", "--batch", "1", "--steps", "1", "--warmup", "0", "--peak=false", "--json"}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d\n%s", a, code, stderr.String())
+		}
+		var r benchReport
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || !(r.TokensPerSec > 0) {
+			t.Fatalf("%s: report %q: %+v, %v", a, stdout.String(), r, err)
+		}
+		if !strings.Contains(stderr.String(), "bench "+a+" L1-D64-V32") {
+			t.Errorf("stderr %q does not name the %s model", stderr.String(), a)
+		}
 	}
 	for _, tt := range []struct {
 		args []string
@@ -71,6 +75,7 @@ func TestBenchArch(t *testing.T) {
 	}{
 		{[]string{"--arch", "x050"}, `model.arch = "x050"`},
 		{[]string{"--arch", "x070", "--embd", "64", "--head-size", "48"}, "model.head_size = 48"},
+		{[]string{"--arch", "x060", "--embd", "64", "--head-size", "48"}, "model.head_size = 48"},
 	} {
 		stderr.Reset()
 		if code := run(context.Background(), append([]string{"bench"}, tt.args...), &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
@@ -79,6 +84,11 @@ func TestBenchArch(t *testing.T) {
 	}
 	if got := torchScript(arch.X070); got != filepath.Join("reference", "bench_torch7.py") {
 		t.Errorf("x070 PyTorch peer %s", got)
+	}
+	for _, a := range []arch.Arch{arch.X052, arch.X060} {
+		if got := torchScript(a); got != filepath.Join("reference", "bench_torch6.py") {
+			t.Errorf("%s PyTorch peer %s", a, got)
+		}
 	}
 	if got := torchScript(""); got != filepath.Join("reference", "bench_torch.py") {
 		t.Errorf("x040 PyTorch peer %s", got)

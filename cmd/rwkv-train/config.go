@@ -98,7 +98,9 @@ func resolveConfig(name string, src []byte, overrides, environ []string) (train.
 		return train.Config{}, fmt.Errorf("%s: %w", where, err) // should not happen: every layer was checked
 	}
 	if err := cfg.Validate(); err != nil {
-		return train.Config{}, fmt.Errorf("%s: %w", where, err)
+		// the config comes back with the error: one refused only for memory (train.ErrMemory)
+		// is otherwise valid
+		return cfg, fmt.Errorf("%s: %w", where, err)
 	}
 	return cfg, nil
 }

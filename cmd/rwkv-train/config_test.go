@@ -467,7 +467,9 @@ func TestConfigsLoad(t *testing.T) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			t.Parallel()
 			c, err := loadConfig(path, nil, nil)
-			if err != nil {
+			if errors.Is(err, train.ErrMemory) { // valid, for a larger machine than this one
+				t.Logf("valid, but more than this machine can hold: %v", err)
+			} else if err != nil {
 				t.Fatal(err)
 			}
 			// Every recipe spells out every key, so a user can see and edit all of them.

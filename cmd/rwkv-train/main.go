@@ -1,5 +1,5 @@
-// Command rwkv-train trains RWKV-4 (x040) and RWKV-7 (x070) language models, prepares their data
-// and exports them.
+// Command rwkv-train trains RWKV-4 (x040), RWKV-5.2 (x052), RWKV-6 (x060) and RWKV-7 (x070)
+// language models, prepares their data and exports them.
 //
 //	rwkv-train --config FILE [--resume [DIR]] [--key.path=value ...]
 //	rwkv-train quickstart
@@ -161,6 +161,7 @@ examples:
   rwkv-train --config configs/tiny.yaml --train.max_steps=50
   rwkv-train --config configs/tiny.yaml --resume
   rwkv-train --config configs/x070-pretrain-tiny.yaml      (RWKV-7 from scratch)
+  rwkv-train --config configs/x060-pretrain-tiny.yaml      (RWKV-6 from scratch)
   rwkv-train export --checkpoint out/tiny/checkpoints --format pth --out out/tiny/model.pth
   rwkv-train bench --torch
 

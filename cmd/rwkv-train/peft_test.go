@@ -156,14 +156,16 @@ func TestExportMergesAdapter(t *testing.T) {
 	}
 }
 
-// TestTrainPEFTJob: `rwkv-train --peft.mode=lora` from a base model file, on both
-// architectures, writes adapter.pth and a model.safetensors whose logits equal the base with
+// TestTrainPEFTJob: `rwkv-train --peft.mode=lora` from a base model file, on every
+// architecture, writes adapter.pth and a model.safetensors whose logits equal the base with
 // that adapter merged (rwkv-eval's --adapter path) to 1e-5; the base file is untouched.
 func TestTrainPEFTJob(t *testing.T) {
-	for _, archArgs := range [][]string{nil, {"--model.arch=x070", "--model.head_size=16", "--optim.schedule=cosine_v7"}} {
+	for _, archArgs := range [][]string{nil, {"--model.arch=x070", "--model.head_size=16", "--optim.schedule=cosine_v7"},
+		{"--model.arch=x060", "--model.head_size=16", "--model.d_mix_lora=8", "--model.d_decay_lora=16", "--optim.schedule=cosine_v7"},
+		{"--model.arch=x052", "--model.head_size=16", "--optim.schedule=exp_v5"}} {
 		name := "x040"
 		if archArgs != nil {
-			name = "x070"
+			name = strings.TrimPrefix(archArgs[0], "--model.arch=")
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
