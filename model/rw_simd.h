@@ -1,6 +1,6 @@
 // rw_simd.h: the C helpers shared by the AVX2 kernels of package model (kernels_avx2.go,
-// wkv7_avx2.go, op_x070_avx2.go). cgo compiles each file's preamble as its own translation
-// unit, so everything here is static inline (or a macro) and the guard keeps it single.
+// wkv6_avx2.go, wkv7_avx2.go, op_x070_avx2.go). cgo compiles each file's preamble as its own
+// translation unit, so everything here is static inline (or a macro) and the guard keeps it single.
 #ifndef RW_SIMD_H
 #define RW_SIMD_H
 
