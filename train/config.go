@@ -90,7 +90,7 @@ func (c Config) Validate() error {
 	if err := c.Model.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	} else if err := c.Model.Arch.CheckSupported(); err != nil {
-		// arch.Supported is what the trainer has a recipe for (x040, x070).
+		// arch.Supported is what the trainer has a recipe for (x040, x052, x060, x070).
 		errs = append(errs, fmt.Errorf("%w: model.arch = %q: %w", model.ErrConfig, string(c.Model.Arch), err))
 	}
 	// A dimension of 1 makes a [1, n] weight that the tensor library folds to a vector, so

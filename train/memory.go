@@ -32,10 +32,14 @@ const activationFloats = 12
 // every 16th token, C·head_size/16 floats a token (measured at D256 head 64: about 52·C).
 const activationFloatsX070 = 20
 
-// activationFloatsX05 is the same for RWKV-5.2 and RWKV-6 (four or five token-shift mixes,
-// r, k, v, g, the decay, GroupNorm, x060's LoRA activations); the WKV-5/6 backward adds the
-// state at every 16th token, as x070's.
-const activationFloatsX05 = 16
+// activationFloatsX052 and activationFloatsX060 are the same for RWKV-5.2 (four token-shift
+// mixes, r, k, v, g, GroupNorm) and RWKV-6 (six mixes and the LoRA activations, the decay); the
+// WKV-5/6 backward adds the state at every 16th token, as x070's (measured at D256 head 64:
+// about 41·C for x052, 51·C for x060).
+const (
+	activationFloatsX052 = 14
+	activationFloatsX060 = 20
+)
 
 // EstimateMemory estimates the memory of the job. It assumes a valid config (positive sizes).
 func (c Config) EstimateMemory() MemoryEstimate {
@@ -66,7 +70,10 @@ func (c Config) EstimateMemory() MemoryEstimate {
 			block = 6*C*C + 2*F*C + 16*C + 10*float64(d.LoRA.Mix)*C + 2*float64(d.LoRA.W)*C
 		}
 		params = 2*V*C + L*block + 4*C
-		perToken = activationFloatsX05*C + 2*F + C*float64(max(d.HeadSize, 1))/16
+		perToken = activationFloatsX052*C + 2*F + C*float64(max(d.HeadSize, 1))/16
+		if a == arch.X060 {
+			perToken += (activationFloatsX060 - activationFloatsX052) * C
+		}
 	}
 	T := float64(c.Model.CtxLen)
 	if c.Train.ChunkLen > 0 && c.Train.ChunkLen < c.Model.CtxLen {
