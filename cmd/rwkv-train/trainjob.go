@@ -165,28 +165,9 @@ func exportRWKV(tr *train.Trainer, path string) error {
 	case arch.X070:
 		export = checkpoint.ExportX070RWKV
 	case arch.X052, arch.X060:
-		export = exportLayoutRWKV
+		export = checkpoint.ExportX05RWKV
 	}
 	return checkpoint.WriteFileAtomic(path, func(w io.Writer) error { return export(w, ts, checkpoint.F32) })
-}
-
-// exportLayoutRWKV writes the tensors as RWKV-LM safetensors in their layout's order (RWKV-LM's
-// names and shapes, as the model holds them: x052 and x060), refusing non-finite values.
-func exportLayoutRWKV(w io.Writer, ts []checkpoint.Tensor, dt checkpoint.DType) error {
-	_, ordered, err := checkpoint.Check(ts)
-	if err != nil {
-		return fmt.Errorf("export rwkv: %w", err)
-	}
-	out := make([]checkpoint.Tensor, len(ordered))
-	for i, t := range ordered {
-		if out[i], err = t.Convert(dt); err == nil {
-			err = out[i].CheckFinite()
-		}
-		if err != nil {
-			return fmt.Errorf("export rwkv: %w", err)
-		}
-	}
-	return checkpoint.WriteSafetensors(w, out, map[string]string{"format": "pt"})
 }
 
 // shareCores divides the machine's cores between the ranks mpirun started on it, unless
