@@ -80,7 +80,11 @@ func UsingOpenBLAS() bool {
 }
 
 // Gemm computes c = alpha*op(a)*op(b) + beta*c for row-major a (m×k, or k×m when tA),
-// b (k×n, or n×k when tB) and c (m×n), with leading dimensions lda, ldb, ldc.
+// b (k×n, or n×k when tB) and c (m×n), with leading dimensions lda, ldb, ldc. A product with
+// one row (m == 1) or one column (n == 1) runs as a matrix-vector product (gemv), which reads
+// the matrix once: Debian's OpenBLAS 0.3.21 runs such an sgemm through its packing kernels,
+// and gonum's Sgemm is no faster, both 2.5-4x slower than gemv for the one-row products that
+// decoding one token at a time spends its time on (BenchmarkGemmOneRow).
 func Gemm[F Float](tA, tB bool, m, n, k int, alpha F, a []F, lda int, b []F, ldb int, beta F, c []F, ldc int) {
 	if m == 0 || n == 0 {
 		return
@@ -122,6 +126,58 @@ func (s Stats) Sub(earlier Stats) Stats {
 	return Stats{Calls: s.Calls - earlier.Calls, Seconds: s.Seconds - earlier.Seconds, FLOPs: s.FLOPs - earlier.FLOPs}
 }
 
+// gemvArgs is a Gemm with one row or one column of c written as the matrix-vector product
+// y = alpha*op(mat)*x + beta*y of the row-major rows×cols matrix mat (leading dimension ld),
+// op(mat) = matᵀ when trans, x and y read with strides incX and incY: the arguments of a
+// row-major cblas_?gemv or of gonum's ?gemv.
+type gemvArgs[F Float] struct {
+	trans      bool
+	rows, cols int
+	mat        []F
+	ld         int
+	x          []F
+	incX       int
+	y          []F
+	incY       int
+}
+
+// asGemv rewrites a Gemm with m == 1 or n == 1 as a gemv; ok is false for any other shape and
+// for k == 0, where a gemv would return without scaling c by beta. It assumes checkGemm's
+// conditions hold.
+//
+// m == 1: c[0][j] = alpha*Σp op(a)[0][p]*op(b)[p][j] + beta*c[0][j], so y is c's row, x is
+// op(a)'s row (a's first row, or its first column, stride lda, when tA) and the matrix is b:
+// b (k×n) read transposed, or, when tB, b (n×k) as it is.
+//
+// n == 1: c[i][0] = alpha*Σp op(a)[i][p]*op(b)[p][0] + beta*c[i][0], so y is c's column
+// (stride ldc), x is op(b)'s column (b's first column, stride ldb, or, when tB, its first row)
+// and the matrix is a: a (m×k) as it is or, when tA, a (k×m) read transposed.
+func asGemv[F Float](tA, tB bool, m, n, k int, a []F, lda int, b []F, ldb int, c []F, ldc int) (g gemvArgs[F], ok bool) {
+	switch {
+	case k == 0:
+		return g, false
+	case m == 1:
+		g = gemvArgs[F]{trans: !tB, rows: k, cols: n, mat: b, ld: ldb, x: a, incX: 1, y: c, incY: 1}
+		if tB {
+			g.rows, g.cols = n, k
+		}
+		if tA {
+			g.incX = lda
+		}
+		return g, true
+	case n == 1:
+		g = gemvArgs[F]{trans: tA, rows: m, cols: k, mat: a, ld: lda, x: b, incX: ldb, y: c, incY: ldc}
+		if tA {
+			g.rows, g.cols = k, m
+		}
+		if tB {
+			g.incX = 1
+		}
+		return g, true
+	}
+	return g, false
+}
+
 type gonumBackend struct{}
 
 func (gonumBackend) name() string { return "gonum (pure Go)" }
@@ -134,10 +190,20 @@ func trans(t bool) gblas.Transpose {
 }
 
 func (gonumBackend) sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if g, ok := asGemv(tA, tB, m, n, k, a, lda, b, ldb, c, ldc); ok {
+		checkGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+		gonum.Implementation{}.Sgemv(trans(g.trans), g.rows, g.cols, alpha, g.mat, g.ld, g.x, g.incX, beta, g.y, g.incY)
+		return
+	}
 	gonum.Implementation{}.Sgemm(trans(tA), trans(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 func (gonumBackend) dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	if g, ok := asGemv(tA, tB, m, n, k, a, lda, b, ldb, c, ldc); ok {
+		checkGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+		gonum.Implementation{}.Dgemv(trans(g.trans), g.rows, g.cols, alpha, g.mat, g.ld, g.x, g.incX, beta, g.y, g.incY)
+		return
+	}
 	gonum.Implementation{}.Dgemm(trans(tA), trans(tB), m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 

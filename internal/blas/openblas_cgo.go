@@ -24,6 +24,8 @@ static int rw_ftz_supported(void) { return 0; }
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
 typedef void (*dgemm_fn)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*, int);
+typedef void (*sgemv_fn)(int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+typedef void (*dgemv_fn)(int, int, int, int, double, const double*, int, const double*, int, double, double*, int);
 typedef int (*nthreads_fn)(void);
 
 typedef void (*lapack_qr_fn)(const int*, const int*, double*, const int*, double*, double*, const int*, int*);
@@ -31,6 +33,8 @@ typedef void (*lapack_orgqr_fn)(const int*, const int*, const int*, double*, con
 
 static sgemm_fn rw_sgemm;
 static dgemm_fn rw_dgemm;
+static sgemv_fn rw_sgemv;
+static dgemv_fn rw_dgemv;
 static nthreads_fn rw_nthreads;
 static lapack_qr_fn rw_dgeqrf;
 static lapack_orgqr_fn rw_dorgqr;
@@ -43,10 +47,12 @@ static int rw_open(const char* name) {
 	if (h == NULL) return 1;
 	rw_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
 	rw_dgemm = (dgemm_fn)dlsym(h, "cblas_dgemm");
+	rw_sgemv = (sgemv_fn)dlsym(h, "cblas_sgemv");
+	rw_dgemv = (dgemv_fn)dlsym(h, "cblas_dgemv");
 	rw_nthreads = (nthreads_fn)dlsym(h, "openblas_get_num_threads");
 	rw_dgeqrf = (lapack_qr_fn)dlsym(h, "dgeqrf_"); // OpenBLAS bundles LAPACK; NULL if not
 	rw_dorgqr = (lapack_orgqr_fn)dlsym(h, "dorgqr_");
-	if (rw_sgemm == NULL || rw_dgemm == NULL) return 2;
+	if (rw_sgemm == NULL || rw_dgemm == NULL || rw_sgemv == NULL || rw_dgemv == NULL) return 2;
 	return 0;
 }
 
@@ -91,6 +97,20 @@ static void rw_call_dgemm(int ta, int tb, int m, int n, int k, double alpha, con
 		const double* b, int ldb, double beta, double* c, int ldc) {
 	rw_dgemm(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+// rw_call_sgemv: y = alpha*op(a)*x + beta*y for row-major a (m×n), flushing denormals as
+// rw_call_sgemm does.
+static void rw_call_sgemv(int ta, int m, int n, float alpha, const float* a, int lda,
+		const float* x, int incx, float beta, float* y, int incy) {
+	unsigned int csr = rw_ftz_on();
+	rw_sgemv(RowMajor, ta ? Trans : NoTrans, m, n, alpha, a, lda, x, incx, beta, y, incy);
+	rw_csr_set(csr);
+}
+
+static void rw_call_dgemv(int ta, int m, int n, double alpha, const double* a, int lda,
+		const double* x, int incx, double beta, double* y, int incy) {
+	rw_dgemv(RowMajor, ta ? Trans : NoTrans, m, n, alpha, a, lda, x, incx, beta, y, incy);
+}
 */
 import "C"
 
@@ -104,7 +124,8 @@ import (
 // ftzSupported reports whether the float32 products flush denormals (x86-64 only).
 var ftzSupported = C.rw_ftz_supported() != 0
 
-// libNames are tried in order; the first that loads and exports cblas_sgemm wins.
+// libNames are tried in order; the first that loads and exports cblas_sgemm (and dgemm,
+// sgemv, dgemv) wins.
 var libNames = []string{"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"}
 
 type openBLAS struct {
@@ -150,6 +171,12 @@ func b2i(b bool) C.int {
 
 func (openBLAS) sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if g, ok := asGemv(tA, tB, m, n, k, a, lda, b, ldb, c, ldc); ok {
+		C.rw_call_sgemv(b2i(g.trans), C.int(g.rows), C.int(g.cols), C.float(alpha),
+			(*C.float)(unsafe.Pointer(&g.mat[0])), C.int(g.ld), (*C.float)(unsafe.Pointer(&g.x[0])), C.int(g.incX),
+			C.float(beta), (*C.float)(unsafe.Pointer(&g.y[0])), C.int(g.incY))
+		return
+	}
 	C.rw_call_sgemm(b2i(tA), b2i(tB), C.int(m), C.int(n), C.int(k), C.float(alpha),
 		(*C.float)(unsafe.Pointer(ptr(a))), C.int(lda), (*C.float)(unsafe.Pointer(ptr(b))), C.int(ldb),
 		C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc))
@@ -157,6 +184,12 @@ func (openBLAS) sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda 
 
 func (openBLAS) dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
 	checkGemm(tA, tB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	if g, ok := asGemv(tA, tB, m, n, k, a, lda, b, ldb, c, ldc); ok {
+		C.rw_call_dgemv(b2i(g.trans), C.int(g.rows), C.int(g.cols), C.double(alpha),
+			(*C.double)(unsafe.Pointer(&g.mat[0])), C.int(g.ld), (*C.double)(unsafe.Pointer(&g.x[0])), C.int(g.incX),
+			C.double(beta), (*C.double)(unsafe.Pointer(&g.y[0])), C.int(g.incY))
+		return
+	}
 	C.rw_call_dgemm(b2i(tA), b2i(tB), C.int(m), C.int(n), C.int(k), C.double(alpha),
 		(*C.double)(unsafe.Pointer(ptr(a))), C.int(lda), (*C.double)(unsafe.Pointer(ptr(b))), C.int(ldb),
 		C.double(beta), (*C.double)(unsafe.Pointer(&c[0])), C.int(ldc))
