@@ -29,7 +29,7 @@ type Param struct {
 // Len is the number of elements.
 func (p *Param) Len() int { return p.Value.Shape().TotalSize() }
 
-// Model is the set of parameters (RWKV-4 or RWKV-7, by Config.Arch) of one Config in one
+// Model is the set of parameters (RWKV-4, 5.2, 6 or 7, by Config.Arch) of one Config in one
 // dtype (Float32 or Float64), in RWKV-LM state-dict order.
 type Model struct {
 	Config Config

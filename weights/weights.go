@@ -58,7 +58,7 @@ func Set(m *model.Model, ts []checkpoint.Tensor) error {
 // Load reads a weights file in any format checkpoint.ReadWeights accepts (RWKV-LM .pth,
 // safetensors in RWKV-LM or Hugging Face names, a training checkpoint, an hf directory), infers
 // the architecture and shape from its tensors and returns the model in dtype. ctxLen is not
-// stored in weights files and is taken from the caller. RWKV-4 and RWKV-7 files load; a file of
+// stored in weights files and is taken from the caller. RWKV-4, 5.2, 6 and 7 files load; a file of
 // an architecture outside arch.Supported is an arch.ErrUnsupported error.
 func Load(path string, ctxLen int, dtype model.DType) (*model.Model, error) {
 	ts, err := checkpoint.ReadWeights(path)

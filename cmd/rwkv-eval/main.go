@@ -1,5 +1,5 @@
-// Command rwkv-eval measures RWKV-4 and RWKV-7 models: perplexity over a token file (windowed, or as one
-// unbounded recurrent stream), LAMBADA last-word accuracy, and sampled generation.
+// Command rwkv-eval measures RWKV-4, RWKV-5.2, RWKV-6 and RWKV-7 models: perplexity over a token
+// file (windowed, or as one unbounded recurrent stream), LAMBADA last-word accuracy, and sampled generation.
 //
 //	rwkv-eval ppl --model M --data D [--mode parallel|rnn] [--json]
 //	rwkv-eval lambada --model M --data lambada.jsonl --tokenizer T [--json]
@@ -86,9 +86,10 @@ func usage(w io.Writer) {
 
 --model takes any weights file rwkv-train can import, RWKV-4 (x040), RWKV-5.2 (x052),
 RWKV-6 (x060) or RWKV-7 (x070):
-an RWKV-LM .pth, safetensors (RWKV-LM or Hugging Face names), an rwkv7 GGUF, a
-training checkpoint or out_dir, an hf export directory (transformers for RWKV-4,
-fla-hub for RWKV-7); the architecture and shape are inferred from it.
+an RWKV-LM .pth, safetensors (RWKV-LM or Hugging Face names), an rwkv6 or rwkv7 GGUF, a
+web-rwkv .st file, a training checkpoint or out_dir, an hf export directory
+(transformers for RWKV-4, the RWKV-5/6 remote-code layouts, fla-hub for RWKV-7); the
+architecture and shape are inferred from it.
 
 commands:
   ppl       perplexity, bits per token and per byte over a whole token or text file,
