@@ -49,12 +49,14 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			gr.SetTokens(ids, tg)
 			b.Logf("blas: %s", blas.Backend())
+			cpu0 := cpuSeconds()
 			for b.Loop() {
 				if err := gr.Run(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(bc.B*bc.T*b.N)/b.Elapsed().Seconds(), "tok/s")
+			b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
 		})
 	}
 }
