@@ -64,15 +64,24 @@ type x060BenchCase struct {
 	fwd, bwd func()
 }
 
-// x060BenchExtra is the fused GroupNormGate case of BenchmarkX060Ops.
+// x060BenchExtra is the fused GroupNormGate case of BenchmarkX060Ops, and x060's channel-mix
+// ShiftLerp (K=2) in Go and in AVX2.
 func x060BenchExtra(x, w, bias, z, g, o1, o2, o5, c1, c2 []float32, N, C, H int) []x060BenchCase {
-	return []x060BenchCase{{"GroupNormGate", func() {
-		if !gnGateForwardFast(x, w, bias, z, o1, N, C, H, GroupNormEpsX070) {
-			gnGateForward(x, w, bias, z, o1, N, C, H, GroupNormEpsX070)
-		}
-	}, func() {
-		if !gnGateBackwardFast(x, w, bias, z, g, o2, c1, c2, o5, N, C, H, GroupNormEpsX070) {
-			gnGateBackward(x, w, bias, z, g, o2, c1, c2, o5, N, C, H, GroupNormEpsX070)
-		}
-	}}}
+	B, T := x7bB, N/x7bB
+	mixes, prev, gprev, gm := [][]float32{w, bias}, c1[:0:0], make([]float32, B*C), make([]float32, 2*C)
+	prev = append(prev, x[:B*C]...)
+	out, gg := make([]float32, 2*N*C), append(append([]float32(nil), g...), z...)
+	return []x060BenchCase{{"ShiftLerp-K2-go", func() { shiftLerpForward(x, prev, mixes, out, B, T, C) },
+		func() { shiftLerpBackward(x, prev, mixes, gg, o2, gprev, gm, B, T, C) }},
+		{"ShiftLerp-K2", func() { shiftLerpForwardFast(x, prev, mixes, out, B, T, C) },
+			func() { shiftLerpBackwardFast(x, prev, mixes, gg, o2, gprev, gm, B, T, C) }},
+		{"GroupNormGate", func() {
+			if !gnGateForwardFast(x, w, bias, z, o1, N, C, H, GroupNormEpsX070) {
+				gnGateForward(x, w, bias, z, o1, N, C, H, GroupNormEpsX070)
+			}
+		}, func() {
+			if !gnGateBackwardFast(x, w, bias, z, g, o2, c1, c2, o5, N, C, H, GroupNormEpsX070) {
+				gnGateBackward(x, w, bias, z, g, o2, c1, c2, o5, N, C, H, GroupNormEpsX070)
+			}
+		}}}
 }
