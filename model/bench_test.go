@@ -7,10 +7,13 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/internal/blas"
 )
 
-// BenchmarkTrainStep measures forward+backward of the graph (no optimiser) in float32.
+// BenchmarkTrainStep measures forward+backward of the graph (no optimiser) in float32, for
+// RWKV-4 and (the x052-, x060- cases) RWKV-5.2 and RWKV-6. Compare with PyTorch:
+// reference/bench_torch6.py --arch x060 --layers 6 --embd 512 --vocab 256 --ctx 256 --batch 8.
 func BenchmarkTrainStep(b *testing.B) {
 	for _, bc := range []struct {
 		name string
@@ -20,6 +23,8 @@ func BenchmarkTrainStep(b *testing.B) {
 		{"tiny", Config{Layers: 2, Embd: 64, Vocab: 256, CtxLen: 64}, 4, 64},
 		{"quickstart-L4-D128-B16-T128", Config{Layers: 4, Embd: 128, Vocab: 256, CtxLen: 128}, 16, 128},
 		{"L6-D512-V256-B8-T256", Config{Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}, 8, 256},
+		{"x052-L6-D512-V256-B8-T256", Config{Arch: arch.X052, Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}, 8, 256},
+		{"x060-L6-D512-V256-B8-T256", Config{Arch: arch.X060, Layers: 6, Embd: 512, Vocab: 256, CtxLen: 256}, 8, 256},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			m, err := New(bc.cfg, tensor.Float32)
@@ -27,7 +32,11 @@ func BenchmarkTrainStep(b *testing.B) {
 				b.Fatal(err)
 			}
 			m.Init(1, 1e-4)
-			randomize(m, 1)
+			if a := bc.cfg.Arch.Resolve(); a == arch.X052 || a == arch.X060 {
+				randomize56(m, 1)
+			} else {
+				randomize(m, 1)
+			}
 			gr, err := m.NewGraph(GraphOptions{B: bc.B, T: bc.T, Grads: true, L2Wrap: true})
 			if err != nil {
 				b.Fatal(err)
@@ -40,12 +49,14 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			gr.SetTokens(ids, tg)
 			b.Logf("blas: %s", blas.Backend())
+			cpu0 := cpuSeconds()
 			for b.Loop() {
 				if err := gr.Run(); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(bc.B*bc.T*b.N)/b.Elapsed().Seconds(), "tok/s")
+			b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
 		})
 	}
 }

@@ -59,7 +59,7 @@ func (b *builder) timeMix5(x, prevX, s0 *G.Node, H int, p func(string) *G.Node) 
 	r := b.linear(b.shiftMix(x, prevX, p("att.time_mix_r")), p("att.receptance.weight"))
 	k := b.linear(b.shiftMix(x, prevX, p("att.time_mix_k")), p("att.key.weight"))
 	v := b.linear(b.shiftMix(x, prevX, p("att.time_mix_v")), p("att.value.weight"))
-	g := b.act(b.linear(b.shiftMix(x, prevX, p("att.time_mix_g")), p("att.gate.weight")), nil, ActSiLU)
+	g := b.linear(b.shiftMix(x, prevX, p("att.time_mix_g")), p("att.gate.weight")) // SiLU in wkvOut6
 	return b.wkvOut6(r, k, v, p("att.time_decay"), g, s0, H, p)
 }
 
@@ -89,13 +89,14 @@ func (b *builder) timeMix6(x, prevX, s0 *G.Node, H int, p func(string) *G.Node) 
 	r := b.linear(xr, p("att.receptance.weight"))
 	k := b.linear(xk, p("att.key.weight"))
 	v := b.linear(xv, p("att.value.weight"))
-	g := b.act(b.linear(xg, p("att.gate.weight")), nil, ActSiLU)
+	g := b.linear(xg, p("att.gate.weight")) // SiLU in wkvOut6
 	w := b.act(b.matmul(b.act(b.matmul(xw, p("att.time_decay_w1")), nil, ActTanh), p("att.time_decay_w2")), p("att.time_decay"), ActIdentity)
 	return b.wkvOut6(r, k, v, w, g, s0, H, p)
 }
 
-// wkvOut6 is the end of x052's and x060's time mix: WKV6, ln_x, the gate and the output
-// projection. It returns the output and the final WKV state.
+// wkvOut6 is the end of x052's and x060's time mix: WKV6, ln_x, the gate SiLU(g) (g = Wg xg) and
+// the output projection, ln_x and the gate in one GroupNormGate node. It returns the output and
+// the final WKV state.
 func (b *builder) wkvOut6(r, k, v, w, g, s0 *G.Node, H int, p func(string) *G.Node) (out, sT *G.Node) {
 	if b.err != nil {
 		return nil, nil
@@ -106,9 +107,8 @@ func (b *builder) wkvOut6(r, k, v, w, g, s0 *G.Node, H int, p func(string) *G.No
 		return nil, nil
 	}
 	y = b.do(func() (*G.Node, error) {
-		return GroupNorm(y, p("att.ln_x.weight"), p("att.ln_x.bias"), H, GroupNormEpsX070)
+		return GroupNormGate(y, p("att.ln_x.weight"), p("att.ln_x.bias"), g, H, GroupNormEpsX070)
 	})
-	y = b.do(func() (*G.Node, error) { return Hadamard(y, g) })
 	return b.linear(y, p("att.output.weight")), sT
 }
 

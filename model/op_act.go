@@ -105,7 +105,13 @@ func (o actOp) Do(in ...G.Value) (G.Value, error) {
 		if o.HasBias {
 			b = f32(in[1])
 		}
-		if o.Kind == ActSiLU || !actForwardFast(o.Kind, f32(in[0]), b, d, o.N, o.D) {
+		fast := false
+		if o.Kind == ActSiLU {
+			fast = siluForwardFast(f32(in[0]), d, o.N, o.D)
+		} else {
+			fast = actForwardFast(o.Kind, f32(in[0]), b, d, o.N, o.D)
+		}
+		if !fast {
 			actForward(o.Kind, f32(in[0]), b, d, o.N, o.D)
 		}
 	case []float64:
@@ -207,7 +213,7 @@ func (o actBackOp) Do(in ...G.Value) (G.Value, error) {
 	case []float32:
 		if o.fwd.Kind == ActIdentity {
 			colSums(f32(in[0]), d, o.fwd.N, o.fwd.D)
-		} else {
+		} else if !actBackwardFast(o.fwd, f32(in[0]), f32(in[1]), d) {
 			actBackward(o.fwd, f32(in[0]), f32(in[1]), d)
 		}
 	case []float64:

@@ -155,6 +155,10 @@ func shiftLoRABackward[F Float](o shiftLoRABackOp, x, prev, maa, a, w2, g, out, 
 	part := make([]float64, npc*C)
 	parallelFor(N, npc, func(p, lo, hi int) {
 		pm := part[p*C : (p+1)*C]
+		if x32, ok := any(x).([]float32); ok && shiftLoRARowsFast(x32, any(prev).([]float32), any(maa).([]float32),
+			any(g).([]float32), any(mm).([]float32), any(gx).([]float32), any(gm).([]float32), any(gprev).([]float32), pm, lo, hi, T, C) {
+			return
+		}
 		for r := lo; r < hi; r++ {
 			b, t := r/T, r%T
 			xr, xx, gr := x[r*C:(r+1)*C], prevRow(x, prev, b, t, T, C), g[r*C:(r+1)*C]

@@ -153,3 +153,49 @@ func TestShiftLoRAShapes(t *testing.T) {
 		t.Error("SiLU with a bias accepted")
 	}
 }
+
+// TestShiftLoRABackwardFast: the float32 backward (its row loop in C where AVX2 is there, C a
+// multiple of 8) against the float64 one on the same inputs, every packed gradient, sizes with one
+// and with several pieces.
+func TestShiftLoRABackwardFast(t *testing.T) {
+	for _, sh := range []struct{ B, T, C, M int }{{2, 5, 16, 3}, {2, 64, 512, 8}} {
+		B, T, C, M, K, I := sh.B, sh.T, sh.C, sh.M, 5, 1
+		t.Run(fmt.Sprintf("B%d_T%d_C%d", B, T, C), func(t *testing.T) {
+			if haveAVX2 && !shiftLoRARowsFast(nil, nil, nil, nil, nil, nil, nil, nil, make([]float64, 1), 0, 0, T, C) {
+				t.Fatal("fast row loop refused")
+			}
+			rng := rand.New(rand.NewPCG(uint64(C), 5))
+			r := func(n int, scale, shift float64) []float64 {
+				x := make([]float64, n)
+				for i := range x {
+					x[i] = shift + scale*rng.NormFloat64()
+				}
+				return x
+			}
+			N := B * T
+			x, prev, maa, a, w2, g := r(N*C, 1, 0), r(B*C, 1, 0), r(C, 0.3, 0.5), r(N*K*M, 0.7, 0), r(K*M*C, 0.5, 0), r(N*C, 1, 0)
+			o := shiftLoRABackOp{fwd: shiftLoRAOp{B: B, T: T, C: C, M: M, K: K, I: I}}
+			s, _ := o.InferShape()
+			want := make([]float64, s.TotalSize())
+			shiftLoRABackward(o, x, prev, maa, a, w2, g, want, make([]float64, N*C), make([]float64, N*C))
+			f := convert[float32, float64]
+			got := make([]float32, s.TotalSize())
+			shiftLoRABackward(o, f(x), f(prev), f(maa), f(a), f(w2), f(g), got, make([]float32, N*C), make([]float32, N*C))
+			nx, np, nm, na, _ := o.sizes()
+			for _, part := range []struct {
+				name   string
+				lo, hi int
+			}{{"gx", 0, nx}, {"gprev", nx, nx + np}, {"gmaa", nx + np, nx + np + nm}, {"gA", nx + np + nm, nx + np + nm + na}, {"gw2", nx + np + nm + na, len(want)}} {
+				var scale float64
+				for _, v := range want[part.lo:part.hi] {
+					scale = math.Max(scale, math.Abs(v))
+				}
+				for i := part.lo; i < part.hi; i++ {
+					if d := math.Abs(float64(got[i]) - want[i]); !(d <= 2e-6*math.Max(scale, 1)) {
+						t.Fatalf("%s[%d]: float32 %v, float64 %v", part.name, i-part.lo, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}

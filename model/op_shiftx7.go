@@ -94,7 +94,9 @@ func (o shiftLerpOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, o.K*o.B*o.T, o.C)
 	switch d := out.Data().(type) {
 	case []float32:
-		shiftLerpForward(f32(in[0]), f32(in[1]), vecs[float32](in[2:]), d, o.B, o.T, o.C)
+		if x, p, m := f32(in[0]), f32(in[1]), vecs[float32](in[2:]); !shiftLerpForwardFast(x, p, m, d, o.B, o.T, o.C) {
+			shiftLerpForward(x, p, m, d, o.B, o.T, o.C)
+		}
 	case []float64:
 		shiftLerpForward(f64(in[0]), f64(in[1]), vecs[float64](in[2:]), d, o.B, o.T, o.C)
 	}
@@ -175,7 +177,10 @@ func (o shiftLerpBackOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, s...)
 	switch d := out.Data().(type) {
 	case []float32:
-		shiftLerpBackward(f32(in[0]), f32(in[1]), vecs[float32](in[2:2+K]), f32(in[2+K]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)
+		x, p, m, g := f32(in[0]), f32(in[1]), vecs[float32](in[2:2+K]), f32(in[2+K])
+		if !shiftLerpBackwardFast(x, p, m, g, d[:n], d[n:n+B*C], d[n+B*C:], B, T, C) {
+			shiftLerpBackward(x, p, m, g, d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)
+		}
 	case []float64:
 		shiftLerpBackward(f64(in[0]), f64(in[1]), vecs[float64](in[2:2+K]), f64(in[2+K]), d[:n], d[n:n+B*C], d[n+B*C:], B, T, C)
 	}
