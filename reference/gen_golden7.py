@@ -19,7 +19,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rwkv7  # noqa: E402
-from gen_golden import TORCH_PINNED, read_safetensors, write_safetensors  # noqa: E402
+from gen_golden import (TORCH_PINNED, adamw_run, model_outputs, write_adamw_golden,  # noqa: E402
+                        write_model_golden)
 
 # RWKV_GOLDEN_ROOT redirects the output tree (the Go test that checks the committed files are current).
 ROOT = os.environ.get("RWKV_GOLDEN_ROOT") or os.path.dirname(HERE)
@@ -85,15 +86,6 @@ def make_state(L, B, C, N, g):
             "ffn_x": torch.randn(L, B, C, generator=g, dtype=torch.float64)}
 
 
-def split_state(st):
-    """{key: [L,...]} -> list of per-layer dicts of views (autograd flows to st)."""
-    return [{k: st[k][i] for k in rwkv7.STATE_KEYS} for i in range(st["wkv"].shape[0])]
-
-
-def stack_state(layers):
-    return {k: torch.stack([s[k] for s in layers]) for k in rwkv7.STATE_KEYS}
-
-
 def make_wkv_inputs(B, T, C, N, g):
     """WKV-7 op inputs as the model produces them: r, k, v ~ N(0,1); w~ ~ N(0, 3^2) with the
     first head's channel 0 at -30 and channel 1 at +30 (decay at both ends of (0.545, 1));
@@ -122,32 +114,7 @@ def grad(loss, leaves):
 
 
 def model_golden(dtype, params64, tokens, targets, state64, wkv64):
-    p = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in params64.items()}
-    names = list(p)
-    out = [("param/" + n, p[n]) for n in names]
-    out += [("tokens", tokens), ("targets", targets)]
-
-    logits, _ = rwkv7.forward(p, tokens)
-    loss = rwkv7.loss_fn(logits, targets)
-    grads = grad(loss, [p[n] for n in names])
-    out += [("logits", logits), ("loss", loss.reshape(1))]
-    out += [("grad/" + n, g) for n, g in zip(names, grads)]
-
-    logits2, _ = rwkv7.forward(p, tokens)
-    loss2 = rwkv7.loss_fn(logits2, targets, l2wrap=True)
-    grads = grad(loss2, [p[n] for n in names])
-    out += [("grad_l2wrap/" + n, g) for n, g in zip(names, grads)]
-
-    st = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in state64.items()}
-    logits3, st_out = rwkv7.forward(p, tokens, split_state(st))
-    loss3 = rwkv7.loss_fn(logits3, targets)
-    grads = grad(loss3, [p[n] for n in names] + [st[k] for k in rwkv7.STATE_KEYS])
-    out += [("state_in/" + k, st[k]) for k in rwkv7.STATE_KEYS]
-    so = stack_state(st_out)
-    out += [("state_out/" + k, so[k]) for k in rwkv7.STATE_KEYS]
-    out += [("logits_state", logits3), ("loss_state", loss3.reshape(1))]
-    out += [("grad_state/" + n, g) for n, g in zip(names, grads[:len(names)])]
-    out += [("grad_state_in/" + k, g) for k, g in zip(rwkv7.STATE_KEYS, grads[len(names):])]
+    out = model_outputs(rwkv7, dtype, params64, tokens, targets, state64, grad=grad)
 
     # the WKV-7 op alone: y, sT and the gradients of L = sum(y*dy) + sum(sT*dsT)
     x = {k: v.to(dtype) for k, v in wkv64.items()}
@@ -162,40 +129,12 @@ def model_golden(dtype, params64, tokens, targets, state64, wkv64):
 
 def adamw_golden(params64, batches_tokens, batches_targets):
     a = ADAMW
-    p = {k: v.detach().to(torch.float32).clone().requires_grad_(True) for k, v in params64.items()}
-    names = list(p)
-    groups = []
-    for n in names:
-        mult, decays = rwkv7.param_group(n, p[n])
-        groups.append({"params": [p[n]], "lr_mult": mult,
-                       "weight_decay": a["weight_decay"] if decays else 0.0, "name": n})
-    opt = torch.optim.AdamW(groups, lr=a["lr_init"], betas=(a["beta1"], a["beta2"]), eps=a["eps"],
-                            weight_decay=0.0, amsgrad=False)
-    out = [("param/" + n, p[n].detach().clone()) for n in names]
-    lrs, losses, norms = [], [], []
-    after1 = None
-    for step in range(a["steps"]):
-        lr = rwkv7.lr_at(step, a["lr_init"], a["lr_final"], a["warmup_steps"], a["steps"])
-        for gr in opt.param_groups:
-            gr["lr"] = lr * gr["lr_mult"]
-        opt.zero_grad(set_to_none=True)
-        logits, _ = rwkv7.forward(p, batches_tokens[step])
-        loss = rwkv7.loss_fn(logits, batches_targets[step], l2wrap=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_([p[n] for n in names], a["grad_clip"])
-        opt.step()
-        lrs.append(lr)
-        losses.append(loss.item())
-        norms.append(norm.item())
-        if step == 0:
-            after1 = [("after1/" + n, p[n].detach().clone()) for n in names]
-    out += after1
-    out += [("final/" + n, p[n].detach().clone()) for n in names]
-    out += [("tokens", batches_tokens), ("targets", batches_targets)]
-    out += [("lr", torch.tensor(lrs, dtype=torch.float64)),
-            ("loss", torch.tensor(losses, dtype=torch.float64)),
-            ("grad_norm", torch.tensor(norms, dtype=torch.float64))]
-    return out, norms
+
+    def group_of(n, t):
+        mult, decays = rwkv7.param_group(n, t)
+        return mult, a["weight_decay"] if decays else 0.0
+
+    return adamw_run(rwkv7, a, params64, batches_tokens, batches_targets, group_of)
 
 
 def main():
@@ -226,9 +165,7 @@ def main():
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         out = model_golden(dtype, params64, tokens, targets, state64, wkv64)
         path = os.path.join(ROOT, "model", "testdata", f"golden7_{tag}.safetensors")
-        write_safetensors(path, out, {**meta_common, "dtype": "F64" if tag == "f64" else "F32"})
-        print(f"wrote {os.path.relpath(path, ROOT)}: {len(out)} tensors, loss "
-              f"{dict(out)['loss'].item():.10g}, loss_state {dict(out)['loss_state'].item():.10g}")
+        write_model_golden(ROOT, path, out, {**meta_common, "dtype": "F64" if tag == "f64" else "F32"})
 
     g = torch.Generator().manual_seed(SEED + 2)
     S = ADAMW["steps"]
@@ -249,18 +186,7 @@ def main():
                         "if step<warmup: lr*=0.01+0.99*step/warmup; step from 0",
             "loss": "mean cross-entropy with L2Wrap"}
     path = os.path.join(ROOT, "train", "testdata", "adamw7_golden.safetensors")
-    write_safetensors(path, out, meta)
-    d = dict(out)
-    print(f"wrote {os.path.relpath(path, ROOT)}: {len(out)} tensors")
-    print("  lr        " + " ".join(f"{x:.4g}" for x in d["lr"].tolist()))
-    print("  loss      " + " ".join(f"{x:.4f}" for x in d["loss"].tolist()))
-    print("  grad_norm " + " ".join(f"{x:.4f}" for x in d["grad_norm"].tolist()))
-
-    # self-check: the files read back to what was written
-    back, m = read_safetensors(path)
-    assert m["torch_version"] == torch.__version__
-    for n, t in out:
-        assert torch.equal(back[n], t.detach().to(back[n].dtype)), n
+    write_adamw_golden(ROOT, path, out, meta)
 
 
 if __name__ == "__main__":
