@@ -56,46 +56,32 @@ const gguf6RescaleEvery = 6
 // w, k, v, r, g; the order of time_maa_w2's five slices).
 var gguf6Lerp = []string{"w", "k", "v", "r", "g"}
 
-type gguf6Kind int
-
-const (
-	g6Plain     gguf6Kind = iota // same shape
-	g6Squeeze                    // [1,1,C] <-> {C}
-	g6Transpose                  // [a,b] <-> [b,a]
-	g6Last2                      // [5,M,C] <-> [5,C,M]
-	g6Rescale                    // same shape, divided by 2^(layer/rescale) in the file
-)
-
 // gguf6Block maps the rest of a block name to the llama.cpp name, kind, and whether the
 // tensor stays F32 whatever the export dtype. time_maa_w..g go to the fused lerp.
-var gguf6Block = []struct {
-	rwkv, gguf string
-	kind       gguf6Kind
-	f32        bool
-}{
-	{"ln1.weight", "attn_norm.weight", g6Plain, true},
-	{"ln1.bias", "attn_norm.bias", g6Plain, true},
-	{"ln2.weight", "attn_norm_2.weight", g6Plain, true},
-	{"ln2.bias", "attn_norm_2.bias", g6Plain, true},
-	{"att.time_maa_x", "time_mix_lerp_x.weight", g6Squeeze, true},
-	{"att.time_maa_w1", "time_mix_w1.weight", g6Transpose, true},
-	{"att.time_maa_w2", "time_mix_w2.weight", g6Last2, true},
-	{"att.time_decay", "time_mix_decay.weight", g6Squeeze, true},
-	{"att.time_decay_w1", "time_mix_decay_w1.weight", g6Transpose, true},
-	{"att.time_decay_w2", "time_mix_decay_w2.weight", g6Transpose, true},
-	{"att.time_faaaa", "time_mix_first.weight", g6Plain, true},
-	{"att.receptance.weight", "time_mix_receptance.weight", g6Plain, false},
-	{"att.key.weight", "time_mix_key.weight", g6Plain, false},
-	{"att.value.weight", "time_mix_value.weight", g6Plain, false},
-	{"att.gate.weight", "time_mix_gate.weight", g6Plain, false},
-	{"att.output.weight", "time_mix_output.weight", g6Rescale, false},
-	{"att.ln_x.weight", "time_mix_ln.weight", g6Plain, true},
-	{"att.ln_x.bias", "time_mix_ln.bias", g6Plain, true},
-	{"ffn.time_maa_k", "channel_mix_lerp_k.weight", g6Squeeze, true},
-	{"ffn.time_maa_r", "channel_mix_lerp_r.weight", g6Squeeze, true},
-	{"ffn.key.weight", "channel_mix_key.weight", g6Plain, false},
-	{"ffn.receptance.weight", "channel_mix_receptance.weight", g6Plain, false},
-	{"ffn.value.weight", "channel_mix_value.weight", g6Rescale, false},
+var gguf6Block = []ggufBlockEntry{
+	{"ln1.weight", "attn_norm.weight", ggufPlain, true},
+	{"ln1.bias", "attn_norm.bias", ggufPlain, true},
+	{"ln2.weight", "attn_norm_2.weight", ggufPlain, true},
+	{"ln2.bias", "attn_norm_2.bias", ggufPlain, true},
+	{"att.time_maa_x", "time_mix_lerp_x.weight", ggufSqueeze, true},
+	{"att.time_maa_w1", "time_mix_w1.weight", ggufTranspose, true},
+	{"att.time_maa_w2", "time_mix_w2.weight", ggufLast2, true},
+	{"att.time_decay", "time_mix_decay.weight", ggufSqueeze, true},
+	{"att.time_decay_w1", "time_mix_decay_w1.weight", ggufTranspose, true},
+	{"att.time_decay_w2", "time_mix_decay_w2.weight", ggufTranspose, true},
+	{"att.time_faaaa", "time_mix_first.weight", ggufPlain, true},
+	{"att.receptance.weight", "time_mix_receptance.weight", ggufPlain, false},
+	{"att.key.weight", "time_mix_key.weight", ggufPlain, false},
+	{"att.value.weight", "time_mix_value.weight", ggufPlain, false},
+	{"att.gate.weight", "time_mix_gate.weight", ggufPlain, false},
+	{"att.output.weight", "time_mix_output.weight", ggufRescale, false},
+	{"att.ln_x.weight", "time_mix_ln.weight", ggufPlain, true},
+	{"att.ln_x.bias", "time_mix_ln.bias", ggufPlain, true},
+	{"ffn.time_maa_k", "channel_mix_lerp_k.weight", ggufSqueeze, true},
+	{"ffn.time_maa_r", "channel_mix_lerp_r.weight", ggufSqueeze, true},
+	{"ffn.key.weight", "channel_mix_key.weight", ggufPlain, false},
+	{"ffn.receptance.weight", "channel_mix_receptance.weight", ggufPlain, false},
+	{"ffn.value.weight", "channel_mix_value.weight", ggufRescale, false},
 }
 
 // rescaled returns t with every value multiplied by s (a power of two: exact but for F16/BF16
@@ -139,23 +125,7 @@ func X060ToGGUF6(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 		p := fmt.Sprintf("blocks.%d.", l)
 		q := fmt.Sprintf("blk.%d.", l)
 		for _, b := range gguf6Block {
-			t := by[p+b.rwkv]
-			var g Tensor
-			switch b.kind {
-			case g6Plain:
-				g = reshaped(t, q+b.gguf, t.Shape...)
-			case g6Squeeze:
-				g = reshaped(t, q+b.gguf, C)
-			case g6Transpose:
-				g = transpose2D(t, q+b.gguf)
-			case g6Last2:
-				g = transposeLast2(t, q+b.gguf)
-			case g6Rescale:
-				if g, err = rescaled(t, q+b.gguf, math.Ldexp(1, -l/gguf6RescaleEvery)); err != nil {
-					return nil, nil, err
-				}
-			}
-			if err := e.emit(g, b.f32); err != nil {
+			if err := e.emitBlock(b, by[p+b.rwkv], q+b.gguf, C, math.Ldexp(1, -l/gguf6RescaleEvery)); err != nil {
 				return nil, nil, err
 			}
 			if b.rwkv == "att.time_maa_x" {
@@ -260,13 +230,13 @@ func X060FromGGUF6(f *GGUFFile) ([]Tensor, error) {
 		for _, e := range gguf6Block {
 			var want []int // nil: any shape (Check has the last word)
 			switch e.kind {
-			case g6Squeeze:
+			case ggufSqueeze:
 				want = []int{C}
-			case g6Transpose:
+			case ggufTranspose:
 				if t, ok := r.by[q+e.gguf]; ok && len(t.Shape) != 2 {
 					return nil, fmt.Errorf("tensor %q: shape %v, want a matrix: %w", q+e.gguf, t.Shape, ErrTensors)
 				}
-			case g6Last2:
+			case ggufLast2:
 				if t, ok := r.by[q+e.gguf]; ok && len(t.Shape) != 3 {
 					return nil, fmt.Errorf("tensor %q: shape %v, want [5, C, M]: %w", q+e.gguf, t.Shape, ErrTensors)
 				}
@@ -276,15 +246,15 @@ func X060FromGGUF6(f *GGUFFile) ([]Tensor, error) {
 				return nil, err
 			}
 			switch e.kind {
-			case g6Plain:
+			case ggufPlain:
 				t = reshaped(t, p+e.rwkv, t.Shape...)
-			case g6Squeeze:
+			case ggufSqueeze:
 				t = reshaped(t, p+e.rwkv, 1, 1, C)
-			case g6Transpose:
+			case ggufTranspose:
 				t = transpose2D(t, p+e.rwkv)
-			case g6Last2:
+			case ggufLast2:
 				t = transposeLast2(t, p+e.rwkv)
-			case g6Rescale:
+			case ggufRescale:
 				s := 1.0
 				if rescale > 0 {
 					s = math.Ldexp(1, min(l/rescale, 1000))

@@ -43,49 +43,36 @@ const GGUF7Arch = "rwkv7"
 // gguf7Lerp is the order of the token-shift mixes in time_mix_lerp_fused.
 var gguf7Lerp = []string{"x_r", "x_w", "x_k", "x_v", "x_a", "x_g"}
 
-type gguf7Kind int
-
-const (
-	g7Plain     gguf7Kind = iota // same shape
-	g7Squeeze                    // [1,1,C] <-> {C}
-	g7Transpose                  // LoRA [in,out] <-> transposed
-	g7Flatten                    // r_k [H,N] <-> {C}
-)
-
 // gguf7Block maps the rest of a block name to the llama.cpp name, kind, and
 // whether the tensor stays F32 whatever the export dtype.
-var gguf7Block = []struct {
-	rwkv, gguf string
-	kind       gguf7Kind
-	f32        bool
-}{
-	{"ln1.weight", "attn_norm.weight", g7Plain, true},
-	{"ln1.bias", "attn_norm.bias", g7Plain, true},
-	{"ln2.weight", "attn_norm_2.weight", g7Plain, true},
-	{"ln2.bias", "attn_norm_2.bias", g7Plain, true},
-	{"att.w0", "time_mix_w0.weight", g7Squeeze, true},
-	{"att.w1", "time_mix_w1.weight", g7Transpose, true},
-	{"att.w2", "time_mix_w2.weight", g7Transpose, true},
-	{"att.a0", "time_mix_a0.weight", g7Squeeze, true},
-	{"att.a1", "time_mix_a1.weight", g7Transpose, false},
-	{"att.a2", "time_mix_a2.weight", g7Transpose, false},
-	{"att.v0", "time_mix_v0.weight", g7Squeeze, true},
-	{"att.v1", "time_mix_v1.weight", g7Transpose, false},
-	{"att.v2", "time_mix_v2.weight", g7Transpose, false},
-	{"att.g1", "time_mix_g1.weight", g7Transpose, false},
-	{"att.g2", "time_mix_g2.weight", g7Transpose, false},
-	{"att.k_k", "time_mix_k_k.weight", g7Squeeze, true},
-	{"att.k_a", "time_mix_k_a.weight", g7Squeeze, true},
-	{"att.r_k", "time_mix_r_k.weight", g7Flatten, true},
-	{"att.receptance.weight", "time_mix_receptance.weight", g7Plain, false},
-	{"att.key.weight", "time_mix_key.weight", g7Plain, false},
-	{"att.value.weight", "time_mix_value.weight", g7Plain, false},
-	{"att.output.weight", "time_mix_output.weight", g7Plain, false},
-	{"att.ln_x.weight", "time_mix_ln.weight", g7Plain, true},
-	{"att.ln_x.bias", "time_mix_ln.bias", g7Plain, true},
-	{"ffn.x_k", "channel_mix_lerp_k.weight", g7Squeeze, true},
-	{"ffn.key.weight", "channel_mix_key.weight", g7Plain, false},
-	{"ffn.value.weight", "channel_mix_value.weight", g7Plain, false},
+var gguf7Block = []ggufBlockEntry{
+	{"ln1.weight", "attn_norm.weight", ggufPlain, true},
+	{"ln1.bias", "attn_norm.bias", ggufPlain, true},
+	{"ln2.weight", "attn_norm_2.weight", ggufPlain, true},
+	{"ln2.bias", "attn_norm_2.bias", ggufPlain, true},
+	{"att.w0", "time_mix_w0.weight", ggufSqueeze, true},
+	{"att.w1", "time_mix_w1.weight", ggufTranspose, true},
+	{"att.w2", "time_mix_w2.weight", ggufTranspose, true},
+	{"att.a0", "time_mix_a0.weight", ggufSqueeze, true},
+	{"att.a1", "time_mix_a1.weight", ggufTranspose, false},
+	{"att.a2", "time_mix_a2.weight", ggufTranspose, false},
+	{"att.v0", "time_mix_v0.weight", ggufSqueeze, true},
+	{"att.v1", "time_mix_v1.weight", ggufTranspose, false},
+	{"att.v2", "time_mix_v2.weight", ggufTranspose, false},
+	{"att.g1", "time_mix_g1.weight", ggufTranspose, false},
+	{"att.g2", "time_mix_g2.weight", ggufTranspose, false},
+	{"att.k_k", "time_mix_k_k.weight", ggufSqueeze, true},
+	{"att.k_a", "time_mix_k_a.weight", ggufSqueeze, true},
+	{"att.r_k", "time_mix_r_k.weight", ggufFlatten, true},
+	{"att.receptance.weight", "time_mix_receptance.weight", ggufPlain, false},
+	{"att.key.weight", "time_mix_key.weight", ggufPlain, false},
+	{"att.value.weight", "time_mix_value.weight", ggufPlain, false},
+	{"att.output.weight", "time_mix_output.weight", ggufPlain, false},
+	{"att.ln_x.weight", "time_mix_ln.weight", ggufPlain, true},
+	{"att.ln_x.bias", "time_mix_ln.bias", ggufPlain, true},
+	{"ffn.x_k", "channel_mix_lerp_k.weight", ggufSqueeze, true},
+	{"ffn.key.weight", "channel_mix_key.weight", ggufPlain, false},
+	{"ffn.value.weight", "channel_mix_value.weight", ggufPlain, false},
 }
 
 // ggufTopEntry maps a tensor outside the blocks to its llama.cpp name, and says whether it
@@ -174,17 +161,7 @@ func X070ToGGUF7(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 			if l == 0 && isVLoRA(b.rwkv) {
 				src = p + "att.a" + b.rwkv[len("att.v"):] // llama.cpp's dummy: a copy of a0/a1/a2
 			}
-			t := by[src]
-			var g Tensor
-			switch b.kind {
-			case g7Plain:
-				g = reshaped(t, q+b.gguf, t.Shape...)
-			case g7Squeeze, g7Flatten:
-				g = reshaped(t, q+b.gguf, C)
-			case g7Transpose:
-				g = transpose2D(t, q+b.gguf)
-			}
-			if err := e.emit(g, b.f32); err != nil {
+			if err := e.emitBlock(b, by[src], q+b.gguf, C, 1); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -361,7 +338,7 @@ func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
 				continue
 			}
 			numel := -1
-			if e.kind == g7Squeeze || e.kind == g7Flatten {
+			if e.kind == ggufSqueeze || e.kind == ggufFlatten {
 				numel = C
 			}
 			t, err := get(q+e.gguf, numel)
@@ -369,13 +346,13 @@ func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
 				return nil, err
 			}
 			switch e.kind {
-			case g7Plain:
+			case ggufPlain:
 				t = reshaped(t, p+e.rwkv, t.Shape...)
-			case g7Squeeze:
+			case ggufSqueeze:
 				t = reshaped(t, p+e.rwkv, 1, 1, t.NumElements())
-			case g7Flatten:
+			case ggufFlatten:
 				t = reshaped(t, p+e.rwkv, t.NumElements()/int(N), int(N))
-			case g7Transpose:
+			case ggufTranspose:
 				if len(t.Shape) != 2 {
 					return nil, fmt.Errorf("tensor %q: shape %v, want a matrix: %w", q+e.gguf, t.Shape, ErrTensors)
 				}

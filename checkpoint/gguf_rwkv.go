@@ -7,6 +7,26 @@ import (
 
 // What llama.cpp's rwkv6 (gguf6.go) and rwkv7 (gguf7.go) exports and imports share.
 
+// ggufKind is how a block tensor's RWKV-LM shape maps to its llama.cpp one.
+type ggufKind int
+
+const (
+	ggufPlain     ggufKind = iota // same shape
+	ggufSqueeze                   // [1,1,C] <-> {C}
+	ggufTranspose                 // [a,b] <-> [b,a] (LoRA matrices)
+	ggufFlatten                   // rwkv7 r_k [H,N] <-> {C}
+	ggufLast2                     // rwkv6 time_maa_w2 [5,M,C] <-> [5,C,M]
+	ggufRescale                   // same shape, divided by 2^(layer/rescale_every_n_layers) in the file (rwkv6)
+)
+
+// ggufBlockEntry maps the rest of a block name to the llama.cpp name, kind, and whether the
+// tensor stays F32 whatever the export dtype.
+type ggufBlockEntry struct {
+	rwkv, gguf string
+	kind       ggufKind
+	f32        bool
+}
+
 // ggufEmitter collects the tensors of an rwkv6/rwkv7 GGUF export, each converted to the
 // export dtype (or F32) and checked finite.
 type ggufEmitter struct {
@@ -38,6 +58,28 @@ func (e *ggufEmitter) emit(t Tensor, f32 bool) error {
 	}
 	e.out = append(e.out, c)
 	return nil
+}
+
+// emitBlock appends the block tensor t as name, mapped as b.kind says (C the width; a
+// ggufRescale tensor is multiplied by rescale).
+func (e *ggufEmitter) emitBlock(b ggufBlockEntry, t Tensor, name string, C int, rescale float64) error {
+	var g Tensor
+	switch b.kind {
+	case ggufPlain:
+		g = reshaped(t, name, t.Shape...)
+	case ggufSqueeze, ggufFlatten:
+		g = reshaped(t, name, C)
+	case ggufTranspose:
+		g = transpose2D(t, name)
+	case ggufLast2:
+		g = transposeLast2(t, name)
+	case ggufRescale:
+		var err error
+		if g, err = rescaled(t, name, rescale); err != nil {
+			return err
+		}
+	}
+	return e.emit(g, b.f32)
 }
 
 // emitTop appends the entries of top (a part of gguf7Top) from by, renamed.
