@@ -87,6 +87,17 @@ func (q *rnnBase[F]) linear(in, w, out []F, inDim, outDim int) {
 	rowsLinear(q.B, in, w, out, inDim, outDim)
 }
 
+// sqReLUFFN writes out (B, C) = relu(x · keyᵀ)² · valueᵀ, hidden (B, F) being scratch: the
+// key/value part of every RWKV channel mix.
+func (q *rnnBase[F]) sqReLUFFN(x, key, value, hidden, out []F) {
+	q.linear(x, key, hidden, q.C, q.F)
+	for j, v := range hidden {
+		v = max(v, 0)
+		hidden[j] = v * v
+	}
+	q.linear(hidden, value, out, q.F, q.C)
+}
+
 // rnnMixer is an architecture's time and channel mix of one token for the B rows of an
 // rnnBase: timeMix reads xa (ln1 output) and channelMix xf (ln2 output), both of layer i, and
 // write out; each advances its part of the layer's state but for AttX and FFNX.
@@ -200,12 +211,7 @@ func (q *rnnKernel[F]) timeMix(_ int, l *LayerState, w map[string][]F) {
 func (q *rnnKernel[F]) channelMix(_ int, l *LayerState, w map[string][]F) {
 	C := q.C
 	q.mix(q.xf, l.FFNX, w["ffn.time_mix_k"], q.mixed)
-	q.linear(q.mixed, w["ffn.key.weight"], q.fk, C, q.F)
-	for j, v := range q.fk {
-		v = max(v, 0)
-		q.fk[j] = v * v
-	}
-	q.linear(q.fk, w["ffn.value.weight"], q.fv, q.F, C)
+	q.sqReLUFFN(q.mixed, w["ffn.key.weight"], w["ffn.value.weight"], q.fk, q.fv)
 	q.mix(q.xf, l.FFNX, w["ffn.time_mix_r"], q.mixed)
 	q.linear(q.mixed, w["ffn.receptance.weight"], q.r, C, C)
 	gateForward(q.r, q.fv, q.out)

@@ -159,12 +159,7 @@ func (q *rnn6Kernel[F]) channelMix(_ int, l *LayerState, w map[string][]F) {
 		shiftMixForward(q.xf, prev, w["ffn.time_mix_k"], xk, B, 1, C)
 		shiftMixForward(q.xf, prev, w["ffn.time_mix_r"], xr, B, 1, C)
 	}
-	q.linear(xk, w["ffn.key.weight"], q.ffn, C, q.F)
-	for j, v := range q.ffn {
-		v = max(v, 0)
-		q.ffn[j] = v * v
-	}
-	q.linear(q.ffn, w["ffn.value.weight"], q.y, q.F, C)
+	q.sqReLUFFN(xk, w["ffn.key.weight"], w["ffn.value.weight"], q.ffn, q.y)
 	q.linear(xr, w["ffn.receptance.weight"], q.r, C, C)
 	gateForward(q.r, q.y, q.out)
 }

@@ -76,14 +76,8 @@ func (q *rnn7Kernel[F]) step(s *State, tokens []int, logits []float64) {
 
 // channelMix is one token of RWKV-7's channel mix for B rows of q.xf into q.out.
 func (q *rnn7Kernel[F]) channelMix(_ int, l *LayerState, w map[string][]F) {
-	C := q.C
 	q.lerp(q.xf, l.FFNX, w["ffn.x_k"], q.tmp)
-	q.linear(q.tmp, w["ffn.key.weight"], q.ffn, C, q.F)
-	for j, v := range q.ffn {
-		v = max(v, 0)
-		q.ffn[j] = v * v
-	}
-	q.linear(q.ffn, w["ffn.value.weight"], q.out, q.F, C)
+	q.sqReLUFFN(q.tmp, w["ffn.key.weight"], w["ffn.value.weight"], q.ffn, q.out)
 }
 
 // timeMix is one token of RWKV-7's time mix for B rows of xa (ln1 output) into q.out,
