@@ -53,7 +53,8 @@ import torch
 import torch.nn.functional as F
 
 from rwkv_common import (LN_EPS, L2Wrap, empty_state, heads as _heads, layer_norm, linear,  # noqa: F401
-                         loss_with, lr_cosine as lr_at, n_layer_of, orthogonal as _orthogonal, run_rnn, shift)
+                         ln_by_hand, loss_with, lr_cosine as lr_at, n_layer_of,
+                         orthogonal as _orthogonal, run_rnn, shift)
 
 HEAD_SIZE_DIVISOR = 8
 GN_EPS_X052 = 1e-5  # on y / 8
@@ -443,11 +444,7 @@ def forward_rnn_step(p, token, state):
     arch = arch_of(p)
     L, C, H, N = dims_of(p)
 
-    def ln(x, w, b, eps):
-        mu = x.mean(-1, keepdim=True)
-        var = ((x - mu) ** 2).mean(-1, keepdim=True)
-        return (x - mu) / torch.sqrt(var + eps) * w + b
-
+    ln = ln_by_hand
     sig = lambda z: 1 / (1 + torch.exp(-z))
     x = ln(p["emb.weight"][token], p["blocks.0.ln0.weight"], p["blocks.0.ln0.bias"], LN_EPS)
     B = x.shape[0]
@@ -481,10 +478,8 @@ def forward_rnn_step(p, token, state):
             kv = v[:, h].unsqueeze(2) * k[:, h].unsqueeze(1)
             o = ((Sh + u[h] * kv) * r[:, h].unsqueeze(1)).sum(-1)
             new_S.append(Sh * d[:, h].unsqueeze(1) + kv)
-            mu = o.mean(-1, keepdim=True)
-            var = ((o - mu) ** 2).mean(-1, keepdim=True)
-            o = (o - mu) / torch.sqrt(var + GN_EPS_X060) * p[at + "ln_x.weight"][h * N:(h + 1) * N] + \
-                p[at + "ln_x.bias"][h * N:(h + 1) * N]
+            o = ln(o, p[at + "ln_x.weight"][h * N:(h + 1) * N], p[at + "ln_x.bias"][h * N:(h + 1) * N],
+                   GN_EPS_X060)
             out_heads.append(o)
         x = x + (torch.cat(out_heads, -1) * g) @ p[at + "output.weight"].t()
 

@@ -44,9 +44,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from rwkv_common import (LN_EPS, L2WrapV7 as L2Wrap, empty_state, heads as _heads, layer_norm,  # noqa: F401
-                         linear, loss_with, lr_cosine as lr_at, n_layer_of, orthogonal as _orthogonal, run_rnn,
-                         shift)
+from rwkv_common import (LN_EPS, L2WrapV7 as L2Wrap, empty_state, heads as _heads,  # noqa: F401
+                         layer_norm, linear, ln_by_hand, loss_with, lr_cosine as lr_at, n_layer_of,
+                         orthogonal as _orthogonal, run_rnn, shift)
 
 GN_EPS = 64e-5
 NORM_EPS = 1e-12
@@ -439,11 +439,7 @@ def forward_rnn_step(p, token, state):
     """
     L, C, H, N = dims_of(p)
 
-    def ln(x, w, b, eps):
-        mu = x.mean(-1, keepdim=True)
-        var = ((x - mu) ** 2).mean(-1, keepdim=True)
-        return (x - mu) / torch.sqrt(var + eps) * w + b
-
+    ln = ln_by_hand
     x = ln(p["emb.weight"][token], p["blocks.0.ln0.weight"], p["blocks.0.ln0.bias"], LN_EPS)
     B = x.shape[0]
     v_first = None
@@ -480,10 +476,8 @@ def forward_rnn_step(p, token, state):
                 vh[:, h].unsqueeze(2) * k[:, h].unsqueeze(1)
             new_S.append(Sh)
             o = (Sh * rh[:, h].unsqueeze(1)).sum(-1)
-            mu = o.mean(-1, keepdim=True)
-            var = ((o - mu) ** 2).mean(-1, keepdim=True)
-            o = (o - mu) / torch.sqrt(var + GN_EPS) * p[at + "ln_x.weight"][h * N:(h + 1) * N] + \
-                p[at + "ln_x.bias"][h * N:(h + 1) * N]
+            o = ln(o, p[at + "ln_x.weight"][h * N:(h + 1) * N], p[at + "ln_x.bias"][h * N:(h + 1) * N],
+                   GN_EPS)
             o = o + (rh[:, h] * k[:, h] * p[at + "r_k"][h]).sum(-1, keepdim=True) * vh[:, h]
             out_heads.append(o)
         x = x + (torch.cat(out_heads, -1) * g) @ p[at + "output.weight"].t()

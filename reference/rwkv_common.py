@@ -73,6 +73,14 @@ def shift(x, prev):
     return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1)
 
 
+def ln_by_hand(x, w, b, eps):
+    """LayerNorm over the last dimension written out (the RNN forms' independent check); also
+    one head's GroupNorm when given that head's slice of ln_x."""
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * w + b
+
+
 def _l2wrap_grad(logits):
     """max_logit * 1e-4 / (B*T) at each row's argmax logit, zero elsewhere."""
     B, T = logits.shape[0], logits.shape[1]
@@ -99,15 +107,10 @@ class L2Wrap(torch.autograd.Function):
         return grad_output, _l2wrap_grad(logits)
 
 
-class L2WrapV7(torch.autograd.Function):
+class L2WrapV7(L2Wrap):
     """RWKV-LM v7 L2Wrap: forward returns loss; backward passes grad_output to the loss and adds,
     at each row's argmax logit, grad_output * max_logit * 1e-4 / (B*T) to the logit gradient
     (the fixed form in LM7; identical to the original when grad_output == 1). logits: (B,T,V)."""
-
-    @staticmethod
-    def forward(ctx, loss, logits):
-        ctx.save_for_backward(logits)
-        return loss
 
     @staticmethod
     def backward(ctx, grad_output):
