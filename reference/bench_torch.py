@@ -49,6 +49,16 @@ def bench_setup(a):
     torch.manual_seed(0)
 
 
+def grouped_adamw(rwkv, params, eps):
+    """AdamW (lr 1e-4, betas 0.9/0.99) with one group per tensor as rwkv.param_group says: lr
+    1e-4 times its multiplier, weight decay 0.001 where it decays."""
+    groups = []
+    for n, t in params.items():
+        mult, decays = rwkv.param_group(n, t)
+        groups.append({"params": [t], "lr": 1e-4 * mult, "weight_decay": 0.001 if decays else 0.0})
+    return torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.99), eps=eps)
+
+
 def time_training(rwkv, params, opt, a, g, wkv):
     """Runs a.warmup then a.steps training steps of rwkv (forward with wkv, loss with L2Wrap,
     clipping 1.0, opt) on random batches drawn from g; returns (tokens per second, seconds per

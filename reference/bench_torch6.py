@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwkv6  # noqa: E402
-from bench_torch import bench_parser, bench_setup, peak_rss_mib, time_training  # noqa: E402
+from bench_torch import bench_parser, bench_setup, grouped_adamw, peak_rss_mib, time_training  # noqa: E402
 
 
 def bench_params(arch, L, C, V, N, Fd, M, W, g):
@@ -58,11 +58,7 @@ def main():
     g = torch.Generator().manual_seed(1)
     Fd = a.ffn or rwkv6.default_ffn(a.embd)
     params = bench_params(a.arch, a.layers, a.embd, a.vocab, a.head_size, Fd, a.d_mix, a.d_decay, g)
-    groups = []
-    for n, t in params.items():
-        mult, decays = rwkv6.param_group(n, t)
-        groups.append({"params": [t], "lr": 1e-4 * mult, "weight_decay": 0.001 if decays else 0.0})
-    opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.99), eps=1e-8)
+    opt = grouped_adamw(rwkv6, params, eps=1e-8)
     gd = torch.Generator().manual_seed(2)
     tps, sps = time_training(rwkv6, params, opt, a, gd, a.wkv)
     print(json.dumps({"impl": "pytorch " + torch.__version__, "arch": a.arch, "wkv": a.wkv,

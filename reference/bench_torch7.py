@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwkv7  # noqa: E402
-from bench_torch import bench_parser, bench_setup, peak_rss_mib, time_training  # noqa: E402
+from bench_torch import bench_parser, bench_setup, grouped_adamw, peak_rss_mib, time_training  # noqa: E402
 
 
 def bench_params(L, C, V, g):
@@ -49,11 +49,7 @@ def main():
     bench_setup(a)
     g = torch.Generator().manual_seed(1)
     params = bench_params(a.layers, a.embd, a.vocab, g)
-    groups = []
-    for n, t in params.items():
-        mult, decays = rwkv7.param_group(n, t)
-        groups.append({"params": [t], "lr": 1e-4 * mult, "weight_decay": 0.001 if decays else 0.0})
-    opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.99), eps=1e-18)
+    opt = grouped_adamw(rwkv7, params, eps=1e-18)
     gd = torch.Generator().manual_seed(2)
     tps, sps = time_training(rwkv7, params, opt, a, gd, a.wkv)
     print(json.dumps({"impl": "pytorch " + torch.__version__, "arch": "x070", "wkv": a.wkv,

@@ -133,6 +133,26 @@ def make_state(L, B, C, g):
     return {"att_x": att_x, "aa": aa, "bb": bb, "pp": pp, "ffn_x": ffn_x}
 
 
+def deterministic_torch(seed):
+    """One thread, deterministic kernels, torch's global seed; warns when torch is not the
+    version the goldens were pinned with."""
+    if torch.__version__ != TORCH_PINNED:
+        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
+              "the files may not be byte-identical", file=sys.stderr)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
+
+
+def make_matrix_state(L, B, C, N, g):
+    """Random non-trivial x052/x060/x070 initial state, float64: att_x, ffn_x [L,B,C] ~ N(0,1)
+    (like an LN output), wkv [L,B,H,N,N] ~ N(0, 0.5^2)."""
+    H = C // N
+    return {"att_x": torch.randn(L, B, C, generator=g, dtype=torch.float64),
+            "wkv": 0.5 * torch.randn(L, B, H, N, N, generator=g, dtype=torch.float64),
+            "ffn_x": torch.randn(L, B, C, generator=g, dtype=torch.float64)}
+
+
 def split_state_keys(keys, st):
     """{key: [L,...]} -> list of per-layer dicts of views (autograd flows to st)."""
     return [{k: st[k][i] for k in keys} for i in range(st[keys[0]].shape[0])]
@@ -261,12 +281,7 @@ def adamw_golden(params64, batches_tokens, batches_targets):
 
 
 def main():
-    if torch.__version__ != TORCH_PINNED:
-        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
-              "the files may not be byte-identical", file=sys.stderr)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
+    deterministic_torch(SEED)
     L, C, V, Fd, B, T = (CFG[k] for k in ("n_layer", "n_embd", "vocab_size", "dim_ffn", "B", "T"))
     params64 = make_params(L, C, V, Fd, seed=SEED)
     g = torch.Generator().manual_seed(SEED + 1)

@@ -22,8 +22,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rwkv6  # noqa: E402
-from gen_golden import (TORCH_PINNED, adamw_run, model_outputs, write_adamw_golden,  # noqa: E402
-                        write_model_golden)
+from gen_golden import (adamw_run, deterministic_torch, make_matrix_state, model_outputs,  # noqa: E402
+                        write_adamw_golden, write_model_golden)
 
 # RWKV_GOLDEN_ROOT redirects the output tree (the Go test that checks the committed files are current).
 ROOT = os.environ.get("RWKV_GOLDEN_ROOT") or os.path.dirname(HERE)
@@ -94,15 +94,6 @@ def make_params(arch, seed=SEED):
     return p
 
 
-def make_state(L, B, C, N, g):
-    """Random non-trivial initial state, float64: att_x, ffn_x [L,B,C] ~ N(0,1) (like an LN
-    output), wkv [L,B,H,N,N] ~ N(0, 0.5^2)."""
-    H = C // N
-    return {"att_x": torch.randn(L, B, C, generator=g, dtype=torch.float64),
-            "wkv": 0.5 * torch.randn(L, B, H, N, N, generator=g, dtype=torch.float64),
-            "ffn_x": torch.randn(L, B, C, generator=g, dtype=torch.float64)}
-
-
 # ----------------------------------------------------------------------------- goldens
 
 
@@ -152,12 +143,7 @@ def meta_model(arch):
 
 
 def main():
-    if torch.__version__ != TORCH_PINNED:
-        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
-              "the files may not be byte-identical", file=sys.stderr)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
+    deterministic_torch(SEED)
     L, C, N, V, B, T = (CFG[k] for k in ("n_layer", "n_embd", "head_size", "vocab_size", "B", "T"))
     for arch in ("x052", "x060"):
         seed = SEED + SEED_OFFSET[arch]
@@ -166,7 +152,7 @@ def main():
         g = torch.Generator().manual_seed(seed + 1)
         tokens = torch.randint(0, V, (B, T), generator=g)
         targets = torch.randint(0, V, (B, T), generator=g)
-        state64 = make_state(L, B, C, N, g)
+        state64 = make_matrix_state(L, B, C, N, g)
         for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
             out = model_golden(dtype, params64, tokens, targets, state64)
             path = os.path.join(ROOT, "model", "testdata", f"{mfile}_{tag}.safetensors")

@@ -19,8 +19,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rwkv7  # noqa: E402
-from gen_golden import (TORCH_PINNED, adamw_run, model_outputs, write_adamw_golden,  # noqa: E402
-                        write_model_golden)
+from gen_golden import (adamw_run, deterministic_torch, make_matrix_state, model_outputs,  # noqa: E402
+                        write_adamw_golden, write_model_golden)
 
 # RWKV_GOLDEN_ROOT redirects the output tree (the Go test that checks the committed files are current).
 ROOT = os.environ.get("RWKV_GOLDEN_ROOT") or os.path.dirname(HERE)
@@ -77,15 +77,6 @@ def make_params(n_layer, n_embd, vocab, head_size=64, ranks_=None, seed=SEED, dt
     return {k: v.to(dtype) for k, v in p.items()}
 
 
-def make_state(L, B, C, N, g):
-    """Random non-trivial initial state, float64: att_x, ffn_x [L,B,C] ~ N(0,1) (like an LN
-    output), wkv [L,B,H,N,N] ~ N(0, 0.5^2)."""
-    H = C // N
-    return {"att_x": torch.randn(L, B, C, generator=g, dtype=torch.float64),
-            "wkv": 0.5 * torch.randn(L, B, H, N, N, generator=g, dtype=torch.float64),
-            "ffn_x": torch.randn(L, B, C, generator=g, dtype=torch.float64)}
-
-
 def make_wkv_inputs(B, T, C, N, g):
     """WKV-7 op inputs as the model produces them: r, k, v ~ N(0,1); w~ ~ N(0, 3^2) with the
     first head's channel 0 at -30 and channel 1 at +30 (decay at both ends of (0.545, 1));
@@ -138,18 +129,13 @@ def adamw_golden(params64, batches_tokens, batches_targets):
 
 
 def main():
-    if torch.__version__ != TORCH_PINNED:
-        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
-              "the files may not be byte-identical", file=sys.stderr)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
+    deterministic_torch(SEED)
     L, C, N, V, B, T = (CFG[k] for k in ("n_layer", "n_embd", "head_size", "vocab_size", "B", "T"))
     params64 = make_params(L, C, V, N, ranks(), seed=SEED)
     g = torch.Generator().manual_seed(SEED + 1)
     tokens = torch.randint(0, V, (B, T), generator=g)
     targets = torch.randint(0, V, (B, T), generator=g)
-    state64 = make_state(L, B, C, N, g)
+    state64 = make_matrix_state(L, B, C, N, g)
     wkv64 = make_wkv_inputs(B, T, C, N, g)
     meta_common = {
         **CFG, "arch": "x070", "seed": SEED, "torch_version": torch.__version__,
