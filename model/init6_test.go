@@ -184,70 +184,14 @@ func TestInit6Random(t *testing.T) {
 				t.Fatalf("%s: %s shape %v, layout %v", c.Arch, s.Name, p[s.Name].Shape, s.Shape)
 			}
 		}
-		gains := map[string]float64{
-			"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1, "att.gate.weight": 0.1,
-		}
-		zeros := []string{"att.output.weight", "ffn.value.weight", "ffn.receptance.weight", "att.time_maa_w1", "att.time_decay_w1"}
-		checked := 0
-		for name, ten := range p {
-			last := name
-			if layerOf(name) >= 0 {
-				last = strings.SplitN(name, ".", 3)[2]
-			}
-			switch {
-			case name == "head.weight":
-				checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(c.V)/float64(c.C)))
-			case gains[last] != 0:
-				checkOrthogonal(t, name, ten, gains[last])
-			case slices.Contains(zeros, last):
-				for _, x := range ten.Data {
-					if x != 0 {
-						t.Fatalf("%s: %v, want zeros", name, x)
-					}
-				}
-				continue
-			case name == "emb.weight", last == "att.time_maa_w2", last == "att.time_decay_w2":
-				bound := 0.01
-				if name == "emb.weight" {
-					bound = 1e-4
-				}
-				var big float64
-				for _, x := range ten.Data {
-					if math.Abs(x) > bound {
-						t.Fatalf("%s: %v outside ±%g", name, x, bound)
-					}
-					big = max(big, math.Abs(x))
-				}
-				if big < 0.9*bound {
-					t.Fatalf("%s: max |x| %v, want U(±%g)", name, big, bound)
-				}
-			default:
-				if !init6Deterministic(name) {
-					t.Fatalf("%s: no check", name)
-				}
-				continue
-			}
-			checked++
-		}
-		random := 0
-		for name := range p {
-			if !init6Deterministic(name) {
-				random++
-			}
-		}
-		if checked != random {
-			t.Fatalf("%s: checked %d random tensors, want %d", c.Arch, checked, random)
-		}
-		q, _ := init6(d, 7)
-		r, _ := init6(d, 8)
-		for name := range p {
-			if !slices.Equal(p[name].Data, q[name].Data) {
-				t.Fatalf("%s: seed 7 twice gives different values", name)
-			}
-			if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
-				t.Fatalf("%s: seeds 7 and 8 give the same values", name)
-			}
-		}
+		checkInitDraws(t, d, init6, p, initDraws{
+			gains: map[string]float64{
+				"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1, "att.gate.weight": 0.1,
+			},
+			zeros:         []string{"att.output.weight", "ffn.value.weight", "ffn.receptance.weight", "att.time_maa_w1", "att.time_decay_w1"},
+			uniform:       map[string]float64{"emb.weight": 1e-4, "att.time_maa_w2": 0.01, "att.time_decay_w2": 0.01},
+			deterministic: init6Deterministic,
+		})
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 
@@ -74,16 +73,6 @@ func TestInit7VectorsTorch(t *testing.T) {
 	testInitVectorsTorch(t, init7GoldenFile, init7GoldenShapes)
 }
 
-func countDeterministic(p params7[float64]) int {
-	n := 0
-	for name := range p {
-		if init7Deterministic(name) {
-			n++
-		}
-	}
-	return n
-}
-
 // TestInit7Random checks the drawn tensors: orthogonal with RWKV-LM's gains (WᵀW = gain²·I for
 // tall W, WWᵀ for wide), zeros where RWKV-LM has zeros, emb in U(±1e-4); every tensor present
 // with its shape; the same seed gives the same values and another seed other ones.
@@ -100,60 +89,15 @@ func TestInit7Random(t *testing.T) {
 	if dd, _ := rnn7Dims(p); dd != d {
 		t.Fatalf("dims %+v, want %+v", dd, d)
 	}
-	gains := map[string]float64{
-		"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1,
-		"att.w2": 0.1, "att.a2": 0.1, "att.v2": 0.1, "att.g2": 0.1 * math.Sqrt(64.0/48), // Dg = 64 > C = 48
-	}
-	zeros := []string{"att.w1", "att.a1", "att.v1", "att.g1", "att.output.weight", "ffn.value.weight"}
-	checked := 0
-	for name, ten := range p {
-		last := name
-		if layerOf(name) >= 0 {
-			last = strings.SplitN(name, ".", 3)[2]
-		}
-		switch {
-		case name == "head.weight":
-			checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(c.V)/float64(c.C)))
-		case gains[last] != 0:
-			checkOrthogonal(t, name, ten, gains[last])
-		case slices.Contains(zeros, last):
-			for _, x := range ten.Data {
-				if x != 0 {
-					t.Fatalf("%s: %v, want zeros", name, x)
-				}
-			}
-		case name == "emb.weight":
-			var big float64
-			for _, x := range ten.Data {
-				if math.Abs(x) > 1e-4 {
-					t.Fatalf("emb.weight: %v outside ±1e-4", x)
-				}
-				big = max(big, math.Abs(x))
-			}
-			if big < 0.9e-4 {
-				t.Fatalf("emb.weight: max |x| %v, want U(±1e-4)", big)
-			}
-		default:
-			if !init7Deterministic(name) {
-				t.Fatalf("%s: no check", name)
-			}
-			continue
-		}
-		checked++
-	}
-	if want := len(p) - countDeterministic(p); checked != want {
-		t.Fatalf("checked %d random tensors, want %d", checked, want)
-	}
-	q, _ := init7(d, 7)
-	r, _ := init7(d, 8)
-	for name := range p {
-		if !slices.Equal(p[name].Data, q[name].Data) {
-			t.Fatalf("%s: seed 7 twice gives different values", name)
-		}
-		if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
-			t.Fatalf("%s: seeds 7 and 8 give the same values", name)
-		}
-	}
+	checkInitDraws(t, d, init7, p, initDraws{
+		gains: map[string]float64{
+			"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1,
+			"att.w2": 0.1, "att.a2": 0.1, "att.v2": 0.1, "att.g2": 0.1 * math.Sqrt(64.0/48), // Dg = 64 > C = 48
+		},
+		zeros:         []string{"att.w1", "att.a1", "att.v1", "att.g1", "att.output.weight", "ffn.value.weight"},
+		uniform:       map[string]float64{"emb.weight": 1e-4},
+		deterministic: init7Deterministic,
+	})
 }
 
 // checkOrthogonal checks WᵀW = gain²·I (rows >= cols) or WWᵀ = gain²·I to 1e-5 of gain².

@@ -145,3 +145,71 @@ func testInitVectorsTorch[C initGoldenCase](t *testing.T, g initGolden, shapes [
 		}
 	}
 }
+
+// initDraws says what checkInitDraws expects of an init's tensors (names after "blocks.N.",
+// or whole outside the blocks) besides head.weight (orthogonal, gain 0.5·√(V/C)).
+type initDraws struct {
+	gains         map[string]float64 // orthogonal with this gain
+	zeros         []string           // all zero
+	uniform       map[string]float64 // U(±bound), the largest |x| above 0.9·bound
+	deterministic func(name string) bool
+}
+
+// checkInitDraws checks p = init(d, 7): the orthogonal, zero and uniform tensors w names, that
+// every random tensor (not w.deterministic) is one of them, and that seed 7 again gives the same
+// values and seed 8 other ones.
+func checkInitDraws(t *testing.T, d arch.Dims, init func(arch.Dims, uint64) (params7[float64], error), p params7[float64], w initDraws) {
+	t.Helper()
+	checked, random := 0, 0
+	for name, ten := range p {
+		last := blockRest(name)
+		if !w.deterministic(name) {
+			random++
+		}
+		switch {
+		case name == "head.weight":
+			checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(d.Vocab)/float64(d.Embd)))
+		case w.gains[last] != 0:
+			checkOrthogonal(t, name, ten, w.gains[last])
+		case slices.Contains(w.zeros, last):
+			for _, x := range ten.Data {
+				if x != 0 {
+					t.Fatalf("%s: %v, want zeros", name, x)
+				}
+			}
+		case w.uniform[last] != 0:
+			bound := w.uniform[last]
+			var big float64
+			for _, x := range ten.Data {
+				if math.Abs(x) > bound {
+					t.Fatalf("%s: %v outside ±%g", name, x, bound)
+				}
+				big = max(big, math.Abs(x))
+			}
+			if big < 0.9*bound {
+				t.Fatalf("%s: max |x| %v, want U(±%g)", name, big, bound)
+			}
+		default:
+			if !w.deterministic(name) {
+				t.Fatalf("%s: no check", name)
+			}
+			continue
+		}
+		if !w.deterministic(name) {
+			checked++
+		}
+	}
+	if checked != random {
+		t.Fatalf("%s: checked %d random tensors, want %d", d.Arch, checked, random)
+	}
+	q, _ := init(d, 7)
+	r, _ := init(d, 8)
+	for name := range p {
+		if !slices.Equal(p[name].Data, q[name].Data) {
+			t.Fatalf("%s: seed 7 twice gives different values", name)
+		}
+		if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
+			t.Fatalf("%s: seeds 7 and 8 give the same values", name)
+		}
+	}
+}
