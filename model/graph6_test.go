@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -41,12 +40,8 @@ func randomize56(m *Model, seed uint64) {
 	randomize(m, seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 	for _, p := range m.Params {
-		last := p.Name
-		if layerOf(p.Name) >= 0 {
-			last = strings.SplitN(p.Name, ".", 3)[2]
-		}
 		scale, shift := 0.0, 0.0
-		switch last {
+		switch blockRest(p.Name) {
 		case "att.time_maa_w1", "att.time_decay_w1", "att.time_maa_w2", "att.time_decay_w2":
 			scale = 0.4
 		case "att.time_decay":

@@ -91,31 +91,9 @@ func testRNN7FastMatchesIndependent[F Float](t *testing.T, tol float64) {
 			copy(s.Layers[l].FFNX[b*C:], convert[float64](st[b][l].FFNX))
 		}
 	}
-	V := m.Config.Vocab
-	rnn := m.NewRNN(B)
-	logits, one := make([]float64, B*V), make([]F, V)
-	var worst float64
-	for i := 0; i < T; i++ {
-		tokens := make([]int, B)
-		for b := range tokens {
-			tokens[b] = rng.IntN(V)
-		}
-		if err := rnn.Step(s, tokens, logits); err != nil {
-			t.Fatal(err)
-		}
-		for b := range tokens {
-			if err := ref.step(tokens[b], st[b], one); err != nil {
-				t.Fatal(err)
-			}
-			for v, x := range one {
-				d := math.Abs(logits[b*V+v] - float64(x))
-				worst = math.Max(worst, d)
-				if d > tol*(1+math.Abs(float64(x))) {
-					t.Fatalf("token %d sequence %d logit %d: fast %v, independent %v", i, b, v, logits[b*V+v], x)
-				}
-			}
-		}
-	}
+	worst, _ := compareRNNSteps(t, m, s, B, T, rng, tol, func(b, token int, out []F) error {
+		return ref.step(token, st[b], out)
+	})
 	for l, ls := range s.Layers {
 		for b := range st {
 			for _, c := range []struct {

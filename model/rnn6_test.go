@@ -139,31 +139,9 @@ func testRNN6FastMatchesIndependent(t *testing.T, a arch.Arch, dt DType, B int, 
 	randomState(s, rng, 0.5)
 	roundState(s, dt)
 	st := rnn6Split(s, ref.d)
-	V := m.Config.Vocab
-	rnn := m.NewRNN(B)
-	logits, one := make([]float64, B*V), make([]float64, V)
-	var worst, scale float64
-	for i := 0; i < T; i++ {
-		tokens := make([]int, B)
-		for b := range tokens {
-			tokens[b] = rng.IntN(V)
-		}
-		if err := rnn.Step(s, tokens, logits); err != nil {
-			t.Fatal(err)
-		}
-		for b := range tokens {
-			if err := ref.step(tokens[b], st[b], one); err != nil {
-				t.Fatal(err)
-			}
-			for v, x := range one {
-				d := math.Abs(logits[b*V+v] - x)
-				worst, scale = math.Max(worst, d), math.Max(scale, math.Abs(x))
-				if d > tol*(1+math.Abs(x)) {
-					t.Fatalf("step %d sequence %d logit %d: fast %v, independent %v", i, b, v, logits[b*V+v], x)
-				}
-			}
-		}
-	}
+	worst, scale := compareRNNSteps(t, m, s, B, T, rng, tol, func(b, token int, out []float64) error {
+		return ref.step(token, st[b], out)
+	})
 	back := rnn6Split(s, ref.d)
 	var worstS float64
 	for b := range st {
