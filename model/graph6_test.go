@@ -107,15 +107,7 @@ func TestX056GraphModes(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer gr.Close()
-				if err := gr.SetTokens(ids, ids); err != nil {
-					t.Fatal(err)
-				}
-				if err := gr.SetState(s); err != nil {
-					t.Fatal(err)
-				}
-				if err := gr.Run(); err != nil {
-					t.Fatal(err)
-				}
+				runGraph(t, gr, ids, ids, s)
 				return append([]float64(nil), toFloat64(gr.Logits())...)
 			}
 			full := run(GraphOptions{B: B, T: T, Grads: true, State: true, L2Wrap: true}, nil)
@@ -174,15 +166,7 @@ func testX056ParallelEqualsRNN(t *testing.T, m *Model, carried bool, tol float64
 		t.Fatal(err)
 	}
 	defer gr.Close()
-	if err := gr.SetTokens(ids, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := gr.SetState(s0); err != nil {
-		t.Fatal(err)
-	}
-	if err := gr.Run(); err != nil {
-		t.Fatal(err)
-	}
+	runGraph(t, gr, ids, nil, s0)
 	par := toFloat64(gr.Logits())
 	parState := NewState(m.Config, B)
 	gr.FinalState(parState)

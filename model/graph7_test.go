@@ -246,15 +246,7 @@ func TestStateMustFit(t *testing.T) {
 	randomize(m, 5)
 	ids := []int{1, 2, 3, 4}
 	run := func(s *State) []float64 {
-		if err := gr.SetTokens(ids, ids); err != nil {
-			t.Fatal(err)
-		}
-		if err := gr.SetState(s); err != nil {
-			t.Fatal(err)
-		}
-		if err := gr.Run(); err != nil {
-			t.Fatal(err)
-		}
+		runGraph(t, gr, ids, ids, s)
 		return append([]float64(nil), toFloat64(gr.Logits())...)
 	}
 	fresh := run(NewState(m.Config, 2))

@@ -80,3 +80,17 @@ func checkGraphFiniteDifferences(t *testing.T, m *Model, B, T int, rng *rand.Ran
 	}
 	t.Logf("max |analytic - finite difference| %.3g", worst)
 }
+
+// runGraph sets gr's tokens and targets (nil: none) and initial state (nil: fresh) and runs it.
+func runGraph(t *testing.T, gr *Graph, ids, targets []int, s *State) {
+	t.Helper()
+	if err := gr.SetTokens(ids, targets); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.SetState(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.Run(); err != nil {
+		t.Fatal(err)
+	}
+}

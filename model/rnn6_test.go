@@ -501,15 +501,7 @@ func TestRNN6IndependentEqualsGraph(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer gr.Close()
-			if err := gr.SetTokens(ids, nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := gr.SetState(s0); err != nil {
-				t.Fatal(err)
-			}
-			if err := gr.Run(); err != nil {
-				t.Fatal(err)
-			}
+			runGraph(t, gr, ids, nil, s0)
 			par := gr.LogitsF64()
 			parState := NewState(m.Config, B)
 			gr.FinalState(parState)
