@@ -196,24 +196,12 @@ func TestInit6Random(t *testing.T) {
 }
 
 func TestInit6Errors(t *testing.T) {
-	good := init6GoldenShapes[1].dims()
-	cases := []struct {
-		name string
-		edit func(d *arch.Dims)
-		want string
-	}{
+	checkInitErrors(t, init6, init6GoldenShapes[1].dims(), []initErrorCase{
 		{"heads", func(d *arch.Dims) { d.HeadSize = 20 }, "head size"},
 		{"layers", func(d *arch.Dims) { d.Layers = 0 }, "layers"},
 		{"rank", func(d *arch.Dims) { d.LoRA.Mix = 0 }, "LoRA widths"},
 		{"arch", func(d *arch.Dims) { d.Arch = arch.X070 }, "architecture"},
-	}
-	for _, c := range cases {
-		d := good
-		c.edit(&d)
-		if _, err := init6(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 }
 
 // TestInit6Model: Model.Init of an x052/x060 model is init6's (every parameter, rounded to the

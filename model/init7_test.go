@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -132,23 +131,11 @@ func checkOrthogonal(t *testing.T, name string, ten param7[float64], gain float6
 }
 
 func TestInit7Errors(t *testing.T) {
-	good := init7GoldenShapes[0].dims()
-	cases := []struct {
-		name string
-		edit func(d *arch.Dims)
-		want string
-	}{
+	checkInitErrors(t, init7, init7GoldenShapes[0].dims(), []initErrorCase{
 		{"heads", func(d *arch.Dims) { d.HeadSize = 20 }, "head size"},
 		{"layers", func(d *arch.Dims) { d.Layers = 0 }, "layers"},
 		{"rank", func(d *arch.Dims) { d.LoRA.A = 0 }, "LoRA ranks"},
-	}
-	for _, c := range cases {
-		d := good
-		c.edit(&d)
-		if _, err := init7(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 }
 
 // TestInit7RunsRNN: an initialised float32 model steps without NaN (output and ffn.value are

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -210,6 +211,25 @@ func checkInitDraws(t *testing.T, d arch.Dims, init func(arch.Dims, uint64) (par
 		}
 		if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
 			t.Fatalf("%s: seeds 7 and 8 give the same values", name)
+		}
+	}
+}
+
+// initErrorCase is an edit of good dims and what init's error must then say.
+type initErrorCase struct {
+	name string
+	edit func(d *arch.Dims)
+	want string
+}
+
+// checkInitErrors: init of good changed by each case's edit is an error containing its want.
+func checkInitErrors(t *testing.T, init func(arch.Dims, uint64) (params7[float64], error), good arch.Dims, cases []initErrorCase) {
+	t.Helper()
+	for _, c := range cases {
+		d := good
+		c.edit(&d)
+		if _, err := init(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
 	}
 }
