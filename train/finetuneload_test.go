@@ -1,9 +1,11 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"strings"
@@ -87,4 +89,35 @@ func testLoadConfigErrors(t *testing.T, c Config, path string, cases []loadConfi
 			}
 		})
 	}
+}
+
+// resumeWithOtherModel runs c, then resumes from its checkpoints with a config that edit
+// changes: the log must warn each of warns and must not mention agreeing (a model key both
+// agree on). It returns the first run's and the resumed run's model configs (the model comes
+// from the checkpoint). The x040 and x060 tests of the model section on resume share it.
+func resumeWithOtherModel(t *testing.T, c Config, edit func(*Config), warns []string, agreeing string) (first, resumed model.Config) {
+	t.Helper()
+	tr1 := newTrainer(t, c, Options{})
+	if err := tr1.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tr1.Close()
+	other := c
+	other.Train.MaxSteps = 2
+	edit(&other)
+	var logBuf bytes.Buffer
+	tr, err := New(other, slog.New(slog.NewTextHandler(&logBuf, nil)), Options{Resume: c.CheckpointDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for _, w := range warns {
+		if !strings.Contains(logBuf.String(), w) {
+			t.Errorf("log does not warn %q:\n%s", w, logBuf.String())
+		}
+	}
+	if strings.Contains(logBuf.String(), agreeing) {
+		t.Errorf("warned about an agreeing key:\n%s", logBuf.String())
+	}
+	return tr1.Model.Config, tr.Model.Config
 }
