@@ -191,13 +191,11 @@ func TestRNN6EveryTermMatters(t *testing.T) {
 				return all
 			}
 			base := run()
-			prng := rand.New(rand.NewPCG(6, 6))
-			for _, p := range m.Params {
+			// moved perturbs p's values, runs, restores them and returns how far the logits moved.
+			moved := func(p *Param, perturb func(v []float64)) float64 {
 				v := p.Float64s()
 				saved := append([]float64(nil), v...)
-				for i := range v { // random, not uniform: LayerNorm and GroupNorm cancel a uniform shift
-					v[i] += 0.05 * prng.NormFloat64()
-				}
+				perturb(v)
 				if err := p.SetFloat64s(v); err != nil {
 					t.Fatal(err)
 				}
@@ -209,6 +207,15 @@ func TestRNN6EveryTermMatters(t *testing.T) {
 				for i := range got {
 					d = math.Max(d, math.Abs(got[i]-base[i]))
 				}
+				return d
+			}
+			prng := rand.New(rand.NewPCG(6, 6))
+			for _, p := range m.Params {
+				d := moved(p, func(v []float64) {
+					for i := range v { // random, not uniform: LayerNorm and GroupNorm cancel a uniform shift
+						v[i] += 0.05 * prng.NormFloat64()
+					}
+				})
 				if d < 1e-6 {
 					t.Errorf("%s: changing it moves the logits by %.3g only", p.Name, d)
 				}
@@ -221,23 +228,12 @@ func TestRNN6EveryTermMatters(t *testing.T) {
 			for _, name := range []string{"blocks.1.att.time_maa_w2"} {
 				p := m.Param(name)
 				for c := 0; c < 5; c++ {
-					v := p.Float64s()
-					saved := append([]float64(nil), v...)
 					C := m.Config.Embd
-					for i := c * M * C; i < (c+1)*M*C; i++ {
-						v[i] += 0.2 * prng.NormFloat64()
-					}
-					if err := p.SetFloat64s(v); err != nil {
-						t.Fatal(err)
-					}
-					got := run()
-					if err := p.SetFloat64s(saved); err != nil {
-						t.Fatal(err)
-					}
-					var d float64
-					for i := range got {
-						d = math.Max(d, math.Abs(got[i]-base[i]))
-					}
+					d := moved(p, func(v []float64) {
+						for i := c * M * C; i < (c+1)*M*C; i++ {
+							v[i] += 0.2 * prng.NormFloat64()
+						}
+					})
 					if d < 1e-6 {
 						t.Errorf("%s chunk %c: changing it moves the logits by %.3g only", name, rnn6MixOrder[c], d)
 					}
