@@ -113,10 +113,7 @@ func X060ToGGUF6(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 	if d.Arch.Resolve() != arch.X060 {
 		return nil, nil, fmt.Errorf("the tensors hold an %s model, and llama.cpp has no RWKV-5 architecture (it runs rwkv6 and rwkv7): %w", d.Arch.Title(), arch.ErrUnsupported)
 	}
-	by := make(map[string]Tensor, len(ordered))
-	for _, t := range ordered {
-		by[t.Name] = t
-	}
+	by := tensorsByName(ordered)
 	if err := e.emitTop(by, gguf7Top[:3]); err != nil { // token_embd, token_embd_norm
 		return nil, nil, err
 	}

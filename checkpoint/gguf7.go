@@ -138,10 +138,7 @@ func X070ToGGUF7(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	by := make(map[string]Tensor, len(ordered))
-	for _, t := range ordered {
-		by[t.Name] = t
-	}
+	by := tensorsByName(ordered)
 	if err := e.emitTop(by, gguf7Top[:3]); err != nil { // token_embd, token_embd_norm
 		return nil, nil, err
 	}

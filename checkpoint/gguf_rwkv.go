@@ -27,6 +27,15 @@ type ggufBlockEntry struct {
 	f32        bool
 }
 
+// tensorsByName indexes ts by name.
+func tensorsByName(ts []Tensor) map[string]Tensor {
+	by := make(map[string]Tensor, len(ts))
+	for _, t := range ts {
+		by[t.Name] = t
+	}
+	return by
+}
+
 // ggufEmitter collects the tensors of an rwkv6/rwkv7 GGUF export, each converted to the
 // export dtype (or F32) and checked finite.
 type ggufEmitter struct {
@@ -170,10 +179,7 @@ func newGGUFRWKVReader(f *GGUFFile, archName string) (*ggufRWKVReader, int, erro
 	if a, _ := f.Get("general.architecture"); a != archName {
 		return nil, 0, fmt.Errorf("general.architecture %v, want %q: %w", a, archName, ErrTensors)
 	}
-	r := &ggufRWKVReader{f: f, arch: archName, by: make(map[string]Tensor, len(f.Tensors)), used: map[string]bool{}}
-	for _, t := range f.Tensors {
-		r.by[t.Name] = t
-	}
+	r := &ggufRWKVReader{f: f, arch: archName, by: tensorsByName(f.Tensors), used: map[string]bool{}}
 	emb, ok := r.by["token_embd.weight"]
 	if !ok || len(emb.Shape) != 2 {
 		return nil, 0, fmt.Errorf("missing tensor \"token_embd.weight\" [V, C]: %w", ErrTensors)

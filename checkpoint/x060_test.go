@@ -370,7 +370,7 @@ func TestWebRWKV56(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := tensorMap(f.Tensors)
+			got := tensorsByName(f.Tensors)
 			for n, s := range tc.shapes {
 				if g, ok := got[n]; !ok || !slices.Equal(g.Shape, s) {
 					t.Errorf("%s: shape %v (present %v), want %v", n, g.Shape, ok, s)
@@ -388,7 +388,7 @@ func TestWebRWKV56(t *testing.T) {
 			}
 			if tc.d.Arch == arch.X060 { // element [1][c][m] of w2 is time_maa_w2[1][m][c]
 				w2, _ := got["blocks.1.att.time_mix_w2"].Float32s()
-				src, _ := tensorMap(model)["blocks.1.att.time_maa_w2"].Convert(F16)
+				src, _ := tensorsByName(model)["blocks.1.att.time_maa_w2"].Convert(F16)
 				sv, _ := src.Float32s()
 				if c, m := 5, 3; w2[(1*C+c)*M+m] != sv[(1*M+m)*C+c] {
 					t.Errorf("time_mix_w2[1][%d][%d] = %g, want time_maa_w2[1][%d][%d] = %g", c, m, w2[(1*C+c)*M+m], m, c, sv[(1*M+m)*C+c])
