@@ -56,46 +56,32 @@ const gguf6RescaleEvery = 6
 // w, k, v, r, g; the order of time_maa_w2's five slices).
 var gguf6Lerp = []string{"w", "k", "v", "r", "g"}
 
-type gguf6Kind int
-
-const (
-	g6Plain     gguf6Kind = iota // same shape
-	g6Squeeze                    // [1,1,C] <-> {C}
-	g6Transpose                  // [a,b] <-> [b,a]
-	g6Last2                      // [5,M,C] <-> [5,C,M]
-	g6Rescale                    // same shape, divided by 2^(layer/rescale) in the file
-)
-
 // gguf6Block maps the rest of a block name to the llama.cpp name, kind, and whether the
 // tensor stays F32 whatever the export dtype. time_maa_w..g go to the fused lerp.
-var gguf6Block = []struct {
-	rwkv, gguf string
-	kind       gguf6Kind
-	f32        bool
-}{
-	{"ln1.weight", "attn_norm.weight", g6Plain, true},
-	{"ln1.bias", "attn_norm.bias", g6Plain, true},
-	{"ln2.weight", "attn_norm_2.weight", g6Plain, true},
-	{"ln2.bias", "attn_norm_2.bias", g6Plain, true},
-	{"att.time_maa_x", "time_mix_lerp_x.weight", g6Squeeze, true},
-	{"att.time_maa_w1", "time_mix_w1.weight", g6Transpose, true},
-	{"att.time_maa_w2", "time_mix_w2.weight", g6Last2, true},
-	{"att.time_decay", "time_mix_decay.weight", g6Squeeze, true},
-	{"att.time_decay_w1", "time_mix_decay_w1.weight", g6Transpose, true},
-	{"att.time_decay_w2", "time_mix_decay_w2.weight", g6Transpose, true},
-	{"att.time_faaaa", "time_mix_first.weight", g6Plain, true},
-	{"att.receptance.weight", "time_mix_receptance.weight", g6Plain, false},
-	{"att.key.weight", "time_mix_key.weight", g6Plain, false},
-	{"att.value.weight", "time_mix_value.weight", g6Plain, false},
-	{"att.gate.weight", "time_mix_gate.weight", g6Plain, false},
-	{"att.output.weight", "time_mix_output.weight", g6Rescale, false},
-	{"att.ln_x.weight", "time_mix_ln.weight", g6Plain, true},
-	{"att.ln_x.bias", "time_mix_ln.bias", g6Plain, true},
-	{"ffn.time_maa_k", "channel_mix_lerp_k.weight", g6Squeeze, true},
-	{"ffn.time_maa_r", "channel_mix_lerp_r.weight", g6Squeeze, true},
-	{"ffn.key.weight", "channel_mix_key.weight", g6Plain, false},
-	{"ffn.receptance.weight", "channel_mix_receptance.weight", g6Plain, false},
-	{"ffn.value.weight", "channel_mix_value.weight", g6Rescale, false},
+var gguf6Block = []ggufBlockEntry{
+	{"ln1.weight", "attn_norm.weight", ggufPlain, true},
+	{"ln1.bias", "attn_norm.bias", ggufPlain, true},
+	{"ln2.weight", "attn_norm_2.weight", ggufPlain, true},
+	{"ln2.bias", "attn_norm_2.bias", ggufPlain, true},
+	{"att.time_maa_x", "time_mix_lerp_x.weight", ggufSqueeze, true},
+	{"att.time_maa_w1", "time_mix_w1.weight", ggufTranspose, true},
+	{"att.time_maa_w2", "time_mix_w2.weight", ggufLast2, true},
+	{"att.time_decay", "time_mix_decay.weight", ggufSqueeze, true},
+	{"att.time_decay_w1", "time_mix_decay_w1.weight", ggufTranspose, true},
+	{"att.time_decay_w2", "time_mix_decay_w2.weight", ggufTranspose, true},
+	{"att.time_faaaa", "time_mix_first.weight", ggufPlain, true},
+	{"att.receptance.weight", "time_mix_receptance.weight", ggufPlain, false},
+	{"att.key.weight", "time_mix_key.weight", ggufPlain, false},
+	{"att.value.weight", "time_mix_value.weight", ggufPlain, false},
+	{"att.gate.weight", "time_mix_gate.weight", ggufPlain, false},
+	{"att.output.weight", "time_mix_output.weight", ggufRescale, false},
+	{"att.ln_x.weight", "time_mix_ln.weight", ggufPlain, true},
+	{"att.ln_x.bias", "time_mix_ln.bias", ggufPlain, true},
+	{"ffn.time_maa_k", "channel_mix_lerp_k.weight", ggufSqueeze, true},
+	{"ffn.time_maa_r", "channel_mix_lerp_r.weight", ggufSqueeze, true},
+	{"ffn.key.weight", "channel_mix_key.weight", ggufPlain, false},
+	{"ffn.receptance.weight", "channel_mix_receptance.weight", ggufPlain, false},
+	{"ffn.value.weight", "channel_mix_value.weight", ggufRescale, false},
 }
 
 // rescaled returns t with every value multiplied by s (a power of two: exact but for F16/BF16
@@ -116,9 +102,9 @@ func rescaled(t Tensor, name string, s float64) (Tensor, error) {
 // name, the vocabulary). An x052 model is an arch.ErrUnsupported error: llama.cpp has no
 // RWKV-5 architecture.
 func X060ToGGUF6(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
-	ft, ok := gguf7FileType[opt.DType]
-	if !ok {
-		return nil, nil, fmt.Errorf("gguf dtype %q (want F32, F16 or BF16): %w", opt.DType, ErrDType)
+	e, ft, err := newGGUFEmitter(opt)
+	if err != nil {
+		return nil, nil, err
 	}
 	d, ordered, err := CheckX05(ts)
 	if err != nil {
@@ -127,119 +113,48 @@ func X060ToGGUF6(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
 	if d.Arch.Resolve() != arch.X060 {
 		return nil, nil, fmt.Errorf("the tensors hold an %s model, and llama.cpp has no RWKV-5 architecture (it runs rwkv6 and rwkv7): %w", d.Arch.Title(), arch.ErrUnsupported)
 	}
-	by := make(map[string]Tensor, len(ordered))
-	for _, t := range ordered {
-		by[t.Name] = t
-	}
-	var out []Tensor
-	emit := func(t Tensor, f32 bool) error {
-		dt := opt.DType
-		if f32 {
-			dt = F32
-		}
-		c, err := t.Convert(dt)
-		if err == nil {
-			err = c.CheckFinite()
-		}
-		if err != nil {
-			return err
-		}
-		out = append(out, c)
-		return nil
-	}
-	for _, e := range gguf7Top[:3] { // token_embd, token_embd_norm
-		if err := emit(reshaped(by[e.rwkv], e.gguf, by[e.rwkv].Shape...), e.f32); err != nil {
-			return nil, nil, err
-		}
+	by := tensorsByName(ordered)
+	if err := e.emitTop(by, gguf7Top[:3]); err != nil { // token_embd, token_embd_norm
+		return nil, nil, err
 	}
 	C := d.Embd
 	for l := 0; l < d.Layers; l++ {
 		p := fmt.Sprintf("blocks.%d.", l)
 		q := fmt.Sprintf("blk.%d.", l)
-		for _, e := range gguf6Block {
-			t := by[p+e.rwkv]
-			var g Tensor
-			switch e.kind {
-			case g6Plain:
-				g = reshaped(t, q+e.gguf, t.Shape...)
-			case g6Squeeze:
-				g = reshaped(t, q+e.gguf, C)
-			case g6Transpose:
-				g = transpose2D(t, q+e.gguf)
-			case g6Last2:
-				g = transposeLast2(t, q+e.gguf)
-			case g6Rescale:
-				if g, err = rescaled(t, q+e.gguf, math.Ldexp(1, -l/gguf6RescaleEvery)); err != nil {
-					return nil, nil, err
-				}
-			}
-			if err := emit(g, e.f32); err != nil {
+		for _, b := range gguf6Block {
+			if err := e.emitBlock(b, by[p+b.rwkv], q+b.gguf, C, math.Ldexp(1, -l/gguf6RescaleEvery)); err != nil {
 				return nil, nil, err
 			}
-			if e.rwkv == "att.time_maa_x" {
-				// The five mixes stacked: row-major [5,1,1,C], ggml ne {C,1,1,5}.
-				var lerp []byte
+			if b.rwkv == "att.time_maa_x" {
+				var mixes []Tensor // the five mixes, stacked
 				for _, x := range gguf6Lerp {
-					c, err := by[p+"att.time_maa_"+x].Convert(F32)
-					if err != nil {
-						return nil, nil, err
-					}
-					lerp = append(lerp, c.Data...)
+					mixes = append(mixes, by[p+"att.time_maa_"+x])
 				}
-				if err := emit(Tensor{Name: q + "time_mix_lerp_fused.weight", DType: F32, Shape: []int{5, 1, 1, C}, Data: lerp}, true); err != nil {
+				if err := e.emitFusedLerp(q+"time_mix_lerp_fused.weight", mixes, C); err != nil {
 					return nil, nil, err
 				}
 			}
 		}
 	}
-	for _, e := range gguf7Top[3:] { // output_norm, output
-		if err := emit(reshaped(by[e.rwkv], e.gguf, by[e.rwkv].Shape...), e.f32); err != nil {
-			return nil, nil, err
-		}
+	if err := e.emitTop(by, gguf7Top[3:]); err != nil { // output_norm, output
+		return nil, nil, err
 	}
-	a := func(k string) string { return GGUF6Arch + "." + k }
-	meta := []GGUFKV{
-		{"general.architecture", GGUF6Arch},
-		{"general.type", "model"},
-	}
-	if opt.Name != "" {
-		meta = append(meta, GGUFKV{"general.name", opt.Name})
-	}
-	meta = append(meta,
-		GGUFKV{a("context_length"), uint32(1048576)}, // RWKV has no context limit; the converter's value
-		GGUFKV{a("embedding_length"), uint32(C)},
-		GGUFKV{a("block_count"), uint32(d.Layers)},
-		GGUFKV{a("attention.layer_norm_epsilon"), float32(1e-5)},
-		GGUFKV{a("rescale_every_n_layers"), uint32(gguf6RescaleEvery)},
-		GGUFKV{a("wkv.head_size"), uint32(d.HeadSize)},
-		GGUFKV{a("time_mix_extra_dim"), uint32(d.LoRA.Mix)},
-		GGUFKV{a("time_decay_extra_dim"), uint32(d.LoRA.W)},
-		GGUFKV{a("feed_forward_length"), uint32(d.FFN)},
-		GGUFKV{"general.file_type", ft},
-		GGUFKV{a("attention.head_count"), uint32(0)}, // required by llama.cpp, unused
+	meta, err := ggufMeta(GGUF6Arch, opt, ft, d,
+		GGUFKV{"rescale_every_n_layers", uint32(gguf6RescaleEvery)},
+		GGUFKV{"wkv.head_size", uint32(d.HeadSize)},
+		GGUFKV{"time_mix_extra_dim", uint32(d.LoRA.Mix)},
+		GGUFKV{"time_decay_extra_dim", uint32(d.LoRA.W)},
 	)
-	if opt.Tokens != nil {
-		kv, err := gguf7Vocab(opt.Tokens, d.Vocab, opt.WorldChat)
-		if err != nil {
-			return nil, nil, err
-		}
-		meta = append(meta, kv...)
+	if err != nil {
+		return nil, nil, err
 	}
-	meta = append(meta, GGUFKV{"general.quantization_version", uint32(2)})
-	return meta, out, nil
+	return meta, e.out, nil
 }
 
 // ExportGGUF6 writes an x060 model as a GGUF file for llama.cpp's rwkv6 architecture (see
 // X060ToGGUF6 and GGUF7Options).
 func ExportGGUF6(w io.Writer, ts []Tensor, opt GGUF7Options) error {
-	meta, out, err := X060ToGGUF6(ts, opt)
-	if err != nil {
-		return fmt.Errorf("export gguf: %w", err)
-	}
-	if err := WriteGGUF(w, meta, out); err != nil {
-		return fmt.Errorf("export gguf: %w", err)
-	}
-	return nil
+	return exportGGUF(w, ts, opt, X060ToGGUF6)
 }
 
 // ggufU32 reads an unsigned integer metadata value (llama.cpp's converter writes uint32).
@@ -261,60 +176,44 @@ func ggufU32(f *GGUFFile, key string) (int, bool) {
 // vectors restored, time_mix_output and channel_mix_value multiplied back by
 // 2^(layer/rescale_every_n_layers). The result is checked as an x060 model.
 func X060FromGGUF6(f *GGUFFile) ([]Tensor, error) {
-	if a, _ := f.Get("general.architecture"); a != GGUF6Arch {
-		return nil, fmt.Errorf("general.architecture %v, want %q: %w", a, GGUF6Arch, ErrTensors)
+	r, C, err := newGGUFRWKVReader(f, GGUF6Arch)
+	if err != nil {
+		return nil, err
 	}
-	by := make(map[string]Tensor, len(f.Tensors))
-	for _, t := range f.Tensors {
-		by[t.Name] = t
-	}
-	used := map[string]bool{}
 	get := func(name string, shape ...int) (Tensor, error) {
-		t, ok := by[name]
-		if !ok {
-			return Tensor{}, fmt.Errorf("missing tensor %q: %w", name, ErrTensors)
-		}
-		if shape != nil && !slices.Equal(squeezed(t.Shape), squeezed(shape)) {
+		t, ok := r.by[name]
+		if ok && shape != nil && !slices.Equal(squeezed(t.Shape), squeezed(shape)) {
 			return Tensor{}, fmt.Errorf("tensor %q: shape %v, want %v: %w", name, t.Shape, shape, ErrTensors)
 		}
-		used[name] = true
-		return t, nil
+		return r.take(name)
 	}
-	emb, ok := by["token_embd.weight"]
-	if !ok || len(emb.Shape) != 2 {
-		return nil, fmt.Errorf("missing tensor \"token_embd.weight\" [V, C]: %w", ErrTensors)
-	}
-	C := emb.Shape[1]
 	N, ok := ggufU32(f, GGUF6Arch+".wkv.head_size")
 	if !ok || N == 0 || C%N != 0 {
 		v, _ := f.Get(GGUF6Arch + ".wkv.head_size")
 		return nil, fmt.Errorf("%s.wkv.head_size %v does not divide the width %d: %w", GGUF6Arch, v, C, ErrTensors)
 	}
 	rescale, _ := ggufU32(f, GGUF6Arch+".rescale_every_n_layers") // absent: 0, no rescaling
-	var out []Tensor
-	for _, e := range gguf7Top {
-		t, err := get(e.gguf)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, reshaped(t, e.rwkv, t.Shape...))
+	out, err := r.top()
+	if err != nil {
+		return nil, err
 	}
 	for l := 0; ; l++ {
 		p := fmt.Sprintf("blocks.%d.", l)
 		q := fmt.Sprintf("blk.%d.", l)
-		if _, ok := by[q+"attn_norm.weight"]; !ok {
+		if _, ok := r.by[q+"attn_norm.weight"]; !ok {
 			break
 		}
 		var lerps []Tensor
-		if fused, ok := by[q+"time_mix_lerp_fused.weight"]; ok {
-			if _, err := get(q+"time_mix_lerp_fused.weight", 5, C); err != nil {
+		if _, ok := r.by[q+"time_mix_lerp_fused.weight"]; ok {
+			fused, err := get(q+"time_mix_lerp_fused.weight", 5, C)
+			if err != nil {
 				return nil, err
 			}
-			es := fused.DType.Size()
-			for i, x := range gguf6Lerp {
-				lerps = append(lerps, Tensor{Name: p + "att.time_maa_" + x, DType: fused.DType, Shape: []int{1, 1, C},
-					Data: fused.Data[i*C*es : (i+1)*C*es]})
+			var names []string
+			for _, x := range gguf6Lerp {
+				names = append(names, p+"att.time_maa_"+x)
 			}
+			lerps = splitFusedLerp(fused, names, C)
 		} else {
 			for _, x := range gguf6Lerp {
 				t, err := get(q+"time_mix_lerp_"+x+".weight", C)
@@ -328,14 +227,14 @@ func X060FromGGUF6(f *GGUFFile) ([]Tensor, error) {
 		for _, e := range gguf6Block {
 			var want []int // nil: any shape (Check has the last word)
 			switch e.kind {
-			case g6Squeeze:
+			case ggufSqueeze:
 				want = []int{C}
-			case g6Transpose:
-				if t, ok := by[q+e.gguf]; ok && len(t.Shape) != 2 {
+			case ggufTranspose:
+				if t, ok := r.by[q+e.gguf]; ok && len(t.Shape) != 2 {
 					return nil, fmt.Errorf("tensor %q: shape %v, want a matrix: %w", q+e.gguf, t.Shape, ErrTensors)
 				}
-			case g6Last2:
-				if t, ok := by[q+e.gguf]; ok && len(t.Shape) != 3 {
+			case ggufLast2:
+				if t, ok := r.by[q+e.gguf]; ok && len(t.Shape) != 3 {
 					return nil, fmt.Errorf("tensor %q: shape %v, want [5, C, M]: %w", q+e.gguf, t.Shape, ErrTensors)
 				}
 			}
@@ -344,15 +243,15 @@ func X060FromGGUF6(f *GGUFFile) ([]Tensor, error) {
 				return nil, err
 			}
 			switch e.kind {
-			case g6Plain:
+			case ggufPlain:
 				t = reshaped(t, p+e.rwkv, t.Shape...)
-			case g6Squeeze:
+			case ggufSqueeze:
 				t = reshaped(t, p+e.rwkv, 1, 1, C)
-			case g6Transpose:
+			case ggufTranspose:
 				t = transpose2D(t, p+e.rwkv)
-			case g6Last2:
+			case ggufLast2:
 				t = transposeLast2(t, p+e.rwkv)
-			case g6Rescale:
+			case ggufRescale:
 				s := 1.0
 				if rescale > 0 {
 					s = math.Ldexp(1, min(l/rescale, 1000))
@@ -364,10 +263,8 @@ func X060FromGGUF6(f *GGUFFile) ([]Tensor, error) {
 			out = append(out, t)
 		}
 	}
-	for _, t := range f.Tensors {
-		if !used[t.Name] {
-			return nil, fmt.Errorf("unexpected tensor %q in an rwkv6 GGUF: %w", t.Name, ErrTensors)
-		}
+	if err := r.unused(); err != nil {
+		return nil, err
 	}
 	d, ordered, err := CheckX05(out)
 	if err == nil && d.Arch.Resolve() != arch.X060 {

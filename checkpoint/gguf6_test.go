@@ -54,7 +54,7 @@ func readGGUFBytes(t *testing.T, b []byte) *GGUFFile {
 // reads back (ReadWeights) to the model, exactly in F32.
 func TestExportGGUF6(t *testing.T) {
 	model := tinyX05Model(tinyX060)
-	src := tensorMap(model)
+	src := tensorsByName(model)
 	C, M := tinyX060.Embd, tinyX060.LoRA.Mix
 	dir := t.TempDir()
 	for _, dt := range []DType{F32, F16, BF16} {
@@ -94,7 +94,7 @@ func TestExportGGUF6(t *testing.T) {
 				}
 			}
 			if dt == F32 {
-				gt := tensorMap(f.Tensors)
+				gt := tensorsByName(f.Tensors)
 				lerp, _ := gt["blk.2.time_mix_lerp_fused.weight"].Float32s()
 				for i, x := range gguf6Lerp {
 					w, _ := src["blocks.2.att.time_maa_"+x].Float32s()
@@ -157,7 +157,7 @@ func TestX060FromGGUF6Variants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := maxDiff(t, tensorMap(back)["blocks.6.att.output.weight"], tensorMap(ts)["blk.6.time_mix_output.weight"]); d != 0 {
+	if d := maxDiff(t, tensorsByName(back)["blocks.6.att.output.weight"], tensorsByName(ts)["blk.6.time_mix_output.weight"]); d != 0 {
 		t.Errorf("without rescale_every_n_layers layer 6's output is not read as stored (difference %g)", d)
 	}
 }

@@ -43,55 +43,46 @@ const GGUF7Arch = "rwkv7"
 // gguf7Lerp is the order of the token-shift mixes in time_mix_lerp_fused.
 var gguf7Lerp = []string{"x_r", "x_w", "x_k", "x_v", "x_a", "x_g"}
 
-type gguf7Kind int
-
-const (
-	g7Plain     gguf7Kind = iota // same shape
-	g7Squeeze                    // [1,1,C] <-> {C}
-	g7Transpose                  // LoRA [in,out] <-> transposed
-	g7Flatten                    // r_k [H,N] <-> {C}
-)
-
 // gguf7Block maps the rest of a block name to the llama.cpp name, kind, and
 // whether the tensor stays F32 whatever the export dtype.
-var gguf7Block = []struct {
-	rwkv, gguf string
-	kind       gguf7Kind
-	f32        bool
-}{
-	{"ln1.weight", "attn_norm.weight", g7Plain, true},
-	{"ln1.bias", "attn_norm.bias", g7Plain, true},
-	{"ln2.weight", "attn_norm_2.weight", g7Plain, true},
-	{"ln2.bias", "attn_norm_2.bias", g7Plain, true},
-	{"att.w0", "time_mix_w0.weight", g7Squeeze, true},
-	{"att.w1", "time_mix_w1.weight", g7Transpose, true},
-	{"att.w2", "time_mix_w2.weight", g7Transpose, true},
-	{"att.a0", "time_mix_a0.weight", g7Squeeze, true},
-	{"att.a1", "time_mix_a1.weight", g7Transpose, false},
-	{"att.a2", "time_mix_a2.weight", g7Transpose, false},
-	{"att.v0", "time_mix_v0.weight", g7Squeeze, true},
-	{"att.v1", "time_mix_v1.weight", g7Transpose, false},
-	{"att.v2", "time_mix_v2.weight", g7Transpose, false},
-	{"att.g1", "time_mix_g1.weight", g7Transpose, false},
-	{"att.g2", "time_mix_g2.weight", g7Transpose, false},
-	{"att.k_k", "time_mix_k_k.weight", g7Squeeze, true},
-	{"att.k_a", "time_mix_k_a.weight", g7Squeeze, true},
-	{"att.r_k", "time_mix_r_k.weight", g7Flatten, true},
-	{"att.receptance.weight", "time_mix_receptance.weight", g7Plain, false},
-	{"att.key.weight", "time_mix_key.weight", g7Plain, false},
-	{"att.value.weight", "time_mix_value.weight", g7Plain, false},
-	{"att.output.weight", "time_mix_output.weight", g7Plain, false},
-	{"att.ln_x.weight", "time_mix_ln.weight", g7Plain, true},
-	{"att.ln_x.bias", "time_mix_ln.bias", g7Plain, true},
-	{"ffn.x_k", "channel_mix_lerp_k.weight", g7Squeeze, true},
-	{"ffn.key.weight", "channel_mix_key.weight", g7Plain, false},
-	{"ffn.value.weight", "channel_mix_value.weight", g7Plain, false},
+var gguf7Block = []ggufBlockEntry{
+	{"ln1.weight", "attn_norm.weight", ggufPlain, true},
+	{"ln1.bias", "attn_norm.bias", ggufPlain, true},
+	{"ln2.weight", "attn_norm_2.weight", ggufPlain, true},
+	{"ln2.bias", "attn_norm_2.bias", ggufPlain, true},
+	{"att.w0", "time_mix_w0.weight", ggufSqueeze, true},
+	{"att.w1", "time_mix_w1.weight", ggufTranspose, true},
+	{"att.w2", "time_mix_w2.weight", ggufTranspose, true},
+	{"att.a0", "time_mix_a0.weight", ggufSqueeze, true},
+	{"att.a1", "time_mix_a1.weight", ggufTranspose, false},
+	{"att.a2", "time_mix_a2.weight", ggufTranspose, false},
+	{"att.v0", "time_mix_v0.weight", ggufSqueeze, true},
+	{"att.v1", "time_mix_v1.weight", ggufTranspose, false},
+	{"att.v2", "time_mix_v2.weight", ggufTranspose, false},
+	{"att.g1", "time_mix_g1.weight", ggufTranspose, false},
+	{"att.g2", "time_mix_g2.weight", ggufTranspose, false},
+	{"att.k_k", "time_mix_k_k.weight", ggufSqueeze, true},
+	{"att.k_a", "time_mix_k_a.weight", ggufSqueeze, true},
+	{"att.r_k", "time_mix_r_k.weight", ggufFlatten, true},
+	{"att.receptance.weight", "time_mix_receptance.weight", ggufPlain, false},
+	{"att.key.weight", "time_mix_key.weight", ggufPlain, false},
+	{"att.value.weight", "time_mix_value.weight", ggufPlain, false},
+	{"att.output.weight", "time_mix_output.weight", ggufPlain, false},
+	{"att.ln_x.weight", "time_mix_ln.weight", ggufPlain, true},
+	{"att.ln_x.bias", "time_mix_ln.bias", ggufPlain, true},
+	{"ffn.x_k", "channel_mix_lerp_k.weight", ggufSqueeze, true},
+	{"ffn.key.weight", "channel_mix_key.weight", ggufPlain, false},
+	{"ffn.value.weight", "channel_mix_value.weight", ggufPlain, false},
 }
 
-var gguf7Top = []struct {
+// ggufTopEntry maps a tensor outside the blocks to its llama.cpp name, and says whether it
+// stays F32 whatever the export dtype.
+type ggufTopEntry struct {
 	rwkv, gguf string
 	f32        bool
-}{
+}
+
+var gguf7Top = []ggufTopEntry{
 	{"emb.weight", "token_embd.weight", false},
 	{"blocks.0.ln0.weight", "token_embd_norm.weight", true},
 	{"blocks.0.ln0.bias", "token_embd_norm.bias", true},
@@ -139,111 +130,53 @@ const (
 // X070ToGGUF7 converts a checked x070 model (RWKV-LM names) to the tensors
 // and metadata of llama.cpp's rwkv7 architecture.
 func X070ToGGUF7(ts []Tensor, opt GGUF7Options) ([]GGUFKV, []Tensor, error) {
-	ft, ok := gguf7FileType[opt.DType]
-	if !ok {
-		return nil, nil, fmt.Errorf("gguf dtype %q (want F32, F16 or BF16): %w", opt.DType, ErrDType)
+	e, ft, err := newGGUFEmitter(opt)
+	if err != nil {
+		return nil, nil, err
 	}
 	d, ordered, err := CheckX070(ts)
 	if err != nil {
 		return nil, nil, err
 	}
-	by := make(map[string]Tensor, len(ordered))
-	for _, t := range ordered {
-		by[t.Name] = t
-	}
-	var out []Tensor
-	emit := func(t Tensor, f32 bool) error {
-		dt := opt.DType
-		if f32 {
-			dt = F32
-		}
-		c, err := t.Convert(dt)
-		if err == nil {
-			err = c.CheckFinite()
-		}
-		if err != nil {
-			return err
-		}
-		out = append(out, c)
-		return nil
-	}
-	for _, e := range gguf7Top[:3] {
-		if err := emit(reshaped(by[e.rwkv], e.gguf, by[e.rwkv].Shape...), e.f32); err != nil {
-			return nil, nil, err
-		}
+	by := tensorsByName(ordered)
+	if err := e.emitTop(by, gguf7Top[:3]); err != nil { // token_embd, token_embd_norm
+		return nil, nil, err
 	}
 	C := d.Embd
 	for l := 0; l < d.Layers; l++ {
 		p := fmt.Sprintf("blocks.%d.", l)
 		q := fmt.Sprintf("blk.%d.", l)
-		// The six mixes stacked: row-major [6,1,1,C], ggml ne {C,1,1,6}.
-		var lerp []byte
+		var mixes []Tensor // the six mixes, stacked
 		for _, x := range gguf7Lerp {
-			c, err := by[p+"att."+x].Convert(F32)
-			if err != nil {
-				return nil, nil, err
-			}
-			lerp = append(lerp, c.Data...)
+			mixes = append(mixes, by[p+"att."+x])
 		}
-		if err := emit(Tensor{Name: q + "time_mix_lerp_fused.weight", DType: F32, Shape: []int{6, 1, 1, C}, Data: lerp}, true); err != nil {
+		if err := e.emitFusedLerp(q+"time_mix_lerp_fused.weight", mixes, C); err != nil {
 			return nil, nil, err
 		}
-		for _, e := range gguf7Block {
-			src := p + e.rwkv
-			if l == 0 && isVLoRA(e.rwkv) {
-				src = p + "att.a" + e.rwkv[len("att.v"):] // llama.cpp's dummy: a copy of a0/a1/a2
+		for _, b := range gguf7Block {
+			src := p + b.rwkv
+			if l == 0 && isVLoRA(b.rwkv) {
+				src = p + "att.a" + b.rwkv[len("att.v"):] // llama.cpp's dummy: a copy of a0/a1/a2
 			}
-			t := by[src]
-			var g Tensor
-			switch e.kind {
-			case g7Plain:
-				g = reshaped(t, q+e.gguf, t.Shape...)
-			case g7Squeeze, g7Flatten:
-				g = reshaped(t, q+e.gguf, C)
-			case g7Transpose:
-				g = transpose2D(t, q+e.gguf)
-			}
-			if err := emit(g, e.f32); err != nil {
+			if err := e.emitBlock(b, by[src], q+b.gguf, C, 1); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	for _, e := range gguf7Top[3:] {
-		if err := emit(reshaped(by[e.rwkv], e.gguf, by[e.rwkv].Shape...), e.f32); err != nil {
-			return nil, nil, err
-		}
+	if err := e.emitTop(by, gguf7Top[3:]); err != nil { // output_norm, output
+		return nil, nil, err
 	}
-	a := func(k string) string { return GGUF7Arch + "." + k }
-	meta := []GGUFKV{
-		{"general.architecture", GGUF7Arch},
-		{"general.type", "model"},
-	}
-	if opt.Name != "" {
-		meta = append(meta, GGUFKV{"general.name", opt.Name})
-	}
-	meta = append(meta,
-		GGUFKV{a("context_length"), uint32(1048576)}, // RWKV has no context limit; the converter's value
-		GGUFKV{a("embedding_length"), uint32(C)},
-		GGUFKV{a("block_count"), uint32(d.Layers)},
-		GGUFKV{a("attention.layer_norm_epsilon"), float32(1e-5)},
-		GGUFKV{a("wkv.head_size"), uint32(d.HeadSize)},
-		GGUFKV{a("attention.decay_lora_rank"), uint32(d.LoRA.W)},
-		GGUFKV{a("attention.iclr_lora_rank"), uint32(d.LoRA.A)},
-		GGUFKV{a("attention.value_residual_mix_lora_rank"), uint32(d.LoRA.V)},
-		GGUFKV{a("attention.gate_lora_rank"), uint32(d.LoRA.G)},
-		GGUFKV{a("feed_forward_length"), uint32(d.FFN)},
-		GGUFKV{"general.file_type", ft},
-		GGUFKV{a("attention.head_count"), uint32(0)}, // required by llama.cpp, unused
+	meta, err := ggufMeta(GGUF7Arch, opt, ft, d,
+		GGUFKV{"wkv.head_size", uint32(d.HeadSize)},
+		GGUFKV{"attention.decay_lora_rank", uint32(d.LoRA.W)},
+		GGUFKV{"attention.iclr_lora_rank", uint32(d.LoRA.A)},
+		GGUFKV{"attention.value_residual_mix_lora_rank", uint32(d.LoRA.V)},
+		GGUFKV{"attention.gate_lora_rank", uint32(d.LoRA.G)},
 	)
-	if opt.Tokens != nil {
-		kv, err := gguf7Vocab(opt.Tokens, d.Vocab, opt.WorldChat)
-		if err != nil {
-			return nil, nil, err
-		}
-		meta = append(meta, kv...)
+	if err != nil {
+		return nil, nil, err
 	}
-	meta = append(meta, GGUFKV{"general.quantization_version", uint32(2)})
-	return meta, out, nil
+	return meta, e.out, nil
 }
 
 // gguf7Vocab is the tokenizer metadata of llama.cpp's "rwkv" tokenizer.
@@ -353,14 +286,7 @@ func pyBytesUnescape(s string) ([]byte, error) {
 // ExportGGUF7 writes an x070 model as a GGUF file for llama.cpp's rwkv7
 // architecture (see X070ToGGUF7 and GGUF7Options).
 func ExportGGUF7(w io.Writer, ts []Tensor, opt GGUF7Options) error {
-	meta, out, err := X070ToGGUF7(ts, opt)
-	if err != nil {
-		return fmt.Errorf("export gguf: %w", err)
-	}
-	if err := WriteGGUF(w, meta, out); err != nil {
-		return fmt.Errorf("export gguf: %w", err)
-	}
-	return nil
+	return exportGGUF(w, ts, opt, X070ToGGUF7)
 }
 
 // X070FromGGUF7 maps the tensors of an rwkv7 GGUF file (F32, F16 or BF16,
@@ -368,65 +294,48 @@ func ExportGGUF7(w io.Writer, ts []Tensor, opt GGUF7Options) error {
 // and shapes. Layer 0's dummy v0/v1/v2 are dropped. The result is checked
 // as an x070 model.
 func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
-	if a, _ := f.Get("general.architecture"); a != GGUF7Arch {
-		return nil, fmt.Errorf("general.architecture %v, want %q: %w", a, GGUF7Arch, ErrTensors)
+	r, C, err := newGGUFRWKVReader(f, GGUF7Arch)
+	if err != nil {
+		return nil, err
 	}
-	by := make(map[string]Tensor, len(f.Tensors))
-	for _, t := range f.Tensors {
-		by[t.Name] = t
-	}
-	used := map[string]bool{}
 	get := func(name string, numel int) (Tensor, error) {
-		t, ok := by[name]
-		if !ok {
-			return Tensor{}, fmt.Errorf("missing tensor %q: %w", name, ErrTensors)
-		}
-		if numel >= 0 && t.NumElements() != numel {
+		t, ok := r.by[name]
+		if ok && numel >= 0 && t.NumElements() != numel {
 			return Tensor{}, fmt.Errorf("tensor %q: shape %v, want %d elements: %w", name, t.Shape, numel, ErrTensors)
 		}
-		used[name] = true
-		return t, nil
+		return r.take(name)
 	}
-	emb, ok := by["token_embd.weight"]
-	if !ok || len(emb.Shape) != 2 {
-		return nil, fmt.Errorf("missing tensor \"token_embd.weight\" [V, C]: %w", ErrTensors)
-	}
-	C := emb.Shape[1]
 	hs, _ := f.Get(GGUF7Arch + ".wkv.head_size")
 	N, ok := hs.(uint32)
 	if !ok || N == 0 || C%int(N) != 0 {
 		return nil, fmt.Errorf("%s.wkv.head_size %v does not divide the width %d: %w", GGUF7Arch, hs, C, ErrTensors)
 	}
-	var out []Tensor
-	for _, e := range gguf7Top {
-		t, err := get(e.gguf, -1)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, reshaped(t, e.rwkv, t.Shape...))
+	out, err := r.top()
+	if err != nil {
+		return nil, err
 	}
 	for l := 0; ; l++ {
 		p := fmt.Sprintf("blocks.%d.", l)
 		q := fmt.Sprintf("blk.%d.", l)
-		if _, ok := by[q+"attn_norm.weight"]; !ok {
+		if _, ok := r.by[q+"attn_norm.weight"]; !ok {
 			break
 		}
 		lerp, err := get(q+"time_mix_lerp_fused.weight", 6*C)
 		if err != nil {
 			return nil, err
 		}
-		es := lerp.DType.Size()
-		for i, x := range gguf7Lerp {
-			out = append(out, Tensor{Name: p + "att." + x, DType: lerp.DType, Shape: []int{1, 1, C},
-				Data: lerp.Data[i*C*es : (i+1)*C*es]})
+		var names []string
+		for _, x := range gguf7Lerp {
+			names = append(names, p+"att."+x)
 		}
+		out = append(out, splitFusedLerp(lerp, names, C)...)
 		for _, e := range gguf7Block {
 			if l == 0 && isVLoRA(e.rwkv) {
-				used[q+e.gguf] = true
+				r.used[q+e.gguf] = true
 				continue
 			}
 			numel := -1
-			if e.kind == g7Squeeze || e.kind == g7Flatten {
+			if e.kind == ggufSqueeze || e.kind == ggufFlatten {
 				numel = C
 			}
 			t, err := get(q+e.gguf, numel)
@@ -434,13 +343,13 @@ func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
 				return nil, err
 			}
 			switch e.kind {
-			case g7Plain:
+			case ggufPlain:
 				t = reshaped(t, p+e.rwkv, t.Shape...)
-			case g7Squeeze:
+			case ggufSqueeze:
 				t = reshaped(t, p+e.rwkv, 1, 1, t.NumElements())
-			case g7Flatten:
+			case ggufFlatten:
 				t = reshaped(t, p+e.rwkv, t.NumElements()/int(N), int(N))
-			case g7Transpose:
+			case ggufTranspose:
 				if len(t.Shape) != 2 {
 					return nil, fmt.Errorf("tensor %q: shape %v, want a matrix: %w", q+e.gguf, t.Shape, ErrTensors)
 				}
@@ -449,10 +358,8 @@ func X070FromGGUF7(f *GGUFFile) ([]Tensor, error) {
 			out = append(out, t)
 		}
 	}
-	for _, t := range f.Tensors {
-		if !used[t.Name] {
-			return nil, fmt.Errorf("unexpected tensor %q in an rwkv7 GGUF: %w", t.Name, ErrTensors)
-		}
+	if err := r.unused(); err != nil {
+		return nil, err
 	}
 	_, ordered, err := CheckX070(out)
 	if err != nil {

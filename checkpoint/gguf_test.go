@@ -319,7 +319,7 @@ func reversedInts(s []int) []int {
 
 func TestExportGGUF7(t *testing.T) {
 	model := tinyX070Model(tinyX070, true)
-	src := tensorMap(model)
+	src := tensorsByName(model)
 	var want []Tensor // what comes back: layer 0's v's are llama.cpp dummies
 	for _, m := range model {
 		if !isVLoRA(strings.TrimPrefix(m.Name, "blocks.0.")) {

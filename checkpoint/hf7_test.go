@@ -77,7 +77,7 @@ func TestFLANames(t *testing.T) {
 // ffn.x_k, [1,1,C] mixes) and config.json; ReadHF7Dir gives the model back.
 func TestHF7RoundTrip(t *testing.T) {
 	model := tinyX070Model(tinyX070, true)
-	src := tensorMap(model)
+	src := tensorsByName(model)
 	var want []Tensor // the model without layer 0's v0/v1/v2
 	for _, m := range model {
 		if !isVLoRA(strings.TrimPrefix(m.Name, "blocks.0.")) {

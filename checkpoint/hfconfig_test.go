@@ -20,13 +20,7 @@ func TestHFConfigShared(t *testing.T) {
 	if err := ExportHF7(dir7, tinyX070Model(tinyX070, true), HF7Config{}, F32); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name    string
-		dir     string
-		conf    string // config.json; "-" removes it
-		wantErr error
-		want    string
-	}{
+	testHFConfigs(t, []hfConfigCase{
 		{"rwkv4 no config.json", dir4, "-", nil, ""},
 		{"rwkv7 no config.json", dir7, "-", nil, ""},
 		{"rwkv4 not JSON", dir4, "{", ErrMalformed, "config.json: not JSON"},
@@ -38,7 +32,23 @@ func TestHFConfigShared(t *testing.T) {
 		{"rwkv4 model_type absent", dir4, `{}`, nil, ""},
 		{"rwkv7 model_type absent", dir7, `{}`, ErrTensors, `model_type absent, want "rwkv7"`},
 		{"rwkv4 size not a number", dir4, `{"vocab_size": "x"}`, ErrMalformed, `vocab_size is "x", not a size`},
-	} {
+	})
+}
+
+// hfConfigCase is a config.json written into an HF directory and what ReadWeights of it must
+// give: no error (err nil) or err with a message containing want.
+type hfConfigCase struct {
+	name string
+	dir  string
+	conf string // config.json; "-" removes it
+	err  error
+	want string
+}
+
+// testHFConfigs writes each case's config.json into its directory and checks ReadWeights (the
+// RWKV-4/RWKV-7 and RWKV-5.2/RWKV-6 config tests share it).
+func testHFConfigs(t *testing.T, cases []hfConfigCase) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(tc.dir, "config.json")
 			if tc.conf == "-" {
@@ -49,14 +59,14 @@ func TestHFConfigShared(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := ReadWeights(tc.dir)
-			if tc.wantErr == nil {
+			if tc.err == nil {
 				if err != nil {
 					t.Fatalf("ReadWeights: %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("ReadWeights: %v, want %v containing %q", err, tc.wantErr, tc.want)
+			if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ReadWeights: %v, want %v containing %q", err, tc.err, tc.want)
 			}
 		})
 	}

@@ -289,11 +289,7 @@ func TestHF56Config(t *testing.T) {
 	if err := ExportHF56(dir6, tinyX05Model(hfX060), F32); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name, dir, conf string // conf "-": no config.json
-		err             error
-		want            string
-	}{
+	testHFConfigs(t, []hfConfigCase{
 		{"rwkv6 no config", dir6, "-", nil, ""},
 		{"rwkv6 minimal", dir6, `{}`, nil, ""},
 		{"rwkv6 hidden only", dir6, `{"model_type": "rwkv6", "hidden_size": 64, "intermediate_size": null}`, nil, ""},
@@ -310,28 +306,7 @@ func TestHF56Config(t *testing.T) {
 		{"rwkv6 attention", dir6, `{"attention_hidden_size": 32}`, ErrTensors, "attention_hidden_size is 32"},
 		{"rwkv6 not a size", dir6, `{"head_size": "64"}`, ErrMalformed, `head_size is "64", not a size`},
 		{"rwkv6 not JSON", dir6, `[`, ErrMalformed, "not JSON"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(tc.dir, "config.json")
-			if tc.conf == "-" {
-				if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-					t.Fatal(err)
-				}
-			} else if err := os.WriteFile(path, []byte(tc.conf), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err := ReadWeights(tc.dir)
-			if tc.err == nil {
-				if err != nil {
-					t.Fatalf("ReadWeights: %v", err)
-				}
-				return
-			}
-			if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("ReadWeights: %v, want %v containing %q", err, tc.err, tc.want)
-			}
-		})
-	}
+	})
 	// The default intermediate_size of an absent key, named in the error.
 	c, err := parseHFConfig("config.json", []byte(`{"hidden_size": 64}`))
 	if err != nil {
@@ -395,7 +370,7 @@ func TestWebRWKV56(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := tensorMap(f.Tensors)
+			got := tensorsByName(f.Tensors)
 			for n, s := range tc.shapes {
 				if g, ok := got[n]; !ok || !slices.Equal(g.Shape, s) {
 					t.Errorf("%s: shape %v (present %v), want %v", n, g.Shape, ok, s)
@@ -413,7 +388,7 @@ func TestWebRWKV56(t *testing.T) {
 			}
 			if tc.d.Arch == arch.X060 { // element [1][c][m] of w2 is time_maa_w2[1][m][c]
 				w2, _ := got["blocks.1.att.time_mix_w2"].Float32s()
-				src, _ := tensorMap(model)["blocks.1.att.time_maa_w2"].Convert(F16)
+				src, _ := tensorsByName(model)["blocks.1.att.time_maa_w2"].Convert(F16)
 				sv, _ := src.Float32s()
 				if c, m := 5, 3; w2[(1*C+c)*M+m] != sv[(1*M+m)*C+c] {
 					t.Errorf("time_mix_w2[1][%d][%d] = %g, want time_maa_w2[1][%d][%d] = %g", c, m, w2[(1*C+c)*M+m], m, c, sv[(1*M+m)*C+c])

@@ -40,14 +40,6 @@ func tinyX070Model(d Dims, v0 bool) []Tensor {
 	return out
 }
 
-func tensorMap(ts []Tensor) map[string]Tensor {
-	m := make(map[string]Tensor, len(ts))
-	for _, t := range ts {
-		m[t.Name] = t
-	}
-	return m
-}
-
 func names(ts []Tensor) []string {
 	out := make([]string, len(ts))
 	for i, t := range ts {
@@ -105,7 +97,7 @@ func TestCheckX070Dims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v1 := tensorMap(got)["blocks.0.att.v1"]; !equalShape(v1.Shape, []int{128, 32}) {
+	if v1 := tensorsByName(got)["blocks.0.att.v1"]; !equalShape(v1.Shape, []int{128, 32}) {
 		t.Errorf("L=1 export: blocks.0.att.v1 shape %v, want [128 32]", v1.Shape)
 	}
 }
@@ -199,7 +191,7 @@ func TestExportX070RWKVLM(t *testing.T) {
 	for _, layer0V := range []bool{true, false} {
 		model := tinyX070Model(tinyX070, layer0V)
 		var want []Tensor
-		by := tensorMap(model)
+		by := tensorsByName(model)
 		full := tinyX070
 		full.V0Layer0 = true
 		for _, w := range full.Layout() {

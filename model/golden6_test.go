@@ -1,7 +1,6 @@
 package model
 
 import (
-	"math"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -93,71 +92,7 @@ func TestForwardBackwardMatchesPyTorchX05(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ids, targets := g.ints("tokens"), g.ints("targets")
-			run := func(l2wrap bool, s *State) *Graph {
-				gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, L2Wrap: l2wrap, State: s != nil})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { gr.Close() })
-				if err := gr.SetTokens(ids, targets); err != nil {
-					t.Fatal(err)
-				}
-				if s != nil {
-					if err := gr.SetState(s); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if err := gr.Run(); err != nil {
-					t.Fatal(err)
-				}
-				return gr
-			}
-			var worstFwd, worstGrad, worstState float64
-			grads := func(gr *Graph, prefix string) {
-				for i, p := range m.Params {
-					worstGrad = math.Max(worstGrad, compare(t, prefix+p.Name, toFloat64(gr.Grad(i)), g.floats(prefix+p.Name), tc.gradTol))
-				}
-			}
-			t.Cleanup(func() {
-				t.Logf("worst relative difference: logits/loss %.3g, parameter gradients %.3g, state and its gradient %.3g",
-					worstFwd, worstGrad, worstState)
-			})
-
-			gr := run(false, nil)
-			worstFwd = math.Max(worstFwd, compare(t, "logits", toFloat64(gr.Logits()), g.floats("logits"), tc.fwdTol))
-			worstFwd = math.Max(worstFwd, compare(t, "loss", []float64{gr.Loss()}, g.floats("loss"), tc.fwdTol))
-			grads(gr, "grad/")
-
-			grads(run(true, nil), "grad_l2wrap/")
-
-			gs := run(false, g.golden6State("state_in/", cfg, B))
-			worstFwd = math.Max(worstFwd, compare(t, "logits_state", toFloat64(gs.Logits()), g.floats("logits_state"), tc.fwdTol))
-			worstFwd = math.Max(worstFwd, compare(t, "loss_state", []float64{gs.Loss()}, g.floats("loss_state"), tc.fwdTol))
-			grads(gs, "grad_state/")
-			final, sg := NewState(cfg, B), NewState(cfg, B)
-			gs.FinalState(final)
-			gs.StateGrad(sg)
-			for _, f := range []struct {
-				name  string
-				field func(LayerState) []float64
-			}{
-				{"att_x", func(l LayerState) []float64 { return l.AttX }},
-				{"wkv", func(l LayerState) []float64 { return l.WKV }},
-				{"ffn_x", func(l LayerState) []float64 { return l.FFNX }},
-			} {
-				worstState = math.Max(worstState, compare(t, "state_out/"+f.name, join(final, f.field), g.floats("state_out/"+f.name), tc.fwdTol))
-				worstState = math.Max(worstState, compare(t, "grad_state_in/"+f.name, join(sg, f.field), g.floats("grad_state_in/"+f.name), tc.gradTol))
-			}
+			checkGolden(t, g, m, cfg, B, T, tc.fwdTol, tc.gradTol, g.golden6State("state_in/", cfg, B))
 		})
 	}
-}
-
-// join concatenates one field of every layer, as the golden files store states [L,B,...].
-func join(s *State, field func(LayerState) []float64) []float64 {
-	var out []float64
-	for _, l := range s.Layers {
-		out = append(out, field(l)...)
-	}
-	return out
 }

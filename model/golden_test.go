@@ -86,7 +86,7 @@ func compare(t *testing.T, name string, got, want []float64, tol float64) float6
 
 // stateFields are the golden files' names of State's per-layer fields (LayerState.fields order).
 func stateFields(cfg Config) []string {
-	if cfg.Arch.Resolve() == arch.X070 {
+	if cfg.Arch.HasHeads() {
 		return []string{"att_x", "wkv", "ffn_x"}
 	}
 	return []string{"att_x", "aa", "bb", "pp", "ffn_x"}
@@ -158,49 +158,66 @@ func TestForwardBackwardMatchesPyTorch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ids, targets := g.ints("tokens"), g.ints("targets")
-			run := func(l2wrap bool, s *State) *Graph {
-				gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, L2Wrap: l2wrap, State: s != nil})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { gr.Close() })
-				gr.SetTokens(ids, targets)
-				if s != nil {
-					gr.SetState(s)
-				}
-				if err := gr.Run(); err != nil {
-					t.Fatal(err)
-				}
-				return gr
-			}
-			var worstGrad float64
-			grads := func(gr *Graph, prefix string) {
-				for i, p := range m.Params {
-					worstGrad = math.Max(worstGrad, compare(t, prefix+p.Name, toFloat64(gr.Grad(i)), g.floats(prefix+p.Name), tc.gradTol))
-				}
-			}
-
-			gr := run(false, nil)
-			rl := compare(t, "logits", toFloat64(gr.Logits()), g.floats("logits"), tc.fwdTol)
-			t.Cleanup(func() { t.Logf("worst relative difference: logits %.3g, gradients %.3g", rl, worstGrad) })
-			compare(t, "loss", []float64{gr.Loss()}, g.floats("loss"), tc.fwdTol)
-			grads(gr, "grad/")
-
-			grads(run(true, nil), "grad_l2wrap/")
-
-			gs := run(false, g.state("state_in/", cfg, B))
-			compare(t, "logits_state", toFloat64(gs.Logits()), g.floats("logits_state"), tc.fwdTol)
-			compare(t, "loss_state", []float64{gs.Loss()}, g.floats("loss_state"), tc.fwdTol)
-			grads(gs, "grad_state/")
-			final, sg := NewState(cfg, B), NewState(cfg, B)
-			gs.FinalState(final)
-			gs.StateGrad(sg)
-			gotS, gotG := flatState(final), flatState(sg)
-			for j, field := range stateFields(cfg) {
-				compare(t, "state_out/"+field, gotS[j], g.floats("state_out/"+field), tc.fwdTol)
-				compare(t, "grad_state_in/"+field, gotG[j], g.floats("grad_state_in/"+field), tc.gradTol)
-			}
+			checkGolden(t, g, m, cfg, B, T, tc.fwdTol, tc.gradTol, g.state("state_in/", cfg, B))
 		})
+	}
+}
+
+// checkGolden runs m (its parameters the golden's) on the golden's tokens and targets and
+// compares, within fwdTol for values and gradTol for gradients (relative, see compare): the
+// logits, the loss and every parameter gradient, the gradients with L2Wrap, and a run from
+// stateIn (logits, loss, parameter gradients, final state and the initial state's gradient).
+// It logs the worst differences.
+func checkGolden(t *testing.T, g golden, m *Model, cfg Config, B, T int, fwdTol, gradTol float64, stateIn *State) {
+	t.Helper()
+	ids, targets := g.ints("tokens"), g.ints("targets")
+	run := func(l2wrap bool, s *State) *Graph {
+		gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, L2Wrap: l2wrap, State: s != nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { gr.Close() })
+		if err := gr.SetTokens(ids, targets); err != nil {
+			t.Fatal(err)
+		}
+		if s != nil {
+			if err := gr.SetState(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := gr.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return gr
+	}
+	var worstFwd, worstGrad, worstState float64
+	grads := func(gr *Graph, prefix string) {
+		for i, p := range m.Params {
+			worstGrad = math.Max(worstGrad, compare(t, prefix+p.Name, toFloat64(gr.Grad(i)), g.floats(prefix+p.Name), gradTol))
+		}
+	}
+	t.Cleanup(func() {
+		t.Logf("worst relative difference: logits/loss %.3g, parameter gradients %.3g, state and its gradient %.3g",
+			worstFwd, worstGrad, worstState)
+	})
+
+	gr := run(false, nil)
+	worstFwd = math.Max(worstFwd, compare(t, "logits", toFloat64(gr.Logits()), g.floats("logits"), fwdTol))
+	worstFwd = math.Max(worstFwd, compare(t, "loss", []float64{gr.Loss()}, g.floats("loss"), fwdTol))
+	grads(gr, "grad/")
+
+	grads(run(true, nil), "grad_l2wrap/")
+
+	gs := run(false, stateIn)
+	worstFwd = math.Max(worstFwd, compare(t, "logits_state", toFloat64(gs.Logits()), g.floats("logits_state"), fwdTol))
+	worstFwd = math.Max(worstFwd, compare(t, "loss_state", []float64{gs.Loss()}, g.floats("loss_state"), fwdTol))
+	grads(gs, "grad_state/")
+	final, sg := NewState(cfg, B), NewState(cfg, B)
+	gs.FinalState(final)
+	gs.StateGrad(sg)
+	gotS, gotG := flatState(final), flatState(sg)
+	for j, field := range stateFields(cfg) {
+		worstState = math.Max(worstState, compare(t, "state_out/"+field, gotS[j], g.floats("state_out/"+field), fwdTol))
+		worstState = math.Max(worstState, compare(t, "grad_state_in/"+field, gotG[j], g.floats("grad_state_in/"+field), gradTol))
 	}
 }

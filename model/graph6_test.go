@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -41,12 +40,8 @@ func randomize56(m *Model, seed uint64) {
 	randomize(m, seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 	for _, p := range m.Params {
-		last := p.Name
-		if layerOf(p.Name) >= 0 {
-			last = strings.SplitN(p.Name, ".", 3)[2]
-		}
 		scale, shift := 0.0, 0.0
-		switch last {
+		switch blockRest(p.Name) {
 		case "att.time_maa_w1", "att.time_decay_w1", "att.time_maa_w2", "att.time_decay_w2":
 			scale = 0.4
 		case "att.time_decay":
@@ -76,78 +71,15 @@ func TestX056GraphFiniteDifferences(t *testing.T) {
 			m := tc.new(t, tensor.Float64)
 			randomize56(m, 21)
 			rng := rand.New(rand.NewPCG(4, 4))
-			V := m.Config.Vocab
-			ids, tg := make([]int, B*T), make([]int, B*T)
-			for i := range ids {
-				ids[i], tg[i] = rng.IntN(V), rng.IntN(V)
-			}
-			s0 := NewState(m.Config, B)
-			randomState(s0, rng, 0.5)
-			gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, State: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer gr.Close()
-			if err := gr.SetTokens(ids, tg); err != nil {
-				t.Fatal(err)
-			}
-			loss := func() float64 {
-				if err := gr.SetState(s0); err != nil {
-					t.Fatal(err)
-				}
-				if err := gr.Run(); err != nil {
-					t.Fatal(err)
-				}
-				return gr.Loss()
-			}
-			loss()
-			grads := make([][]float64, len(m.Params))
-			for i := range m.Params {
-				grads[i] = append([]float64(nil), toFloat64(gr.Grad(i))...)
-			}
-			sg := NewState(m.Config, B)
-			gr.StateGrad(sg)
-
-			const h = 1e-5
-			var worst float64
-			check := func(what string, x *float64, analytic float64) {
-				old := *x
-				*x = old + h
-				lp := loss()
-				*x = old - h
-				lm := loss()
-				*x = old
-				fd := (lp - lm) / (2 * h)
-				d := math.Abs(fd - analytic)
-				worst = math.Max(worst, d)
-				if d > 1e-8*math.Max(1, math.Abs(fd)) || math.IsNaN(d) {
-					t.Errorf("%s: analytic %.10g, finite difference %.10g", what, analytic, fd)
-				}
-			}
 			nonzero := 0
-			for i, p := range m.Params {
-				w := p.F64()
-				for k := 0; k < 2; k++ {
-					j := rng.IntN(len(w))
-					if grads[i][j] != 0 {
-						nonzero++
-					}
-					check(p.Name, &w[j], grads[i][j])
+			checkGraphFiniteDifferences(t, m, B, T, rng, 1e-8, func(_, _ int, g float64) {
+				if g != 0 {
+					nonzero++
 				}
-			}
+			})
 			if nonzero < 2*len(m.Params)*9/10 {
 				t.Errorf("only %d of %d checked gradients are nonzero: the check sees little", nonzero, 2*len(m.Params))
 			}
-			names := []string{"att_x", "wkv", "ffn_x"}
-			for l := range s0.Layers {
-				for f, field := range s0.Layers[l].fields() {
-					for k := 0; k < 3; k++ {
-						j := rng.IntN(len(field))
-						check(names[f], &field[j], sg.Layers[l].fields()[f][j])
-					}
-				}
-			}
-			t.Logf("max |analytic - finite difference| %.3g", worst)
 		})
 	}
 }
@@ -175,15 +107,7 @@ func TestX056GraphModes(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer gr.Close()
-				if err := gr.SetTokens(ids, ids); err != nil {
-					t.Fatal(err)
-				}
-				if err := gr.SetState(s); err != nil {
-					t.Fatal(err)
-				}
-				if err := gr.Run(); err != nil {
-					t.Fatal(err)
-				}
+				runGraph(t, gr, ids, ids, s)
 				return append([]float64(nil), toFloat64(gr.Logits())...)
 			}
 			full := run(GraphOptions{B: B, T: T, Grads: true, State: true, L2Wrap: true}, nil)
@@ -242,15 +166,7 @@ func testX056ParallelEqualsRNN(t *testing.T, m *Model, carried bool, tol float64
 		t.Fatal(err)
 	}
 	defer gr.Close()
-	if err := gr.SetTokens(ids, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := gr.SetState(s0); err != nil {
-		t.Fatal(err)
-	}
-	if err := gr.Run(); err != nil {
-		t.Fatal(err)
-	}
+	runGraph(t, gr, ids, nil, s0)
 	par := toFloat64(gr.Logits())
 	parState := NewState(m.Config, B)
 	gr.FinalState(parState)

@@ -36,73 +36,11 @@ func TestX070GraphFiniteDifferences(t *testing.T) {
 	}
 	randomize(m, 21)
 	rng := rand.New(rand.NewPCG(4, 4))
-	ids, tg := make([]int, B*T), make([]int, B*T)
-	for i := range ids {
-		ids[i], tg[i] = rng.IntN(24), rng.IntN(24)
-	}
-	s0 := NewState(m.Config, B)
-	randomState(s0, rng, 0.5)
-	gr, err := m.NewGraph(GraphOptions{B: B, T: T, Grads: true, State: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gr.Close()
-	if err := gr.SetTokens(ids, tg); err != nil {
-		t.Fatal(err)
-	}
-	loss := func() float64 {
-		if err := gr.SetState(s0); err != nil {
-			t.Fatal(err)
+	checkGraphFiniteDifferences(t, m, B, T, rng, 1e-7, func(i, j int, g float64) {
+		if p := m.Params[i]; unusedParam(m.Config, p.Name) && g != 0 {
+			t.Errorf("%s[%d]: unused, gradient %v", p.Name, j, g)
 		}
-		if err := gr.Run(); err != nil {
-			t.Fatal(err)
-		}
-		return gr.Loss()
-	}
-	loss()
-	grads := make([][]float64, len(m.Params))
-	for i := range m.Params {
-		grads[i] = append([]float64(nil), toFloat64(gr.Grad(i))...)
-	}
-	sg := NewState(m.Config, B)
-	gr.StateGrad(sg)
-
-	const h = 1e-5
-	var worst float64
-	check := func(what string, x *float64, analytic float64) {
-		old := *x
-		*x = old + h
-		lp := loss()
-		*x = old - h
-		lm := loss()
-		*x = old
-		fd := (lp - lm) / (2 * h)
-		d := math.Abs(fd - analytic)
-		worst = math.Max(worst, d)
-		if d > 1e-7*math.Max(1, math.Abs(fd)) || math.IsNaN(d) {
-			t.Errorf("%s: analytic %.10g, finite difference %.10g", what, analytic, fd)
-		}
-	}
-	for i, p := range m.Params {
-		w := p.F64()
-		for k := 0; k < 2; k++ {
-			j := rng.IntN(len(w))
-			if unusedParam(m.Config, p.Name) && grads[i][j] != 0 {
-				t.Errorf("%s[%d]: unused, gradient %v", p.Name, j, grads[i][j])
-			}
-			check(p.Name, &w[j], grads[i][j])
-		}
-	}
-	names := []string{"att_x", "wkv", "ffn_x"}
-	for l := range s0.Layers {
-		for f, field := range s0.Layers[l].fields() {
-			for k := 0; k < 3; k++ {
-				j := rng.IntN(len(field))
-				check(names[f], &field[j], sg.Layers[l].fields()[f][j])
-			}
-		}
-	}
-	t.Logf("max |analytic - finite difference| %.3g", worst)
+	})
 }
 
 // TestRNN7FastMatchesIndependent: the fast batched RNN (NewRNN) and the independent one-sequence
@@ -153,31 +91,9 @@ func testRNN7FastMatchesIndependent[F Float](t *testing.T, tol float64) {
 			copy(s.Layers[l].FFNX[b*C:], convert[float64](st[b][l].FFNX))
 		}
 	}
-	V := m.Config.Vocab
-	rnn := m.NewRNN(B)
-	logits, one := make([]float64, B*V), make([]F, V)
-	var worst float64
-	for i := 0; i < T; i++ {
-		tokens := make([]int, B)
-		for b := range tokens {
-			tokens[b] = rng.IntN(V)
-		}
-		if err := rnn.Step(s, tokens, logits); err != nil {
-			t.Fatal(err)
-		}
-		for b := range tokens {
-			if err := ref.step(tokens[b], st[b], one); err != nil {
-				t.Fatal(err)
-			}
-			for v, x := range one {
-				d := math.Abs(logits[b*V+v] - float64(x))
-				worst = math.Max(worst, d)
-				if d > tol*(1+math.Abs(float64(x))) {
-					t.Fatalf("token %d sequence %d logit %d: fast %v, independent %v", i, b, v, logits[b*V+v], x)
-				}
-			}
-		}
-	}
+	worst, _ := compareRNNSteps(t, m, s, B, T, rng, tol, func(b, token int, out []F) error {
+		return ref.step(token, st[b], out)
+	})
 	for l, ls := range s.Layers {
 		for b := range st {
 			for _, c := range []struct {
@@ -330,15 +246,7 @@ func TestStateMustFit(t *testing.T) {
 	randomize(m, 5)
 	ids := []int{1, 2, 3, 4}
 	run := func(s *State) []float64 {
-		if err := gr.SetTokens(ids, ids); err != nil {
-			t.Fatal(err)
-		}
-		if err := gr.SetState(s); err != nil {
-			t.Fatal(err)
-		}
-		if err := gr.Run(); err != nil {
-			t.Fatal(err)
-		}
+		runGraph(t, gr, ids, ids, s)
 		return append([]float64(nil), toFloat64(gr.Logits())...)
 	}
 	fresh := run(NewState(m.Config, 2))

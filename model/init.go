@@ -48,10 +48,7 @@ func (m *Model) Init(seed uint64, embScale float64) {
 		}
 		r1a0 := 1 - float64(layer)/float64(L) // ratio_1_to_almost0
 		ddd := func(c int) float64 { return float64(c) / float64(C) }
-		suffix := p.Name // "att.time_decay" for "blocks.3.att.time_decay"
-		if layer >= 0 {
-			suffix = strings.SplitN(p.Name, ".", 3)[2]
-		}
+		suffix := blockRest(p.Name) // "att.time_decay" for "blocks.3.att.time_decay"
 		switch {
 		case suffix == "att.time_decay":
 			for c := range v {

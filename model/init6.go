@@ -3,8 +3,6 @@ package model
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
-	"strings"
 
 	"github.com/rwkv-go/rwkv-go/arch"
 )
@@ -32,11 +30,7 @@ import (
 // init6Deterministic reports whether the init of the tensor called name is a formula (no random
 // draw).
 func init6Deterministic(name string) bool {
-	last := name
-	if layerOf(name) >= 0 {
-		last = strings.SplitN(name, ".", 3)[2]
-	}
-	switch last {
+	switch blockRest(name) {
 	case "att.time_maa_w2", "att.time_decay_w2", "emb.weight", "head.weight", "att.receptance.weight",
 		"att.key.weight", "att.value.weight", "att.gate.weight", "ffn.key.weight":
 		return false
@@ -62,40 +56,12 @@ func init6(d arch.Dims, seed uint64) (params7[float64], error) {
 	}
 	n := func(i int) float64 { return float64(i) }
 	ddd := func(i int) float64 { return n(i) / n(C) }
-	p := params7[float64]{}
-	for _, t := range d.Layout() {
-		v := make([]float64, prodInts(t.Shape))
-		l := layerOf(t.Name)
-		last := t.Name
-		if l >= 0 {
-			last = strings.SplitN(t.Name, ".", 3)[2]
+	return initLayout(d, seed, func(t *initTensor) error {
+		if initShared(t, d) {
+			return nil
 		}
-		r0 := 0.0
-		if L > 1 {
-			r0 = n(l) / n(L-1)
-		}
-		r1 := 1 - n(l)/n(L)
-		fill := func(f func(i int) float64) {
-			for i := range v {
-				v[i] = f(i)
-			}
-		}
-		rng := rand.New(rand.NewPCG(seed, nameHash(t.Name)))
-		ortho := func(gain float64) { orthogonal(v, t.Shape[0], t.Shape[1], gain, rng) }
-		switch last {
-		case "emb.weight":
-			fill(func(int) float64 { return (2*rng.Float64() - 1) * 1e-4 })
-		case "head.weight":
-			gain := 0.5
-			if V > C {
-				gain = 0.5 * math.Sqrt(n(V)/n(C))
-			}
-			ortho(gain)
-		case "ln0.weight", "ln1.weight", "ln2.weight", "ln_out.weight":
-			fill(func(int) float64 { return 1 })
-		case "ln0.bias", "ln1.bias", "ln2.bias", "ln_out.bias", "att.ln_x.bias":
-		case "att.ln_x.weight":
-			fill(func(int) float64 { return math.Pow(n(1+l)/n(L), 0.7) })
+		r0, r1, fill, rng := t.r0, t.r1, t.fill, t.rng
+		switch t.last {
 		case "att.time_mix_k", "ffn.time_mix_k", "ffn.time_mix_r":
 			fill(func(i int) float64 { return math.Pow(ddd(i), r1) })
 		case "att.time_mix_v":
@@ -118,13 +84,12 @@ func init6(d arch.Dims, seed uint64) (params7[float64], error) {
 		case "att.time_faaaa":
 			fill(func(i int) float64 { return r0*(1-n(i)/n(C-1)) + 0.1*n((i+1)%3-1) })
 		case "att.key.weight", "att.gate.weight":
-			ortho(0.1)
+			t.ortho(0.1)
 		case "att.receptance.weight", "att.value.weight", "ffn.key.weight":
-			ortho(1)
+			t.ortho(1)
 		default:
-			return nil, fmt.Errorf("%v init: no rule for %q", a, t.Name) // the layout and this switch disagree
+			return fmt.Errorf("%v init: no rule for %q", a, t.name) // the layout and this switch disagree
 		}
-		p[t.Name] = param7[float64]{Shape: append([]int(nil), t.Shape...), Data: v}
-	}
-	return p, nil
+		return nil
+	})
 }

@@ -1,17 +1,15 @@
 package model
 
 import (
-	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
-	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // init6GoldenCase is one shape of testdata/init6_golden.json: the formula x052/x060 init
@@ -66,7 +64,8 @@ print(json.dumps(cases))
 
 var updateInit6 = flag.Bool("update-init6", false, "rewrite testdata/init6_golden.json from reference/rwkv6.py (needs torch)")
 
-const init6GoldenPath = "testdata/init6_golden.json"
+func (c init6GoldenCase) label() string                 { return fmt.Sprintf("%s L%d C%d", c.Arch, c.L, c.C) }
+func (c init6GoldenCase) vectors() map[string][]float64 { return c.Vectors }
 
 // init6Golden reports whether the golden file holds the tensor: a formula tensor that is not a
 // zero matrix (the vectors, and x052's [H,N] time_decay and both archs' time_faaaa).
@@ -74,60 +73,17 @@ func init6Golden(name string, shape []int) bool {
 	return init6Deterministic(name) && (len(shape) != 2 || strings.HasSuffix(name, ".time_decay") || strings.HasSuffix(name, ".time_faaaa"))
 }
 
-// checkInit6Vectors compares init6's golden tensors with the reference's (to 4e-15, a few
-// ulps: both evaluate the same float64 formulas, the reference with torch's pow), and checks that both
-// name the same set of them.
-func checkInit6Vectors(t *testing.T, cases []init6GoldenCase) {
-	t.Helper()
-	for _, c := range cases {
-		p, err := init6(c.dims(), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var worst float64
-		count := 0
-		for name, got := range p {
-			want, ok := c.Vectors[name]
-			if init6Golden(name, got.Shape) != ok {
-				t.Errorf("%s L%d C%d: %s: golden in Go %v, in the reference %v", c.Arch, c.L, c.C, name, !ok, ok)
-				continue
-			}
-			if !ok {
-				continue
-			}
-			count++
-			if len(got.Data) != len(want) {
-				t.Fatalf("%s L%d C%d: %s: %d values, reference %d", c.Arch, c.L, c.C, name, len(got.Data), len(want))
-			}
-			for i := range want {
-				d := math.Abs(got.Data[i] - want[i])
-				worst = max(worst, d)
-				if !(d <= 4e-15) {
-					t.Fatalf("%s L%d C%d: %s[%d] = %.17g, reference %.17g", c.Arch, c.L, c.C, name, i, got.Data[i], want[i])
-				}
-			}
-		}
-		if len(c.Vectors) != count {
-			t.Errorf("%s L%d C%d: reference has %d golden tensors, Go %d", c.Arch, c.L, c.C, len(c.Vectors), count)
-		}
-		t.Logf("%s L%d C%d N%d: %d formula tensors, max |diff| %.3g", c.Arch, c.L, c.C, c.N, count, worst)
-	}
+// init6GoldenFile: init6's golden tensors against the reference's (to 4e-15, a few ulps: both
+// evaluate the same float64 formulas, the reference with torch's pow).
+var init6GoldenFile = initGolden{
+	init: init6, holds: init6Golden, kind: "golden", tol: 4e-15,
+	path: "testdata/init6_golden.json", update: updateInit6, flag: "update-init6", torch: "TestInit6VectorsTorch",
+	script: init6TorchScript, ref: "reference/rwkv6.py",
 }
 
 // TestInit6VectorsGolden: the committed reference values (no Python needed).
 func TestInit6VectorsGolden(t *testing.T) {
-	b, err := os.ReadFile(init6GoldenPath)
-	if err != nil {
-		t.Fatalf("%v (regenerate with go test -run TestInit6VectorsTorch -update-init6 ./model/)", err)
-	}
-	var cases []init6GoldenCase
-	if err := json.Unmarshal(b, &cases); err != nil {
-		t.Fatalf("%s: %v", init6GoldenPath, err)
-	}
-	if len(cases) != len(init6GoldenShapes) {
-		t.Fatalf("%s has %d cases, want %d (regenerate with -update-init6)", init6GoldenPath, len(cases), len(init6GoldenShapes))
-	}
-	checkInit6Vectors(t, cases)
+	testInitVectorsGolden(t, init6GoldenFile, init6GoldenShapes)
 }
 
 // TestInit6VectorsTorch: the same, against reference/rwkv6.py run now; it also checks that the
@@ -137,45 +93,7 @@ func TestInit6VectorsTorch(t *testing.T) {
 	if _, err := os.Stat("../reference/rwkv6.py"); err != nil && os.Getenv("RWKV_REQUIRE_TORCH") == "" {
 		t.Skip("no reference/rwkv6.py")
 	}
-	python := testutil.RequireTorch(t)
-	arg, err := json.Marshal(init6GoldenShapes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(python, "-c", init6TorchScript, string(arg)).Output()
-	if err != nil {
-		t.Fatalf("reference/rwkv6.py init_params: %v", err)
-	}
-	var cases []init6GoldenCase
-	if err := json.Unmarshal(out, &cases); err != nil {
-		t.Fatalf("reference output: %v", err)
-	}
-	checkInit6Vectors(t, cases)
-	if *updateInit6 {
-		b, err := json.Marshal(cases)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(init6GoldenPath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	b, err := os.ReadFile(init6GoldenPath)
-	if err != nil {
-		t.Fatalf("%v (write it with -update-init6)", err)
-	}
-	var committed []init6GoldenCase
-	if err := json.Unmarshal(b, &committed); err != nil {
-		t.Fatalf("%s: %v", init6GoldenPath, err)
-	}
-	for i := range cases {
-		for name, want := range cases[i].Vectors {
-			if !slices.Equal(committed[i].Vectors[name], want) {
-				t.Errorf("%s case %d %s differs from reference/rwkv6.py; regenerate with -update-init6", init6GoldenPath, i, name)
-			}
-		}
-	}
+	testInitVectorsTorch(t, init6GoldenFile, init6GoldenShapes)
 }
 
 // TestInit6Formulas pins a few values by hand, independently of the reference: the ends of
@@ -266,92 +184,24 @@ func TestInit6Random(t *testing.T) {
 				t.Fatalf("%s: %s shape %v, layout %v", c.Arch, s.Name, p[s.Name].Shape, s.Shape)
 			}
 		}
-		gains := map[string]float64{
-			"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1, "att.gate.weight": 0.1,
-		}
-		zeros := []string{"att.output.weight", "ffn.value.weight", "ffn.receptance.weight", "att.time_maa_w1", "att.time_decay_w1"}
-		checked := 0
-		for name, ten := range p {
-			last := name
-			if layerOf(name) >= 0 {
-				last = strings.SplitN(name, ".", 3)[2]
-			}
-			switch {
-			case name == "head.weight":
-				checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(c.V)/float64(c.C)))
-			case gains[last] != 0:
-				checkOrthogonal(t, name, ten, gains[last])
-			case slices.Contains(zeros, last):
-				for _, x := range ten.Data {
-					if x != 0 {
-						t.Fatalf("%s: %v, want zeros", name, x)
-					}
-				}
-				continue
-			case name == "emb.weight", last == "att.time_maa_w2", last == "att.time_decay_w2":
-				bound := 0.01
-				if name == "emb.weight" {
-					bound = 1e-4
-				}
-				var big float64
-				for _, x := range ten.Data {
-					if math.Abs(x) > bound {
-						t.Fatalf("%s: %v outside ±%g", name, x, bound)
-					}
-					big = max(big, math.Abs(x))
-				}
-				if big < 0.9*bound {
-					t.Fatalf("%s: max |x| %v, want U(±%g)", name, big, bound)
-				}
-			default:
-				if !init6Deterministic(name) {
-					t.Fatalf("%s: no check", name)
-				}
-				continue
-			}
-			checked++
-		}
-		random := 0
-		for name := range p {
-			if !init6Deterministic(name) {
-				random++
-			}
-		}
-		if checked != random {
-			t.Fatalf("%s: checked %d random tensors, want %d", c.Arch, checked, random)
-		}
-		q, _ := init6(d, 7)
-		r, _ := init6(d, 8)
-		for name := range p {
-			if !slices.Equal(p[name].Data, q[name].Data) {
-				t.Fatalf("%s: seed 7 twice gives different values", name)
-			}
-			if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
-				t.Fatalf("%s: seeds 7 and 8 give the same values", name)
-			}
-		}
+		checkInitDraws(t, d, init6, p, initDraws{
+			gains: map[string]float64{
+				"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1, "att.gate.weight": 0.1,
+			},
+			zeros:         []string{"att.output.weight", "ffn.value.weight", "ffn.receptance.weight", "att.time_maa_w1", "att.time_decay_w1"},
+			uniform:       map[string]float64{"emb.weight": 1e-4, "att.time_maa_w2": 0.01, "att.time_decay_w2": 0.01},
+			deterministic: init6Deterministic,
+		})
 	}
 }
 
 func TestInit6Errors(t *testing.T) {
-	good := init6GoldenShapes[1].dims()
-	cases := []struct {
-		name string
-		edit func(d *arch.Dims)
-		want string
-	}{
+	checkInitErrors(t, init6, init6GoldenShapes[1].dims(), []initErrorCase{
 		{"heads", func(d *arch.Dims) { d.HeadSize = 20 }, "head size"},
 		{"layers", func(d *arch.Dims) { d.Layers = 0 }, "layers"},
 		{"rank", func(d *arch.Dims) { d.LoRA.Mix = 0 }, "LoRA widths"},
 		{"arch", func(d *arch.Dims) { d.Arch = arch.X070 }, "architecture"},
-	}
-	for _, c := range cases {
-		d := good
-		c.edit(&d)
-		if _, err := init6(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 }
 
 // TestInit6Model: Model.Init of an x052/x060 model is init6's (every parameter, rounded to the

@@ -3,7 +3,6 @@ package model
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"strings"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -34,11 +33,7 @@ import (
 // init7Deterministic reports whether the init of the tensor called name is a formula (no random
 // draw): everything but the 2-D `.weight` matrices and the LoRA matrices.
 func init7Deterministic(name string) bool {
-	last := name
-	if layerOf(name) >= 0 {
-		last = strings.SplitN(name, ".", 3)[2]
-	}
-	switch last {
+	switch blockRest(name) {
 	case "att.w1", "att.w2", "att.a1", "att.a2", "att.v1", "att.v2", "att.g1", "att.g2",
 		"emb.weight", "head.weight", "att.receptance.weight", "att.key.weight", "att.value.weight",
 		"att.output.weight", "ffn.key.weight", "ffn.value.weight":
@@ -68,40 +63,13 @@ func init7(d arch.Dims, seed uint64) (params7[float64], error) {
 	}
 	ddd := func(i int) float64 { return n(i) / n(C) }
 	mixExp := map[string]float64{"att.x_r": 0.2, "att.x_w": 0.9, "att.x_k": 0.7, "att.x_v": 0.7, "att.x_a": 0.9, "att.x_g": 0.2}
-	p := params7[float64]{}
-	for _, t := range d.Layout() {
-		v := make([]float64, prodInts(t.Shape))
-		l := layerOf(t.Name)
-		last := t.Name
-		if l >= 0 {
-			last = strings.SplitN(t.Name, ".", 3)[2]
+	return initLayout(d, seed, func(t *initTensor) error {
+		if initShared(t, d) {
+			return nil
 		}
-		r0 := 0.0
-		if L > 1 {
-			r0 = n(l) / n(L-1)
-		}
-		r1 := 1 - n(l)/n(L)
-		fill := func(f func(i int) float64) {
-			for i := range v {
-				v[i] = f(i)
-			}
-		}
-		rng := rand.New(rand.NewPCG(seed, nameHash(t.Name)))
-		ortho := func(gain float64) { orthogonal(v, t.Shape[0], t.Shape[1], gain, rng) }
+		last, r0, r1, fill := t.last, t.r0, t.r1, t.fill
 		switch {
-		case last == "emb.weight":
-			fill(func(int) float64 { return (2*rng.Float64() - 1) * 1e-4 })
-		case last == "head.weight":
-			gain := 0.5
-			if V > C {
-				gain = 0.5 * math.Sqrt(n(V)/n(C))
-			}
-			ortho(gain)
-		case last == "ln0.weight", last == "ln1.weight", last == "ln2.weight", last == "ln_out.weight":
-			fill(func(int) float64 { return 1 })
 		case strings.HasSuffix(last, ".bias"):
-		case last == "att.ln_x.weight":
-			fill(func(int) float64 { return math.Pow(n(1+l)/n(L), 0.7) })
 		case mixExp[last] != 0:
 			e := mixExp[last]
 			fill(func(i int) float64 { return 1 - math.Pow(ddd(i), e*r1) })
@@ -125,20 +93,19 @@ func init7(d arch.Dims, seed uint64) (params7[float64], error) {
 			last == "att.output.weight", last == "ffn.value.weight":
 		case last == "att.w2", last == "att.a2", last == "att.v2", last == "att.g2":
 			gain := 0.1
-			if t.Shape[0] > t.Shape[1] {
-				gain *= math.Sqrt(n(t.Shape[0]) / n(t.Shape[1]))
+			if t.shape[0] > t.shape[1] {
+				gain *= math.Sqrt(n(t.shape[0]) / n(t.shape[1]))
 			}
-			ortho(gain)
+			t.ortho(gain)
 		case last == "att.key.weight":
-			ortho(0.1)
+			t.ortho(0.1)
 		case last == "att.receptance.weight", last == "att.value.weight", last == "ffn.key.weight":
-			ortho(1)
+			t.ortho(1)
 		default:
-			return nil, fmt.Errorf("x070 init: no rule for %q", t.Name) // the layout and this switch disagree
+			return fmt.Errorf("x070 init: no rule for %q", t.name) // the layout and this switch disagree
 		}
-		p[t.Name] = param7[float64]{Shape: append([]int(nil), t.Shape...), Data: v}
-	}
-	return p, nil
+		return nil
+	})
 }
 
 // params7Float32 rounds every tensor to float32.

@@ -1,18 +1,12 @@
 package model
 
 import (
-	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
-	"os"
-	"os/exec"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
-
-	"github.com/rwkv-go/rwkv-go/internal/testutil"
 )
 
 // init7GoldenCase is one shape of testdata/init7_golden.json: the deterministic x070 init
@@ -54,114 +48,28 @@ print(json.dumps(cases))
 
 var updateInit7 = flag.Bool("update-init7", false, "rewrite testdata/init7_golden.json from reference/rwkv7.py (needs torch)")
 
-const init7GoldenPath = "testdata/init7_golden.json"
+func (c init7GoldenCase) label() string                 { return fmt.Sprintf("L%d C%d", c.L, c.C) }
+func (c init7GoldenCase) vectors() map[string][]float64 { return c.Vectors }
 
-// checkInit7Vectors compares init7's deterministic tensors with the reference's, and checks that
-// both name the same set of tensors.
-func checkInit7Vectors(t *testing.T, cases []init7GoldenCase) {
-	t.Helper()
-	for _, c := range cases {
-		p, err := init7(c.dims(), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var worst float64
-		for name, got := range p {
-			want, ok := c.Vectors[name]
-			if init7Deterministic(name) != ok {
-				t.Errorf("L%d C%d: %s: deterministic in Go %v, in the reference %v", c.L, c.C, name, !ok, ok)
-				continue
-			}
-			if !ok {
-				continue
-			}
-			if len(got.Data) != len(want) {
-				t.Fatalf("L%d C%d: %s: %d values, reference %d", c.L, c.C, name, len(got.Data), len(want))
-			}
-			for i := range want {
-				d := math.Abs(got.Data[i] - want[i])
-				worst = max(worst, d)
-				if !(d <= 1e-12) {
-					t.Fatalf("L%d C%d: %s[%d] = %.17g, reference %.17g", c.L, c.C, name, i, got.Data[i], want[i])
-				}
-			}
-		}
-		if len(c.Vectors) != countDeterministic(p) {
-			t.Errorf("L%d C%d: reference has %d deterministic tensors, Go %d", c.L, c.C, len(c.Vectors), countDeterministic(p))
-		}
-		t.Logf("L%d C%d N%d: %d deterministic tensors, max |diff| %.3g", c.L, c.C, c.N, len(c.Vectors), worst)
-	}
-}
-
-func countDeterministic(p params7[float64]) int {
-	n := 0
-	for name := range p {
-		if init7Deterministic(name) {
-			n++
-		}
-	}
-	return n
+// init7GoldenFile: init7's deterministic tensors against the reference's (to 1e-12).
+var init7GoldenFile = initGolden{
+	init:  init7,
+	holds: func(name string, _ []int) bool { return init7Deterministic(name) },
+	kind:  "deterministic", tol: 1e-12,
+	path: "testdata/init7_golden.json", update: updateInit7, flag: "update-init7", torch: "TestInit7VectorsTorch",
+	script: init7TorchScript, ref: "reference/rwkv7.py", indented: true,
 }
 
 // TestInit7VectorsGolden: the committed reference values (no Python needed).
 func TestInit7VectorsGolden(t *testing.T) {
-	b, err := os.ReadFile(init7GoldenPath)
-	if err != nil {
-		t.Fatalf("%v (regenerate with go test -run TestInit7VectorsTorch -update-init7 ./model/)", err)
-	}
-	var cases []init7GoldenCase
-	if err := json.Unmarshal(b, &cases); err != nil {
-		t.Fatalf("%s: %v", init7GoldenPath, err)
-	}
-	if len(cases) != len(init7GoldenShapes) {
-		t.Fatalf("%s has %d cases, want %d (regenerate with -update-init7)", init7GoldenPath, len(cases), len(init7GoldenShapes))
-	}
-	checkInit7Vectors(t, cases)
+	testInitVectorsGolden(t, init7GoldenFile, init7GoldenShapes)
 }
 
 // TestInit7VectorsTorch: the same, against reference/rwkv7.py run now; it also checks that the
 // committed golden is what the reference computes (-update-init7 rewrites it). Skips without
 // torch unless RWKV_REQUIRE_TORCH is set.
 func TestInit7VectorsTorch(t *testing.T) {
-	python := testutil.RequireTorch(t)
-	arg, err := json.Marshal(init7GoldenShapes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(python, "-c", init7TorchScript, string(arg)).Output()
-	if err != nil {
-		t.Fatalf("reference/rwkv7.py init_params: %v", err)
-	}
-	var cases []init7GoldenCase
-	if err := json.Unmarshal(out, &cases); err != nil {
-		t.Fatalf("reference output: %v", err)
-	}
-	checkInit7Vectors(t, cases)
-	if *updateInit7 {
-		b, err := json.MarshalIndent(cases, "", " ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(init7GoldenPath, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	b, err := os.ReadFile(init7GoldenPath)
-	if err != nil {
-		t.Fatalf("%v (write it with -update-init7)", err)
-	}
-	var committed []init7GoldenCase
-	if err := json.Unmarshal(b, &committed); err != nil {
-		t.Fatalf("%s: %v", init7GoldenPath, err)
-	}
-	for i := range cases {
-		for name, want := range cases[i].Vectors {
-			if !slices.Equal(committed[i].Vectors[name], want) {
-				t.Errorf("%s case %d %s differs from reference/rwkv7.py; regenerate with -update-init7", init7GoldenPath, i, name)
-			}
-		}
-	}
+	testInitVectorsTorch(t, init7GoldenFile, init7GoldenShapes)
 }
 
 // TestInit7Random checks the drawn tensors: orthogonal with RWKV-LM's gains (WᵀW = gain²·I for
@@ -180,60 +88,15 @@ func TestInit7Random(t *testing.T) {
 	if dd, _ := rnn7Dims(p); dd != d {
 		t.Fatalf("dims %+v, want %+v", dd, d)
 	}
-	gains := map[string]float64{
-		"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1,
-		"att.w2": 0.1, "att.a2": 0.1, "att.v2": 0.1, "att.g2": 0.1 * math.Sqrt(64.0/48), // Dg = 64 > C = 48
-	}
-	zeros := []string{"att.w1", "att.a1", "att.v1", "att.g1", "att.output.weight", "ffn.value.weight"}
-	checked := 0
-	for name, ten := range p {
-		last := name
-		if layerOf(name) >= 0 {
-			last = strings.SplitN(name, ".", 3)[2]
-		}
-		switch {
-		case name == "head.weight":
-			checkOrthogonal(t, name, ten, 0.5*math.Sqrt(float64(c.V)/float64(c.C)))
-		case gains[last] != 0:
-			checkOrthogonal(t, name, ten, gains[last])
-		case slices.Contains(zeros, last):
-			for _, x := range ten.Data {
-				if x != 0 {
-					t.Fatalf("%s: %v, want zeros", name, x)
-				}
-			}
-		case name == "emb.weight":
-			var big float64
-			for _, x := range ten.Data {
-				if math.Abs(x) > 1e-4 {
-					t.Fatalf("emb.weight: %v outside ±1e-4", x)
-				}
-				big = max(big, math.Abs(x))
-			}
-			if big < 0.9e-4 {
-				t.Fatalf("emb.weight: max |x| %v, want U(±1e-4)", big)
-			}
-		default:
-			if !init7Deterministic(name) {
-				t.Fatalf("%s: no check", name)
-			}
-			continue
-		}
-		checked++
-	}
-	if want := len(p) - countDeterministic(p); checked != want {
-		t.Fatalf("checked %d random tensors, want %d", checked, want)
-	}
-	q, _ := init7(d, 7)
-	r, _ := init7(d, 8)
-	for name := range p {
-		if !slices.Equal(p[name].Data, q[name].Data) {
-			t.Fatalf("%s: seed 7 twice gives different values", name)
-		}
-		if name == "blocks.1.att.key.weight" && slices.Equal(p[name].Data, r[name].Data) {
-			t.Fatalf("%s: seeds 7 and 8 give the same values", name)
-		}
-	}
+	checkInitDraws(t, d, init7, p, initDraws{
+		gains: map[string]float64{
+			"att.receptance.weight": 1, "att.value.weight": 1, "ffn.key.weight": 1, "att.key.weight": 0.1,
+			"att.w2": 0.1, "att.a2": 0.1, "att.v2": 0.1, "att.g2": 0.1 * math.Sqrt(64.0/48), // Dg = 64 > C = 48
+		},
+		zeros:         []string{"att.w1", "att.a1", "att.v1", "att.g1", "att.output.weight", "ffn.value.weight"},
+		uniform:       map[string]float64{"emb.weight": 1e-4},
+		deterministic: init7Deterministic,
+	})
 }
 
 // checkOrthogonal checks WᵀW = gain²·I (rows >= cols) or WWᵀ = gain²·I to 1e-5 of gain².
@@ -268,23 +131,11 @@ func checkOrthogonal(t *testing.T, name string, ten param7[float64], gain float6
 }
 
 func TestInit7Errors(t *testing.T) {
-	good := init7GoldenShapes[0].dims()
-	cases := []struct {
-		name string
-		edit func(d *arch.Dims)
-		want string
-	}{
+	checkInitErrors(t, init7, init7GoldenShapes[0].dims(), []initErrorCase{
 		{"heads", func(d *arch.Dims) { d.HeadSize = 20 }, "head size"},
 		{"layers", func(d *arch.Dims) { d.Layers = 0 }, "layers"},
 		{"rank", func(d *arch.Dims) { d.LoRA.A = 0 }, "LoRA ranks"},
-	}
-	for _, c := range cases {
-		d := good
-		c.edit(&d)
-		if _, err := init7(d, 1); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
-		}
-	}
+	})
 }
 
 // TestInit7RunsRNN: an initialised float32 model steps without NaN (output and ffn.value are

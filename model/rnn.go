@@ -60,27 +60,99 @@ func (r *RNN) Step(s *State, tokens []int, logits []float64) error {
 	return nil
 }
 
-// rnnKernel holds typed views of the weights and the scratch activations of one step.
+// rnnBase is what the RNN kernels (x040 rnnKernel, x052/x060 rnn6Kernel, x070 rnn7Kernel)
+// share: the sizes, typed views of the weights, the residual stream and the buffers rnnStep
+// passes between the blocks and their mixes.
+type rnnBase[F Float] struct {
+	m          *Model
+	B, C, F, V int
+	x          []F              // the residual stream (B, C)
+	xa, xf     []F              // ln1 and ln2 outputs: the time and channel mixes' inputs
+	out        []F              // a mix's output, added to x
+	logits     []F              // the head's output (B, V)
+	top        map[string][]F   // emb, ln_out, head by name
+	layers     []map[string][]F // per layer, by the name after "blocks.N."
+}
+
+func newRNNBase[F Float](m *Model, B int) rnnBase[F] {
+	C, V := m.Config.Embd, m.Config.Vocab
+	q := rnnBase[F]{m: m, B: B, C: C, F: m.Config.DimFFN(), V: V,
+		x: make([]F, B*C), xa: make([]F, B*C), xf: make([]F, B*C), out: make([]F, B*C), logits: make([]F, B*V)}
+	q.top, q.layers = weightViews[F](m)
+	return q
+}
+
+// linear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
+func (q *rnnBase[F]) linear(in, w, out []F, inDim, outDim int) {
+	rowsLinear(q.B, in, w, out, inDim, outDim)
+}
+
+// sqReLUFFN writes out (B, C) = relu(x · keyᵀ)² · valueᵀ, hidden (B, F) being scratch: the
+// key/value part of every RWKV channel mix.
+func (q *rnnBase[F]) sqReLUFFN(x, key, value, hidden, out []F) {
+	q.linear(x, key, hidden, q.C, q.F)
+	for j, v := range hidden {
+		v = max(v, 0)
+		hidden[j] = v * v
+	}
+	q.linear(hidden, value, out, q.F, q.C)
+}
+
+// rnnMixer is an architecture's time and channel mix of one token for the B rows of an
+// rnnBase: timeMix reads xa (ln1 output) and channelMix xf (ln2 output), both of layer i, and
+// write out; each advances its part of the layer's state but for AttX and FFNX.
+type rnnMixer[F Float] interface {
+	timeMix(i int, l *LayerState, w map[string][]F)
+	channelMix(i int, l *LayerState, w map[string][]F)
+}
+
+// rnnStep feeds one token per row through the model: the embedding, per layer ln0 (layer 0),
+// ln1, mix's time mix added to x (AttX ← its input), ln2, the channel mix added to x (FFNX ← its
+// input), then ln_out and the head into logits.
+func rnnStep[F Float](q *rnnBase[F], mix rnnMixer[F], s *State, tokens []int, logits []float64) {
+	B, C := q.B, q.C
+	gatherRows(q.top["emb.weight"], tokens, q.x, C)
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		w := q.layers[i]
+		if i == 0 {
+			lnForward(q.x, w["ln0.weight"], w["ln0.bias"], q.x, B, C)
+		}
+		lnForward(q.x, w["ln1.weight"], w["ln1.bias"], q.xa, B, C)
+		mix.timeMix(i, l, w)
+		for j := range q.x {
+			q.x[j] += q.out[j]
+			l.AttX[j] = float64(q.xa[j])
+		}
+		lnForward(q.x, w["ln2.weight"], w["ln2.bias"], q.xf, B, C)
+		mix.channelMix(i, l, w)
+		for j := range q.x {
+			q.x[j] += q.out[j]
+			l.FFNX[j] = float64(q.xf[j])
+		}
+	}
+	lnForward(q.x, q.top["ln_out.weight"], q.top["ln_out.bias"], q.xa, B, C)
+	q.linear(q.xa, q.top["head.weight"], q.logits, C, q.V)
+	for j, v := range q.logits {
+		logits[j] = float64(v)
+	}
+}
+
+// rnnKernel is the x040 RNN: typed views of the weights and the scratch activations of one step.
 type rnnKernel[F Float] struct {
-	m                          *Model
-	B, C, F, V                 int
-	x, xa, xf, mixed, prev     []F
-	k, v, r, y, g, att, fk, fv []F
-	out, logits                []F
-	top                        map[string][]F   // emb, ln_out, head by name
-	layers                     []map[string][]F // per layer, by the name after "blocks.N."
+	rnnBase[F]
+	mixed, prev   []F
+	k, v, r, y, g []F
+	fk, fv        []F
 }
 
 func newRNNKernel[F Float](m *Model, B int) *rnnKernel[F] {
-	C, Fd, V := m.Config.Embd, m.Config.DimFFN(), m.Config.Vocab
-	n := B * C
+	q := &rnnKernel[F]{rnnBase: newRNNBase[F](m, B)}
+	n := B * q.C
 	mk := func(k int) []F { return make([]F, k) }
-	q := &rnnKernel[F]{m: m, B: B, C: C, F: Fd, V: V,
-		x: mk(n), xa: mk(n), xf: mk(n), mixed: mk(n), prev: mk(n),
-		k: mk(n), v: mk(n), r: mk(n), y: mk(n), g: mk(n), att: mk(n),
-		fk: mk(B * Fd), fv: mk(n), out: mk(n), logits: mk(B * V),
-	}
-	q.top, q.layers = weightViews[F](m)
+	q.mixed, q.prev = mk(n), mk(n)
+	q.k, q.v, q.r, q.y, q.g = mk(n), mk(n), mk(n), mk(n), mk(n)
+	q.fk, q.fv = mk(B*q.F), mk(n)
 	return q
 }
 
@@ -103,11 +175,6 @@ func weightViews[F Float](m *Model) (top map[string][]F, layers []map[string][]F
 	return top, layers
 }
 
-// linear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
-func (q *rnnKernel[F]) linear(in, w, out []F, inDim, outDim int) {
-	rowsLinear(q.B, in, w, out, inDim, outDim)
-}
-
 // rowsLinear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
 func rowsLinear[F Float](B int, in, w, out []F, inDim, outDim int) {
 	blas.Gemm(false, true, B, outDim, inDim, 1, in, inDim, w, inDim, 0, out, outDim)
@@ -122,51 +189,32 @@ func (q *rnnKernel[F]) mix(x []F, prev []float64, mix, out []F) {
 }
 
 func (q *rnnKernel[F]) step(s *State, tokens []int, logits []float64) {
-	B, C := q.B, q.C
-	gatherRows(q.top["emb.weight"], tokens, q.x, C)
-	for i := range s.Layers {
-		l := &s.Layers[i]
-		w := q.layers[i]
-		if i == 0 {
-			lnForward(q.x, w["ln0.weight"], w["ln0.bias"], q.x, B, C)
-		}
-		// Time mix.
-		lnForward(q.x, w["ln1.weight"], w["ln1.bias"], q.xa, B, C)
-		q.mix(q.xa, l.AttX, w["att.time_mix_k"], q.mixed)
-		q.linear(q.mixed, w["att.key.weight"], q.k, C, C)
-		q.mix(q.xa, l.AttX, w["att.time_mix_v"], q.mixed)
-		q.linear(q.mixed, w["att.value.weight"], q.v, C, C)
-		q.mix(q.xa, l.AttX, w["att.time_mix_r"], q.mixed)
-		q.linear(q.mixed, w["att.receptance.weight"], q.r, C, C)
-		wkvStep(w["att.time_decay"], w["att.time_first"], q.k, q.v, q.y, l.AA, l.BB, l.PP, C)
-		gateForward(q.r, q.y, q.g)
-		q.linear(q.g, w["att.output.weight"], q.att, C, C)
-		for j := range q.x {
-			q.x[j] += q.att[j]
-			l.AttX[j] = float64(q.xa[j])
-		}
-		// Channel mix.
-		lnForward(q.x, w["ln2.weight"], w["ln2.bias"], q.xf, B, C)
-		q.mix(q.xf, l.FFNX, w["ffn.time_mix_k"], q.mixed)
-		q.linear(q.mixed, w["ffn.key.weight"], q.fk, C, q.F)
-		for j, v := range q.fk {
-			v = max(v, 0)
-			q.fk[j] = v * v
-		}
-		q.linear(q.fk, w["ffn.value.weight"], q.fv, q.F, C)
-		q.mix(q.xf, l.FFNX, w["ffn.time_mix_r"], q.mixed)
-		q.linear(q.mixed, w["ffn.receptance.weight"], q.r, C, C)
-		gateForward(q.r, q.fv, q.out)
-		for j := range q.x {
-			q.x[j] += q.out[j]
-			l.FFNX[j] = float64(q.xf[j])
-		}
-	}
-	lnForward(q.x, q.top["ln_out.weight"], q.top["ln_out.bias"], q.xa, B, C)
-	q.linear(q.xa, q.top["head.weight"], q.logits, C, q.V)
-	for j, v := range q.logits {
-		logits[j] = float64(v)
-	}
+	rnnStep(&q.rnnBase, q, s, tokens, logits)
+}
+
+// timeMix is one token of RWKV-4's time mix for B rows of q.xa into q.out, advancing the
+// layer's WKV state (AA, BB, PP).
+func (q *rnnKernel[F]) timeMix(_ int, l *LayerState, w map[string][]F) {
+	C := q.C
+	q.mix(q.xa, l.AttX, w["att.time_mix_k"], q.mixed)
+	q.linear(q.mixed, w["att.key.weight"], q.k, C, C)
+	q.mix(q.xa, l.AttX, w["att.time_mix_v"], q.mixed)
+	q.linear(q.mixed, w["att.value.weight"], q.v, C, C)
+	q.mix(q.xa, l.AttX, w["att.time_mix_r"], q.mixed)
+	q.linear(q.mixed, w["att.receptance.weight"], q.r, C, C)
+	wkvStep(w["att.time_decay"], w["att.time_first"], q.k, q.v, q.y, l.AA, l.BB, l.PP, C)
+	gateForward(q.r, q.y, q.g)
+	q.linear(q.g, w["att.output.weight"], q.out, C, C)
+}
+
+// channelMix is one token of RWKV-4's channel mix for B rows of q.xf into q.out.
+func (q *rnnKernel[F]) channelMix(_ int, l *LayerState, w map[string][]F) {
+	C := q.C
+	q.mix(q.xf, l.FFNX, w["ffn.time_mix_k"], q.mixed)
+	q.sqReLUFFN(q.mixed, w["ffn.key.weight"], w["ffn.value.weight"], q.fk, q.fv)
+	q.mix(q.xf, l.FFNX, w["ffn.time_mix_r"], q.mixed)
+	q.linear(q.mixed, w["ffn.receptance.weight"], q.r, C, C)
+	gateForward(q.r, q.fv, q.out)
 }
 
 // wkvStep is one step of the WKV recurrence for B rows of C channels (k, v, y: (B, C)), with the

@@ -3,7 +3,6 @@ package model
 import (
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/rwkv-go/rwkv-go/arch"
 )
@@ -38,13 +37,10 @@ const (
 )
 
 // param6 is one tensor of an x052/x060 model: RWKV-LM shape and float64 values, row-major.
-type param6 struct {
-	Shape []int
-	Data  []float64
-}
+type param6 = param7[float64]
 
 // params6 holds an x052 or x060 model's tensors by RWKV-LM state_dict name.
-type params6 map[string]param6
+type params6 = params7[float64]
 
 // params6Of copies a Model's tensors into params6 (float64, whatever the model dtype: a
 // float32 model's values are exact in float64).
@@ -59,24 +55,7 @@ func params6Of(m *Model) params6 {
 // rnn6Dims infers the sizes with arch.Infer (names, shapes, no unknown tensor), requires
 // x052 or x060, and checks that each tensor holds as many values as its shape.
 func rnn6Dims(p params6) (arch.Dims, error) {
-	specs := make([]arch.Spec, 0, len(p))
-	for name, t := range p {
-		specs = append(specs, arch.Spec{Name: name, Shape: t.Shape})
-	}
-	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
-	d, err := arch.Infer(specs)
-	if err != nil {
-		return d, fmt.Errorf("x052/x060 parameters: %w", err)
-	}
-	if d.Arch != arch.X052 && d.Arch != arch.X060 {
-		return d, fmt.Errorf("x052/x060 parameters: the tensors hold an %s model", d.Arch.Title())
-	}
-	for _, w := range d.Layout() {
-		if n := prodInts(w.Shape); len(p[w.Name].Data) != n {
-			return d, fmt.Errorf("%s parameters: %q has %d values for shape %v (%d)", d.Arch, w.Name, len(p[w.Name].Data), w.Shape, n)
-		}
-	}
-	return d, nil
+	return inferParams(p, "x052/x060", arch.X052, arch.X060)
 }
 
 // x05State is one layer's recurrent state for one sequence.

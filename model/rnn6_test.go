@@ -139,31 +139,9 @@ func testRNN6FastMatchesIndependent(t *testing.T, a arch.Arch, dt DType, B int, 
 	randomState(s, rng, 0.5)
 	roundState(s, dt)
 	st := rnn6Split(s, ref.d)
-	V := m.Config.Vocab
-	rnn := m.NewRNN(B)
-	logits, one := make([]float64, B*V), make([]float64, V)
-	var worst, scale float64
-	for i := 0; i < T; i++ {
-		tokens := make([]int, B)
-		for b := range tokens {
-			tokens[b] = rng.IntN(V)
-		}
-		if err := rnn.Step(s, tokens, logits); err != nil {
-			t.Fatal(err)
-		}
-		for b := range tokens {
-			if err := ref.step(tokens[b], st[b], one); err != nil {
-				t.Fatal(err)
-			}
-			for v, x := range one {
-				d := math.Abs(logits[b*V+v] - x)
-				worst, scale = math.Max(worst, d), math.Max(scale, math.Abs(x))
-				if d > tol*(1+math.Abs(x)) {
-					t.Fatalf("step %d sequence %d logit %d: fast %v, independent %v", i, b, v, logits[b*V+v], x)
-				}
-			}
-		}
-	}
+	worst, scale := compareRNNSteps(t, m, s, B, T, rng, tol, func(b, token int, out []float64) error {
+		return ref.step(token, st[b], out)
+	})
 	back := rnn6Split(s, ref.d)
 	var worstS float64
 	for b := range st {
@@ -213,13 +191,11 @@ func TestRNN6EveryTermMatters(t *testing.T) {
 				return all
 			}
 			base := run()
-			prng := rand.New(rand.NewPCG(6, 6))
-			for _, p := range m.Params {
+			// moved perturbs p's values, runs, restores them and returns how far the logits moved.
+			moved := func(p *Param, perturb func(v []float64)) float64 {
 				v := p.Float64s()
 				saved := append([]float64(nil), v...)
-				for i := range v { // random, not uniform: LayerNorm and GroupNorm cancel a uniform shift
-					v[i] += 0.05 * prng.NormFloat64()
-				}
+				perturb(v)
 				if err := p.SetFloat64s(v); err != nil {
 					t.Fatal(err)
 				}
@@ -231,6 +207,15 @@ func TestRNN6EveryTermMatters(t *testing.T) {
 				for i := range got {
 					d = math.Max(d, math.Abs(got[i]-base[i]))
 				}
+				return d
+			}
+			prng := rand.New(rand.NewPCG(6, 6))
+			for _, p := range m.Params {
+				d := moved(p, func(v []float64) {
+					for i := range v { // random, not uniform: LayerNorm and GroupNorm cancel a uniform shift
+						v[i] += 0.05 * prng.NormFloat64()
+					}
+				})
 				if d < 1e-6 {
 					t.Errorf("%s: changing it moves the logits by %.3g only", p.Name, d)
 				}
@@ -243,23 +228,12 @@ func TestRNN6EveryTermMatters(t *testing.T) {
 			for _, name := range []string{"blocks.1.att.time_maa_w2"} {
 				p := m.Param(name)
 				for c := 0; c < 5; c++ {
-					v := p.Float64s()
-					saved := append([]float64(nil), v...)
 					C := m.Config.Embd
-					for i := c * M * C; i < (c+1)*M*C; i++ {
-						v[i] += 0.2 * prng.NormFloat64()
-					}
-					if err := p.SetFloat64s(v); err != nil {
-						t.Fatal(err)
-					}
-					got := run()
-					if err := p.SetFloat64s(saved); err != nil {
-						t.Fatal(err)
-					}
-					var d float64
-					for i := range got {
-						d = math.Max(d, math.Abs(got[i]-base[i]))
-					}
+					d := moved(p, func(v []float64) {
+						for i := c * M * C; i < (c+1)*M*C; i++ {
+							v[i] += 0.2 * prng.NormFloat64()
+						}
+					})
 					if d < 1e-6 {
 						t.Errorf("%s chunk %c: changing it moves the logits by %.3g only", name, rnn6MixOrder[c], d)
 					}
@@ -523,15 +497,7 @@ func TestRNN6IndependentEqualsGraph(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer gr.Close()
-			if err := gr.SetTokens(ids, nil); err != nil {
-				t.Fatal(err)
-			}
-			if err := gr.SetState(s0); err != nil {
-				t.Fatal(err)
-			}
-			if err := gr.Run(); err != nil {
-				t.Fatal(err)
-			}
+			runGraph(t, gr, ids, nil, s0)
 			par := gr.LogitsF64()
 			parState := NewState(m.Config, B)
 			gr.FinalState(parState)

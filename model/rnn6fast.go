@@ -12,41 +12,34 @@ import (
 // WKV-5/6 step per (sequence, head) on the State's float64 matrix ([value i][key j]), the
 // decay exp(−exp(w̃)) in float64. The equations are rnn6.go's (the independent check).
 type rnn6Kernel[F Float] struct {
-	m                  *Model
-	x060               bool
-	B, C, F, V, H, N   int
-	M, W               int // x060 LoRA widths: token shift (time_maa), decay
-	x, xa, xf, prev    []F
-	delta              []F // x060: prev − xa
-	r, k, v, g, y, out []F
-	mix                [5][]F // x060 order w, k, v, r, g; x052 uses k, v, r, g (1..4)
-	dec                []float64
-	lora, ffn, logits  []F
-	top                map[string][]F
-	layers             []map[string][]F
+	rnnBase[F]
+	x060    bool
+	H, N    int
+	M, W    int // x060 LoRA widths: token shift (time_maa), decay
+	prev    []F
+	delta   []F // x060: prev − xa
+	r, k, v []F
+	g, y    []F
+	mix     [5][]F // x060 order w, k, v, r, g; x052 uses k, v, r, g (1..4)
+	dec     []float64
+	lora    []F
+	ffn     []F
 }
 
 func newRNN6Kernel[F Float](m *Model, B int) *rnn6Kernel[F] {
 	cfg := m.Config
-	C, Fd, V := cfg.Embd, cfg.DimFFN(), cfg.Vocab
 	lr := cfg.LoRA()
-	n := B * C
+	q := &rnn6Kernel[F]{rnnBase: newRNNBase[F](m, B), x060: cfg.Arch.Resolve() == arch.X060,
+		H: cfg.Heads(), N: cfg.HeadDim(), M: lr.Mix, W: lr.W}
+	n := B * q.C
 	mk := func(k int) []F { return make([]F, k) }
-	q := &rnn6Kernel[F]{m: m, x060: cfg.Arch.Resolve() == arch.X060, B: B, C: C, F: Fd, V: V,
-		H: cfg.Heads(), N: cfg.HeadDim(), M: lr.Mix, W: lr.W,
-		x: mk(n), xa: mk(n), xf: mk(n), prev: mk(n), delta: mk(n),
-		r: mk(n), k: mk(n), v: mk(n), g: mk(n), y: mk(n), out: mk(n), dec: make([]float64, n),
-		lora: mk(B * max(5*lr.Mix, lr.W)), ffn: mk(B * Fd), logits: mk(B * V)}
+	q.prev, q.delta = mk(n), mk(n)
+	q.r, q.k, q.v, q.g, q.y, q.dec = mk(n), mk(n), mk(n), mk(n), mk(n), make([]float64, n)
+	q.lora, q.ffn = mk(B*max(5*lr.Mix, lr.W)), mk(B*q.F)
 	for i := range q.mix {
 		q.mix[i] = mk(n)
 	}
-	q.top, q.layers = weightViews[F](m)
 	return q
-}
-
-// linear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
-func (q *rnn6Kernel[F]) linear(in, w, out []F, inDim, outDim int) {
-	rowsLinear(q.B, in, w, out, inDim, outDim)
 }
 
 // toF copies the state's float64 rows into q.prev.
@@ -58,37 +51,12 @@ func (q *rnn6Kernel[F]) toF(prev []float64) []F {
 }
 
 func (q *rnn6Kernel[F]) step(s *State, tokens []int, logits []float64) {
-	B, C := q.B, q.C
-	gatherRows(q.top["emb.weight"], tokens, q.x, C)
-	for i := range s.Layers {
-		l := &s.Layers[i]
-		w := q.layers[i]
-		if i == 0 {
-			lnForward(q.x, w["ln0.weight"], w["ln0.bias"], q.x, B, C)
-		}
-		lnForward(q.x, w["ln1.weight"], w["ln1.bias"], q.xa, B, C)
-		q.timeMix(l, w)
-		for j := range q.x {
-			q.x[j] += q.out[j]
-			l.AttX[j] = float64(q.xa[j])
-		}
-		lnForward(q.x, w["ln2.weight"], w["ln2.bias"], q.xf, B, C)
-		q.channelMix(l, w)
-		for j := range q.x {
-			q.x[j] += q.out[j]
-			l.FFNX[j] = float64(q.xf[j])
-		}
-	}
-	lnForward(q.x, q.top["ln_out.weight"], q.top["ln_out.bias"], q.xa, B, C)
-	q.linear(q.xa, q.top["head.weight"], q.logits, C, q.V)
-	for j, v := range q.logits {
-		logits[j] = float64(v)
-	}
+	rnnStep(&q.rnnBase, q, s, tokens, logits)
 }
 
 // timeMix is one token of the x052/x060 time mix for B rows of q.xa (ln1 output) into q.out,
 // advancing the layer's WKV state.
-func (q *rnn6Kernel[F]) timeMix(l *LayerState, w map[string][]F) {
+func (q *rnn6Kernel[F]) timeMix(_ int, l *LayerState, w map[string][]F) {
 	B, C, H, N := q.B, q.C, q.H, q.N
 	prev := q.toF(l.AttX)
 	if q.x060 {
@@ -176,7 +144,7 @@ func (q *rnn6Kernel[F]) mix060(prev []F, w map[string][]F) {
 }
 
 // channelMix is one token of the x052/x060 channel mix for B rows of q.xf into q.out.
-func (q *rnn6Kernel[F]) channelMix(l *LayerState, w map[string][]F) {
+func (q *rnn6Kernel[F]) channelMix(_ int, l *LayerState, w map[string][]F) {
 	B, C := q.B, q.C
 	prev := q.toF(l.FFNX)
 	xk, xr := q.mix[0], q.mix[1]
@@ -191,12 +159,7 @@ func (q *rnn6Kernel[F]) channelMix(l *LayerState, w map[string][]F) {
 		shiftMixForward(q.xf, prev, w["ffn.time_mix_k"], xk, B, 1, C)
 		shiftMixForward(q.xf, prev, w["ffn.time_mix_r"], xr, B, 1, C)
 	}
-	q.linear(xk, w["ffn.key.weight"], q.ffn, C, q.F)
-	for j, v := range q.ffn {
-		v = max(v, 0)
-		q.ffn[j] = v * v
-	}
-	q.linear(q.ffn, w["ffn.value.weight"], q.y, q.F, C)
+	q.sqReLUFFN(xk, w["ffn.key.weight"], w["ffn.value.weight"], q.ffn, q.y)
 	q.linear(xr, w["ffn.receptance.weight"], q.r, C, C)
 	gateForward(q.r, q.y, q.out)
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -48,6 +49,13 @@ type params7[F Float] map[string]param7[F]
 // shapes, no unknown tensor, RWKV-7a/7b variants refused) and checks that each tensor has as
 // many values as its shape.
 func rnn7Dims[F Float](p params7[F]) (arch.Dims, error) {
+	return inferParams(p, "x070", arch.X070)
+}
+
+// inferParams infers the dimensions from p's names and shapes with arch.Infer (no unknown
+// tensor), requires one of the architectures want (what names them in errors) and checks that
+// each tensor has as many values as its shape.
+func inferParams[F Float](p params7[F], what string, want ...arch.Arch) (arch.Dims, error) {
 	specs := make([]arch.Spec, 0, len(p))
 	for name, t := range p {
 		specs = append(specs, arch.Spec{Name: name, Shape: t.Shape})
@@ -55,14 +63,14 @@ func rnn7Dims[F Float](p params7[F]) (arch.Dims, error) {
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
 	d, err := arch.Infer(specs)
 	if err != nil {
-		return d, fmt.Errorf("x070 parameters: %w", err)
+		return d, fmt.Errorf("%s parameters: %w", what, err)
 	}
-	if d.Arch != arch.X070 {
-		return d, fmt.Errorf("x070 parameters: the tensors hold an %s model", d.Arch.Title())
+	if !slices.Contains(want, d.Arch) {
+		return d, fmt.Errorf("%s parameters: the tensors hold an %s model", what, d.Arch.Title())
 	}
 	for _, w := range d.Layout() {
 		if n := prodInts(w.Shape); len(p[w.Name].Data) != n {
-			return d, fmt.Errorf("x070 parameters: %q has %d values for shape %v (%d)", w.Name, len(p[w.Name].Data), w.Shape, n)
+			return d, fmt.Errorf("%s parameters: %q has %d values for shape %v (%d)", d.Arch, w.Name, len(p[w.Name].Data), w.Shape, n)
 		}
 	}
 	return d, nil

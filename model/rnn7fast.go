@@ -11,39 +11,30 @@ import (
 // per (sequence, head) on the State's float64 matrix ([value i][key j]). The equations are
 // rnn7.go's (the independent check); v_first is recomputed per token from layer 0.
 type rnn7Kernel[F Float] struct {
-	m                       *Model
-	B, C, F, V, H, N        int
-	x, xa, xf, prev, vFirst []F
+	rnnBase[F]
+	H, N                    int
+	prev, vFirst            []F
 	r, w, k, v, a, g, kk, y []F
-	tmp, out                []F
+	tmp                     []F
 	mix                     [6][]F
-	lora, ffn, logits       []F
-	top                     map[string][]F
-	layers                  []map[string][]F
+	lora, ffn               []F
 	dims                    [4]int // LoRA widths W, A, V, G
 }
 
 func newRNN7Kernel[F Float](m *Model, B int) *rnn7Kernel[F] {
 	cfg := m.Config
-	C, Fd, V := cfg.Embd, cfg.DimFFN(), cfg.Vocab
 	lr := cfg.LoRA()
-	n := B * C
-	mk := func(k int) []F { return make([]F, k) }
-	q := &rnn7Kernel[F]{m: m, B: B, C: C, F: Fd, V: V, H: cfg.Heads(), N: cfg.HeadDim(),
-		x: mk(n), xa: mk(n), xf: mk(n), prev: mk(n), vFirst: mk(n),
-		r: mk(n), w: mk(n), k: mk(n), v: mk(n), a: mk(n), g: mk(n), kk: mk(n), y: mk(n), tmp: mk(n), out: mk(n),
-		lora: mk(B * max(lr.W, lr.A, lr.V, lr.G)), ffn: mk(B * Fd), logits: mk(B * V),
+	q := &rnn7Kernel[F]{rnnBase: newRNNBase[F](m, B), H: cfg.Heads(), N: cfg.HeadDim(),
 		dims: [4]int{lr.W, lr.A, lr.V, lr.G}}
+	n := B * q.C
+	mk := func(k int) []F { return make([]F, k) }
+	q.prev, q.vFirst = mk(n), mk(n)
+	q.r, q.w, q.k, q.v, q.a, q.g, q.kk, q.y, q.tmp = mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
+	q.lora, q.ffn = mk(B*max(lr.W, lr.A, lr.V, lr.G)), mk(B*q.F)
 	for i := range q.mix {
 		q.mix[i] = mk(n)
 	}
-	q.top, q.layers = weightViews[F](m)
 	return q
-}
-
-// linear computes out (B, outDim) = in (B, inDim) · Wᵀ for a Linear weight W [out, in].
-func (q *rnn7Kernel[F]) linear(in, w, out []F, inDim, outDim int) {
-	rowsLinear(q.B, in, w, out, inDim, outDim)
 }
 
 // lora computes out (B, C) = post(bias + inner(x A) B) for A [C,D], B [D,C] (RWKV-LM's x @ A @ B);
@@ -80,38 +71,13 @@ func (q *rnn7Kernel[F]) lerp(x []F, prev []float64, mu, out []F) {
 }
 
 func (q *rnn7Kernel[F]) step(s *State, tokens []int, logits []float64) {
-	B, C := q.B, q.C
-	gatherRows(q.top["emb.weight"], tokens, q.x, C)
-	for i := range s.Layers {
-		l := &s.Layers[i]
-		w := q.layers[i]
-		if i == 0 {
-			lnForward(q.x, w["ln0.weight"], w["ln0.bias"], q.x, B, C)
-		}
-		lnForward(q.x, w["ln1.weight"], w["ln1.bias"], q.xa, B, C)
-		q.timeMix(i, l, w)
-		for j := range q.x {
-			q.x[j] += q.out[j]
-			l.AttX[j] = float64(q.xa[j])
-		}
-		lnForward(q.x, w["ln2.weight"], w["ln2.bias"], q.xf, B, C)
-		q.lerp(q.xf, l.FFNX, w["ffn.x_k"], q.tmp)
-		q.linear(q.tmp, w["ffn.key.weight"], q.ffn, C, q.F)
-		for j, v := range q.ffn {
-			v = max(v, 0)
-			q.ffn[j] = v * v
-		}
-		q.linear(q.ffn, w["ffn.value.weight"], q.out, q.F, C)
-		for j := range q.x {
-			q.x[j] += q.out[j]
-			l.FFNX[j] = float64(q.xf[j])
-		}
-	}
-	lnForward(q.x, q.top["ln_out.weight"], q.top["ln_out.bias"], q.xa, B, C)
-	q.linear(q.xa, q.top["head.weight"], q.logits, C, q.V)
-	for j, v := range q.logits {
-		logits[j] = float64(v)
-	}
+	rnnStep(&q.rnnBase, q, s, tokens, logits)
+}
+
+// channelMix is one token of RWKV-7's channel mix for B rows of q.xf into q.out.
+func (q *rnn7Kernel[F]) channelMix(_ int, l *LayerState, w map[string][]F) {
+	q.lerp(q.xf, l.FFNX, w["ffn.x_k"], q.tmp)
+	q.sqReLUFFN(q.tmp, w["ffn.key.weight"], w["ffn.value.weight"], q.ffn, q.out)
 }
 
 // timeMix is one token of RWKV-7's time mix for B rows of xa (ln1 output) into q.out,

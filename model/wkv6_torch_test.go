@@ -38,40 +38,18 @@ func wkv6OpRun(t *testing.T, in wkv6In[float64], dt tensor.Dtype) map[string][]f
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1, err := Dot(y, node("R1", in.dy, BT, C))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := Dot(sT, node("R2", in.dsT, NS, in.N))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loss, err := G.Add(l1, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var yv, sv G.Value
-	G.Read(y, &yv)
-	G.Read(sT, &sv)
-	grads, err := G.Grad(loss, ns...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
 	f64 := func(v G.Value) []float64 {
 		if d, ok := v.Data().([]float32); ok {
 			return convert[float64](d)
 		}
 		return append([]float64(nil), v.Data().([]float64)...)
 	}
-	out := map[string][]float64{"y": f64(yv), "sT": f64(sv)}
-	for i, name := range []string{"r", "k", "v", "w", "u", "s0"} {
-		out["grad/"+name] = f64(grads[i].Value())
-	}
+	out := map[string][]float64{}
+	wkvGraphRun(t, g, y, sT, node("R1", in.dy, BT, C), node("R2", in.dsT, NS, in.N), ns, func(vals []G.Value) {
+		for i, name := range []string{"y", "sT", "grad/r", "grad/k", "grad/v", "grad/w", "grad/u", "grad/s0"} {
+			out[name] = f64(vals[i])
+		}
+	})
 	return out
 }
 

@@ -402,34 +402,10 @@ func TestWKV7OpFloat32(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1, err := Dot(y, node("R1", in.dy, BT, C))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := Dot(sT, node("R2", in.dsT, NS, c.N))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loss, err := G.Add(l1, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var yv, sv G.Value
-	G.Read(y, &yv)
-	G.Read(sT, &sv)
-	grads, err := G.Grad(loss, ns...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm := G.NewTapeMachine(g)
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		t.Fatal(err)
-	}
-	got := [][]float32{yv.Data().([]float32), sv.Data().([]float32)}
-	for _, gn := range grads {
-		got = append(got, gn.Value().Data().([]float32))
-	}
+	var got [][]float32
+	wkvGraphRun(t, g, y, sT, node("R1", in.dy, BT, C), node("R2", in.dsT, NS, c.N), ns, func(vals []G.Value) {
+		got = valuesData[float32](vals)
+	})
 	// want.all() is y, sT, dr, dw, dk, dv, da, db, ds0; the graph's order is y, sT, then r, w, k, v, a, b, s0.
 	for i, w := range [][]float32{want.y, want.sT, want.dr, want.dw, want.dk, want.dv, want.da, want.db, want.ds0} {
 		if d := maxRelDiff(got[i], w); !(d <= 1e-6) {

@@ -13,17 +13,15 @@ autograd through it. Denormals flushed, a fixed number of threads. Prints one JS
 Weights are random float32 (drawn directly in float32); dim_ffn int(3.5 C)//32*32, head size
 64 and the x060 LoRA widths 32/64 unless given (RWKV-LM's defaults).
 """
-import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwkv6  # noqa: E402
-from bench_torch import peak_rss_mib  # noqa: E402
+from bench_torch import bench_parser, bench_setup, grouped_adamw, peak_rss_mib, time_training  # noqa: E402
 
 
 def bench_params(arch, L, C, V, N, Fd, M, W, g):
@@ -48,56 +46,24 @@ def bench_params(arch, L, C, V, N, Fd, M, W, g):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = bench_parser()
     ap.add_argument("--arch", default="x060", choices=rwkv6.ARCHS)
-    ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--embd", type=int, default=512)
-    ap.add_argument("--vocab", type=int, default=256)
-    ap.add_argument("--ctx", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--head-size", type=int, default=rwkv6.HEAD_SIZE)
     ap.add_argument("--ffn", type=int, default=0, help="dim_ffn; 0 means int(3.5*embd)//32*32")
     ap.add_argument("--d-mix", type=int, default=rwkv6.D_MIX_LORA, help="x060 time_maa LoRA width")
     ap.add_argument("--d-decay", type=int, default=rwkv6.D_DECAY_LORA, help="x060 time_decay LoRA width")
     ap.add_argument("--wkv", default="chunked", choices=sorted(rwkv6.WKV_FNS))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(0)
+    bench_setup(a)
     g = torch.Generator().manual_seed(1)
     Fd = a.ffn or rwkv6.default_ffn(a.embd)
     params = bench_params(a.arch, a.layers, a.embd, a.vocab, a.head_size, Fd, a.d_mix, a.d_decay, g)
-    groups = []
-    for n, t in params.items():
-        mult, decays = rwkv6.param_group(n, t)
-        groups.append({"params": [t], "lr": 1e-4 * mult, "weight_decay": 0.001 if decays else 0.0})
-    opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.99), eps=1e-8)
+    opt = grouped_adamw(rwkv6, params, eps=1e-8)
     gd = torch.Generator().manual_seed(2)
-
-    def step():
-        x = torch.randint(0, a.vocab, (a.batch, a.ctx), generator=gd)
-        y = torch.randint(0, a.vocab, (a.batch, a.ctx), generator=gd)
-        logits, _ = rwkv6.forward(params, x, wkv=a.wkv)
-        loss = rwkv6.loss_fn(logits, y, l2wrap=True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
-        opt.step()
-        return loss.item()
-
-    for _ in range(a.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    el = time.perf_counter() - t0
-    tokens = a.steps * a.batch * a.ctx
+    tps, sps = time_training(rwkv6, params, opt, a, gd, a.wkv)
     print(json.dumps({"impl": "pytorch " + torch.__version__, "arch": a.arch, "wkv": a.wkv,
-                      "head_size": a.head_size, "threads": a.threads, "tokens_per_sec": tokens / el,
-                      "step_seconds": el / a.steps, "peak_rss_mib": peak_rss_mib()}))
+                      "head_size": a.head_size, "threads": a.threads, "tokens_per_sec": tps,
+                      "step_seconds": sps, "peak_rss_mib": peak_rss_mib()}))
 
 
 if __name__ == "__main__":

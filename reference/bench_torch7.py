@@ -11,17 +11,15 @@ object.
 Weights are random float32 (drawn directly in float32, so the float64 temporaries of the golden
 generator do not inflate the peak memory); LoRA ranks from rwkv7.lora_ranks (the LM7 rule).
 """
-import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwkv7  # noqa: E402
-from bench_torch import peak_rss_mib  # noqa: E402
+from bench_torch import bench_parser, bench_setup, grouped_adamw, peak_rss_mib, time_training  # noqa: E402
 
 
 def bench_params(L, C, V, g):
@@ -45,50 +43,18 @@ def bench_params(L, C, V, g):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--embd", type=int, default=512)
-    ap.add_argument("--vocab", type=int, default=256)
-    ap.add_argument("--ctx", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = bench_parser()
     ap.add_argument("--wkv", default="chunked", choices=sorted(rwkv7.WKV_FNS))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.set_flush_denormal(True)
-    torch.manual_seed(0)
+    bench_setup(a)
     g = torch.Generator().manual_seed(1)
     params = bench_params(a.layers, a.embd, a.vocab, g)
-    groups = []
-    for n, t in params.items():
-        mult, decays = rwkv7.param_group(n, t)
-        groups.append({"params": [t], "lr": 1e-4 * mult, "weight_decay": 0.001 if decays else 0.0})
-    opt = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.99), eps=1e-18)
+    opt = grouped_adamw(rwkv7, params, eps=1e-18)
     gd = torch.Generator().manual_seed(2)
-
-    def step():
-        x = torch.randint(0, a.vocab, (a.batch, a.ctx), generator=gd)
-        y = torch.randint(0, a.vocab, (a.batch, a.ctx), generator=gd)
-        logits, _ = rwkv7.forward(params, x, wkv=a.wkv)
-        loss = rwkv7.loss_fn(logits, y, l2wrap=True)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
-        opt.step()
-        return loss.item()
-
-    for _ in range(a.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    el = time.perf_counter() - t0
-    tokens = a.steps * a.batch * a.ctx
+    tps, sps = time_training(rwkv7, params, opt, a, gd, a.wkv)
     print(json.dumps({"impl": "pytorch " + torch.__version__, "arch": "x070", "wkv": a.wkv,
-                      "threads": a.threads, "tokens_per_sec": tokens / el,
-                      "step_seconds": el / a.steps, "peak_rss_mib": peak_rss_mib()}))
+                      "threads": a.threads, "tokens_per_sec": tps,
+                      "step_seconds": sps, "peak_rss_mib": peak_rss_mib()}))
 
 
 if __name__ == "__main__":

@@ -133,58 +133,81 @@ def make_state(L, B, C, g):
     return {"att_x": att_x, "aa": aa, "bb": bb, "pp": pp, "ffn_x": ffn_x}
 
 
-def split_state(st):
-    """{key: [L,B,C]} -> list of per-layer dicts of (B,C) views (autograd flows to st)."""
-    L = st["aa"].shape[0]
-    return [{k: st[k][i] for k in rwkv4.STATE_KEYS} for i in range(L)]
+def deterministic_torch(seed):
+    """One thread, deterministic kernels, torch's global seed; warns when torch is not the
+    version the goldens were pinned with."""
+    if torch.__version__ != TORCH_PINNED:
+        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
+              "the files may not be byte-identical", file=sys.stderr)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
 
 
-def stack_state(layers):
-    return {k: torch.stack([s[k] for s in layers]) for k in rwkv4.STATE_KEYS}
+def make_matrix_state(L, B, C, N, g):
+    """Random non-trivial x052/x060/x070 initial state, float64: att_x, ffn_x [L,B,C] ~ N(0,1)
+    (like an LN output), wkv [L,B,H,N,N] ~ N(0, 0.5^2)."""
+    H = C // N
+    return {"att_x": torch.randn(L, B, C, generator=g, dtype=torch.float64),
+            "wkv": 0.5 * torch.randn(L, B, H, N, N, generator=g, dtype=torch.float64),
+            "ffn_x": torch.randn(L, B, C, generator=g, dtype=torch.float64)}
 
 
-# ----------------------------------------------------------------------------- goldens
+def split_state_keys(keys, st):
+    """{key: [L,...]} -> list of per-layer dicts of views (autograd flows to st)."""
+    return [{k: st[k][i] for k in keys} for i in range(st[keys[0]].shape[0])]
 
 
-def model_golden(dtype, params64, tokens, targets, state64):
+def stack_state_keys(keys, layers):
+    return {k: torch.stack([s[k] for s in layers]) for k in keys}
+
+
+def model_outputs(rwkv, dtype, params64, tokens, targets, state64, grad=torch.autograd.grad):
+    """The model golden of a reference module rwkv (rwkv4, rwkv6, rwkv7): the parameters in
+    dtype, tokens, targets, logits, loss and every gradient, the gradients with L2Wrap, and a run
+    from state64 (state in and out, logits, loss, the gradients of the parameters and the initial
+    state), as (name, tensor) pairs in file order. grad is torch.autograd.grad or a stand-in."""
     p = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in params64.items()}
     names = list(p)
+    keys = rwkv.STATE_KEYS
     out = [("param/" + n, p[n]) for n in names]
     out += [("tokens", tokens), ("targets", targets)]
 
-    logits, _ = rwkv4.forward(p, tokens)
-    loss = rwkv4.loss_fn(logits, targets)
-    grads = torch.autograd.grad(loss, [p[n] for n in names])
+    logits, _ = rwkv.forward(p, tokens)
+    loss = rwkv.loss_fn(logits, targets)
+    grads = grad(loss, [p[n] for n in names])
     out += [("logits", logits), ("loss", loss.reshape(1))]
     out += [("grad/" + n, g) for n, g in zip(names, grads)]
 
-    logits2, _ = rwkv4.forward(p, tokens)
-    loss2 = rwkv4.loss_fn(logits2, targets, l2wrap=True)
-    grads = torch.autograd.grad(loss2, [p[n] for n in names])
+    logits2, _ = rwkv.forward(p, tokens)
+    loss2 = rwkv.loss_fn(logits2, targets, l2wrap=True)
+    grads = grad(loss2, [p[n] for n in names])
     out += [("grad_l2wrap/" + n, g) for n, g in zip(names, grads)]
 
     st = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in state64.items()}
-    logits3, st_out = rwkv4.forward(p, tokens, split_state(st))
-    loss3 = rwkv4.loss_fn(logits3, targets)
-    grads = torch.autograd.grad(loss3, [p[n] for n in names] + [st[k] for k in rwkv4.STATE_KEYS])
-    out += [("state_in/" + k, st[k]) for k in rwkv4.STATE_KEYS]
-    so = stack_state(st_out)
-    out += [("state_out/" + k, so[k]) for k in rwkv4.STATE_KEYS]
+    logits3, st_out = rwkv.forward(p, tokens, split_state_keys(keys, st))
+    loss3 = rwkv.loss_fn(logits3, targets)
+    grads = grad(loss3, [p[n] for n in names] + [st[k] for k in keys])
+    out += [("state_in/" + k, st[k]) for k in keys]
+    so = stack_state_keys(keys, st_out)
+    out += [("state_out/" + k, so[k]) for k in keys]
     out += [("logits_state", logits3), ("loss_state", loss3.reshape(1))]
     out += [("grad_state/" + n, g) for n, g in zip(names, grads[:len(names)])]
-    out += [("grad_state_in/" + k, g) for k, g in zip(rwkv4.STATE_KEYS, grads[len(names):])]
+    out += [("grad_state_in/" + k, g) for k, g in zip(keys, grads[len(names):])]
     return out
 
 
-def adamw_golden(params64, batches_tokens, batches_targets):
-    a = ADAMW
+def adamw_run(rwkv, a, params64, batches_tokens, batches_targets, group_of, extra=None):
+    """a["steps"] steps of torch.optim.AdamW from params64 (float32, one param group per tensor,
+    group_of(name, tensor) -> (lr_mult, weight_decay), lr = rwkv.lr_at * lr_mult, loss with
+    L2Wrap, clipping to a["grad_clip"]). Returns the golden's (name, tensor) pairs (the
+    parameters before, after the first step and at the end, the batches, extra(groups)'s pairs
+    when extra is given, lr, loss, grad_norm per step) and the gradient norms."""
     p = {k: v.detach().to(torch.float32).clone().requires_grad_(True) for k, v in params64.items()}
     names = list(p)
     groups = []
     for n in names:
-        mult = a["lr_mult_time_decay"] if n.endswith("att.time_decay") else \
-            a["lr_mult_time_first"] if n.endswith("att.time_first") else 1.0
-        wd = a["weight_decay"] if p[n].squeeze().dim() >= 2 else 0.0
+        mult, wd = group_of(n, p[n])
         groups.append({"params": [p[n]], "lr_mult": mult, "weight_decay": wd, "name": n})
     opt = torch.optim.AdamW(groups, lr=a["lr_init"], betas=(a["beta1"], a["beta2"]), eps=a["eps"],
                             weight_decay=0.0, amsgrad=False)
@@ -192,12 +215,12 @@ def adamw_golden(params64, batches_tokens, batches_targets):
     lrs, losses, norms = [], [], []
     after1 = None
     for step in range(a["steps"]):
-        lr = rwkv4.lr_at(step, a["lr_init"], a["lr_final"], a["warmup_steps"], a["steps"])
+        lr = rwkv.lr_at(step, a["lr_init"], a["lr_final"], a["warmup_steps"], a["steps"])
         for gr in opt.param_groups:
             gr["lr"] = lr * gr["lr_mult"]
         opt.zero_grad(set_to_none=True)
-        logits, _ = rwkv4.forward(p, batches_tokens[step])
-        loss = rwkv4.loss_fn(logits, batches_targets[step], l2wrap=True)
+        logits, _ = rwkv.forward(p, batches_tokens[step])
+        loss = rwkv.loss_fn(logits, batches_targets[step], l2wrap=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_([p[n] for n in names], a["grad_clip"])
         opt.step()
@@ -209,19 +232,56 @@ def adamw_golden(params64, batches_tokens, batches_targets):
     out += after1
     out += [("final/" + n, p[n].detach().clone()) for n in names]
     out += [("tokens", batches_tokens), ("targets", batches_targets)]
+    if extra is not None:
+        out += extra(groups)
     out += [("lr", torch.tensor(lrs, dtype=torch.float64)),
             ("loss", torch.tensor(losses, dtype=torch.float64)),
             ("grad_norm", torch.tensor(norms, dtype=torch.float64))]
     return out, norms
 
 
+def write_model_golden(root, path, out, meta):
+    """Writes a model golden and says so."""
+    write_safetensors(path, out, meta)
+    print(f"wrote {os.path.relpath(path, root)}: {len(out)} tensors, loss "
+          f"{dict(out)['loss'].item():.10g}, loss_state {dict(out)['loss_state'].item():.10g}")
+
+
+def write_adamw_golden(root, path, out, meta):
+    """Writes an AdamW golden, prints its lr, loss and grad_norm, and checks that it reads back
+    to what was written."""
+    write_safetensors(path, out, meta)
+    d = dict(out)
+    print(f"wrote {os.path.relpath(path, root)}: {len(out)} tensors")
+    print("  lr        " + " ".join(f"{x:.4g}" for x in d["lr"].tolist()))
+    print("  loss      " + " ".join(f"{x:.4f}" for x in d["loss"].tolist()))
+    print("  grad_norm " + " ".join(f"{x:.4f}" for x in d["grad_norm"].tolist()))
+    back, m = read_safetensors(path)
+    assert m["torch_version"] == torch.__version__
+    for n, t in out:
+        assert torch.equal(back[n], t.detach().to(back[n].dtype)), n
+
+
+# ----------------------------------------------------------------------------- goldens
+
+
+def model_golden(dtype, params64, tokens, targets, state64):
+    return model_outputs(rwkv4, dtype, params64, tokens, targets, state64)
+
+
+def adamw_golden(params64, batches_tokens, batches_targets):
+    a = ADAMW
+
+    def group_of(n, t):
+        mult = a["lr_mult_time_decay"] if n.endswith("att.time_decay") else \
+            a["lr_mult_time_first"] if n.endswith("att.time_first") else 1.0
+        return mult, a["weight_decay"] if t.squeeze().dim() >= 2 else 0.0
+
+    return adamw_run(rwkv4, a, params64, batches_tokens, batches_targets, group_of)
+
+
 def main():
-    if torch.__version__ != TORCH_PINNED:
-        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
-              "the files may not be byte-identical", file=sys.stderr)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
+    deterministic_torch(SEED)
     L, C, V, Fd, B, T = (CFG[k] for k in ("n_layer", "n_embd", "vocab_size", "dim_ffn", "B", "T"))
     params64 = make_params(L, C, V, Fd, seed=SEED)
     g = torch.Generator().manual_seed(SEED + 1)
@@ -235,9 +295,7 @@ def main():
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         out = model_golden(dtype, params64, tokens, targets, state64)
         path = os.path.join(ROOT, "model", "testdata", f"golden_{tag}.safetensors")
-        write_safetensors(path, out, {**meta_common, "dtype": "F64" if tag == "f64" else "F32"})
-        print(f"wrote {os.path.relpath(path, ROOT)}: {len(out)} tensors, loss "
-              f"{dict(out)['loss'].item():.10g}, loss_state {dict(out)['loss_state'].item():.10g}")
+        write_model_golden(ROOT, path, out, {**meta_common, "dtype": "F64" if tag == "f64" else "F32"})
 
     g = torch.Generator().manual_seed(SEED + 2)
     S = ADAMW["steps"]
@@ -256,18 +314,7 @@ def main():
                         "if step<warmup: lr*=0.2+0.8*step/warmup; step from 0",
             "loss": "mean cross-entropy with L2Wrap"}
     path = os.path.join(ROOT, "train", "testdata", "adamw_golden.safetensors")
-    write_safetensors(path, out, meta)
-    d = dict(out)
-    print(f"wrote {os.path.relpath(path, ROOT)}: {len(out)} tensors")
-    print("  lr        " + " ".join(f"{x:.4g}" for x in d["lr"].tolist()))
-    print("  loss      " + " ".join(f"{x:.4f}" for x in d["loss"].tolist()))
-    print("  grad_norm " + " ".join(f"{x:.4f}" for x in d["grad_norm"].tolist()))
-
-    # self-check: the files read back to what was written
-    back, m = read_safetensors(path)
-    assert m["torch_version"] == torch.__version__
-    for n, t in out:
-        assert torch.equal(back[n], t.detach().to(back[n].dtype)), n
+    write_adamw_golden(ROOT, path, out, meta)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rwkv7  # noqa: E402
-from gen_golden import TORCH_PINNED, read_safetensors, write_safetensors  # noqa: E402
+from gen_golden import (adamw_run, deterministic_torch, make_matrix_state, model_outputs,  # noqa: E402
+                        write_adamw_golden, write_model_golden)
 
 # RWKV_GOLDEN_ROOT redirects the output tree (the Go test that checks the committed files are current).
 ROOT = os.environ.get("RWKV_GOLDEN_ROOT") or os.path.dirname(HERE)
@@ -76,24 +77,6 @@ def make_params(n_layer, n_embd, vocab, head_size=64, ranks_=None, seed=SEED, dt
     return {k: v.to(dtype) for k, v in p.items()}
 
 
-def make_state(L, B, C, N, g):
-    """Random non-trivial initial state, float64: att_x, ffn_x [L,B,C] ~ N(0,1) (like an LN
-    output), wkv [L,B,H,N,N] ~ N(0, 0.5^2)."""
-    H = C // N
-    return {"att_x": torch.randn(L, B, C, generator=g, dtype=torch.float64),
-            "wkv": 0.5 * torch.randn(L, B, H, N, N, generator=g, dtype=torch.float64),
-            "ffn_x": torch.randn(L, B, C, generator=g, dtype=torch.float64)}
-
-
-def split_state(st):
-    """{key: [L,...]} -> list of per-layer dicts of views (autograd flows to st)."""
-    return [{k: st[k][i] for k in rwkv7.STATE_KEYS} for i in range(st["wkv"].shape[0])]
-
-
-def stack_state(layers):
-    return {k: torch.stack([s[k] for s in layers]) for k in rwkv7.STATE_KEYS}
-
-
 def make_wkv_inputs(B, T, C, N, g):
     """WKV-7 op inputs as the model produces them: r, k, v ~ N(0,1); w~ ~ N(0, 3^2) with the
     first head's channel 0 at -30 and channel 1 at +30 (decay at both ends of (0.545, 1));
@@ -122,32 +105,7 @@ def grad(loss, leaves):
 
 
 def model_golden(dtype, params64, tokens, targets, state64, wkv64):
-    p = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in params64.items()}
-    names = list(p)
-    out = [("param/" + n, p[n]) for n in names]
-    out += [("tokens", tokens), ("targets", targets)]
-
-    logits, _ = rwkv7.forward(p, tokens)
-    loss = rwkv7.loss_fn(logits, targets)
-    grads = grad(loss, [p[n] for n in names])
-    out += [("logits", logits), ("loss", loss.reshape(1))]
-    out += [("grad/" + n, g) for n, g in zip(names, grads)]
-
-    logits2, _ = rwkv7.forward(p, tokens)
-    loss2 = rwkv7.loss_fn(logits2, targets, l2wrap=True)
-    grads = grad(loss2, [p[n] for n in names])
-    out += [("grad_l2wrap/" + n, g) for n, g in zip(names, grads)]
-
-    st = {k: v.detach().to(dtype).clone().requires_grad_(True) for k, v in state64.items()}
-    logits3, st_out = rwkv7.forward(p, tokens, split_state(st))
-    loss3 = rwkv7.loss_fn(logits3, targets)
-    grads = grad(loss3, [p[n] for n in names] + [st[k] for k in rwkv7.STATE_KEYS])
-    out += [("state_in/" + k, st[k]) for k in rwkv7.STATE_KEYS]
-    so = stack_state(st_out)
-    out += [("state_out/" + k, so[k]) for k in rwkv7.STATE_KEYS]
-    out += [("logits_state", logits3), ("loss_state", loss3.reshape(1))]
-    out += [("grad_state/" + n, g) for n, g in zip(names, grads[:len(names)])]
-    out += [("grad_state_in/" + k, g) for k, g in zip(rwkv7.STATE_KEYS, grads[len(names):])]
+    out = model_outputs(rwkv7, dtype, params64, tokens, targets, state64, grad=grad)
 
     # the WKV-7 op alone: y, sT and the gradients of L = sum(y*dy) + sum(sT*dsT)
     x = {k: v.to(dtype) for k, v in wkv64.items()}
@@ -162,55 +120,22 @@ def model_golden(dtype, params64, tokens, targets, state64, wkv64):
 
 def adamw_golden(params64, batches_tokens, batches_targets):
     a = ADAMW
-    p = {k: v.detach().to(torch.float32).clone().requires_grad_(True) for k, v in params64.items()}
-    names = list(p)
-    groups = []
-    for n in names:
-        mult, decays = rwkv7.param_group(n, p[n])
-        groups.append({"params": [p[n]], "lr_mult": mult,
-                       "weight_decay": a["weight_decay"] if decays else 0.0, "name": n})
-    opt = torch.optim.AdamW(groups, lr=a["lr_init"], betas=(a["beta1"], a["beta2"]), eps=a["eps"],
-                            weight_decay=0.0, amsgrad=False)
-    out = [("param/" + n, p[n].detach().clone()) for n in names]
-    lrs, losses, norms = [], [], []
-    after1 = None
-    for step in range(a["steps"]):
-        lr = rwkv7.lr_at(step, a["lr_init"], a["lr_final"], a["warmup_steps"], a["steps"])
-        for gr in opt.param_groups:
-            gr["lr"] = lr * gr["lr_mult"]
-        opt.zero_grad(set_to_none=True)
-        logits, _ = rwkv7.forward(p, batches_tokens[step])
-        loss = rwkv7.loss_fn(logits, batches_targets[step], l2wrap=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_([p[n] for n in names], a["grad_clip"])
-        opt.step()
-        lrs.append(lr)
-        losses.append(loss.item())
-        norms.append(norm.item())
-        if step == 0:
-            after1 = [("after1/" + n, p[n].detach().clone()) for n in names]
-    out += after1
-    out += [("final/" + n, p[n].detach().clone()) for n in names]
-    out += [("tokens", batches_tokens), ("targets", batches_targets)]
-    out += [("lr", torch.tensor(lrs, dtype=torch.float64)),
-            ("loss", torch.tensor(losses, dtype=torch.float64)),
-            ("grad_norm", torch.tensor(norms, dtype=torch.float64))]
-    return out, norms
+
+    def group_of(n, t):
+        mult, decays = rwkv7.param_group(n, t)
+        return mult, a["weight_decay"] if decays else 0.0
+
+    return adamw_run(rwkv7, a, params64, batches_tokens, batches_targets, group_of)
 
 
 def main():
-    if torch.__version__ != TORCH_PINNED:
-        print(f"warning: torch {torch.__version__}, goldens were pinned with {TORCH_PINNED}; "
-              "the files may not be byte-identical", file=sys.stderr)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(SEED)
+    deterministic_torch(SEED)
     L, C, N, V, B, T = (CFG[k] for k in ("n_layer", "n_embd", "head_size", "vocab_size", "B", "T"))
     params64 = make_params(L, C, V, N, ranks(), seed=SEED)
     g = torch.Generator().manual_seed(SEED + 1)
     tokens = torch.randint(0, V, (B, T), generator=g)
     targets = torch.randint(0, V, (B, T), generator=g)
-    state64 = make_state(L, B, C, N, g)
+    state64 = make_matrix_state(L, B, C, N, g)
     wkv64 = make_wkv_inputs(B, T, C, N, g)
     meta_common = {
         **CFG, "arch": "x070", "seed": SEED, "torch_version": torch.__version__,
@@ -226,9 +151,7 @@ def main():
     for dtype, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
         out = model_golden(dtype, params64, tokens, targets, state64, wkv64)
         path = os.path.join(ROOT, "model", "testdata", f"golden7_{tag}.safetensors")
-        write_safetensors(path, out, {**meta_common, "dtype": "F64" if tag == "f64" else "F32"})
-        print(f"wrote {os.path.relpath(path, ROOT)}: {len(out)} tensors, loss "
-              f"{dict(out)['loss'].item():.10g}, loss_state {dict(out)['loss_state'].item():.10g}")
+        write_model_golden(ROOT, path, out, {**meta_common, "dtype": "F64" if tag == "f64" else "F32"})
 
     g = torch.Generator().manual_seed(SEED + 2)
     S = ADAMW["steps"]
@@ -249,18 +172,7 @@ def main():
                         "if step<warmup: lr*=0.01+0.99*step/warmup; step from 0",
             "loss": "mean cross-entropy with L2Wrap"}
     path = os.path.join(ROOT, "train", "testdata", "adamw7_golden.safetensors")
-    write_safetensors(path, out, meta)
-    d = dict(out)
-    print(f"wrote {os.path.relpath(path, ROOT)}: {len(out)} tensors")
-    print("  lr        " + " ".join(f"{x:.4g}" for x in d["lr"].tolist()))
-    print("  loss      " + " ".join(f"{x:.4f}" for x in d["loss"].tolist()))
-    print("  grad_norm " + " ".join(f"{x:.4f}" for x in d["grad_norm"].tolist()))
-
-    # self-check: the files read back to what was written
-    back, m = read_safetensors(path)
-    assert m["torch_version"] == torch.__version__
-    for n, t in out:
-        assert torch.equal(back[n], t.detach().to(back[n].dtype)), n
+    write_adamw_golden(ROOT, path, out, meta)
 
 
 if __name__ == "__main__":

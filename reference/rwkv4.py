@@ -31,7 +31,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-LN_EPS = 1e-5
+from rwkv_common import LN_EPS, L2Wrap, layer_norm, linear, loss_with, n_layer_of, shift  # noqa: F401
+
 PP_EMPTY = -1e38
 STATE_KEYS = ("att_x", "aa", "bb", "pp", "ffn_x")
 
@@ -70,13 +71,6 @@ def param_shapes(n_layer, n_embd, vocab, dim_ffn):
     s["ln_out.bias"] = (C,)
     s["head.weight"] = (V, C)
     return s
-
-
-def n_layer_of(params):
-    n = 0
-    while f"blocks.{n}.ln1.weight" in params:
-        n += 1
-    return n
 
 
 def empty_state(n_layer, B, C, dtype=torch.float64):
@@ -260,19 +254,6 @@ def wkv_fast(w, u, k, v, aa=None, bb=None, pp=None):
 # ----------------------------------------------------------------------------- model
 
 
-def layer_norm(x, p, name):
-    return F.layer_norm(x, (x.shape[-1],), p[name + ".weight"], p[name + ".bias"], LN_EPS)
-
-
-def linear(x, W):
-    return x @ W.t()
-
-
-def shift(x, prev):
-    """x: (B,T,C), prev: (B,C) -> (B,T,C) with out[:,0] = prev, out[:,t] = x[:,t-1]."""
-    return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1)
-
-
 def time_mix(p, i, x, st, wkv):
     a = f"blocks.{i}.att."
     xx = shift(x, st["att_x"])
@@ -386,34 +367,10 @@ def forward_rnn(p, tokens, state=None):
 # ----------------------------------------------------------------------------- loss
 
 
-class L2Wrap(torch.autograd.Function):
-    """RWKV-LM L2Wrap: forward returns loss; backward passes grad_output to the loss and adds,
-    at each row's argmax logit, max_logit * 1e-4 / (B*T) to the logit gradient (not scaled by
-    grad_output). logits: (B,T,V)."""
-
-    @staticmethod
-    def forward(ctx, loss, logits):
-        ctx.save_for_backward(logits)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (logits,) = ctx.saved_tensors
-        B, T = logits.shape[0], logits.shape[1]
-        factor = 1e-4 / (B * T)
-        mx, ids = torch.max(logits, dim=-1, keepdim=True)
-        g = torch.zeros_like(logits)
-        g.scatter_(-1, ids, mx * factor)
-        return grad_output, g
-
-
 def loss_fn(logits, targets, l2wrap=False):
-    """Mean cross-entropy over all B*T positions; logits (B,T,V), targets (B,T) int64."""
-    V = logits.shape[-1]
-    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-    if l2wrap:
-        loss = L2Wrap.apply(loss, logits)
-    return loss
+    """Mean cross-entropy over all B*T positions; logits (B,T,V), targets (B,T) int64; l2wrap
+    applies L2Wrap."""
+    return loss_with(L2Wrap, logits, targets, l2wrap)
 
 
 # ----------------------------------------------------------------------------- schedule

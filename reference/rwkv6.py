@@ -52,7 +52,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-LN_EPS = 1e-5
+from rwkv_common import (LN_EPS, L2Wrap, empty_state, heads as _heads, layer_norm, linear,  # noqa: F401
+                         ln_by_hand, loss_with, lr_cosine as lr_at, n_layer_of,
+                         orthogonal as _orthogonal, run_rnn, shift)
+
 HEAD_SIZE_DIVISOR = 8
 GN_EPS_X052 = 1e-5  # on y / 8
 GN_EPS_X060 = 1e-5 * HEAD_SIZE_DIVISOR ** 2  # on y
@@ -129,41 +132,13 @@ def arch_of(params):
     raise ValueError("arch_of: neither x060 (att.time_maa_x) nor x052 (2-D att.time_decay)")
 
 
-def n_layer_of(params):
-    n = 0
-    while f"blocks.{n}.ln1.weight" in params:
-        n += 1
-    return n
-
-
 def dims_of(params):
     """(n_layer, C, H, N) from the tensors."""
     H, N = params["blocks.0.att.time_faaaa"].shape
     return n_layer_of(params), params["emb.weight"].shape[1], H, N
 
 
-def empty_state(n_layer, B, C, head_size=HEAD_SIZE, dtype=torch.float64):
-    H, N = C // head_size, head_size
-    return [{"att_x": torch.zeros(B, C, dtype=dtype),
-             "wkv": torch.zeros(B, H, N, N, dtype=dtype),
-             "ffn_x": torch.zeros(B, C, dtype=dtype)} for _ in range(n_layer)]
-
-
 # ----------------------------------------------------------------------------- init
-
-
-def _orthogonal(shape, gain, g):
-    """Orthogonal matrix like torch.nn.init.orthogonal_ (QR of a normal matrix, sign-fixed by
-    diag(R)), drawn from generator g in float64."""
-    rows, cols = shape
-    flat = torch.randn(rows, cols, generator=g, dtype=torch.float64)
-    if rows < cols:
-        flat = flat.t()
-    q, r = torch.linalg.qr(flat)
-    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-    if rows < cols:
-        q = q.t()
-    return gain * q
 
 
 def init_params(arch, n_layer, n_embd, vocab, head_size=HEAD_SIZE, dim_ffn=None,
@@ -239,11 +214,6 @@ def init_params(arch, n_layer, n_embd, vocab, head_size=HEAD_SIZE, dim_ffn=None,
 
 
 # ----------------------------------------------------------------------------- WKV-5/6
-
-
-def _heads(x, H):
-    B, T, C = x.shape
-    return x.view(B, T, H, C // H)
 
 
 def _decay_seq(w, B, T, H, N):
@@ -393,19 +363,6 @@ WKV_FNS = {"seq": wkv6_seq, "fast": wkv6_fast, "chunked": wkv6_chunked}
 # ----------------------------------------------------------------------------- model
 
 
-def layer_norm(x, p, name):
-    return F.layer_norm(x, (x.shape[-1],), p[name + ".weight"], p[name + ".bias"], LN_EPS)
-
-
-def linear(x, W):
-    return x @ W.t()
-
-
-def shift(x, prev):
-    """x: (B,T,C), prev: (B,C) -> (B,T,C) with out[:,0] = prev, out[:,t] = x[:,t-1]."""
-    return torch.cat([prev.unsqueeze(1), x[:, :-1]], dim=1)
-
-
 def time_mix(arch, p, i, x, st, wkv):
     at = f"blocks.{i}.att."
     B, T, C = x.shape
@@ -487,11 +444,7 @@ def forward_rnn_step(p, token, state):
     arch = arch_of(p)
     L, C, H, N = dims_of(p)
 
-    def ln(x, w, b, eps):
-        mu = x.mean(-1, keepdim=True)
-        var = ((x - mu) ** 2).mean(-1, keepdim=True)
-        return (x - mu) / torch.sqrt(var + eps) * w + b
-
+    ln = ln_by_hand
     sig = lambda z: 1 / (1 + torch.exp(-z))
     x = ln(p["emb.weight"][token], p["blocks.0.ln0.weight"], p["blocks.0.ln0.bias"], LN_EPS)
     B = x.shape[0]
@@ -525,10 +478,8 @@ def forward_rnn_step(p, token, state):
             kv = v[:, h].unsqueeze(2) * k[:, h].unsqueeze(1)
             o = ((Sh + u[h] * kv) * r[:, h].unsqueeze(1)).sum(-1)
             new_S.append(Sh * d[:, h].unsqueeze(1) + kv)
-            mu = o.mean(-1, keepdim=True)
-            var = ((o - mu) ** 2).mean(-1, keepdim=True)
-            o = (o - mu) / torch.sqrt(var + GN_EPS_X060) * p[at + "ln_x.weight"][h * N:(h + 1) * N] + \
-                p[at + "ln_x.bias"][h * N:(h + 1) * N]
+            o = ln(o, p[at + "ln_x.weight"][h * N:(h + 1) * N], p[at + "ln_x.bias"][h * N:(h + 1) * N],
+                   GN_EPS_X060)
             out_heads.append(o)
         x = x + (torch.cat(out_heads, -1) * g) @ p[at + "output.weight"].t()
 
@@ -549,65 +500,19 @@ def forward_rnn_step(p, token, state):
 
 def forward_rnn(p, tokens, state=None):
     """Runs forward_rnn_step over T; returns logits (B,T,V) and the final state."""
-    L, C, H, N = dims_of(p)
-    B, T = tokens.shape
-    if state is None:
-        state = empty_state(L, B, C, N, p["emb.weight"].dtype)
-    out = []
-    for t in range(T):
-        lg, state = forward_rnn_step(p, tokens[:, t], state)
-        out.append(lg)
-    return torch.stack(out, dim=1), state
+    return run_rnn(forward_rnn_step, dims_of, p, tokens, state)
 
 
 # ----------------------------------------------------------------------------- loss
 
 
-class L2Wrap(torch.autograd.Function):
-    """RWKV-LM v5 L2Wrap: forward returns loss; backward passes grad_output to the loss and adds
-    max_logit * 1e-4 / (B*T) at each row's argmax logit (v5 does not scale that by grad_output;
-    the goldens call it with grad_output == 1). logits: (B,T,V)."""
-
-    @staticmethod
-    def forward(ctx, loss, logits):
-        ctx.save_for_backward(logits)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (logits,) = ctx.saved_tensors
-        factor = 1e-4 / (logits.shape[0] * logits.shape[1])
-        mx, ids = torch.max(logits, dim=-1, keepdim=True)
-        g = torch.zeros_like(logits)
-        g.scatter_(-1, ids, mx * factor)
-        return grad_output, g
-
-
 def loss_fn(logits, targets, l2wrap=False):
-    """Mean cross-entropy over all B*T positions; logits (B,T,V), targets (B,T) int64."""
-    V = logits.shape[-1]
-    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-    if l2wrap:
-        loss = L2Wrap.apply(loss, logits)
-    return loss
+    """Mean cross-entropy over all B*T positions; logits (B,T,V), targets (B,T) int64; l2wrap
+    applies L2Wrap."""
+    return loss_with(L2Wrap, logits, targets, l2wrap)
 
 
 # ----------------------------------------------------------------------------- optimiser
-
-
-def lr_at(step, lr_init, lr_final, warmup_steps, total_steps):
-    """RWKV-LM v5 trainer.py with my_exit_tokens > 0 (cosine in tokens; in steps here, a step
-    being a fixed number of tokens), the same as v7's and optim's cosine_v7:
-    progress = clamp((step - warmup)/(total - warmup), 0, 1),
-    lr = lr_init*((0.5 + f/2) + (0.5 - f/2)*cos(pi*progress)), f = lr_final/lr_init, and during
-    warmup lr *= 0.01 + 0.99*step/warmup. step counts from 0."""
-    progress = (step - warmup_steps) / (total_steps - warmup_steps)
-    progress = min(1.0, max(0.0, progress))
-    f = lr_final / lr_init
-    lr = lr_init * ((0.5 + f / 2) + (0.5 - f / 2) * math.cos(math.pi * progress))
-    if step < warmup_steps:
-        lr = lr * (0.01 + 0.99 * step / warmup_steps)
-    return lr
 
 
 def param_group(name, tensor, layerwise_lr=True, weight_decay=True):

@@ -8,14 +8,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwkv6  # noqa: E402
+from testkit import l2wrap_extra, maxdiff, run_tests  # noqa: E402
 
 torch.set_num_threads(1)
 D = torch.float64
 ARCHS = rwkv6.ARCHS
-
-
-def maxdiff(a, b):
-    return (a - b).abs().max().item()
 
 
 def rel(a, b):
@@ -284,9 +281,7 @@ def test_l2wrap():
     targets = torch.randint(0, 5, (2, 3))
     g0 = torch.autograd.grad(rwkv6.loss_fn(logits, targets), logits)[0]
     g1 = torch.autograd.grad(rwkv6.loss_fn(logits, targets, l2wrap=True), logits)[0]
-    extra = torch.zeros_like(logits)
-    mx, ids = logits.detach().max(-1, keepdim=True)
-    extra.scatter_(-1, ids, mx * 1e-4 / 6)
+    extra = l2wrap_extra(logits)
     assert maxdiff(g1, g0 + extra) < 1e-15
     print("L2Wrap gradient: ok")
 
@@ -314,11 +309,4 @@ def test_schedule_and_groups():
 
 
 if __name__ == "__main__":
-    import time
-    tests = [v for k, v in list(globals().items()) if k.startswith("test_")]
-    for t in tests:
-        t0 = time.time()
-        t()
-        if os.environ.get("RWKV_TEST_TIMES"):
-            print(f"  ({t.__name__}: {time.time() - t0:.2f} s)")
-    print(f"all {len(tests)} tests passed")
+    run_tests(globals(), timed=True)

@@ -8,6 +8,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwkv7  # noqa: E402
+from testkit import l2wrap_extra, maxdiff, run_tests  # noqa: E402
 
 torch.set_num_threads(1)
 D = torch.float64
@@ -24,10 +25,6 @@ def rand_wkv_inputs(B, T, H, N, w_shift=0.0, w_scale=2.0, state=True, seed=0):
     b = kap * torch.sigmoid(randn(B, T, C))
     s0 = randn(B, H, N, N) if state else torch.zeros(B, H, N, N, dtype=D)
     return [r, w, k, v, -kap, b, s0]
-
-
-def maxdiff(a, b):
-    return (a - b).abs().max().item()
 
 
 def grads_of(fn, inputs, wy, ws):
@@ -252,9 +249,7 @@ def test_l2wrap():
     l1 = rwkv7.loss_fn(logits, targets, l2wrap=True)
     assert l1.item() == rwkv7.loss_fn(logits, targets).item()
     g1 = torch.autograd.grad(l1 * 2.0, logits)[0]
-    extra = torch.zeros_like(logits)
-    mx, ids = logits.detach().max(-1, keepdim=True)
-    extra.scatter_(-1, ids, mx * 1e-4 / 6)
+    extra = l2wrap_extra(logits)
     assert maxdiff(g1, g0 + 2.0 * extra) < 1e-15  # LM7: scaled by the incoming gradient
     print("L2Wrap gradient: ok")
 
@@ -274,11 +269,4 @@ def test_schedule_and_groups():
 
 
 if __name__ == "__main__":
-    import time
-    tests = [v for k, v in list(globals().items()) if k.startswith("test_")]
-    for t in tests:
-        t0 = time.time()
-        t()
-        if os.environ.get("RWKV_TEST_TIMES"):
-            print(f"  ({t.__name__}: {time.time() - t0:.2f} s)")
-    print(f"all {len(tests)} tests passed")
+    run_tests(globals(), timed=True)

@@ -322,61 +322,10 @@ func TestResumeWithoutCheckpointStartsFresh(t *testing.T) {
 // TestModelSectionFromCheckpoint: on resume the model comes from the checkpoint (as
 // configs/README says), with a warning naming each model key the config contradicts.
 func TestModelSectionFromCheckpoint(t *testing.T) {
-	c := quickConfig(t, 1)
-	first := newTrainer(t, c, Options{})
-	if err := first.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	first.Close()
-	other := c
-	other.Train.MaxSteps = 2
-	other.Model.Layers, other.Model.Embd = 3, 64
-	var logBuf bytes.Buffer
-	tr, err := New(other, slog.New(slog.NewTextHandler(&logBuf, nil)), Options{Resume: c.CheckpointDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if got := tr.Model.Config; got.Layers != 2 || got.Embd != 32 {
+	_, got := resumeWithOtherModel(t, quickConfig(t, 1), func(o *Config) { o.Model.Layers, o.Model.Embd = 3, 64 },
+		[]string{"model.n_layer = 3 in the config but 2 in the checkpoint", "model.n_embd = 64 in the config but 32"}, "model.vocab_size")
+	if got.Layers != 2 || got.Embd != 32 {
 		t.Fatalf("resumed model %v, want the checkpoint's L2-D32", got)
-	}
-	for _, w := range []string{"model.n_layer = 3 in the config but 2 in the checkpoint", "model.n_embd = 64 in the config but 32"} {
-		if !strings.Contains(logBuf.String(), w) {
-			t.Errorf("log does not warn %q:\n%s", w, logBuf.String())
-		}
-	}
-	if strings.Contains(logBuf.String(), "model.vocab_size") {
-		t.Errorf("warned about an agreeing key:\n%s", logBuf.String())
-	}
-	if got := tr.Config().Model.Config; got != first.Model.Config {
-		t.Errorf("Config().Model %v, want the checkpoint's %v", got, first.Model.Config)
-	}
-	if err := tr.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tr.Close()
-	// The checkpoints of the resumed run store the model they hold, so resuming from them again
-	// with the same contradicting config works.
-	other.Train.MaxSteps = 3
-	again, err := New(other, nil, Options{Resume: c.CheckpointDir(), ConfigYAML: "model: {n_layer: 3, n_embd: 64, vocab_size: 256, ctx_len: 16, load: \"\"}\ntrain: {max_steps: 3}\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = again.Run(context.Background())
-	again.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if y := again.ConfigYAML(); !strings.Contains(y, "n_layer: 2") || !strings.Contains(y, "n_embd: 32") || !strings.Contains(y, "max_steps: 3") {
-		t.Errorf("ConfigYAML after resume does not hold the checkpoint's model and the rest of the config:\n%s", y)
-	}
-	final, err := New(other, nil, Options{Resume: c.CheckpointDir()})
-	if err != nil {
-		t.Fatalf("second resume: %v", err)
-	}
-	defer final.Close()
-	if final.Step() != 3 || final.Model.Config != first.Model.Config {
-		t.Errorf("second resume at step %d with %v, want step 3 with %v", final.Step(), final.Model.Config, first.Model.Config)
 	}
 }
 

@@ -1,14 +1,9 @@
 package train
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"io"
-	"log/slog"
-	"math"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
@@ -62,13 +57,7 @@ func testFineTuneX05(t *testing.T, shape model.Config) {
 	src := randomModelOf(t, c.Model.Config, model.Float32)
 	ts := weights.Tensors(src, checkpoint.F32)
 	dir := t.TempDir()
-	write := func(name string, export func(io.Writer) error) string {
-		path := filepath.Join(dir, name)
-		if err := checkpoint.WriteFileAtomic(path, export); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
+	write := func(name string, export func(io.Writer) error) string { return writeModelFile(t, dir, name, export) }
 	converted := func(dt checkpoint.DType) []checkpoint.Tensor {
 		out := make([]checkpoint.Tensor, len(ts))
 		for i, x := range ts {
@@ -79,77 +68,27 @@ func testFineTuneX05(t *testing.T, shape model.Config) {
 		}
 		return out
 	}
-	for _, tc := range []struct {
-		name string
-		path string
-		tol  float64 // of each weight, relative: bf16 keeps 8 bits
-	}{
+	testFineTuneFiles(t, c, src, []fineTuneFile{
 		{"pth fp32", write("m32.pth", func(w io.Writer) error { return checkpoint.WritePTH(w, ts) }), 0},
 		{"pth bf16", write("m16.pth", func(w io.Writer) error { return checkpoint.WritePTH(w, converted(checkpoint.BF16)) }), 1.0 / 256},
 		{"safetensors", write("m.safetensors", func(w io.Writer) error { return checkpoint.WriteSafetensors(w, ts, nil) }), 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ft := quickConfigIn(c, 8)
-			ft.OutDir, ft.Model.Load = t.TempDir(), tc.path
-			tr := newTrainer(t, ft, Options{})
-			for i, p := range tr.Model.Params {
-				want, got := src.Params[i].F32(), p.F32()
-				for j := range want {
-					if d := math.Abs(float64(got[j] - want[j])); d > tc.tol*math.Abs(float64(want[j])) {
-						t.Fatalf("%s[%d] = %v after model.load, file has %v", p.Name, j, got[j], want[j])
-					}
-				}
-			}
-			if err := tr.Run(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			h := tr.History()
-			if first, last := h[0].Loss, h[len(h)-1].Loss; !(last < first) {
-				t.Errorf("loss %v -> %v: fine-tuning did not lower it", first, last)
-			}
-		})
-	}
+	})
 	path := filepath.Join(dir, "m.safetensors")
 	headed := "blocks.0.att.time_faaaa" // x060's first [H,N] tensor; x052's is its time_decay
 	if shape.Arch == tinyX052.Arch {
 		headed = "blocks.0.att.time_decay"
 	}
-	cases := []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
+	cases := []loadConfigError{
 		{"head size", func(o *Config) { o.Model.HeadSize = 32 }, `tensor "` + headed + `" of shape [2 16] where the config needs [1 32]`},
 		{"arch x040", func(o *Config) { o.Model.Config = model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32} },
 			`holds an ` + shape.Arch.Title() + ` model, model.arch is "x040"`},
 	}
 	if shape.Arch == tinyX060.Arch {
 		cases = append(cases,
-			struct {
-				name string
-				mod  func(*Config)
-				want string
-			}{"mix lora width", func(o *Config) { o.Model.DimMix = 0 }, `tensor "blocks.0.att.time_maa_w1" of shape [32 40] where the config needs [32 160]`},
-			struct {
-				name string
-				mod  func(*Config)
-				want string
-			}{"x052", func(o *Config) { o.Model.Arch, o.Model.DimMix, o.Model.DimDecay = tinyX052.Arch, 0, 0 }, `holds an RWKV-6 (x060) model, model.arch is "x052"`})
+			loadConfigError{"mix lora width", func(o *Config) { o.Model.DimMix = 0 }, `tensor "blocks.0.att.time_maa_w1" of shape [32 40] where the config needs [32 160]`},
+			loadConfigError{"x052", func(o *Config) { o.Model.Arch, o.Model.DimMix, o.Model.DimDecay = tinyX052.Arch, 0, 0 }, `holds an RWKV-6 (x060) model, model.arch is "x052"`})
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ft := quickConfigIn(c, 1)
-			ft.OutDir, ft.Model.Load = t.TempDir(), path
-			tc.mod(&ft)
-			tr, err := New(ft, nil, Options{})
-			if err == nil {
-				tr.Close()
-			}
-			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want ErrConfig with %q", err, tc.want)
-			}
-		})
-	}
+	testLoadConfigErrors(t, c, path, cases)
 }
 
 // TestModelSectionFromCheckpointX060: an x060 run's checkpoints store its model section with
@@ -159,29 +98,9 @@ func testFineTuneX05(t *testing.T, shape model.Config) {
 func TestModelSectionFromCheckpointX060(t *testing.T) {
 	c := quickConfigIn(tinyConfigX05(t, tinyX060), 1)
 	c.Data.Val, c.Train.EvalEvery = "", 0
-	first := newTrainer(t, c, Options{})
-	if err := first.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	first.Close()
-	other := c
-	other.Train.MaxSteps = 2
-	other.Model.HeadSize, other.Model.DimMix = 32, 0
-	var logBuf bytes.Buffer
-	tr, err := New(other, slog.New(slog.NewTextHandler(&logBuf, nil)), Options{Resume: c.CheckpointDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	if tr.Model.Config != first.Model.Config {
-		t.Fatalf("resumed model %+v, want the checkpoint's %+v", tr.Model.Config, first.Model.Config)
-	}
-	for _, w := range []string{"model.head_size = 32 in the config but 16", "model.d_mix_lora = 32 in the config but 8"} {
-		if !strings.Contains(logBuf.String(), w) {
-			t.Errorf("log does not warn %q:\n%s", w, logBuf.String())
-		}
-	}
-	if strings.Contains(logBuf.String(), "model.d_decay_lora") {
-		t.Errorf("warned about an agreeing key:\n%s", logBuf.String())
+	first, got := resumeWithOtherModel(t, c, func(o *Config) { o.Model.HeadSize, o.Model.DimMix = 32, 0 },
+		[]string{"model.head_size = 32 in the config but 16", "model.d_mix_lora = 32 in the config but 8"}, "model.d_decay_lora")
+	if got != first {
+		t.Fatalf("resumed model %+v, want the checkpoint's %+v", got, first)
 	}
 }

@@ -1,12 +1,8 @@
 package train
 
 import (
-	"context"
-	"errors"
 	"io"
-	"math"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/checkpoint"
@@ -25,75 +21,24 @@ func TestFineTuneX070(t *testing.T) {
 	src := randomModelOf(t, c.Model.Config, model.Float32)
 	ts := weights.Tensors(src, checkpoint.F32)
 	dir := t.TempDir()
-	write := func(name string, export func(io.Writer) error) string {
-		path := filepath.Join(dir, name)
-		if err := checkpoint.WriteFileAtomic(path, export); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	for _, tc := range []struct {
-		name string
-		path string
-		tol  float64 // of each weight, relative: bf16 keeps 8 bits
-	}{
+	write := func(name string, export func(io.Writer) error) string { return writeModelFile(t, dir, name, export) }
+	testFineTuneFiles(t, c, src, []fineTuneFile{
 		{"pth fp32", write("m32.pth", func(w io.Writer) error { return checkpoint.ExportX070PTH(w, ts, checkpoint.F32) }), 0},
 		{"pth bf16", write("m16.pth", func(w io.Writer) error { return checkpoint.ExportX070PTH(w, ts, checkpoint.BF16) }), 1.0 / 256},
 		{"safetensors", write("m.safetensors", func(w io.Writer) error { return checkpoint.ExportX070RWKV(w, ts, checkpoint.F32) }), 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ft := quickConfigIn(c, 8)
-			ft.OutDir, ft.Model.Load = t.TempDir(), tc.path
-			tr := newTrainer(t, ft, Options{})
-			for i, p := range tr.Model.Params {
-				want, got := src.Params[i].F32(), p.F32()
-				for j := range want {
-					if d := math.Abs(float64(got[j] - want[j])); d > tc.tol*math.Abs(float64(want[j])) {
-						t.Fatalf("%s[%d] = %v after model.load, file has %v", p.Name, j, got[j], want[j])
-					}
-				}
-			}
-			if err := tr.Run(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			h := tr.History()
-			if first, last := h[0].Loss, h[len(h)-1].Loss; !(last < first) {
-				t.Errorf("loss %v -> %v: fine-tuning did not lower it", first, last)
-			}
-		})
-	}
+	})
 	path := filepath.Join(dir, "m.safetensors")
 	noV0 := c.Model.Config
 	noV0.NoV0Layer0 = true
-	noV0Path := filepath.Join(dir, "nov0.safetensors")
-	if err := checkpoint.WriteFileAtomic(noV0Path, func(w io.Writer) error {
+	noV0Path := write("nov0.safetensors", func(w io.Writer) error {
 		return checkpoint.WriteSafetensors(w, weights.Tensors(randomModelOf(t, noV0, model.Float32), checkpoint.F32), nil)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
+	})
+	testLoadConfigErrors(t, c, path, []loadConfigError{
 		{"file without v0", func(o *Config) { o.Model.Load = noV0Path }, `has no tensor "blocks.0.att.v1" (layer 0's unused v0/v1/v2: set model.no_v0_layer0: true)`},
 		{"head size", func(o *Config) { o.Model.HeadSize = 32 }, `tensor "blocks.0.att.r_k" of shape [2 16] where the config needs [1 32]`},
 		{"lora width", func(o *Config) { o.Model.DimDecay = 0 }, `tensor "blocks.0.att.w1" of shape [32 8] where the config needs [32 32]`},
 		{"no v0", func(o *Config) { o.Model.NoV0Layer0 = true }, `has tensor "blocks.0.att.v1", which the config has no place for (layer 0's unused v0/v1/v2: set model.no_v0_layer0: false)`},
 		{"arch", func(o *Config) { o.Model.Config = model.Config{Layers: 2, Embd: 32, Vocab: 256, CtxLen: 32} },
 			`holds an RWKV-7 (x070) model, model.arch is "x040"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ft := quickConfigIn(c, 1)
-			ft.OutDir, ft.Model.Load = t.TempDir(), path
-			tc.mod(&ft)
-			tr, err := New(ft, nil, Options{})
-			if err == nil {
-				tr.Close()
-			}
-			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want ErrConfig with %q", err, tc.want)
-			}
-		})
-	}
+	})
 }

@@ -1,20 +1,16 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
-	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/weights"
 )
@@ -187,14 +183,7 @@ func TestX05PPLModesAgree(t *testing.T) {
 	for _, a := range []arch.Arch{arch.X052, arch.X060} {
 		f5 := fs[a]
 		t.Run(string(a), func(t *testing.T) {
-			base := pplJSON(t, "--model", f5.st, "--data", f.text, "--tokenizer", "byte", "--dtype", "fp64")
-			want := num(t, base, "loss")
-			if cfg, _ := base["config"].(string); !strings.HasPrefix(cfg, string(a)+" L2-D32-V256") {
-				t.Fatalf("config %q, want an %s L2-D32-V256 model", cfg, a)
-			}
-			if math.Abs(want-math.Log(256)) < 0.05 {
-				t.Fatalf("loss %v is that of a uniform model: the fixture does not exercise the model", want)
-			}
+			want := basePPL(t, f5.st, f.text, string(a))
 			t.Logf("%s: parallel fp64 loss %.6f", a, want)
 			for _, tt := range []struct {
 				name string
@@ -228,12 +217,7 @@ func TestX05PPLModesAgree(t *testing.T) {
 					t.Errorf("an adapter leaves the loss at the base's %v: the fixture does not exercise it", want)
 				}
 			}
-			// Beyond --ctx-len the unbounded modes agree with each other, not with the windows.
-			rnn := num(t, pplJSON(t, "--model", f5.st, "--data", f.text, "--dtype", "fp64", "--mode", "rnn", "--ctx-len", "16"), "loss")
-			chunked := num(t, pplJSON(t, "--model", f5.st, "--data", f.text, "--dtype", "fp64", "--mode", "rnn", "--chunk", "7", "--ctx-len", "16"), "loss")
-			if math.Abs(rnn-chunked) > 1e-9 {
-				t.Fatalf("rnn %.12g, chunked %.12g with ctx-len 16", rnn, chunked)
-			}
+			checkUnboundedModesAgree(t, f5.st, f.text)
 		})
 	}
 }
@@ -242,26 +226,7 @@ func TestX05PPLModesAgree(t *testing.T) {
 func TestX05Lambada(t *testing.T) {
 	f, fs := setup5(t)
 	for _, a := range []arch.Arch{arch.X052, arch.X060} {
-		t.Run(string(a), func(t *testing.T) {
-			var res []eval.LambadaResult
-			for _, batch := range []string{"1", "3"} {
-				code, out, errOut := runCLI(t, context.Background(), "lambada", "--model", fs[a].st, "--data", f.lambada, "--json", "--batch", batch, "--dtype", "fp64")
-				if code != exitOK {
-					t.Fatalf("exit %d\n%s", code, errOut)
-				}
-				var r eval.LambadaResult
-				if err := json.Unmarshal([]byte(out), &r); err != nil {
-					t.Fatal(err)
-				}
-				if r.Count != 3 || r.TargetTokens != 14 || r.Accuracy < 0 || r.Accuracy > 1 || !(r.PPL > 1) {
-					t.Fatalf("batch %s: got %+v", batch, r)
-				}
-				res = append(res, r)
-			}
-			if math.Abs(res[0].Loss-res[1].Loss) > 1e-9 || res[0].Correct != res[1].Correct {
-				t.Fatalf("batch 1 %+v and batch 3 %+v differ", res[0], res[1])
-			}
-		})
+		t.Run(string(a), func(t *testing.T) { checkLambadaBatches(t, fs[a].st, f.lambada) })
 	}
 }
 
@@ -271,17 +236,7 @@ func TestX05Generate(t *testing.T) {
 	_, fs := setup5(t)
 	for _, a := range []arch.Arch{arch.X052, arch.X060} {
 		t.Run(string(a), func(t *testing.T) {
-			gen := func(seed string, extra ...string) string {
-				t.Helper()
-				args := append([]string{"generate", "--model", fs[a].pth, "--prompt", "the ", "--max-tokens", "24",
-					"--stop-token", "-1", "--echo=false", "--seed", seed, "--temperature", "1.2", "--top-p", "0.95",
-					"--alpha-presence", "0.3", "--alpha-frequency", "0.3"}, extra...)
-				code, out, errOut := runCLI(t, context.Background(), args...)
-				if code != exitOK {
-					t.Fatalf("exit %d\n%s", code, errOut)
-				}
-				return out
-			}
+			gen := func(seed string, extra ...string) string { return generateText(t, fs[a].pth, seed, extra...) }
 			x, y, z, s := gen("7"), gen("7"), gen("8"), gen("7", "--state", fs[a].state)
 			if x != y || len(x) == 0 {
 				t.Fatalf("seed 7 twice: %q and %q", x, y)

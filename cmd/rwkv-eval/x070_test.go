@@ -1,21 +1,17 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rwkv-go/rwkv-go/arch"
 	"github.com/rwkv-go/rwkv-go/checkpoint"
-	"github.com/rwkv-go/rwkv-go/eval"
 	"github.com/rwkv-go/rwkv-go/model"
 	"github.com/rwkv-go/rwkv-go/weights"
 )
@@ -93,14 +89,7 @@ func makeFixture7() (fixture7, error) {
 // the fp64 loss) on a document shorter than --ctx-len.
 func TestX070PPLModesAgree(t *testing.T) {
 	f, f7 := setup7(t)
-	base := pplJSON(t, "--model", f7.st, "--data", f.text, "--tokenizer", "byte", "--dtype", "fp64")
-	want := num(t, base, "loss")
-	if cfg, _ := base["config"].(string); !strings.HasPrefix(cfg, "x070 L2-D32-V256") {
-		t.Fatalf("config %q, want an x070 L2-D32-V256 model", cfg)
-	}
-	if math.Abs(want-math.Log(256)) < 0.05 {
-		t.Fatalf("loss %v is that of a uniform model: the fixture does not exercise the model", want)
-	}
+	want := basePPL(t, f7.st, f.text, "x070")
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -126,50 +115,20 @@ func TestX070PPLModesAgree(t *testing.T) {
 			}
 		})
 	}
-	// Beyond --ctx-len the unbounded modes agree with each other, not with the windows.
-	rnn := num(t, pplJSON(t, "--model", f7.st, "--data", f.text, "--dtype", "fp64", "--mode", "rnn", "--ctx-len", "16"), "loss")
-	chunked := num(t, pplJSON(t, "--model", f7.st, "--data", f.text, "--dtype", "fp64", "--mode", "rnn", "--chunk", "7", "--ctx-len", "16"), "loss")
-	if math.Abs(rnn-chunked) > 1e-9 {
-		t.Fatalf("rnn %.12g, chunked %.12g with ctx-len 16", rnn, chunked)
-	}
+	checkUnboundedModesAgree(t, f7.st, f.text)
 }
 
+// TestX070Lambada: lambada scores the same with batches of 1 and 3.
 func TestX070Lambada(t *testing.T) {
 	f, f7 := setup7(t)
-	var res []eval.LambadaResult
-	for _, batch := range []string{"1", "3"} {
-		code, out, errOut := runCLI(t, context.Background(), "lambada", "--model", f7.st, "--data", f.lambada, "--json", "--batch", batch, "--dtype", "fp64")
-		if code != exitOK {
-			t.Fatalf("exit %d\n%s", code, errOut)
-		}
-		var r eval.LambadaResult
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatal(err)
-		}
-		if r.Count != 3 || r.TargetTokens != 14 || r.Accuracy < 0 || r.Accuracy > 1 || !(r.PPL > 1) {
-			t.Fatalf("batch %s: got %+v", batch, r)
-		}
-		res = append(res, r)
-	}
-	if math.Abs(res[0].Loss-res[1].Loss) > 1e-9 || res[0].Correct != res[1].Correct {
-		t.Fatalf("batch 1 %+v and batch 3 %+v differ", res[0], res[1])
-	}
+	checkLambadaBatches(t, f7.st, f.lambada)
 }
 
 // TestX070Generate: the same seed gives the same text, with the repetition penalties on, and a
 // different seed other text.
 func TestX070Generate(t *testing.T) {
 	_, f7 := setup7(t)
-	gen := func(seed string) string {
-		t.Helper()
-		code, out, errOut := runCLI(t, context.Background(), "generate", "--model", f7.hf, "--prompt", "the ", "--max-tokens", "24",
-			"--stop-token", "-1", "--echo=false", "--seed", seed, "--temperature", "1.2", "--top-p", "0.95",
-			"--alpha-presence", "0.3", "--alpha-frequency", "0.3")
-		if code != exitOK {
-			t.Fatalf("exit %d\n%s", code, errOut)
-		}
-		return out
-	}
+	gen := func(seed string) string { return generateText(t, f7.hf, seed) }
 	a, b, c := gen("7"), gen("7"), gen("8")
 	if a != b || len(a) == 0 {
 		t.Fatalf("seed 7 twice: %q and %q", a, b)

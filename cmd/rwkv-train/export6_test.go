@@ -103,26 +103,10 @@ func TestExportX05Refusals(t *testing.T) {
 	odd := tinyX060
 	odd.FFN = 256
 	x060 := writePTH(t, dir, "x060.pth", randomTensors(odd))
-	for i, tt := range []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	testExportRefusals(t, dir, []exportRefusal{
 		{"rwkv-5 to gguf", []string{"--checkpoint", x052, "--format", "gguf"}, exitUsage,
 			"--format gguf: " + x052 + " holds an RWKV-5.2 (x052) model, and llama.cpp has no RWKV-5 architecture (it runs RWKV-6 and RWKV-7); use --format pth for ChatRWKV and rwkv.cpp, or web-rwkv\n"},
 		{"hf ffn", []string{"--checkpoint", x060, "--format", "hf"}, exitError,
 			"the rwkv6 remote code ignores intermediate_size and builds a channel mix of int(3.5·64)//32·32 = 224, this model's is 256 (export --format pth or rwkv instead)"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			out := filepath.Join(dir, fmt.Sprintf("out%d", i))
-			code, stdout, stderr := exportCmd(append(tt.args, "--out", out)...)
-			if code != tt.code || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d, want %d and %q in stderr:\n%s%s", code, tt.code, tt.want, stdout, stderr)
-			}
-			if _, err := os.Stat(out); err == nil {
-				t.Errorf("%s written by a failed export", out)
-			}
-		})
-	}
+	})
 }

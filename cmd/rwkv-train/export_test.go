@@ -378,12 +378,7 @@ func TestExportRefusals(t *testing.T) {
 	big[key] = checkpoint.FromFloat32(big[key].Name, big[key].Shape, v, checkpoint.F32)
 	const fp16Hint = "is not finite: non-finite value: fp16 holds values up to 65504; export with --dtype bf16 or fp32"
 	huge := writePTH(t, dir, "huge.pth", big)
-	tests := []struct {
-		name string
-		args []string
-		code int
-		want string
-	}{
+	testExportRefusals(t, dir, []exportRefusal{
 		{"rwkv-4 to gguf", []string{"--checkpoint", x040, "--format", "gguf"}, exitUsage, "--format gguf: " + x040 + " holds an RWKV-4 (x040) model, and llama.cpp has no RWKV-4 architecture"},
 		{"rwkv-7 to web-rwkv", []string{"--checkpoint", x070, "--format", "web-rwkv"}, exitUsage, "--format web-rwkv: " + x070 + " holds an RWKV-7 (x070) model; this export writes web-rwkv's RWKV-4, RWKV-5.2 and RWKV-6 layouts"},
 		{"bad dtype", []string{"--checkpoint", x070, "--format", "gguf", "--dtype", "q8_0"}, exitUsage, `--dtype "q8_0": want fp32, fp16 or bf16`},
@@ -391,8 +386,26 @@ func TestExportRefusals(t *testing.T) {
 		{"fp16 overflow rwkv", []string{"--checkpoint", huge, "--format", "rwkv", "--dtype", "fp16"}, exitError, `tensor "blocks.1.att.key.weight": element 3 ` + fp16Hint},
 		{"fp16 overflow hf", []string{"--checkpoint", huge, "--format", "hf", "--dtype", "fp16"}, exitError, `tensor "model.layers.1.attn.k_proj.weight": element 3 ` + fp16Hint},
 		{"fp16 overflow gguf", []string{"--checkpoint", huge, "--format", "gguf"}, exitError, `tensor "blk.1.time_mix_key.weight": element 3 ` + fp16Hint},
+	})
+	// RWKV-4 keeps its web-rwkv export.
+	if code, stdout, stderr := exportCmd("--checkpoint", x040, "--format", "web-rwkv", "--out", filepath.Join(dir, "w.st")); code != exitOK {
+		t.Errorf("rwkv-4 web-rwkv: exit %d\n%s%s", code, stdout, stderr)
 	}
-	for i, tt := range tests {
+}
+
+// exportRefusal is an export that must fail: its flags (besides --out), the exit code and what
+// stderr must contain.
+type exportRefusal struct {
+	name string
+	args []string
+	code int
+	want string
+}
+
+// testExportRefusals runs each refused export with --out dir/outN and checks the exit code, the
+// message and that nothing was written (the export tests of every architecture share it).
+func testExportRefusals(t *testing.T, dir string, cases []exportRefusal) {
+	for i, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			out := filepath.Join(dir, fmt.Sprintf("out%d", i))
 			code, stdout, stderr := exportCmd(append(tt.args, "--out", out)...)
@@ -403,9 +416,5 @@ func TestExportRefusals(t *testing.T) {
 				t.Errorf("%s written by a failed export", out)
 			}
 		})
-	}
-	// RWKV-4 keeps its web-rwkv export.
-	if code, stdout, stderr := exportCmd("--checkpoint", x040, "--format", "web-rwkv", "--out", filepath.Join(dir, "w.st")); code != exitOK {
-		t.Errorf("rwkv-4 web-rwkv: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
