@@ -194,7 +194,8 @@ func (c Config) Validate() error {
 }
 
 // String is the short form used in logs: "L12-D768-V50277 ctx1024", prefixed by the
-// architecture when it is not the default ("x070 L12-...").
+// architecture when it is not the default ("x070 L12-..."), with the FFN width and head size
+// when they are not the defaults ("x060 L2-D64-V40 ctx17 ffn96 head16").
 func (c Config) String() string {
 	s := fmt.Sprintf("L%d-D%d-V%d ctx%d", c.Layers, c.Embd, c.Vocab, c.CtxLen)
 	if a := c.Arch.Resolve(); a != arch.X040 {
@@ -202,6 +203,9 @@ func (c Config) String() string {
 	}
 	if c.FFN != 0 && c.FFN != c.withoutFFN().DimFFN() {
 		s += fmt.Sprintf(" ffn%d", c.FFN)
+	}
+	if c.Arch.HasHeads() && c.HeadDim() != DefaultHeadSize {
+		s += fmt.Sprintf(" head%d", c.HeadDim())
 	}
 	return s
 }

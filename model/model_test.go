@@ -442,3 +442,22 @@ func TestConfigDimsX05(t *testing.T) {
 		t.Errorf("String() of a default-ffn x060 config = %q: should not name the default ffn", s)
 	}
 }
+
+// TestConfigString: the log form names the architecture, and the FFN width and head size only
+// when they differ from the defaults, so two models that differ only there read differently.
+func TestConfigString(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Layers: 12, Embd: 768, Vocab: 50277, CtxLen: 1024}, "L12-D768-V50277 ctx1024"},
+		{Config{Layers: 2, Embd: 64, Vocab: 40, CtxLen: 17, FFN: 100}, "L2-D64-V40 ctx17 ffn100"},
+		{Config{Arch: "x060", Layers: 2, Embd: 64, Vocab: 40, CtxLen: 17, FFN: 96, HeadSize: 16}, "x060 L2-D64-V40 ctx17 ffn96 head16"},
+		{Config{Arch: "x052", Layers: 2, Embd: 128, Vocab: 40, CtxLen: 17, FFN: 448, HeadSize: 64}, "x052 L2-D128-V40 ctx17"},
+		{Config{Arch: "x070", Layers: 2, Embd: 128, Vocab: 40, CtxLen: 17, HeadSize: 32}, "x070 L2-D128-V40 ctx17 head32"},
+	} {
+		if got := tt.cfg.String(); got != tt.want {
+			t.Errorf("%+v: String() = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+}

@@ -543,7 +543,7 @@ func TestTrainX070Job(t *testing.T) {
 	if code := run(context.Background(), args, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), `msg=start model="x070 L1-D32-V256 ctx16"`) {
+	if !strings.Contains(stderr.String(), `msg=start model="x070 L1-D32-V256 ctx16 head16"`) {
 		t.Errorf("start line does not name the x070 model:\n%s", stderr.String())
 	}
 	out := filepath.Join(dir, "out", "model.safetensors")
