@@ -12,9 +12,11 @@ import (
 // hadamardOp: (x (N,C), y (N,C)) -> x⊙y (N,C), e.g. RWKV-7's o⊙g before the output projection.
 // Gorgonia's HadamardProd is correct but single-threaded and allocates its output every run;
 // this one writes into its outBuf. Backward: (x, y, g) -> packed [gx = g⊙y | gy = g⊙x].
+// With neg it is -x⊙y (KappaBeta) and its gradients are negated too.
 type hadamardOp struct {
 	opBase
 	N, C int
+	neg  bool
 	back bool
 	buf  *outBuf
 }
@@ -51,32 +53,41 @@ func (o hadamardOp) Do(in ...G.Value) (G.Value, error) {
 	out := o.buf.get(dtypeOf(in[0]), false, s...)
 	switch d := out.Data().(type) {
 	case []float32:
-		hadamard(o.back, f32(in[0]), f32(in[1]), in, d)
+		hadamard(o.back, o.neg, f32(in[0]), f32(in[1]), in, d)
 	case []float64:
-		hadamard(o.back, f64(in[0]), f64(in[1]), in, d)
+		hadamard(o.back, o.neg, f64(in[0]), f64(in[1]), in, d)
 	}
 	return out, nil
 }
 
-func hadamard[F Float](back bool, x, y []F, in []G.Value, out []F) {
+// hadamard writes x⊙y (or, for back, [g⊙y | g⊙x] with g = in[2]), each negated with neg
+// (multiplying by -1 is exact, so -x⊙y is computed bit for bit).
+func hadamard[F Float](back, neg bool, x, y []F, in []G.Value, out []F) {
 	n := len(x)
 	var g []F
 	if back {
 		g = in[2].Data().([]F)
 	}
+	sign := F(1)
+	if neg {
+		sign = -1
+	}
 	parallelFor(n, pieces(n, 1), func(_, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			if back {
-				out[i] = g[i] * y[i]
-				out[n+i] = g[i] * x[i]
+				out[i] = sign * g[i] * y[i]
+				out[n+i] = sign * g[i] * x[i]
 			} else {
-				out[i] = x[i] * y[i]
+				out[i] = sign * x[i] * y[i]
 			}
 		}
 	})
 }
 
 func (o hadamardOp) String() string {
+	if o.neg {
+		return fmt.Sprintf("KappaBeta{N=%d,C=%d,back=%v}", o.N, o.C, o.back)
+	}
 	return fmt.Sprintf("Hadamard{N=%d,C=%d,back=%v}", o.N, o.C, o.back)
 }
 func (o hadamardOp) WriteHash(h hash.Hash) { writeHash(h, o) }

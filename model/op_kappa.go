@@ -157,85 +157,14 @@ func kappaBackward[F Float](k, kk, ga, gk, gkk []F, N, C, H int) {
 	sumParts(part, np, C, 1, 0, gkk)
 }
 
-// kappaBetaOp: (α (N,C), a (N,C)) -> β = -α⊙a (N,C). Backward: gα = -gβ⊙a, ga = -gβ⊙α.
-type kappaBetaOp struct {
-	opBase
-	N, C int
-	back bool // the backward: (α, a, gβ) -> packed [gα (N*C) | ga (N*C)]
-	buf  *outBuf
-}
-
-// KappaBeta is WKV-7's β input κ̂⊙a, computed from α = -κ̂ (KappaAlpha) and a (both (N, C)).
+// KappaBeta is WKV-7's β input κ̂⊙a, computed from α = -κ̂ (KappaAlpha) and a (both (N, C)):
+// β = -α⊙a, the negated Hadamard product (backward gα = -gβ⊙a, ga = -gβ⊙α).
 func KappaBeta(alpha, a *G.Node) (*G.Node, error) {
 	s := alpha.Shape()
 	if len(s) != 2 || !a.Shape().Eq(s) {
 		return nil, fmt.Errorf("model: KappaBeta shapes alpha %v, a %v differ", s, a.Shape())
 	}
-	return G.ApplyOp(kappaBetaOp{N: s[0], C: s[1], buf: newOutBuf()}, alpha, a)
-}
-
-func (o kappaBetaOp) Arity() int {
-	if o.back {
-		return 3
-	}
-	return 2
-}
-func (o kappaBetaOp) Type() hm.Type {
-	if o.back {
-		return hm.NewFnType(matT, matT, matT, vecT)
-	}
-	return hm.NewFnType(matT, matT, matT)
-}
-func (o kappaBetaOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
-	if o.back {
-		return tensor.Shape{2 * o.N * o.C}, nil
-	}
-	return tensor.Shape{o.N, o.C}, nil
-}
-func (o kappaBetaOp) Do(in ...G.Value) (G.Value, error) {
-	s, _ := o.InferShape()
-	out := o.buf.get(dtypeOf(in[0]), false, s...)
-	switch d := out.Data().(type) {
-	case []float32:
-		kappaBeta(o.back, f32(in[0]), f32(in[1]), in, d)
-	case []float64:
-		kappaBeta(o.back, f64(in[0]), f64(in[1]), in, d)
-	}
-	return out, nil
-}
-
-func kappaBeta[F Float](back bool, alpha, a []F, in []G.Value, out []F) {
-	n := len(alpha)
-	var g []F
-	if back {
-		g = in[2].Data().([]F)
-	}
-	parallelFor(n, pieces(n, 1), func(_, lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if back {
-				out[i] = -g[i] * a[i]
-				out[n+i] = -g[i] * alpha[i]
-			} else {
-				out[i] = -alpha[i] * a[i]
-			}
-		}
-	})
-}
-
-func (o kappaBetaOp) String() string {
-	return fmt.Sprintf("KappaBeta{N=%d,C=%d,back=%v}", o.N, o.C, o.back)
-}
-func (o kappaBetaOp) WriteHash(h hash.Hash) { writeHash(h, o) }
-func (o kappaBetaOp) Hashcode() uint32      { return hashcode(o) }
-func (o kappaBetaOp) DiffWRT(int) []bool    { return []bool{true, true} }
-func (o kappaBetaOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
-	b := o
-	b.back, b.buf = true, newOutBuf()
-	packed, err := G.ApplyOp(b, in[0], in[1], grad)
-	if err != nil {
-		return nil, err
-	}
-	return split(packed, []int{o.N, o.C}, []int{o.N, o.C})
+	return G.ApplyOp(hadamardOp{N: s[0], C: s[1], neg: true, buf: newOutBuf()}, alpha, a)
 }
 
 // keyModOp: (k (N,C), a (N,C), ka (C)) -> k' = k⊙(1 + (a-1)⊙ka) (N,C), RWKV-7's key after the
@@ -341,6 +270,5 @@ func keyModBackward[F Float](k, a, ka, g, gk, ga, gka []F, N, C int) {
 
 func (o kappaAlphaOp) outBuffer() *outBuf     { return o.buf }
 func (o kappaAlphaBackOp) outBuffer() *outBuf { return o.buf }
-func (o kappaBetaOp) outBuffer() *outBuf      { return o.buf }
 func (o keyModOp) outBuffer() *outBuf         { return o.buf }
 func (o keyModBackOp) outBuffer() *outBuf     { return o.buf }

@@ -38,8 +38,8 @@ func BenchmarkX060Ops(b *testing.B) {
 				actBackward(actOp{N: N, D: C, Kind: ActSiLU}, z, g, o2)
 			}
 		}},
-		{"Hadamard", func() { hadamard(false, x, z, nil, o1) },
-			func() { hadamard(true, x, z, []G.Value{nil, nil, tensor.New(tensor.WithBacking(g))}, o6) }},
+		{"Hadamard", func() { hadamard(false, false, x, z, nil, o1) },
+			func() { hadamard(true, false, x, z, []G.Value{nil, nil, tensor.New(tensor.WithBacking(g))}, o6) }},
 		{"ShiftLoRA", func() { shiftLoRAForward(lo, x, prev, maa, a, w2, o1) },
 			func() { shiftLoRABackward(lb, x, prev, maa, a, w2, g, lout, o3, o4) }},
 	}, x060BenchExtra(x, w, bias, z, g, o1, o2, o5, c1, c2, N, C, H)...) {
