@@ -188,11 +188,7 @@ func wkv6Backward[F Float](B, T, H, N int, r, k, v, w, u, s0, dy, dsT, dr, dk, d
 				wkv6Step(N, S, dcy(t), r[o:e], k[o:e], v[o:e], 0, nil)
 			}
 			copy(snaps[(nc-1)*NN:], S)
-			if dsT != nil {
-				copy(G, dsT[task*NN:(task+1)*NN])
-			} else {
-				clear(G)
-			}
+			seedStateGrad(G, dsT, task)
 			clear(duh)
 			clear(ddh)
 			for c := nc - 1; c >= 0; c-- {

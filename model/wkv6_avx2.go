@@ -238,11 +238,7 @@ func wkv6BackwardFast(B, T, H, N int, r, k, v, w, u, s0, dy, dsT, dr, dk, dv, dw
 		for task := lo; task < hi; task++ {
 			bi, h := task/H, task%H
 			G := ds0[task*NN : (task+1)*NN]
-			if dsT != nil {
-				copy(G, dsT[task*NN:(task+1)*NN])
-			} else {
-				clear(G)
-			}
+			seedStateGrad(G, dsT, task)
 			o := bi*T*Cn + h*N
 			wo, wc, dwp := h*N, 0, (*C.float)(nil)
 			if !wConst {

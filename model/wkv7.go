@@ -140,6 +140,16 @@ func wkv7Forward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, y, sT []F) {
 	})
 }
 
+// seedStateGrad starts a backward scan of head task: G (its N·N state gradient) becomes the
+// incoming gradient of its final state, dsT's part, or zero when dsT is nil.
+func seedStateGrad[F Float](G, dsT []F, task int) {
+	if dsT == nil {
+		clear(G)
+		return
+	}
+	copy(G, dsT[task*len(G):(task+1)*len(G)])
+}
+
 // wkv7Backward is reverse-mode differentiation of wkv7Forward: given dy (B*T, C) and the
 // gradient of the final state dsT (B*H*N, N; nil for zero), it writes the gradients of every
 // input: dr, dw (with respect to the raw w̃), dk, dv, da, db (B*T, C) and ds0 (B*H*N, N).
@@ -171,11 +181,7 @@ func wkv7Backward[F Float](B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw
 					wkv7Step(N, S, dA[t*N:(t+1)*N], r[o:e], k[o:e], v[o:e], a[o:e], b[o:e], nil, nil)
 				}
 			}
-			if dsT != nil {
-				copy(G, dsT[task*NN:(task+1)*NN])
-			} else {
-				clear(G)
-			}
+			seedStateGrad(G, dsT, task)
 			for c := nc - 1; c >= 0; c-- {
 				t0, t1 := c*L, min(T, c*L+L)
 				copy(states[:NN], snaps[c*NN:(c+1)*NN])

@@ -243,11 +243,7 @@ func wkv7BackwardFast(B, T, H, N int, r, w, k, v, a, b, s0, dy, dsT, dr, dw, dk,
 		for task := lo; task < hi; task++ {
 			bi, h := task/H, task%H
 			G := ds0[task*NN : (task+1)*NN]
-			if dsT != nil {
-				copy(G, dsT[task*NN:(task+1)*NN])
-			} else {
-				clear(G)
-			}
+			seedStateGrad(G, dsT, task)
 			o := bi*T*Cn + h*N
 			C.rw7_bwd(C.int(T), C.int(Cn), C.int(N), fptr(r[o:]), fptr(w[o:]), fptr(k[o:]), fptr(v[o:]),
 				fptr(a[o:]), fptr(b[o:]), fptr(dy[o:]), fptr(s0[task*NN:]), fptr(G),
