@@ -6,21 +6,15 @@ package model
 #cgo CFLAGS: -O2
 #include "rw_simd.h"
 
-RW_AVX2 static inline __m256 rwa_sigmoid8(__m256 z) {
-	__m256 one = _mm256_set1_ps(1.0f);
-	return _mm256_div_ps(one, _mm256_add_ps(one, rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-}
-static inline float rwa_sigmoid1(float z) { return 1.0f / (1.0f + rw_exp1(-z)); }
-
 // y = x·σ(x) over n elements.
 RW_AVX2 void rwa_silu_fwd(long n, const float* x, float* y) {
 	RW_FTZ;
 	long i = 0;
 	for (; i + 8 <= n; i += 8) {
 		__m256 z = _mm256_loadu_ps(x + i);
-		_mm256_storeu_ps(y + i, _mm256_mul_ps(z, rwa_sigmoid8(z)));
+		_mm256_storeu_ps(y + i, _mm256_mul_ps(z, rw_sigmoid8(z)));
 	}
-	for (; i < n; i++) y[i] = x[i] * rwa_sigmoid1(x[i]);
+	for (; i < n; i++) y[i] = x[i] * rw_sigmoid1(x[i]);
 }
 
 // gx = g·act'(y) over rows of D channels (kind 1 tanh: 1-y²; 2 sigmoid: y(1-y); 3 SiLU, y holding
@@ -40,7 +34,7 @@ RW_AVX2 void rwa_act_bwd(long rows, int D, int kind, const float* y, const float
 			} else if (kind == 2) {
 				d = _mm256_mul_ps(yv, _mm256_sub_ps(one, yv));
 			} else {
-				__m256 s = rwa_sigmoid8(yv);
+				__m256 s = rw_sigmoid8(yv);
 				d = _mm256_mul_ps(s, _mm256_fmadd_ps(yv, _mm256_sub_ps(one, s), one));
 			}
 			__m256 o = _mm256_mul_ps(gv, d);
@@ -57,7 +51,7 @@ RW_AVX2 void rwa_act_bwd(long rows, int D, int kind, const float* y, const float
 			} else if (kind == 2) {
 				d = yv * (1.0f - yv);
 			} else {
-				float s = rwa_sigmoid1(yv);
+				float s = rw_sigmoid1(yv);
 				d = s * (1.0f + yv * (1.0f - s));
 			}
 			xr[j] = gr[j] * d;

@@ -6,23 +6,6 @@ package model
 #cgo CFLAGS: -O2
 #include "rw_simd.h"
 
-RW_AVX2 static inline __m256 rwg_sigmoid8(__m256 z) {
-	__m256 one = _mm256_set1_ps(1.0f);
-	return _mm256_div_ps(one, _mm256_add_ps(one, rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-}
-
-RW_AVX2 static inline double rwg_hsum_pd(__m256d v) {
-	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-	return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
-
-RW_AVX2 static inline float rwg_hsum_ps(__m256 v) {
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	h = _mm_hadd_ps(h, h);
-	h = _mm_hadd_ps(h, h);
-	return _mm_cvtss_f32(h);
-}
-
 // The mean and 1/sqrt(var + eps) of S floats (S % 8 == 0), in double (groupStats).
 RW_AVX2 static void rwg_stats(int S, const float* x, double eps, __m256d* mean, __m256d* rstd) {
 	__m256d s0 = _mm256_setzero_pd(), s1 = s0;
@@ -31,7 +14,7 @@ RW_AVX2 static void rwg_stats(int S, const float* x, double eps, __m256d* mean, 
 		s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
 		s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
 	}
-	double m = rwg_hsum_pd(_mm256_add_pd(s0, s1)) / S;
+	double m = rw_hsum_pd(_mm256_add_pd(s0, s1)) / S;
 	__m256d vm = _mm256_set1_pd(m);
 	s0 = _mm256_setzero_pd(), s1 = s0;
 	for (int j = 0; j < S; j += 8) {
@@ -41,7 +24,7 @@ RW_AVX2 static void rwg_stats(int S, const float* x, double eps, __m256d* mean, 
 		s0 = _mm256_fmadd_pd(d0, d0, s0);
 		s1 = _mm256_fmadd_pd(d1, d1, s1);
 	}
-	double var = rwg_hsum_pd(_mm256_add_pd(s0, s1)) / S;
+	double var = rw_hsum_pd(_mm256_add_pd(s0, s1)) / S;
 	*mean = vm;
 	*rstd = _mm256_set1_pd(1.0 / __builtin_sqrt(var + eps));
 }
@@ -71,7 +54,7 @@ RW_AVX2 void rwg_fwd(long rows, int C, int S, double eps, const float* x, const 
 		for (int j = 0; j < S; j += 8) {
 			__m256 xh = rwg_xhat(x + i + j, mean, rstd), zv = _mm256_loadu_ps(z + i + j);
 			__m256 n = _mm256_fmadd_ps(xh, _mm256_loadu_ps(w + c0 + j), _mm256_loadu_ps(b + c0 + j));
-			_mm256_storeu_ps(y + i + j, _mm256_mul_ps(n, _mm256_mul_ps(zv, rwg_sigmoid8(zv))));
+			_mm256_storeu_ps(y + i + j, _mm256_mul_ps(n, _mm256_mul_ps(zv, rw_sigmoid8(zv))));
 		}
 	}
 }
@@ -89,7 +72,7 @@ RW_AVX2 void rwg_bwd(long rows, int C, int S, double eps, const float* x, const 
 		for (int j = 0; j < S; j += 8) {
 			__m256 xh = rwg_xhat(x + i + j, mean, rstd), zv = _mm256_loadu_ps(z + i + j), g = _mm256_loadu_ps(gy + i + j);
 			__m256 wv = _mm256_loadu_ps(w + c0 + j);
-			__m256 s = rwg_sigmoid8(zv);
+			__m256 s = rw_sigmoid8(zv);
 			__m256 n = _mm256_fmadd_ps(xh, wv, _mm256_loadu_ps(b + c0 + j));
 			__m256 ds = _mm256_mul_ps(s, _mm256_fmadd_ps(zv, _mm256_sub_ps(one, s), one));
 			_mm256_storeu_ps(gz + i + j, _mm256_mul_ps(_mm256_mul_ps(g, n), ds));
@@ -101,7 +84,7 @@ RW_AVX2 void rwg_bwd(long rows, int C, int S, double eps, const float* x, const 
 			rwg_acc(pw + c0 + j, _mm256_mul_ps(q, xh));
 			rwg_acc(pb + c0 + j, q);
 		}
-		__m256 msg = _mm256_set1_ps(rwg_hsum_ps(sg) / S), msgx = _mm256_set1_ps(rwg_hsum_ps(sgx) / S);
+		__m256 msg = _mm256_set1_ps(rw_hsum_hadd(sg) / S), msgx = _mm256_set1_ps(rw_hsum_hadd(sgx) / S);
 		__m256 vr = _mm256_set1_ps((float)_mm256_cvtsd_f64(rstd));
 		for (int j = 0; j < S; j += 8) {
 			__m256 xh = rwg_xhat(x + i + j, mean, rstd);

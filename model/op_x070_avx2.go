@@ -6,12 +6,7 @@ package model
 #cgo CFLAGS: -O2
 #include "rw_simd.h"
 
-// σ(z) = 1/(1+e^{-z}); tanh(z) = 2σ(2z) - 1 (absolute error about 2e-7).
-RW_AVX2 static inline __m256 rw7_sigmoid8(__m256 z) {
-	__m256 one = _mm256_set1_ps(1.0f);
-	return _mm256_div_ps(one, _mm256_add_ps(one, rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-}
-static inline float rw7_sigmoid1(float z) { return 1.0f / (1.0f + rw_exp1(-z)); }
+// tanh(z) = 2σ(2z) - 1 (absolute error about 2e-7).
 
 // y = act(x + b) over rows of D channels; b may be NULL; kind 1 = tanh, 2 = sigmoid.
 RW_AVX2 void rw7_act_fwd(long rows, int D, const float* x, const float* b, int kind, float* y) {
@@ -24,12 +19,12 @@ RW_AVX2 void rw7_act_fwd(long rows, int D, const float* x, const float* b, int k
 		for (; j + 8 <= D; j += 8) {
 			__m256 z = _mm256_loadu_ps(xr + j);
 			if (b) z = _mm256_add_ps(z, _mm256_loadu_ps(b + j));
-			__m256 out = kind == 1 ? _mm256_fmsub_ps(two, rw7_sigmoid8(_mm256_mul_ps(two, z)), one) : rw7_sigmoid8(z);
+			__m256 out = kind == 1 ? _mm256_fmsub_ps(two, rw_sigmoid8(_mm256_mul_ps(two, z)), one) : rw_sigmoid8(z);
 			_mm256_storeu_ps(yr + j, out);
 		}
 		for (; j < D; j++) {
 			float z = xr[j] + (b ? b[j] : 0.0f);
-			yr[j] = kind == 1 ? 2.0f * rw7_sigmoid1(2.0f * z) - 1.0f : rw7_sigmoid1(z);
+			yr[j] = kind == 1 ? 2.0f * rw_sigmoid1(2.0f * z) - 1.0f : rw_sigmoid1(z);
 		}
 	}
 }
@@ -41,12 +36,12 @@ RW_AVX2 void rw7_vres_fwd(long rows, int C, const float* v, const float* vf, con
 		long o = r * C;
 		int j = 0;
 		for (; j + 8 <= C; j += 8) {
-			__m256 s = rw7_sigmoid8(_mm256_add_ps(_mm256_loadu_ps(v0 + j), _mm256_loadu_ps(z + o + j)));
+			__m256 s = rw_sigmoid8(_mm256_add_ps(_mm256_loadu_ps(v0 + j), _mm256_loadu_ps(z + o + j)));
 			__m256 vv = _mm256_loadu_ps(v + o + j);
 			_mm256_storeu_ps(out + o + j, _mm256_fmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(vf + o + j), vv), s, vv));
 		}
 		for (; j < C; j++) {
-			float s = rw7_sigmoid1(v0[j] + z[o + j]);
+			float s = rw_sigmoid1(v0[j] + z[o + j]);
 			out[o + j] = v[o + j] + (vf[o + j] - v[o + j]) * s;
 		}
 	}
@@ -61,7 +56,7 @@ RW_AVX2 void rw7_vres_bwd(long rows, int C, const float* v, const float* vf, con
 		long o = r * C;
 		int j = 0;
 		for (; j + 8 <= C; j += 8) {
-			__m256 s = rw7_sigmoid8(_mm256_add_ps(_mm256_loadu_ps(v0 + j), _mm256_loadu_ps(z + o + j)));
+			__m256 s = rw_sigmoid8(_mm256_add_ps(_mm256_loadu_ps(v0 + j), _mm256_loadu_ps(z + o + j)));
 			__m256 gg = _mm256_loadu_ps(g + o + j);
 			__m256 gs = _mm256_mul_ps(gg, s);
 			_mm256_storeu_ps(gvf + o + j, gs);
@@ -72,7 +67,7 @@ RW_AVX2 void rw7_vres_bwd(long rows, int C, const float* v, const float* vf, con
 			_mm256_storeu_ps(gv0 + j, _mm256_add_ps(_mm256_loadu_ps(gv0 + j), gzz));
 		}
 		for (; j < C; j++) {
-			float s = rw7_sigmoid1(v0[j] + z[o + j]);
+			float s = rw_sigmoid1(v0[j] + z[o + j]);
 			float gs = g[o + j] * s;
 			gvf[o + j] = gs;
 			gv[o + j] = g[o + j] - gs;

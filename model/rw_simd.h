@@ -64,4 +64,31 @@ RW_AVX2 static inline __m256 rw_exp8(__m256 x) {
 	return _mm256_and_ps(p, tiny);
 }
 
+// σ(z) = 1/(1+e^{-z}), 8 lanes and 1 (tanh(z) = 2σ(2z) - 1 where the kernels need it).
+RW_AVX2 static inline __m256 rw_sigmoid8(__m256 z) {
+	__m256 one = _mm256_set1_ps(1.0f);
+	return _mm256_div_ps(one, _mm256_add_ps(one, rw_exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
+}
+static inline float rw_sigmoid1(float z) { return 1.0f / (1.0f + rw_exp1(-z)); }
+
+// The sums of the 8 lanes of each of a, b, c, d, in that order (WKV-6 and WKV-7 kernels).
+RW_AVX2 static inline __m128 rw_hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// The sum of the 8 lanes of v: the two halves, then two horizontal adds.
+RW_AVX2 static inline float rw_hsum_hadd(__m256 v) {
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	h = _mm_hadd_ps(h, h);
+	h = _mm_hadd_ps(h, h);
+	return _mm_cvtss_f32(h);
+}
+
+// The sum of the 4 lanes of v.
+RW_AVX2 static inline double rw_hsum_pd(__m256d v) {
+	__m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+	return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
 #endif // RW_SIMD_H

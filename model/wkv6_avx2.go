@@ -25,16 +25,7 @@ RW_AVX2 static float rw6_dot3(int N, const float* a, const float* b, const float
 		__m256 x = _mm256_mul_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j));
 		s = c ? _mm256_fmadd_ps(x, _mm256_loadu_ps(c + j), s) : _mm256_add_ps(x, s);
 	}
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-	h = _mm_hadd_ps(h, h);
-	h = _mm_hadd_ps(h, h);
-	return _mm_cvtss_f32(h);
-}
-
-// The sums of the 8 lanes of each of a, b, c, d, in that order.
-RW_AVX2 static inline __m128 rw6_hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+	return rw_hsum_hadd(s);
 }
 
 // One token of one head: unless y is NULL, y = S r + v·ruk from the state in (N×N, [value][key]);
@@ -67,7 +58,7 @@ RW_AVX2 static void rw6_step(int N, const float* in, float* out, const float* d,
 		}
 		if (y) {
 			__m128 vi = _mm_loadu_ps(v + i);
-			_mm_storeu_ps(y + i, _mm_fmadd_ps(vi, _mm_set1_ps(ruk), rw6_hsum4(c0, c1, c2, c3)));
+			_mm_storeu_ps(y + i, _mm_fmadd_ps(vi, _mm_set1_ps(ruk), rw_hsum4(c0, c1, c2, c3)));
 		}
 	}
 }
@@ -121,7 +112,7 @@ RW_AVX2 static void rw6_step_back(int N, const float* prev, float* G, const floa
 			_mm256_storeu_ps(g1 + j, _mm256_fmadd_ps(x1, dv8, _mm256_mul_ps(y1, rv)));
 		}
 		float h[4];
-		_mm_storeu_ps(h, rw6_hsum4(ev0, ev1, ev0, ev1));
+		_mm_storeu_ps(h, rw_hsum4(ev0, ev1, ev0, ev1));
 		dv[i] = h[0] + dy[i] * ruk;
 		dv[i + 1] = h[1] + dy[i + 1] * ruk;
 	}

@@ -6,12 +6,6 @@ package model
 #cgo CFLAGS: -O2
 #include "rw_simd.h"
 
-// The sums of the 8 lanes of each of a, b, c, d, in that order.
-RW_AVX2 static inline __m128 rw7_hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
-	__m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-	return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
 // d = exp(-e^-0.5·σ(w)) and, unless f is NULL, f = dd/dw = d·(-e^-0.5)·σ(w)(1-σ(w)); N % 8 == 0.
 RW_AVX2 static void rw7_decay(int N, const float* w, float* d, float* f) {
 	const __m256 one = _mm256_set1_ps(1.0f), ws = _mm256_set1_ps(-0.6065306597126334f);
@@ -48,7 +42,7 @@ RW_AVX2 static void rw7_step(int N, const float* in, float* out, const float* d,
 			c3 = _mm256_fmadd_ps(_mm256_loadu_ps(s3 + j), av, c3);
 		}
 		float sv[4];
-		_mm_storeu_ps(sv, rw7_hsum4(c0, c1, c2, c3));
+		_mm_storeu_ps(sv, rw_hsum4(c0, c1, c2, c3));
 		if (sa) memcpy(sa + i, sv, sizeof sv);
 		__m256 a0 = _mm256_set1_ps(sv[0]), a1 = _mm256_set1_ps(sv[1]), a2 = _mm256_set1_ps(sv[2]), a3 = _mm256_set1_ps(sv[3]);
 		__m256 v0 = _mm256_set1_ps(v[i]), v1 = _mm256_set1_ps(v[i + 1]), v2 = _mm256_set1_ps(v[i + 2]), v3 = _mm256_set1_ps(v[i + 3]);
@@ -68,7 +62,7 @@ RW_AVX2 static void rw7_step(int N, const float* in, float* out, const float* d,
 			c2 = _mm256_fmadd_ps(x2, rv, c2);
 			c3 = _mm256_fmadd_ps(x3, rv, c3);
 		}
-		if (y) _mm_storeu_ps(y + i, rw7_hsum4(c0, c1, c2, c3));
+		if (y) _mm_storeu_ps(y + i, rw_hsum4(c0, c1, c2, c3));
 	}
 }
 
@@ -131,7 +125,7 @@ RW_AVX2 static void rw7_step_back(int N, const float* prev, const float* cur, fl
 			es1 = _mm256_fmadd_ps(x1, bv, es1);
 		}
 		float h[4];
-		_mm_storeu_ps(h, rw7_hsum4(ev0, ev1, es0, es1));
+		_mm_storeu_ps(h, rw_hsum4(ev0, ev1, es0, es1));
 		dv[i] = h[0];
 		dv[i + 1] = h[1];
 		__m256 z0 = _mm256_set1_ps(h[2]), z1 = _mm256_set1_ps(h[3]);
