@@ -1,5 +1,5 @@
-// rw_simd.h: the C helpers shared by the AVX2 kernels of package model (kernels_avx2.go,
-// wkv6_avx2.go, wkv7_avx2.go, op_x070_avx2.go). cgo compiles each file's preamble as its own
+// rw_simd.h: the C helpers shared by the AVX2 kernels of package model (the *_avx2.go files).
+// cgo compiles each file's preamble as its own
 // translation unit, so everything here is static inline (or a macro) and the guard keeps it single.
 #ifndef RW_SIMD_H
 #define RW_SIMD_H
