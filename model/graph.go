@@ -107,11 +107,11 @@ func (gr *Graph) build() error {
 	x := b.do(func() (*G.Node, error) { return Embed(p("emb.weight"), idsNode) })
 	switch m.Config.Arch.Resolve() {
 	case arch.X070:
-		x = gr.blocks7(b, x, p)
+		x = gr.blockStack(b, x, p, gr.mixers7(b))
 	case arch.X052, arch.X060:
-		x = gr.blocks56(b, x, p)
+		x = gr.blockStack(b, x, p, gr.mixers56(b))
 	default:
-		x = gr.blocks4(b, x, p)
+		x = gr.blockStack(b, x, p, gr.mixers4(b))
 	}
 	xo := b.ln(x, p("ln_out.weight"), p("ln_out.bias"))
 	gr.logits = b.linear(xo, p("head.weight"))
@@ -168,26 +168,50 @@ func (gr *Graph) stateInputs(b *builder, i, wkvRows, wkvCols int) (attX, wkvS, f
 	return attX, wkvS, ffnX
 }
 
-// blocks4 is RWKV-4's stack of blocks on the embeddings x.
-func (gr *Graph) blocks4(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
-	B, C := gr.opts.B, gr.m.Config.Embd
+// mixers are one architecture's halves of a block, for blockStack: att is the time mix of
+// layer i on xa = ln1(x) with the layer's state inputs, returning its output and the final WKV
+// state; ffn is the channel mix on xf = ln2(x). wkvRows × wkvCols is the shape of the layer's
+// WKV state input (RWKV-4: aa, bb, pp as 3·B rows of C; the headed archs: B·H·N rows of N).
+type mixers struct {
+	wkvRows, wkvCols int
+	att              func(i int, xa, attX, wkvS *G.Node, lp func(string) *G.Node) (out, wkvOut *G.Node)
+	ffn              func(xf, ffnX *G.Node, lp func(string) *G.Node) *G.Node
+}
+
+// blockStack is RWKV-LM's Block stacked n_layer times on the embeddings x, the same for every
+// architecture: ln0 in layer 0, then per layer
+//
+//	x += TimeMix(ln1(x)); x += ChannelMix(ln2(x))
+//
+// with each layer's state inputs (att_x, the WKV state, ffn_x) and, with Options.State, its
+// final state as outputs.
+func (gr *Graph) blockStack(b *builder, x *G.Node, p func(string) *G.Node, m mixers) *G.Node {
 	for i := 0; i < gr.m.Config.Layers; i++ {
 		pre := fmt.Sprintf("blocks.%d.", i)
 		lp := func(name string) *G.Node { return p(pre + name) }
-		attX, wkvS, ffnX := gr.stateInputs(b, i, 3*B, C)
+		attX, wkvS, ffnX := gr.stateInputs(b, i, m.wkvRows, m.wkvCols)
 		if i == 0 {
 			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
 		}
 		xa := b.ln(x, lp("ln1.weight"), lp("ln1.bias"))
-		att, wkvOut := b.timeMix(xa, attX, wkvS, lp)
+		att, wkvOut := m.att(i, xa, attX, wkvS, lp)
 		x = b.add(x, att)
 		xf := b.ln(x, lp("ln2.weight"), lp("ln2.bias"))
-		x = b.add(x, b.channelMix(xf, ffnX, lp))
+		x = b.add(x, m.ffn(xf, ffnX, lp))
 		if gr.opts.State {
 			gr.stateOut = append(gr.stateOut, b.lastRows(xa), wkvOut, b.lastRows(xf))
 		}
 	}
 	return x
+}
+
+// mixers4 is RWKV-4's block: per-channel WKV state aa, bb, pp (3·B rows of C).
+func (gr *Graph) mixers4(b *builder) mixers {
+	return mixers{wkvRows: 3 * gr.opts.B, wkvCols: gr.m.Config.Embd,
+		att: func(_ int, xa, attX, wkvS *G.Node, lp func(string) *G.Node) (*G.Node, *G.Node) {
+			return b.timeMix(xa, attX, wkvS, lp)
+		},
+		ffn: b.channelMix}
 }
 
 // shareOutputs is switched off by a test that checks sharing changes no result.

@@ -1,51 +1,29 @@
 package model
 
 import (
-	"fmt"
-
 	G "gorgonia.org/gorgonia"
 
 	"github.com/rwkv-go/rwkv-go/arch"
 )
 
-// blocks56 is RWKV-5.2's or RWKV-6's stack of blocks on the embeddings x (NEXT-ARCH §1.1, §1.2;
-// RWKV-LM RWKV-v5 src/model.py Block): ln0 in layer 0, then per layer
-//
-//	x += TimeMix(ln1(x)); x += ChannelMix(ln2(x))
-//
-// The state per layer is att_x (B, C), the WKV state (B*H*N, N) ([value][key] per head) and
-// ffn_x (B, C).
-func (gr *Graph) blocks56(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
+// mixers56 is RWKV-5.2's or RWKV-6's block (NEXT-ARCH §1.1, §1.2; RWKV-LM RWKV-v5 src/model.py
+// Block): the WKV state is (B*H*N, N) per layer, [value][key] per head.
+func (gr *Graph) mixers56(b *builder) mixers {
 	cfg := gr.m.Config
-	x060 := cfg.Arch.Resolve() == arch.X060
 	B, H, N := gr.opts.B, cfg.Heads(), cfg.HeadDim()
-	for i := 0; i < cfg.Layers; i++ {
-		pre := fmt.Sprintf("blocks.%d.", i)
-		lp := func(name string) *G.Node { return p(pre + name) }
-		attX, wkvS, ffnX := gr.stateInputs(b, i, B*H*N, N)
-		if i == 0 {
-			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
+	m := mixers{wkvRows: B * H * N, wkvCols: N}
+	if cfg.Arch.Resolve() == arch.X060 {
+		m.att = func(_ int, xa, attX, wkvS *G.Node, lp func(string) *G.Node) (*G.Node, *G.Node) {
+			return b.timeMix6(xa, attX, wkvS, H, lp)
 		}
-		xa := b.ln(x, lp("ln1.weight"), lp("ln1.bias"))
-		var att, wkvOut, ffn *G.Node
-		if x060 {
-			att, wkvOut = b.timeMix6(xa, attX, wkvS, H, lp)
-		} else {
-			att, wkvOut = b.timeMix5(xa, attX, wkvS, H, lp)
-		}
-		x = b.add(x, att)
-		xf := b.ln(x, lp("ln2.weight"), lp("ln2.bias"))
-		if x060 {
-			ffn = b.channelMix6(xf, ffnX, lp)
-		} else {
-			ffn = b.channelMix(xf, ffnX, lp) // RWKV-4's: the same time_mix_k/r, σ(r) gate and relu²
-		}
-		x = b.add(x, ffn)
-		if gr.opts.State {
-			gr.stateOut = append(gr.stateOut, b.lastRows(xa), wkvOut, b.lastRows(xf))
-		}
+		m.ffn = b.channelMix6
+		return m
 	}
-	return x
+	m.att = func(_ int, xa, attX, wkvS *G.Node, lp func(string) *G.Node) (*G.Node, *G.Node) {
+		return b.timeMix5(xa, attX, wkvS, H, lp)
+	}
+	m.ffn = b.channelMix // RWKV-4's: the same time_mix_k/r, σ(r) gate and relu²
+	return m
 }
 
 // timeMix5 is RWKV-5.2's time mix on x = LN1 output (B*T, C) with H heads (RWKV-LM

@@ -1,8 +1,6 @@
 package model
 
 import (
-	"fmt"
-
 	G "gorgonia.org/gorgonia"
 
 	"github.com/rwkv-go/rwkv-go/arch"
@@ -22,38 +20,22 @@ func unusedParam(cfg Config, name string) bool {
 	return false
 }
 
-// blocks7 is RWKV-7's stack of blocks on the embeddings x (NEXT-ARCH §1.3, RWKV-LM
-// RWKV_Tmix_x070 / RWKV_CMix_x070): ln0 in layer 0, then per layer
-//
-//	x += TimeMix7(ln1(x)); x += ChannelMix7(ln2(x))
-//
-// with v_first, layer 0's value, carried through every later layer's value residual. The
-// state per layer is att_x (B, C), the WKV-7 state (B*H*N, N) ([value][key] per head) and
-// ffn_x (B, C).
-func (gr *Graph) blocks7(b *builder, x *G.Node, p func(string) *G.Node) *G.Node {
+// mixers7 is RWKV-7's block (NEXT-ARCH §1.3, RWKV-LM RWKV_Tmix_x070 / RWKV_CMix_x070), with
+// v_first, layer 0's value, carried through every later layer's value residual. The WKV-7
+// state is (B*H*N, N) per layer, [value i][key j] per head.
+func (gr *Graph) mixers7(b *builder) mixers {
 	cfg := gr.m.Config
 	B, H, N := gr.opts.B, cfg.Heads(), cfg.HeadDim()
 	var vFirst *G.Node
-	for i := 0; i < cfg.Layers; i++ {
-		pre := fmt.Sprintf("blocks.%d.", i)
-		lp := func(name string) *G.Node { return p(pre + name) }
-		attX, wkvS, ffnX := gr.stateInputs(b, i, B*H*N, N)
-		if i == 0 {
-			x = b.ln(x, lp("ln0.weight"), lp("ln0.bias"))
-		}
-		xa := b.ln(x, lp("ln1.weight"), lp("ln1.bias"))
-		att, wkvOut, v := b.timeMix7(xa, attX, wkvS, vFirst, i == 0, H, lp)
-		if i == 0 {
-			vFirst = v
-		}
-		x = b.add(x, att)
-		xf := b.ln(x, lp("ln2.weight"), lp("ln2.bias"))
-		x = b.add(x, b.channelMix7(xf, ffnX, lp))
-		if gr.opts.State {
-			gr.stateOut = append(gr.stateOut, b.lastRows(xa), wkvOut, b.lastRows(xf))
-		}
-	}
-	return x
+	return mixers{wkvRows: B * H * N, wkvCols: N,
+		att: func(i int, xa, attX, wkvS *G.Node, lp func(string) *G.Node) (*G.Node, *G.Node) {
+			att, wkvOut, v := b.timeMix7(xa, attX, wkvS, vFirst, i == 0, H, lp)
+			if i == 0 {
+				vFirst = v
+			}
+			return att, wkvOut
+		},
+		ffn: b.channelMix7}
 }
 
 func (b *builder) matmul(x, w *G.Node) *G.Node {
