@@ -59,14 +59,27 @@ func convertFinite(ts []Tensor, dt DType) ([]Tensor, error) {
 // BF16). time_decay and time_first are written raw, ln0 is kept and the
 // head stays untied, as every RWKV-4 runtime expects.
 func ExportRWKV(w io.Writer, ts []Tensor, dt DType) error {
-	_, out, err := exportTensors(ts, dt)
-	if err != nil {
-		return fmt.Errorf("export rwkv: %w", err)
+	return exportWith(w, ts, dt, "export rwkv", exportTensors, writeRWKVLM)
+}
+
+// exportWith is the RWKV-LM exports (.pth and safetensors of every architecture): prepare
+// checks ts and converts them to dt in RWKV-LM order, write writes the file; errors start with
+// what ("export pth").
+func exportWith(w io.Writer, ts []Tensor, dt DType, what string,
+	prepare func([]Tensor, DType) (Dims, []Tensor, error), write func(io.Writer, []Tensor) error) error {
+	_, out, err := prepare(ts, dt)
+	if err == nil {
+		err = write(w, out)
 	}
-	if err := WriteSafetensors(w, out, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("export rwkv: %w", err)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// writeRWKVLM writes ts as RWKV-LM-named safetensors (metadata format=pt).
+func writeRWKVLM(w io.Writer, ts []Tensor) error {
+	return WriteSafetensors(w, ts, map[string]string{"format": "pt"})
 }
 
 // ExportWebRWKV writes the web-rwkv layout, every tensor F16: RWKV-LM names for RWKV-4; for
@@ -96,14 +109,7 @@ func ExportWebRWKV(w io.Writer, ts []Tensor) error {
 // ExportPTH writes a torch.save-compatible .pth in dt (BF16 like the official
 // RWKV-4 files, F16 or F32) with RWKV-LM names.
 func ExportPTH(w io.Writer, ts []Tensor, dt DType) error {
-	_, out, err := exportTensors(ts, dt)
-	if err != nil {
-		return fmt.Errorf("export pth: %w", err)
-	}
-	if err := WritePTH(w, out); err != nil {
-		return fmt.Errorf("export pth: %w", err)
-	}
-	return nil
+	return exportWith(w, ts, dt, "export pth", exportTensors, WritePTH)
 }
 
 // HFConfig holds the config.json fields that the tensors cannot give.

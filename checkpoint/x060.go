@@ -46,27 +46,13 @@ func x05ForRWKVLM(ts []Tensor, dt DType) (Dims, []Tensor, error) {
 // and order, [1,1,C] vectors and the [H,N] time_decay (x052) and time_faaaa kept, every
 // tensor in dt (BF16 like the released files, F16 or F32).
 func ExportX05PTH(w io.Writer, ts []Tensor, dt DType) error {
-	_, out, err := x05ForRWKVLM(ts, dt)
-	if err != nil {
-		return fmt.Errorf("export pth: %w", err)
-	}
-	if err := WritePTH(w, out); err != nil {
-		return fmt.Errorf("export pth: %w", err)
-	}
-	return nil
+	return exportWith(w, ts, dt, "export pth", x05ForRWKVLM, WritePTH)
 }
 
 // ExportX05RWKV writes the same tensors as ExportX05PTH as a safetensors file (metadata
 // format=pt).
 func ExportX05RWKV(w io.Writer, ts []Tensor, dt DType) error {
-	_, out, err := x05ForRWKVLM(ts, dt)
-	if err != nil {
-		return fmt.Errorf("export rwkv: %w", err)
-	}
-	if err := WriteSafetensors(w, out, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("export rwkv: %w", err)
-	}
-	return nil
+	return exportWith(w, ts, dt, "export rwkv", x05ForRWKVLM, writeRWKVLM)
 }
 
 // web-rwkv's .st layout of x052 and x060 (NEXT-ARCH §5.5; its convert_safetensors.py):

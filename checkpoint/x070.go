@@ -59,27 +59,13 @@ func x070ForRWKVLM(ts []Tensor, dt DType) (Dims, []Tensor, error) {
 // names and order, [1,1,C] vectors, layer 0's v0/v1/v2 included, every
 // tensor in dt (BF16 like the released files, F16 or F32).
 func ExportX070PTH(w io.Writer, ts []Tensor, dt DType) error {
-	_, out, err := x070ForRWKVLM(ts, dt)
-	if err != nil {
-		return fmt.Errorf("export x070 pth: %w", err)
-	}
-	if err := WritePTH(w, out); err != nil {
-		return fmt.Errorf("export x070 pth: %w", err)
-	}
-	return nil
+	return exportWith(w, ts, dt, "export x070 pth", x070ForRWKVLM, WritePTH)
 }
 
 // ExportX070RWKV writes the same tensors as ExportX070PTH as a safetensors
 // file (metadata format=pt).
 func ExportX070RWKV(w io.Writer, ts []Tensor, dt DType) error {
-	_, out, err := x070ForRWKVLM(ts, dt)
-	if err != nil {
-		return fmt.Errorf("export x070 rwkv: %w", err)
-	}
-	if err := WriteSafetensors(w, out, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("export x070 rwkv: %w", err)
-	}
-	return nil
+	return exportWith(w, ts, dt, "export x070 rwkv", x070ForRWKVLM, writeRWKVLM)
 }
 
 // transpose2D returns the [c, r] transpose of a row-major [r, c] tensor of
